@@ -1,0 +1,159 @@
+/**
+ * The filesystem-facing contract of the FUSE layer. A filesystem implements
+ * {@link FuseOperations}; the session decodes kernel requests, calls these async handlers and
+ * encodes their typed results. Nothing here knows about music.
+ *
+ * Inode numbers are plain numbers (safe integers); inode 1 is the root.
+ */
+
+/** File attributes, as `stat(2)` shows them. Times are milliseconds since the epoch. */
+export interface Attr {
+  /** Inode number; must be stable for the life of the mount (and should be across mounts). */
+  ino: number;
+  size: number;
+  /** `st_mode`, type bits included (e.g. `0o100444`, `0o40555`, `0o120777`). */
+  mode: number;
+  nlink: number;
+  uid: number;
+  gid: number;
+  mtimeMs: number;
+  atimeMs?: number;
+  ctimeMs?: number;
+  /** 512-byte blocks; derived from size when absent. */
+  blocks?: number;
+  blksize?: number;
+}
+
+/** A lookup answer: the attributes plus how long the kernel may cache them. */
+export interface Entry {
+  attr: Attr;
+  /** How long the kernel may cache the name -> inode mapping. Default: the session's. */
+  entryTtlMs?: number;
+  /** How long the kernel may cache the attributes. Default: the session's. */
+  attrTtlMs?: number;
+}
+
+/** One directory entry; `attr` is also what READDIRPLUS hands to the kernel. */
+export interface DirEntry {
+  name: string;
+  attr: Attr;
+}
+
+/** What `open` decides about a file handle. */
+export interface OpenResult {
+  /** Handle passed back to `read` and `release`; 0 when the filesystem needs none. */
+  fh?: number;
+  /** The content never changes while open: let the kernel page cache keep it across opens. */
+  keepCache?: boolean;
+  /** Bypass the page cache (for files whose size is not known in advance). */
+  directIo?: boolean;
+  /**
+   * A read-only fd of a real file with exactly this content. When the session negotiated
+   * kernel passthrough, reads are served by the kernel from it; the session never closes it
+   * (the filesystem does, in `release`).
+   */
+  backingFd?: number;
+}
+
+/** Filesystem statistics for `statfs(2)`. */
+export interface StatFs {
+  blocks: number;
+  bfree: number;
+  bavail: number;
+  files: number;
+  ffree: number;
+  bsize: number;
+  namelen: number;
+  frsize: number;
+}
+
+/** Who asked, and a signal that fires when the kernel interrupts the request. */
+export interface RequestContext {
+  uid: number;
+  gid: number;
+  pid: number;
+  signal: AbortSignal;
+}
+
+/**
+ * The operations a filesystem serves. Every handler may throw: an {@link FsError} (or any
+ * error with a numeric `errno`) answers that errno, anything else answers EIO; the session
+ * keeps serving either way. Optional handlers that are missing answer ENOSYS.
+ */
+export interface FuseOperations {
+  /** Resolve `name` in directory `parent`; `null` means ENOENT. */
+  lookup(parent: number, name: string, ctx: RequestContext): Promise<Entry | null>;
+  getattr(ino: number, ctx: RequestContext): Promise<Attr>;
+  /**
+   * The whole listing of a directory, without `.` and `..`. Called once per opendir; the
+   * session pages through the snapshot it returns.
+   */
+  readdir(ino: number, ctx: RequestContext): Promise<DirEntry[]>;
+  open(ino: number, flags: number, ctx: RequestContext): Promise<OpenResult>;
+  /** Fill `dst` (at most `dst.length` bytes) from `offset`; return the byte count. */
+  read(
+    ino: number,
+    fh: number,
+    offset: number,
+    dst: Uint8Array,
+    ctx: RequestContext,
+  ): Promise<number>;
+  release?(ino: number, fh: number): Promise<void>;
+  readlink?(ino: number, ctx: RequestContext): Promise<string>;
+  statfs?(ino: number, ctx: RequestContext): Promise<StatFs>;
+  /** The value of an extended attribute; `null` means ENODATA. */
+  getxattr?(ino: number, name: string, ctx: RequestContext): Promise<Uint8Array | null>;
+  listxattr?(ino: number, ctx: RequestContext): Promise<string[]>;
+  /** The kernel dropped every reference to `ino` (its lookup count reached 0). */
+  forget?(ino: number): void;
+}
+
+/** Errno values the layer and filesystems use. */
+export const Errno = {
+  EPERM: 1,
+  ENOENT: 2,
+  EIO: 5,
+  EBADF: 9,
+  EAGAIN: 11,
+  EACCES: 13,
+  EBUSY: 16,
+  EEXIST: 17,
+  ENOTDIR: 20,
+  EISDIR: 21,
+  EINVAL: 22,
+  ENOSPC: 28,
+  EROFS: 30,
+  ERANGE: 34,
+  ENAMETOOLONG: 36,
+  ENOSYS: 38,
+  ENOTEMPTY: 39,
+  ENODATA: 61,
+  EOPNOTSUPP: 95,
+  ENOTCONN: 107,
+  EINTR: 4,
+} as const;
+
+/** An error that answers a specific errno to the kernel. */
+export class FsError extends Error {
+  /** The positive errno sent back (negated on the wire). */
+  readonly errno: number;
+  /** Build one; `message` defaults to the errno's name. */
+  constructor(errno: number, message?: string, options?: ErrorOptions) {
+    super(message ?? errnoName(errno), options);
+    this.name = "FsError";
+    this.errno = errno;
+  }
+}
+
+/** The symbolic name of an errno, e.g. `ENOENT`, or `errno N`. */
+export function errnoName(errno: number): string {
+  for (const [k, v] of Object.entries(Errno)) if (v === errno) return k;
+  return `errno ${errno}`;
+}
+
+/** File type bits for `Attr.mode`. */
+export const S_IFDIR = 0o040000;
+/** Regular file type bits. */
+export const S_IFREG = 0o100000;
+/** Symbolic link type bits. */
+export const S_IFLNK = 0o120000;

@@ -1,0 +1,66 @@
+/**
+ * Logging for every module: `logger("fuse")` gives the `["musicfs", "fuse"]` logtape logger.
+ * Until {@link setupLogging} runs (tests, library use) records go nowhere, so modules can log
+ * freely without a configured sink.
+ */
+import {
+  configureSync,
+  getJsonLinesFormatter,
+  getLogger,
+  getStreamSink,
+  getTextFormatter,
+  type Logger,
+  type LogLevel,
+  resetSync,
+  type Sink,
+} from "@logtape/logtape";
+
+export type { Logger, LogLevel };
+
+/** The logger of one concern, e.g. `logger("library", "scanner")`. */
+export function logger(...category: string[]): Logger {
+  return getLogger(["musicfs", ...category]);
+}
+
+/** Where and how logs are written. */
+export interface LoggingOptions {
+  level: LogLevel;
+  format: "text" | "json";
+  /** Append to this file instead of writing to stderr. */
+  file?: string;
+}
+
+/** Parse a `--log-level` value; accepts `warn` for `warning`. */
+export function parseLevel(value: string): LogLevel {
+  const v = value.toLowerCase() === "warn" ? "warning" : value.toLowerCase();
+  const levels = ["trace", "debug", "info", "warning", "error", "fatal"];
+  if (!levels.includes(v)) {
+    throw new Error(`Unknown log level: ${value} (use one of ${levels.join(", ")})`);
+  }
+  return v as LogLevel;
+}
+
+/** Route every musicfs logger to stderr or a file, as text or JSON lines. */
+export function setupLogging(opts: LoggingOptions): void {
+  const formatter = opts.format === "json" ? getJsonLinesFormatter() : getTextFormatter();
+  let sink: Sink;
+  if (opts.file) {
+    const file = Deno.openSync(opts.file, { append: true, create: true, mode: 0o600 });
+    sink = getStreamSink(file.writable, { formatter });
+  } else {
+    // A synchronous write keeps the last lines before a crash; logs are not on a hot path.
+    const encoder = new TextEncoder();
+    sink = (record) => {
+      Deno.stderr.writeSync(encoder.encode(formatter(record)));
+    };
+  }
+  resetSync();
+  configureSync({
+    reset: true,
+    sinks: { main: sink },
+    loggers: [
+      { category: ["musicfs"], lowestLevel: opts.level, sinks: ["main"] },
+      { category: ["logtape", "meta"], lowestLevel: "error", sinks: ["main"] },
+    ],
+  });
+}
