@@ -31,7 +31,9 @@ fi
 stamp=node_modules/.musicfs-lock
 if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
   say "installing npm packages"
-  npm ci --no-audit --no-fund --loglevel=error
+  # `npm ci` refuses this lock: the registry here lacks the other platforms' optional Deno
+  # binaries, so npm leaves them out of the lock. `npm install` with the lock honours its pins.
+  npm install --no-audit --no-fund --no-save --loglevel=error
   cp package-lock.json "$stamp"
 fi
 
