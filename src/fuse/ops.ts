@@ -130,6 +130,7 @@ export const Errno = {
   ENODATA: 61,
   EOPNOTSUPP: 95,
   ENOTCONN: 107,
+  EPROTO: 71,
   EINTR: 4,
 } as const;
 

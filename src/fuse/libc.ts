@@ -1,0 +1,163 @@
+/**
+ * The libc calls the FUSE layer needs, through Deno.dlopen. Hand-written because Deno has no
+ * API for /dev/fuse, mount(2), ioctl(2), SCM_RIGHTS or raw fds, and npm:fuse-native (libfuse)
+ * does not run under Deno.
+ *
+ * errno is thread-local: it is only meaningful right after a synchronous call on this thread,
+ * so every call that needs errno is synchronous here, and the blocking waits (`poll`, `pread`)
+ * run on Deno's thread pool and report failure as a plain -1.
+ */
+
+const SYMBOLS = {
+  __errno_location: { parameters: [], result: "pointer" },
+  strerror: { parameters: ["i32"], result: "pointer" },
+  open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
+  read: { parameters: ["i32", "buffer", "usize"], result: "i32" },
+  write: { parameters: ["i32", "buffer", "usize"], result: "i32" },
+  write_nb: {
+    name: "write",
+    parameters: ["i32", "buffer", "usize"],
+    result: "i32",
+    nonblocking: true,
+  },
+  pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "i32" },
+  pread_nb: {
+    name: "pread",
+    parameters: ["i32", "buffer", "usize", "i64"],
+    result: "i32",
+    nonblocking: true,
+  },
+  poll_nb: { name: "poll", parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
+  eventfd: { parameters: ["u32", "i32"], result: "i32" },
+  fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
+  mount: { parameters: ["buffer", "buffer", "buffer", "u64", "buffer"], result: "i32" },
+  umount2: { parameters: ["buffer", "i32"], result: "i32" },
+  socketpair: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
+  recvmsg_nb: {
+    name: "recvmsg",
+    parameters: ["i32", "buffer", "i32"],
+    result: "i64",
+    nonblocking: true,
+  },
+  statfs: { parameters: ["buffer", "buffer"], result: "i32" },
+  getuid: { parameters: [], result: "u32" },
+  getgid: { parameters: [], result: "u32" },
+  geteuid: { parameters: [], result: "u32" },
+} as const;
+
+type Lib = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+let lib: Lib | undefined;
+
+/** The loaded libc symbols (loaded on first use). */
+export function libc(): Lib {
+  if (!lib) lib = Deno.dlopen("libc.so.6", SYMBOLS).symbols;
+  return lib;
+}
+
+/** errno of the last synchronous libc call made on this thread. */
+export function errno(): number {
+  const p = libc().__errno_location();
+  return p ? new Deno.UnsafePointerView(p).getInt32() : 0;
+}
+
+/** The C library's text for an errno, e.g. `Transport endpoint is not connected`. */
+export function strerror(err: number): string {
+  const p = libc().strerror(err);
+  return p ? new Deno.UnsafePointerView(p).getCString() : `errno ${err}`;
+}
+
+/** A failed system call, with the errno and its text. */
+export class SyscallError extends Error {
+  /** The positive errno. */
+  readonly errno: number;
+  /** Describe `call` failing with `err`. */
+  constructor(call: string, err: number, options?: ErrorOptions) {
+    super(`${call}: ${strerror(err)}`, options);
+    this.name = "SyscallError";
+    this.errno = err;
+  }
+}
+
+const encoder = new TextEncoder();
+
+/** A NUL-terminated C string. */
+export function cstr(s: string): Uint8Array<ArrayBuffer> {
+  const b = new Uint8Array(encoder.encode(s).length + 1);
+  encoder.encodeInto(s, b);
+  return b;
+}
+
+/** Flags and constants used by the FUSE layer and filesystems. */
+export const O_RDONLY = 0;
+/** Open for reading and writing. */
+export const O_RDWR = 2;
+/** Nonblocking I/O. */
+export const O_NONBLOCK = 0o4000;
+/** Close on exec. */
+export const O_CLOEXEC = 0o2000000;
+/** Do not update the access time (ignored when not permitted). */
+export const O_NOATIME = 0o1000000;
+
+// Deno's FFI accepts plain numbers for 64-bit integer parameters; its types say bigint.
+// Passing numbers avoids a BigInt allocation per call on the read path.
+const u64 = (n: number) => n as unknown as bigint;
+
+/** Open `path` read-only and return the raw fd; throws {@link SyscallError}. */
+export function openReadOnly(path: string): number {
+  const c = cstr(path);
+  let fd = libc().open(c, O_RDONLY | O_CLOEXEC | O_NOATIME, 0);
+  // O_NOATIME is refused (EPERM) on files we do not own unless privileged.
+  if (fd < 0 && errno() === 1) fd = libc().open(c, O_RDONLY | O_CLOEXEC, 0);
+  if (fd < 0) throw new SyscallError(`open ${path}`, errno());
+  return fd;
+}
+
+export { u64 };
+
+/** Close a raw fd, ignoring errors (there is nothing useful to do about them here). */
+export function closeFd(fd: number): void {
+  if (fd >= 0) libc().close(fd);
+}
+
+/**
+ * Read up to `dst.length` bytes at `offset` of `fd` into `dst` on the thread pool.
+ * Returns the byte count, or -1 on failure (errno is not available off-thread).
+ */
+export function preadAsync(fd: number, dst: Uint8Array, offset: number): Promise<number> {
+  return libc().pread_nb(fd, dst as Uint8Array<ArrayBuffer>, u64(dst.length), u64(offset));
+}
+
+/** Synchronous pread; throws {@link SyscallError}. */
+export function preadSync(fd: number, dst: Uint8Array, offset: number): number {
+  const n = libc().pread(fd, dst as Uint8Array<ArrayBuffer>, u64(dst.length), u64(offset));
+  if (n < 0) throw new SyscallError("pread", errno());
+  return n;
+}
+
+/** Filesystem type magic numbers from statfs(2) that mean "network filesystem". */
+export const NETWORK_FS_MAGIC: Record<string, number> = {
+  nfs: 0x6969,
+  smb: 0x517b,
+  cifs: 0xff534d42,
+  smb2: 0xfe534d42,
+  "9p": 0x01021997,
+  afs: 0x5346414f,
+  ceph: 0x00c36400,
+  coda: 0x73757245,
+  ncp: 0x564c,
+};
+
+/** `f_type` of the filesystem holding `path` (statfs(2)); throws {@link SyscallError}. */
+export function statfsType(path: string): number {
+  const buf = new Uint8Array(120);
+  if (libc().statfs(cstr(path), buf) < 0) throw new SyscallError(`statfs ${path}`, errno());
+  return Number(new DataView(buf.buffer).getBigInt64(0, true)) >>> 0;
+}
+
+/** The process's real uid and gid, and whether it runs as root. */
+export function identity(): { uid: number; gid: number; root: boolean } {
+  const l = libc();
+  return { uid: l.getuid(), gid: l.getgid(), root: l.geteuid() === 0 };
+}

@@ -1,0 +1,27 @@
+/**
+ * The FUSE layer: our own implementation of the Linux FUSE kernel protocol over /dev/fuse.
+ * It knows nothing about music; a filesystem implements {@link FuseOperations} and
+ * {@link FuseSession.mount} serves it.
+ */
+export * from "./ops.ts";
+export { FuseSession, type SessionOptions, type SessionStats } from "./session.ts";
+export {
+  detach,
+  findFuseMount,
+  isDeadMount,
+  MountError,
+  type MountInfo,
+  type MountOptions,
+  prepareMountpoint,
+} from "./mount.ts";
+export {
+  closeFd,
+  identity,
+  NETWORK_FS_MAGIC,
+  openReadOnly,
+  preadAsync,
+  preadSync,
+  statfsType,
+  SyscallError,
+} from "./libc.ts";
+export { type DemoFault, DemoFs } from "./demo_fs.ts";
