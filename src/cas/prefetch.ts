@@ -22,7 +22,10 @@ export interface PrefetcherOptions {
   fetchChunk: FetchChunk;
   /** Fetches running at once. Default 2. */
   concurrency?: number;
-  /** Queued chunks beyond this are refused (the oldest work is the most useful). Default 4096. */
+  /**
+   * Waiting chunks beyond this are refused (the oldest work is the most useful: the rest of the
+   * track being played). Default 4096.
+   */
   maxQueue?: number;
   /** Stops the prefetcher when aborted (daemon shutdown). */
   signal?: AbortSignal;
@@ -93,8 +96,9 @@ export class Prefetcher {
       this.#known.add(id);
       this.#queue.push({ fileKey, chunkNo, id });
       n++;
+      // Start what can start now, so `maxQueue` counts only chunks that are really waiting.
+      this.#pump();
     }
-    this.#pump();
     return n;
   }
 
