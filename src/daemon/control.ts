@@ -33,6 +33,7 @@ export interface ControlHandlers {
 export interface ServeControlOptions {
   /** Where to listen; see {@link controlSocketPath}. */
   socketPath: string;
+  /** What each route does. */
   handlers: ControlHandlers;
   /** Aborting it shuts the server down (in-flight requests are answered first). */
   signal?: AbortSignal;
@@ -56,6 +57,7 @@ export class ControlError extends Error {
   /** HTTP status of the answer. */
   readonly status: number;
   /**
+   * Creates the error.
    * @param status HTTP status code
    * @param message shown to the client
    */
@@ -68,7 +70,10 @@ export class ControlError extends Error {
 
 /** The control socket cannot be set up. */
 export class ControlSocketError extends Error {
-  /** @param message what went wrong */
+  /**
+   * Creates the error.
+   * @param message what went wrong
+   */
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = "ControlSocketError";
@@ -79,7 +84,10 @@ export class ControlSocketError extends Error {
 export class DaemonNotRunningError extends Error {
   /** The socket that was tried. */
   readonly socketPath: string;
-  /** @param socketPath the socket that was tried */
+  /**
+   * Creates the error.
+   * @param socketPath the socket that was tried
+   */
   constructor(socketPath: string, options?: ErrorOptions) {
     super(
       `Cannot reach the daemon: musicfs is not running (nothing listens on ${socketPath})`,
@@ -93,6 +101,7 @@ export class DaemonNotRunningError extends Error {
 /** The daemon accepted the connection but did not answer in time. */
 export class DaemonTimeoutError extends Error {
   /**
+   * Creates the error.
    * @param what the request, e.g. "GET /status"
    * @param timeoutMs the bound that passed
    */
@@ -106,7 +115,10 @@ export class DaemonTimeoutError extends Error {
 export class ControlRequestError extends Error {
   /** HTTP status, or 0 when no answer arrived. */
   readonly status: number;
-  /** @param status HTTP status, 0 for transport failures */
+  /**
+   * Creates the error.
+   * @param status HTTP status, 0 for transport failures
+   */
   constructor(status: number, message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = "ControlRequestError";

@@ -17,6 +17,7 @@ const log = logger("daemon", "lock");
 
 /** Who holds a lock, as recorded in its pid file. */
 export interface LockOwner {
+  /** The owner's process id. */
   pid: number;
   /** Start time of the process in clock ticks since boot, or null when not recorded. */
   startTime: string | null;
@@ -48,6 +49,7 @@ export class AlreadyRunningError extends Error {
   readonly path: string;
 
   /**
+   * Creates the error.
    * @param label how the locked directory is named in the message
    * @param pid the holder's pid
    * @param path the pid file
@@ -62,7 +64,10 @@ export class AlreadyRunningError extends Error {
 
 /** The lock could not be taken for another reason (permissions, I/O). */
 export class LockError extends Error {
-  /** @param message what went wrong */
+  /**
+   * Creates the error.
+   * @param message what went wrong
+   */
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = "LockError";

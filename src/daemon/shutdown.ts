@@ -15,6 +15,7 @@ const log = logger("daemon", "shutdown");
 
 /** One step of the ordered shutdown. */
 export interface ShutdownStep {
+  /** Shown in the log and the report. */
   name: string;
   /** The work; `signal` aborts when the step's time is up. */
   run: (signal: AbortSignal) => Promise<void> | void;
@@ -24,10 +25,13 @@ export interface ShutdownStep {
 
 /** How one step went. */
 export interface StepReport {
+  /** The step's name. */
   name: string;
+  /** Whether it finished, threw, or outlived its bound. */
   outcome: "ok" | "failed" | "timed out";
   /** The failure, for `failed`. */
   error?: Error;
+  /** Time spent waiting for it. */
   durationMs: number;
 }
 
@@ -35,6 +39,7 @@ export interface StepReport {
 export interface ShutdownReport {
   /** True when every step succeeded in time. */
   ok: boolean;
+  /** One report per step, in order. */
   steps: StepReport[];
 }
 

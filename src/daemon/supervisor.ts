@@ -38,8 +38,11 @@ export interface RestartPolicy {
 
 /** One row of {@link TaskSupervisor.checkAll}. */
 export interface TaskReport {
+  /** The task's name. */
   name: string;
+  /** Spawned with spawnCritical (restarted on failure). */
   critical: boolean;
+  /** What it is doing now. */
   status: TaskStatus;
   /** Restarts since the task was spawned (not only those within the window). */
   restarts: number;
@@ -47,10 +50,15 @@ export interface TaskReport {
 
 /** A transition, as given to {@link SupervisorOptions.onChange}. */
 export interface TaskChange {
+  /** The task's name. */
   name: string;
+  /** Spawned with spawnCritical. */
   critical: boolean;
+  /** The new status. */
   status: TaskStatus;
+  /** The status before, undefined when the task was just spawned. */
   previous: TaskStatus | undefined;
+  /** Restarts so far. */
   restarts: number;
 }
 
@@ -69,7 +77,10 @@ export interface SupervisorOptions {
 
 /** Thrown by spawn calls that would clash with an existing task or a stopping supervisor. */
 export class SupervisorError extends Error {
-  /** @param message what went wrong */
+  /**
+   * Creates the error.
+   * @param message what went wrong
+   */
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = "SupervisorError";
@@ -116,7 +127,10 @@ export class TaskSupervisor {
   readonly #sleep: (ms: number, signal: AbortSignal) => Promise<void>;
   #stopping = false;
 
-  /** @param options hooks and defaults */
+  /**
+   * Creates a supervisor with no tasks.
+   * @param options hooks and defaults
+   */
   constructor(options: SupervisorOptions = {}) {
     this.#onChange = options.onChange;
     this.#defaultPolicy = { ...DEFAULT_POLICY, ...options.defaultPolicy };
