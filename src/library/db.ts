@@ -1,0 +1,888 @@
+/**
+ * `library.db`: the SQLite cache of everything the scanner learnt (SPEC.md section 4.1).
+ *
+ * One connection, one writer: every change goes through {@link Database.applyBatch} (or another
+ * write method), which runs in one transaction and bumps the `generation` counter, so readers
+ * (the search snapshot) can tell which state they match. WAL with `synchronous=NORMAL`: a power
+ * cut may lose the last transactions but never corrupts the file; a crash of the process loses
+ * nothing committed.
+ */
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { logger } from "../log/mod.ts";
+import type { Origin, Problem, Tags, TrackRecord } from "./types.ts";
+
+const log = logger("library", "db");
+
+/** Schema version written to `PRAGMA user_version`. */
+export const SCHEMA_VERSION = 1;
+
+/**
+ * Migrations by target version: `MIGRATIONS[n]` takes a version-n database to n+1. Each runs in
+ * the same transaction as the `user_version` bump, so a crash mid-migration leaves the old
+ * version intact.
+ */
+const MIGRATIONS: string[] = [
+  // 0 -> 1: the initial schema.
+  `
+  CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+  INSERT INTO meta (key, value) VALUES ('generation', 0);
+  CREATE TABLE origins (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    path TEXT NOT NULL UNIQUE
+  );
+  -- AUTOINCREMENT: ids become inode numbers, so they must never be reused for another file.
+  CREATE TABLE files (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    origin_id INTEGER NOT NULL,
+    rel_path TEXT NOT NULL,
+    ext TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ms INTEGER NOT NULL,
+    artist TEXT,
+    album_artist TEXT,
+    album TEXT,
+    title TEXT,
+    track INTEGER,
+    track_total INTEGER,
+    disc INTEGER,
+    disc_total INTEGER,
+    year INTEGER,
+    genre TEXT,
+    compilation INTEGER,
+    format TEXT,
+    bitrate REAL,
+    sample_rate INTEGER,
+    duration REAL,
+    UNIQUE (origin_id, rel_path)
+  );
+  -- size/mtime of a file that failed to parse, so an unchanged broken file is not re-read;
+  -- NULL for walk problems (unreadable directory, symlink loop), which are re-checked each scan.
+  CREATE TABLE problems (
+    origin_id INTEGER NOT NULL,
+    rel_path TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    size INTEGER,
+    mtime_ms INTEGER,
+    PRIMARY KEY (origin_id, rel_path)
+  ) WITHOUT ROWID;
+  -- The cover image of each source directory that has one ('' is the origin root).
+  CREATE TABLE covers (
+    origin_id INTEGER NOT NULL,
+    dir TEXT NOT NULL,
+    rel_path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ms INTEGER NOT NULL,
+    PRIMARY KEY (origin_id, dir)
+  ) WITHOUT ROWID;
+  -- One row per origin: the last (or current) scan. finished_ms IS NULL means a scan was
+  -- interrupted; committed counts files committed since it started, across resumes.
+  CREATE TABLE scans (
+    origin_id INTEGER PRIMARY KEY,
+    started_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    finished_ms INTEGER,
+    resumes INTEGER NOT NULL DEFAULT 0,
+    seen INTEGER NOT NULL DEFAULT 0,
+    parsed INTEGER NOT NULL DEFAULT 0,
+    committed INTEGER NOT NULL DEFAULT 0
+  );
+  `,
+];
+
+/** The database file is damaged or is not a SQLite database at all. */
+export class DatabaseCorruptedError extends Error {
+  /** The database file. */
+  readonly path: string;
+  /** Creates the error for `path`, `detail` saying what is wrong. */
+  constructor(path: string, detail: string, options?: { cause?: unknown }) {
+    super(`Cannot open database ${path}: ${detail}`, options);
+    this.name = "DatabaseCorruptedError";
+    this.path = path;
+  }
+}
+
+/** Why a write failed: the disk is full, the database is read-only, or an I/O error. */
+export type WriteFailure = "full" | "readonly" | "io" | "other";
+
+/**
+ * A write to the database failed; the transaction was rolled back and nothing committed before
+ * is affected.
+ */
+export class DatabaseWriteError extends Error {
+  /** What went wrong, for callers that react differently (e.g. pause on a full disk). */
+  readonly kind: WriteFailure;
+  /** Creates the error; `cause` is the SQLite error. */
+  constructor(kind: WriteFailure, detail: string, options?: { cause?: unknown }) {
+    super(`Cannot write to database: ${detail}`, options);
+    this.name = "DatabaseWriteError";
+    this.kind = kind;
+  }
+}
+
+function messageOf(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+const CORRUPT_PATTERN = /not a database|malformed|corrupt/i;
+
+/** A SQLite error during a write, as one of the library's errors. */
+function writeError(path: string, e: unknown): Error {
+  if (e instanceof DatabaseWriteError || e instanceof DatabaseCorruptedError) return e;
+  const m = messageOf(e);
+  if (/disk is full|SQLITE_FULL/i.test(m)) {
+    return new DatabaseWriteError("full", "disk is full", { cause: e });
+  }
+  if (/readonly|read-only/i.test(m)) {
+    return new DatabaseWriteError("readonly", "the database or its directory is read-only", {
+      cause: e,
+    });
+  }
+  if (CORRUPT_PATTERN.test(m)) return new DatabaseCorruptedError(path, m, { cause: e });
+  if (/disk I\/O error/i.test(m)) {
+    return new DatabaseWriteError("io", "disk I/O error", { cause: e });
+  }
+  return new DatabaseWriteError("other", m, { cause: e });
+}
+
+/** One file to insert or update, with its parsed tags. */
+export interface FileUpsert {
+  originId: number;
+  relPath: string;
+  ext: string;
+  size: number;
+  mtimeMs: number;
+  tags: Tags;
+}
+
+/** A file or directory that cannot be used. `size`/`mtimeMs` only for files that failed to parse. */
+export interface ProblemUpsert extends Problem {
+  size?: number;
+  mtimeMs?: number;
+}
+
+/** The cover image chosen for one source directory. */
+export interface Cover {
+  originId: number;
+  /** Directory relative to the origin root, `""` for the root itself. */
+  dir: string;
+  /** The image, relative to the origin root. */
+  relPath: string;
+  size: number;
+  mtimeMs: number;
+}
+
+/** A path inside an origin. */
+export interface OriginPath {
+  originId: number;
+  relPath: string;
+}
+
+/** Scan counters stored with a batch, so an interrupted scan knows where it stood. */
+export interface ScanProgressUpdate {
+  originId: number;
+  /** Audio files seen by the walk so far. */
+  seen: number;
+  /** Files parsed so far in this scan (committed or not). */
+  parsed: number;
+}
+
+/** Everything one transaction changes. */
+export interface Batch {
+  files?: FileUpsert[];
+  /** Files that failed to parse or could not be walked; a track at the same path is removed. */
+  problems?: ProblemUpsert[];
+  /** Tracks (and problems) that vanished. */
+  remove?: OriginPath[];
+  covers?: Cover[];
+  /** Directories whose cover is gone (`relPath` is the directory). */
+  removeCovers?: OriginPath[];
+  scan?: ScanProgressUpdate;
+}
+
+/** What a committed batch changed, for the tree and search. */
+export interface BatchResult {
+  added: TrackRecord[];
+  changed: TrackRecord[];
+  removed: TrackRecord[];
+  problemsChanged: boolean;
+  coversChanged: boolean;
+  /** The generation this batch committed. */
+  generation: number;
+}
+
+/** The stored state of a file, for the scanner's size+mtime comparison. */
+export interface KnownEntry {
+  size: number;
+  mtimeMs: number;
+  /** `problem`: it failed to parse last time (re-read only if it changed). */
+  kind: "track" | "problem";
+}
+
+/** The scan checkpoint of one origin. */
+export interface ScanCheckpoint {
+  originId: number;
+  startedMs: number;
+  updatedMs: number;
+  /** Undefined while the scan runs or when it was interrupted. */
+  finishedMs?: number;
+  /** How many times an interrupted scan was resumed. */
+  resumes: number;
+  seen: number;
+  parsed: number;
+  committed: number;
+}
+
+/** How {@link Database.beginScan} found the origin's last scan. */
+export interface ScanStart {
+  /** The previous scan did not finish (the daemon was killed or stopped mid-scan). */
+  resumed: boolean;
+  /** Files committed by the interrupted scan before it stopped (0 when not resumed). */
+  committedBefore: number;
+}
+
+type Row = Record<string, unknown>;
+
+const TRACK_COLUMNS = `id, origin_id, rel_path, ext, size, mtime_ms, artist, album_artist, album,
+  title, track, track_total, disc, disc_total, year, genre, compilation, format, bitrate,
+  sample_rate, duration`;
+
+function toTrack(r: Row): TrackRecord {
+  const t: TrackRecord = {
+    id: r.id as number,
+    originId: r.origin_id as number,
+    relPath: r.rel_path as string,
+    ext: r.ext as string,
+    size: r.size as number,
+    mtimeMs: r.mtime_ms as number,
+  };
+  if (r.artist != null) t.artist = r.artist as string;
+  if (r.album_artist != null) t.albumArtist = r.album_artist as string;
+  if (r.album != null) t.album = r.album as string;
+  if (r.title != null) t.title = r.title as string;
+  if (r.track != null) t.track = r.track as number;
+  if (r.track_total != null) t.trackTotal = r.track_total as number;
+  if (r.disc != null) t.disc = r.disc as number;
+  if (r.disc_total != null) t.discTotal = r.disc_total as number;
+  if (r.year != null) t.year = r.year as number;
+  if (r.genre != null) t.genre = r.genre as string;
+  if (r.compilation != null) t.compilation = r.compilation === 1;
+  if (r.format != null) t.format = r.format as string;
+  if (r.bitrate != null) t.bitrate = r.bitrate as number;
+  if (r.sample_rate != null) t.sampleRate = r.sample_rate as number;
+  if (r.duration != null) t.duration = r.duration as number;
+  return t;
+}
+
+function tagParams(f: FileUpsert): (string | number | null)[] {
+  const t = f.tags;
+  const n = <T>(v: T | undefined) => v === undefined ? null : v;
+  return [
+    f.ext,
+    f.size,
+    f.mtimeMs,
+    n(t.artist),
+    n(t.albumArtist),
+    n(t.album),
+    n(t.title),
+    n(t.track),
+    n(t.trackTotal),
+    n(t.disc),
+    n(t.discTotal),
+    n(t.year),
+    n(t.genre),
+    t.compilation === undefined ? null : t.compilation ? 1 : 0,
+    n(t.format),
+    n(t.bitrate),
+    n(t.sampleRate),
+    n(t.duration),
+  ];
+}
+
+/** Options of {@link Database.open}. */
+export interface OpenOptions {
+  /** Open read-only (e.g. `musicfs search` next to a running daemon). */
+  readOnly?: boolean;
+}
+
+/** The library database. Not safe for use from several threads; one instance per process. */
+export class Database {
+  /** The database file. */
+  readonly path: string;
+  readonly #db: DatabaseSync;
+  readonly #s: Record<string, StatementSync>;
+  #closed = false;
+
+  private constructor(path: string, db: DatabaseSync) {
+    this.path = path;
+    this.#db = db;
+    const p = (sql: string) => db.prepare(sql);
+    this.#s = {
+      generation: p("SELECT value FROM meta WHERE key = 'generation'"),
+      bump: p("UPDATE meta SET value = value + 1 WHERE key = 'generation' RETURNING value"),
+      origins: p("SELECT id, path FROM origins ORDER BY id"),
+      originByPath: p("SELECT id, path FROM origins WHERE path = ?"),
+      insertOrigin: p("INSERT INTO origins (path) VALUES (?) RETURNING id"),
+      allTracks: p(`SELECT ${TRACK_COLUMNS} FROM files ORDER BY id`),
+      originTracks: p(`SELECT ${TRACK_COLUMNS} FROM files WHERE origin_id = ? ORDER BY id`),
+      track: p(`SELECT ${TRACK_COLUMNS} FROM files WHERE id = ?`),
+      trackByPath: p(`SELECT ${TRACK_COLUMNS} FROM files WHERE origin_id = ? AND rel_path = ?`),
+      trackCount: p("SELECT count(*) AS n FROM files"),
+      fileId: p("SELECT id FROM files WHERE origin_id = ? AND rel_path = ?"),
+      insertFile: p(`INSERT INTO files (origin_id, rel_path, ext, size, mtime_ms, artist,
+        album_artist, album, title, track, track_total, disc, disc_total, year, genre,
+        compilation, format, bitrate, sample_rate, duration)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
+      updateFile: p(`UPDATE files SET ext = ?, size = ?, mtime_ms = ?, artist = ?,
+        album_artist = ?, album = ?, title = ?, track = ?, track_total = ?, disc = ?,
+        disc_total = ?, year = ?, genre = ?, compilation = ?, format = ?, bitrate = ?,
+        sample_rate = ?, duration = ? WHERE id = ?`),
+      deleteFile: p("DELETE FROM files WHERE id = ?"),
+      knownFiles: p("SELECT rel_path, size, mtime_ms FROM files WHERE origin_id = ?"),
+      knownProblems: p(
+        "SELECT rel_path, size, mtime_ms FROM problems WHERE origin_id = ? AND size IS NOT NULL",
+      ),
+      problem: p(
+        "SELECT reason, size, mtime_ms FROM problems WHERE origin_id = ? AND rel_path = ?",
+      ),
+      upsertProblem: p(`INSERT INTO problems (origin_id, rel_path, reason, size, mtime_ms)
+        VALUES (?, ?, ?, ?, ?) ON CONFLICT (origin_id, rel_path) DO UPDATE SET
+        reason = excluded.reason, size = excluded.size, mtime_ms = excluded.mtime_ms`),
+      deleteProblem: p("DELETE FROM problems WHERE origin_id = ? AND rel_path = ?"),
+      problems: p("SELECT origin_id, rel_path, reason FROM problems ORDER BY origin_id, rel_path"),
+      originProblems: p("SELECT rel_path, size FROM problems WHERE origin_id = ?"),
+      covers: p(
+        "SELECT origin_id, dir, rel_path, size, mtime_ms FROM covers ORDER BY origin_id, dir",
+      ),
+      originCovers: p("SELECT dir, rel_path, size, mtime_ms FROM covers WHERE origin_id = ?"),
+      cover: p("SELECT rel_path, size, mtime_ms FROM covers WHERE origin_id = ? AND dir = ?"),
+      upsertCover: p(`INSERT INTO covers (origin_id, dir, rel_path, size, mtime_ms)
+        VALUES (?, ?, ?, ?, ?) ON CONFLICT (origin_id, dir) DO UPDATE SET
+        rel_path = excluded.rel_path, size = excluded.size, mtime_ms = excluded.mtime_ms`),
+      deleteCover: p("DELETE FROM covers WHERE origin_id = ? AND dir = ?"),
+      scan: p("SELECT * FROM scans WHERE origin_id = ?"),
+      startScan: p(`INSERT INTO scans (origin_id, started_ms, updated_ms, finished_ms, resumes,
+        seen, parsed, committed) VALUES (?, ?, ?, NULL, 0, 0, 0, 0)
+        ON CONFLICT (origin_id) DO UPDATE SET started_ms = excluded.started_ms,
+        updated_ms = excluded.updated_ms, finished_ms = NULL, resumes = 0, seen = 0, parsed = 0,
+        committed = 0`),
+      resumeScan: p("UPDATE scans SET resumes = resumes + 1, updated_ms = ? WHERE origin_id = ?"),
+      progressScan: p(`UPDATE scans SET updated_ms = ?, seen = ?, parsed = ?,
+        committed = committed + ? WHERE origin_id = ?`),
+      finishScan: p("UPDATE scans SET finished_ms = ?, updated_ms = ? WHERE origin_id = ?"),
+    };
+    for (const s of [this.#s.knownFiles, this.#s.knownProblems]) s.setReturnArrays(true);
+  }
+
+  /**
+   * Open (creating if needed) the database at `path`, in WAL mode, migrated to
+   * {@link SCHEMA_VERSION}. Throws {@link DatabaseCorruptedError} when the file is not a
+   * database; does not look for damage inside it (see {@link openWithIntegrityCheck}).
+   */
+  static open(path: string, options: OpenOptions = {}): Database {
+    return Database.#open(path, options, false);
+  }
+
+  /**
+   * Like {@link open}, after `PRAGMA quick_check`: throws {@link DatabaseCorruptedError} when the
+   * check fails or the file is not a database at all.
+   */
+  static openWithIntegrityCheck(path: string, options: OpenOptions = {}): Database {
+    return Database.#open(path, options, true);
+  }
+
+  static #open(path: string, options: OpenOptions, check: boolean): Database {
+    let db: DatabaseSync;
+    try {
+      db = new DatabaseSync(path, { readOnly: options.readOnly ?? false });
+    } catch (e) {
+      if (CORRUPT_PATTERN.test(messageOf(e))) {
+        throw new DatabaseCorruptedError(path, messageOf(e), { cause: e });
+      }
+      throw new Error(`Cannot open database ${path}: ${messageOf(e)}`, { cause: e });
+    }
+    try {
+      // A busy timeout covers a second reader (`musicfs search`) checkpointing at the same time.
+      db.exec("PRAGMA busy_timeout = 5000");
+      if (!options.readOnly) {
+        db.exec("PRAGMA journal_mode = WAL");
+        db.exec("PRAGMA synchronous = NORMAL");
+      }
+      if (check) {
+        const rows = db.prepare("PRAGMA quick_check(5)").all() as Row[];
+        const msgs = rows.map((r) => String(Object.values(r)[0]));
+        if (msgs.length !== 1 || msgs[0] !== "ok") {
+          throw new DatabaseCorruptedError(path, `integrity check failed: ${msgs.join("; ")}`);
+        }
+      }
+      if (!options.readOnly) migrate(db, path);
+      else {
+        const v = userVersion(db);
+        if (v !== SCHEMA_VERSION) {
+          throw new Error(
+            `Cannot open database ${path}: schema version ${v}, expected ${SCHEMA_VERSION}`,
+          );
+        }
+      }
+      return new Database(path, db);
+    } catch (e) {
+      try {
+        db.close();
+      } catch {
+        // Already failing; the first error is the one to report.
+      }
+      if (e instanceof DatabaseCorruptedError || e instanceof DatabaseWriteError) throw e;
+      if (CORRUPT_PATTERN.test(messageOf(e))) {
+        throw new DatabaseCorruptedError(path, messageOf(e), { cause: e });
+      }
+      if (e instanceof Error && e.message.startsWith("Cannot open database")) throw e;
+      throw writeError(path, e);
+    }
+  }
+
+  /** Run `fn` in one write transaction that bumps the generation; returns fn's result. */
+  #write<T>(fn: () => T): T {
+    this.#assertOpen();
+    try {
+      this.#db.exec("BEGIN IMMEDIATE");
+    } catch (e) {
+      throw writeError(this.path, e);
+    }
+    try {
+      const result = fn();
+      this.#s.bump.get();
+      this.#db.exec("COMMIT");
+      return result;
+    } catch (e) {
+      try {
+        this.#db.exec("ROLLBACK");
+      } catch {
+        // SQLite may have rolled back already (e.g. after SQLITE_FULL); nothing is left open.
+      }
+      throw writeError(this.path, e);
+    }
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new Error(`Database ${this.path} is closed`);
+  }
+
+  /** The change counter: bumped by every committed write. */
+  get generation(): number {
+    this.#assertOpen();
+    return (this.#s.generation.get() as Row).value as number;
+  }
+
+  /** All library roots, by id. */
+  origins(): Origin[] {
+    this.#assertOpen();
+    return (this.#s.origins.all() as Row[]).map((r) => ({
+      id: r.id as number,
+      path: r.path as string,
+    }));
+  }
+
+  /** The origin for `path` (an absolute, resolved path), created if new. */
+  ensureOrigin(path: string): Origin {
+    const found = this.#s.originByPath.get(path) as Row | undefined;
+    if (found) return { id: found.id as number, path };
+    return this.#write(() => ({ id: (this.#s.insertOrigin.get(path) as Row).id as number, path }));
+  }
+
+  /** Forget an origin with everything found under it; returns the tracks removed. */
+  removeOrigin(id: number): TrackRecord[] {
+    return this.#write(() => {
+      const removed = (this.#s.originTracks.all(id) as Row[]).map(toTrack);
+      for (const sql of ["files", "problems", "covers", "scans", "origins"]) {
+        const col = sql === "origins" ? "id" : "origin_id";
+        this.#db.prepare(`DELETE FROM ${sql} WHERE ${col} = ?`).run(id);
+      }
+      return removed;
+    });
+  }
+
+  /** Every track, by id. */
+  allTracks(): TrackRecord[] {
+    this.#assertOpen();
+    return (this.#s.allTracks.all() as Row[]).map(toTrack);
+  }
+
+  /** The tracks of one origin, by id. */
+  tracksOf(originId: number): TrackRecord[] {
+    this.#assertOpen();
+    return (this.#s.originTracks.all(originId) as Row[]).map(toTrack);
+  }
+
+  /** One track by id. */
+  getTrack(id: number): TrackRecord | undefined {
+    this.#assertOpen();
+    const r = this.#s.track.get(id) as Row | undefined;
+    return r ? toTrack(r) : undefined;
+  }
+
+  /** One track by origin and relative path. */
+  getTrackByPath(originId: number, relPath: string): TrackRecord | undefined {
+    this.#assertOpen();
+    const r = this.#s.trackByPath.get(originId, relPath) as Row | undefined;
+    return r ? toTrack(r) : undefined;
+  }
+
+  /** Number of tracks. */
+  trackCount(): number {
+    this.#assertOpen();
+    return (this.#s.trackCount.get() as Row).n as number;
+  }
+
+  /** Every problem, by origin and path. */
+  problems(): Problem[] {
+    this.#assertOpen();
+    return (this.#s.problems.all() as Row[]).map((r) => ({
+      originId: r.origin_id as number,
+      relPath: r.rel_path as string,
+      reason: r.reason as string,
+    }));
+  }
+
+  /** Every directory cover, by origin and directory. */
+  covers(): Cover[] {
+    this.#assertOpen();
+    return (this.#s.covers.all() as Row[]).map((r) => ({
+      originId: r.origin_id as number,
+      dir: r.dir as string,
+      relPath: r.rel_path as string,
+      size: r.size as number,
+      mtimeMs: r.mtime_ms as number,
+    }));
+  }
+
+  /** The covers of one origin, by directory. */
+  coversOf(originId: number): Map<string, Cover> {
+    this.#assertOpen();
+    const out = new Map<string, Cover>();
+    for (const r of this.#s.originCovers.all(originId) as Row[]) {
+      const dir = r.dir as string;
+      out.set(dir, {
+        originId,
+        dir,
+        relPath: r.rel_path as string,
+        size: r.size as number,
+        mtimeMs: r.mtime_ms as number,
+      });
+    }
+    return out;
+  }
+
+  /**
+   * The stored size and mtime of every track and every parse problem of an origin, by relative
+   * path: what the scanner compares a walk with.
+   */
+  knownEntries(originId: number): Map<string, KnownEntry> {
+    this.#assertOpen();
+    const out = new Map<string, KnownEntry>();
+    for (
+      const [p, size, mtimeMs] of this.#s.knownFiles.all(originId) as unknown as [
+        string,
+        number,
+        number,
+      ][]
+    ) {
+      out.set(p, { size, mtimeMs, kind: "track" });
+    }
+    for (
+      const [p, size, mtimeMs] of this.#s.knownProblems.all(originId) as unknown as [
+        string,
+        number,
+        number,
+      ][]
+    ) {
+      if (!out.has(p)) out.set(p, { size, mtimeMs, kind: "problem" });
+    }
+    return out;
+  }
+
+  /** Relative paths of the walk problems (unreadable directories, loops) of an origin. */
+  walkProblemPaths(originId: number): string[] {
+    this.#assertOpen();
+    return (this.#s.originProblems.all(originId) as Row[]).filter((r) => r.size == null).map((r) =>
+      r.rel_path as string
+    );
+  }
+
+  /**
+   * Commit one batch in one transaction: upsert tracks (a track that was a problem stops being
+   * one), record problems (a track at the same path is removed), remove vanished paths, update
+   * covers and the scan checkpoint, bump the generation.
+   */
+  applyBatch(batch: Batch): BatchResult {
+    const s = this.#s;
+    const now = Date.now();
+    return this.#write(() => {
+      const res: BatchResult = {
+        added: [],
+        changed: [],
+        removed: [],
+        problemsChanged: false,
+        coversChanged: false,
+        generation: 0,
+      };
+      const removeTrack = (originId: number, relPath: string) => {
+        const r = s.trackByPath.get(originId, relPath) as Row | undefined;
+        if (!r) return;
+        s.deleteFile.run(r.id as number);
+        res.removed.push(toTrack(r));
+      };
+      for (const f of batch.files ?? []) {
+        const existing = s.fileId.get(f.originId, f.relPath) as Row | undefined;
+        let id: number;
+        if (existing) {
+          id = existing.id as number;
+          s.updateFile.run(...tagParams(f), id);
+        } else {
+          id = (s.insertFile.get(f.originId, f.relPath, ...tagParams(f)) as Row).id as number;
+        }
+        if (s.deleteProblem.run(f.originId, f.relPath).changes) res.problemsChanged = true;
+        const rec: TrackRecord = {
+          ...f.tags,
+          id,
+          originId: f.originId,
+          relPath: f.relPath,
+          ext: f.ext,
+          size: f.size,
+          mtimeMs: f.mtimeMs,
+        };
+        (existing ? res.changed : res.added).push(rec);
+      }
+      for (const p of batch.problems ?? []) {
+        removeTrack(p.originId, p.relPath);
+        const old = s.problem.get(p.originId, p.relPath) as Row | undefined;
+        if (
+          old && old.reason === p.reason && old.size === (p.size ?? null) &&
+          old.mtime_ms === (p.mtimeMs ?? null)
+        ) {
+          continue;
+        }
+        s.upsertProblem.run(p.originId, p.relPath, p.reason, p.size ?? null, p.mtimeMs ?? null);
+        if (!old || old.reason !== p.reason) res.problemsChanged = true;
+      }
+      for (const r of batch.remove ?? []) {
+        removeTrack(r.originId, r.relPath);
+        if (s.deleteProblem.run(r.originId, r.relPath).changes) res.problemsChanged = true;
+      }
+      for (const c of batch.covers ?? []) {
+        const old = s.cover.get(c.originId, c.dir) as Row | undefined;
+        if (
+          old && old.rel_path === c.relPath && old.size === c.size && old.mtime_ms === c.mtimeMs
+        ) continue;
+        s.upsertCover.run(c.originId, c.dir, c.relPath, c.size, c.mtimeMs);
+        res.coversChanged = true;
+      }
+      for (const c of batch.removeCovers ?? []) {
+        if (s.deleteCover.run(c.originId, c.relPath).changes) res.coversChanged = true;
+      }
+      if (batch.scan) {
+        const committed = (batch.files?.length ?? 0) +
+          (batch.problems?.filter((p) => p.size !== undefined).length ?? 0);
+        s.progressScan.run(now, batch.scan.seen, batch.scan.parsed, committed, batch.scan.originId);
+      }
+      res.generation = this.generation + 1;
+      return res;
+    });
+  }
+
+  /**
+   * Mark the start of a scan of `originId`. When the previous scan never finished, it is resumed
+   * (its counters kept) rather than restarted.
+   */
+  beginScan(originId: number): ScanStart {
+    const prev = this.scanCheckpoint(originId);
+    const now = Date.now();
+    if (prev && prev.finishedMs === undefined) {
+      this.#write(() => this.#s.resumeScan.run(now, originId));
+      return { resumed: true, committedBefore: prev.committed };
+    }
+    this.#write(() => this.#s.startScan.run(originId, now, now));
+    return { resumed: false, committedBefore: 0 };
+  }
+
+  /** Mark the scan of `originId` complete. */
+  finishScan(originId: number): void {
+    const now = Date.now();
+    this.#write(() => this.#s.finishScan.run(now, now, originId));
+  }
+
+  /** The scan checkpoint of an origin, if it was ever scanned. */
+  scanCheckpoint(originId: number): ScanCheckpoint | undefined {
+    this.#assertOpen();
+    const r = this.#s.scan.get(originId) as Row | undefined;
+    if (!r) return undefined;
+    const c: ScanCheckpoint = {
+      originId,
+      startedMs: r.started_ms as number,
+      updatedMs: r.updated_ms as number,
+      resumes: r.resumes as number,
+      seen: r.seen as number,
+      parsed: r.parsed as number,
+      committed: r.committed as number,
+    };
+    if (r.finished_ms != null) c.finishedMs = r.finished_ms as number;
+    return c;
+  }
+
+  /**
+   * Copy the WAL into the database file and truncate it (`wal_checkpoint(TRUNCATE)`): done
+   * periodically and at shutdown, so the WAL does not grow without bound.
+   */
+  checkpoint(): { busy: boolean; walPages: number; checkpointedPages: number } {
+    this.#assertOpen();
+    try {
+      const r = this.#db.prepare("PRAGMA wal_checkpoint(TRUNCATE)").get() as Row;
+      return {
+        busy: r.busy === 1,
+        walPages: r.log as number,
+        checkpointedPages: r.checkpointed as number,
+      };
+    } catch (e) {
+      throw writeError(this.path, e);
+    }
+  }
+
+  /** Run `PRAGMA quick_check` on the open database; the problems found, empty when sound. */
+  quickCheck(): string[] {
+    this.#assertOpen();
+    const rows = this.#db.prepare("PRAGMA quick_check(5)").all() as Row[];
+    const msgs = rows.map((r) => String(Object.values(r)[0]));
+    return msgs.length === 1 && msgs[0] === "ok" ? [] : msgs;
+  }
+
+  /** Close the connection; further calls throw. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#db.close();
+  }
+}
+
+function userVersion(db: DatabaseSync): number {
+  return (db.prepare("PRAGMA user_version").get() as Row).user_version as number;
+}
+
+function migrate(db: DatabaseSync, path: string): void {
+  const from = userVersion(db);
+  if (from > SCHEMA_VERSION) {
+    throw new Error(
+      `Cannot open database ${path}: it has schema version ${from}, newer than this musicfs (${SCHEMA_VERSION})`,
+    );
+  }
+  for (let v = from; v < SCHEMA_VERSION; v++) {
+    db.exec("BEGIN IMMEDIATE");
+    try {
+      db.exec(MIGRATIONS[v]);
+      db.exec(`PRAGMA user_version = ${v + 1}`);
+      db.exec("COMMIT");
+    } catch (e) {
+      try {
+        db.exec("ROLLBACK");
+      } catch {
+        // Nothing to roll back.
+      }
+      throw e;
+    }
+    if (v > 0) log.info("Migrated {path} to schema version {version}", { path, version: v + 1 });
+  }
+}
+
+/** The outcome of {@link openLibraryDatabase}. */
+export interface LibraryDatabaseOpen {
+  db: Database;
+  /** The database was created now (no file, or the old one was set aside): scan everything. */
+  fullRescan: boolean;
+  /** Set when a damaged database was moved aside. */
+  recovered?: { reason: string; movedTo: string };
+}
+
+/** Options of {@link openLibraryDatabase}. */
+export interface LibraryOpenOptions {
+  /** Damaged databases kept beside the new one (default 3). */
+  keepCorrupt?: number;
+}
+
+/**
+ * The daemon's way to open `library.db`: with an integrity check, and on corruption (or a file
+ * that is not a database) log a WARN, move the file and its `-wal`/`-shm` aside as
+ * `library.db.corrupt-<time>` (keeping the newest `keepCorrupt`), and start a fresh database,
+ * reported with `fullRescan`. Other failures (permissions, full disk) are thrown.
+ */
+export function openLibraryDatabase(
+  path: string,
+  options: LibraryOpenOptions = {},
+): LibraryDatabaseOpen {
+  const existed = exists(path);
+  try {
+    const db = Database.openWithIntegrityCheck(path);
+    return { db, fullRescan: !existed || db.origins().length === 0 };
+  } catch (e) {
+    if (!(e instanceof DatabaseCorruptedError)) throw e;
+    const movedTo = moveAside(path, options.keepCorrupt ?? 3);
+    log.warn(
+      "Library database {path} is damaged ({reason}); moved it to {movedTo} and starting a fresh one (full rescan)",
+      {
+        path,
+        reason: e.message,
+        movedTo,
+      },
+    );
+    const db = Database.open(path);
+    return { db, fullRescan: true, recovered: { reason: e.message, movedTo } };
+  }
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}
+
+function moveAside(path: string, keep: number): string {
+  // ISO time without ':' (awkward in file names); sorts in time order as text.
+  let stamp = new Date().toISOString().replaceAll(":", "-");
+  let target = `${path}.corrupt-${stamp}`;
+  for (let i = 2; exists(target); i++) {
+    stamp = `${new Date().toISOString().replaceAll(":", "-")}.${i}`;
+    target = `${path}.corrupt-${stamp}`;
+  }
+  Deno.renameSync(path, target);
+  // The pair keeps SQLite's naming, so the set-aside copy can still be opened for forensics.
+  for (const suffix of ["-wal", "-shm"]) {
+    try {
+      Deno.renameSync(path + suffix, target + suffix);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+  }
+  pruneCorrupt(path, keep);
+  return target;
+}
+
+function pruneCorrupt(path: string, keep: number): void {
+  const slash = path.lastIndexOf("/");
+  const dir = slash >= 0 ? path.slice(0, slash) || "/" : ".";
+  const base = path.slice(slash + 1) + ".corrupt-";
+  const stamps = new Set<string>();
+  for (const e of Deno.readDirSync(dir)) {
+    if (!e.name.startsWith(base)) continue;
+    stamps.add(e.name.slice(base.length).replace(/-(wal|shm)$/, ""));
+  }
+  const sorted = [...stamps].sort().reverse();
+  for (const stamp of sorted.slice(keep)) {
+    for (const suffix of ["", "-wal", "-shm"]) {
+      try {
+        Deno.removeSync(`${dir}/${base}${stamp}${suffix}`);
+      } catch (e) {
+        if (!(e instanceof Deno.errors.NotFound)) throw e;
+      }
+    }
+  }
+}
