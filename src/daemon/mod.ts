@@ -40,6 +40,8 @@ export {
   type TaskChange,
   type TaskFn,
   type TaskReport,
+  type TaskReportJson,
+  taskReportToJson,
   type TaskStatus,
   TaskSupervisor,
 } from "./supervisor.ts";

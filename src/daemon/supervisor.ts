@@ -48,6 +48,40 @@ export interface TaskReport {
   restarts: number;
 }
 
+/** A {@link TaskReport} in plain JSON form, for GET /status and status.json. */
+export interface TaskReportJson {
+  /** The task's name. */
+  name: string;
+  /** Spawned with spawnCritical. */
+  critical: boolean;
+  /** "running", "failed", "restarting" or "stopped". */
+  state: TaskStatus["state"];
+  /** Restarts so far. */
+  restarts: number;
+  /** The failure's message, when failed. */
+  error?: string;
+  /** When it failed, ISO 8601. */
+  at?: string;
+  /** The restart attempt being waited for, when restarting. */
+  attempt?: number;
+  /** The backoff before that attempt, when restarting. */
+  delayMs?: number;
+}
+
+/** `report` with its Error and Date turned into strings. */
+export function taskReportToJson(report: TaskReport): TaskReportJson {
+  const { name, critical, restarts, status } = report;
+  const json: TaskReportJson = { name, critical, state: status.state, restarts };
+  if (status.state === "failed") {
+    json.error = status.error.message;
+    json.at = status.at.toISOString();
+  } else if (status.state === "restarting") {
+    json.attempt = status.attempt;
+    json.delayMs = status.delayMs;
+  }
+  return json;
+}
+
 /** A transition, as given to {@link SupervisorOptions.onChange}. */
 export interface TaskChange {
   /** The task's name. */

@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { type TaskChange, type TaskStatus, TaskSupervisor } from "./supervisor.ts";
+import {
+  type TaskChange,
+  taskReportToJson,
+  type TaskStatus,
+  TaskSupervisor,
+} from "./supervisor.ts";
 
 /** Resolves once `pred` holds for the status of task `name` (polled: no timing involved). */
 function waitFor(
@@ -81,7 +86,16 @@ Deno.test("supervisor detects panic", async () => {
   assert.ok(s.state === "failed" && s.at instanceof Date);
   const s2 = await sup.done("sync-panicker");
   assert.equal(s2.state === "failed" && s2.error.message, "sync boom");
-  assert.equal(sup.checkAll().find((t) => t.name === "panicker")?.status.state, "failed");
+  const report = sup.checkAll().find((t) => t.name === "panicker")!;
+  const json = JSON.parse(JSON.stringify(taskReportToJson(report)));
+  assert.deepEqual(json, {
+    name: "panicker",
+    critical: false,
+    state: "failed",
+    restarts: 0,
+    error: "boom",
+    at: (s.state === "failed" && s.at.toISOString()) || "",
+  });
 });
 
 Deno.test("supervisor restarts critical task", async () => {
