@@ -163,14 +163,21 @@ export async function serveControl(options: ServeControlOptions): Promise<Contro
   let ino: number | null = null;
   // The signal is handled here rather than given to Deno.serve, whose abort listener throws
   // BadResource when the server was already shut down.
-  const server = Deno.serve({
-    path: socketPath,
-    onListen() {},
-    onError(e) {
-      log.error("Control request failed: {error}", { error: (e as Error)?.stack ?? e });
-      return errorResponse(500, "Internal error");
-    },
-  }, (req) => route(req, handlers));
+  let server: Deno.HttpServer<Deno.UnixAddr>;
+  try {
+    server = Deno.serve({
+      path: socketPath,
+      onListen() {},
+      onError(e) {
+        log.error("Control request failed: {error}", { error: (e as Error)?.stack ?? e });
+        return errorResponse(500, "Internal error");
+      },
+    }, (req) => route(req, handlers));
+  } catch (e) {
+    throw new ControlSocketError(`Cannot listen on ${socketPath}: ${(e as Error).message}`, {
+      cause: e,
+    });
+  }
   try {
     await Deno.chmod(socketPath, 0o600);
     ino = (await Deno.stat(socketPath)).ino;
