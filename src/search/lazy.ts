@@ -1,0 +1,160 @@
+/**
+ * The index as the daemon holds it at startup: the filesystem serves at once while the
+ * snapshot loads (or rebuilds) in the background; searches wait for it, bounded.
+ */
+import type { TrackRecord } from "../library/types.ts";
+import { SearchNotReadyError } from "./errors.ts";
+import type { QueryOptions, SearchResult } from "./query.ts";
+import {
+  type CommitOptions,
+  type CommitResult,
+  DEFAULT_LIMIT,
+  type RecoveryOptions,
+  SearchIndex,
+} from "./search_index.ts";
+
+/** How long a search waits for the index by default, milliseconds. */
+export const DEFAULT_READY_TIMEOUT_MS = 2000;
+
+/** Where a {@link LazySearch} is. */
+export type LoadState = "idle" | "loading" | "ready" | "failed";
+
+/** Options of {@link LazySearch.search}. */
+export interface LazySearchOptions extends QueryOptions {
+  /** Wait at most this long for the index to load (default 2000 ms; 0: do not wait). */
+  timeoutMs?: number;
+}
+
+/**
+ * A {@link SearchIndex} that loads in the background. `indexFile` and `remove` work before the
+ * load finishes: they are queued and applied once it does, so the scanner and watcher never
+ * wait for search.
+ */
+export class LazySearch {
+  #load: () => Promise<SearchIndex>;
+  #state: LoadState = "idle";
+  #index: SearchIndex | undefined;
+  #error: unknown;
+  #loading: Promise<SearchIndex> | undefined;
+  #queued = new Map<number, TrackRecord | null>();
+
+  /** `load` produces the index, normally `SearchIndex.openWithRecovery(...)`. */
+  constructor(load: () => Promise<SearchIndex>) {
+    this.#load = load;
+  }
+
+  /** A LazySearch loading `path` with {@link SearchIndex.openWithRecovery}. */
+  static fromSnapshot(path: string, opts: RecoveryOptions = {}): LazySearch {
+    return new LazySearch(() => SearchIndex.openWithRecovery(path, opts));
+  }
+
+  /** Where the load is. */
+  get state(): LoadState {
+    return this.#state;
+  }
+
+  /** The loaded index, once ready. */
+  get index(): SearchIndex | undefined {
+    return this.#index;
+  }
+
+  /** Why the last load failed, when `state` is `failed`. */
+  get error(): unknown {
+    return this.#error;
+  }
+
+  /**
+   * Start loading in the background and return at once. Does nothing while loading or once
+   * ready; after a failed load, tries again.
+   */
+  startLoading(): void {
+    if (this.#state === "loading" || this.#state === "ready") return;
+    this.#state = "loading";
+    this.#error = undefined;
+    const p = (async () => {
+      // A microtask boundary first: a synchronously throwing loader still fails the promise.
+      await null;
+      return await this.#load();
+    })();
+    this.#loading = p.then((index) => {
+      for (const [id, track] of this.#queued) {
+        if (track) index.indexFile(track);
+        else index.remove(id);
+      }
+      this.#queued.clear();
+      this.#index = index;
+      this.#state = "ready";
+      return index;
+    }, (e) => {
+      this.#error = e;
+      this.#state = "failed";
+      throw e;
+    });
+    // Failures are reported to whoever waits (ready/search), not as unhandled rejections.
+    this.#loading.catch(() => {});
+  }
+
+  /**
+   * The index, waiting up to `timeoutMs` for the load (starting it if needed). Throws
+   * {@link SearchNotReadyError} when the wait runs out or the load failed.
+   */
+  async ready(timeoutMs: number = DEFAULT_READY_TIMEOUT_MS): Promise<SearchIndex> {
+    if (this.#index) return this.#index;
+    this.startLoading();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<"timeout">((resolve) => {
+      timer = setTimeout(() => resolve("timeout"), Math.max(0, timeoutMs));
+    });
+    try {
+      const winner = await Promise.race([this.#loading!, timeout]);
+      if (winner !== "timeout") return winner;
+      throw new SearchNotReadyError("loading", `still loading after ${timeoutMs} ms`);
+    } catch (e) {
+      if (e instanceof SearchNotReadyError) throw e;
+      const reason = e instanceof Error ? e.message : String(e);
+      throw new SearchNotReadyError("failed", `loading failed (${reason})`, { cause: e });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Search once the index is ready; see {@link SearchIndex.search} and {@link ready}. */
+  async search(
+    query: string,
+    limit: number = DEFAULT_LIMIT,
+    opts: LazySearchOptions = {},
+  ): Promise<SearchResult[]> {
+    const index = await this.ready(opts.timeoutMs ?? DEFAULT_READY_TIMEOUT_MS);
+    return index.search(query, limit, opts);
+  }
+
+  /** Index `track` now, or once loaded. */
+  indexFile(track: TrackRecord): void {
+    if (this.#index) this.#index.indexFile(track);
+    else this.#queued.set(track.id, track);
+  }
+
+  /** Remove track `id` now, or once loaded. */
+  remove(id: number): void {
+    if (this.#index) this.#index.remove(id);
+    else this.#queued.set(id, null);
+  }
+
+  /** True when the loaded index has changes not yet committed (false before it loads). */
+  get dirty(): boolean {
+    return this.#index?.dirty ?? false;
+  }
+
+  /** The loaded index's generation; undefined before the load (nothing to commit yet). */
+  get generation(): number | undefined {
+    return this.#index?.generation;
+  }
+
+  /**
+   * Commit the loaded index. Before the load there is nothing to commit: the snapshot on disk
+   * is still the one being loaded, and queued changes are rebuilt from the database if lost.
+   */
+  async commit(generation?: number, opts: CommitOptions = {}): Promise<CommitResult | undefined> {
+    return await this.#index?.commit(generation, opts);
+  }
+}

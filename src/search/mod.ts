@@ -1,0 +1,56 @@
+/**
+ * Full-text search over the library (SPEC.md section 4.2): a minisearch index persisted as an
+ * atomic, checksummed snapshot that rebuilds itself when damaged or stale.
+ *
+ * ```ts
+ * const search = LazySearch.fromSnapshot(`${stateDir}/search.snapshot`, {
+ *   generation: db.generation(),
+ *   rebuildFrom: () => db.allTracks(),
+ * });
+ * search.startLoading(); // returns at once; the mount serves meanwhile
+ * supervisor.spawnCritical("search committer", () => (signal) =>
+ *   runCommitter(search, { intervalMs: 5000, signal, generation: () => db.generation() }));
+ * scanner.onTrack((t) => search.indexFile(t)); // queued until loaded
+ * const hits = await search.search("beatles help", 1000, { timeoutMs: 2000 }); // [{id, score}]
+ * ```
+ */
+export { type Committable, type CommitterOptions, runCommitter } from "./committer.ts";
+export {
+  SearchCommitError,
+  SearchNotReadyError,
+  SearchSnapshotCorruptError,
+  SearchSnapshotError,
+  SearchSnapshotMissingError,
+  SearchSnapshotStaleError,
+  SearchSnapshotVersionError,
+  type SnapshotProblem,
+} from "./errors.ts";
+export {
+  DEFAULT_READY_TIMEOUT_MS,
+  LazySearch,
+  type LazySearchOptions,
+  type LoadState,
+} from "./lazy.ts";
+export {
+  MAX_QUERY_BYTES,
+  MAX_QUERY_TERMS,
+  type QueryOptions,
+  queryTerms,
+  type SearchResult,
+} from "./query.ts";
+export {
+  type CommitOptions,
+  type CommitResult,
+  DEFAULT_LIMIT,
+  type OpenOptions,
+  type RecoveryOptions,
+  SearchIndex,
+  SearchRebuildError,
+  type TrackSource,
+} from "./search_index.ts";
+export { inspectSnapshot, SNAPSHOT_FORMAT_VERSION, type SnapshotHeader } from "./snapshot.ts";
+
+/** The longest /.search directory name, in bytes of UTF-8 (SPEC.md section 2). */
+export const SEARCH_DIR_MAX_QUERY_BYTES = 256;
+/** The most matches a /.search directory lists. */
+export const SEARCH_DIR_MAX_RESULTS = 1000;
