@@ -1,0 +1,172 @@
+/**
+ * Chunk cache (CAS) figures: put and cached get of 1 MiB chunks against plain file write/read
+ * of the same bytes in the same directory, the cost of fsync per chunk, and how long the
+ * child-process index validation (run at every daemon start) and a whole open take for a
+ * healthy index.
+ */
+import { type BenchRow, mbps } from "./common.ts";
+import { CasStore, checkIndex } from "../src/cas/mod.ts";
+
+const MiB = 1 << 20;
+
+/** Distinct 1 MiB chunks without holding them all: random bytes, chunk number in front. */
+function chunkMaker(): (i: number) => Uint8Array {
+  const base = new Uint8Array(MiB);
+  for (let o = 0; o < MiB; o += 65536) crypto.getRandomValues(base.subarray(o, o + 65536));
+  return (i) => {
+    const b = base.slice();
+    new DataView(b.buffer).setUint32(0, i);
+    return b;
+  };
+}
+
+/**
+ * Milliseconds `fn` takes, starting with no dirty pages: otherwise whichever side runs second
+ * pays for the writeback of the first one's data.
+ */
+async function time(fn: () => Promise<void>): Promise<number> {
+  await new Deno.Command("sync").output();
+  const t = performance.now();
+  await fn();
+  return performance.now() - t;
+}
+
+function ratioRow(
+  name: string,
+  measured: number,
+  baseline: number,
+  baselineName: string,
+  goal?: number,
+): BenchRow {
+  const ratio = measured / baseline;
+  return {
+    name,
+    measured: `${measured.toFixed(0)} MB/s`,
+    baseline: `${baseline.toFixed(0)} MB/s (${baselineName})`,
+    ratio,
+    goal: goal === undefined ? undefined : `>= ${goal}x`,
+    ok: goal === undefined ? undefined : ratio >= goal,
+  };
+}
+
+async function throughput(dir: string, n: number, fsync: boolean): Promise<BenchRow[]> {
+  const make = chunkMaker();
+  const bytes = n * MiB;
+  const plainDir = `${dir}/plain-${fsync}`;
+  await Deno.mkdir(plainDir);
+  // Plain baseline: the same bytes, one file per chunk, same filesystem.
+  const plainWrite = await time(async () => {
+    for (let i = 0; i < n; i++) {
+      const f = await Deno.open(`${plainDir}/${i}`, { write: true, createNew: true });
+      const b = make(i);
+      for (let o = 0; o < b.length;) o += await f.write(b.subarray(o));
+      if (fsync) await f.syncData();
+      f.close();
+    }
+  });
+  const store = await CasStore.open({ dir: `${dir}/cas-${fsync}`, maxSize: bytes * 2, fsync });
+  const hashes: string[] = [];
+  try {
+    const put = await time(async () => {
+      for (let i = 0; i < n; i++) hashes.push(await store.put(make(i)));
+    });
+    const rows = [
+      ratioRow(
+        `CAS put, 1 MiB chunks${fsync ? ", fsync" : ""}`,
+        mbps(bytes, put),
+        mbps(bytes, plainWrite),
+        `plain write${fsync ? " + fsync" : ""}`,
+        fsync ? undefined : 0.5,
+      ),
+    ];
+    if (!fsync) {
+      // Both from the page cache: the chunks were just written.
+      const plainRead = await time(async () => {
+        for (let i = 0; i < n; i++) await Deno.readFile(`${plainDir}/${i}`);
+      });
+      const get = await time(async () => {
+        for (const h of hashes) {
+          if (!(await store.get(h))) throw new Error(`chunk ${h} missing`);
+        }
+      });
+      rows.push(
+        ratioRow(
+          "CAS cached get (SHA-256 verified), 1 MiB",
+          mbps(bytes, get),
+          mbps(bytes, plainRead),
+          "plain read",
+          0.5,
+        ),
+      );
+    }
+    return rows;
+  } finally {
+    await store.close();
+  }
+}
+
+/** A healthy store of `chunks` chunks (tiny: the index is what matters) and 4 maps each. */
+async function validation(dir: string, chunks: number): Promise<BenchRow[]> {
+  const storeDir = `${dir}/valid-${chunks}`;
+  const store = await CasStore.open({ dir: storeDir, maxSize: 1e15 });
+  try {
+    for (let i = 0; i < chunks; i++) {
+      const h = await store.put(new TextEncoder().encode(`chunk ${i}`));
+      for (let n = 0; n < 4; n++) store.putChunkFor(`${i}@${MiB * 4}:1700000000000`, n, h);
+    }
+  } finally {
+    await store.close();
+  }
+  const checks: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const r = await checkIndex(`${storeDir}/index`);
+    if (r.status !== "ok" || r.chunks !== chunks) {
+      throw new Error(`unexpected ${JSON.stringify(r)}`);
+    }
+    checks.push(r.ms);
+  }
+  const opens: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    opens.push(
+      await time(async () => await (await CasStore.open({ dir: storeDir, maxSize: 1e15 })).close()),
+    );
+  }
+  const best = (xs: number[]) => Math.min(...xs);
+  const label = `${chunks} chunks + ${chunks * 4} file maps (${
+    (chunks / 1024).toFixed(0)
+  } GiB of 1 MiB chunks)`;
+  return [
+    {
+      name: `CAS index validation in child, ${label}`,
+      measured: `${best(checks).toFixed(0)} ms`,
+      goal: "<= 250 ms",
+      ok: best(checks) <= 250,
+    },
+    {
+      name: `CAS open (validate + walk chunks + load), ${label}`,
+      measured: `${best(opens).toFixed(0)} ms`,
+      goal: "<= 500 ms",
+      ok: best(opens) <= 500,
+    },
+  ];
+}
+
+/** Bench entry point (see bench/main.ts). */
+export async function run(opts: { quick: boolean }): Promise<BenchRow[]> {
+  const dir = await Deno.makeTempDir({ prefix: "musicfs-cas-bench-" });
+  try {
+    const n = opts.quick ? 32 : 256;
+    return [
+      ...(await throughput(dir, n, false)),
+      ...(await throughput(dir, opts.quick ? 8 : 32, true)),
+      ...(await validation(dir, opts.quick ? 2048 : 2048)),
+      ...(opts.quick ? [] : await validation(dir, 20480)),
+    ];
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+if (import.meta.main) {
+  for (const r of await run({ quick: Deno.args.includes("--quick") })) console.log(r);
+}
