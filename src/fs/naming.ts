@@ -229,6 +229,8 @@ export interface NameClaim {
   ext: string;
   /** Absolute source path (origin path + relative path): who keeps the plain name. */
   sourcePath: string;
+  /** Orders claims with the same source path (e.g. two links to one file); default 0. */
+  tiebreak?: number;
 }
 
 /**
@@ -261,7 +263,10 @@ export function resolveCollisions(
   conflicted.sort(compare);
   for (const base of conflicted) {
     const idx = groups.get(base)!;
-    idx.sort((a, b) => compare(claims[a].sourcePath, claims[b].sourcePath) || a - b);
+    idx.sort((a, b) =>
+      compare(claims[a].sourcePath, claims[b].sourcePath) ||
+      (claims[a].tiebreak ?? 0) - (claims[b].tiebreak ?? 0) || a - b
+    );
     let k = 0;
     if (!taken.has(base)) out[idx[k++]] = base;
     let n = 2;

@@ -1,0 +1,58 @@
+/**
+ * The virtual tree of musicfs (SPEC.md section 2): names, the `--layout` template of the
+ * /Artists view, and the in-memory tree the FUSE operations serve.
+ *
+ * @module
+ */
+export {
+  type Collision,
+  type CoverImage,
+  type CoverNode,
+  type DirNode,
+  type GeneratedNode,
+  INO,
+  type Invalidation,
+  type Node,
+  type SymlinkNode,
+  TRACK_INO_BASE,
+  type TrackNode,
+  type TreeChanges,
+  type TreeEntry,
+  type TreeOptions,
+  type TreeStats,
+  VirtualTree,
+} from "./tree.ts";
+export {
+  DEFAULT_LAYOUT,
+  type Layout,
+  LAYOUT_FIELDS,
+  LayoutError,
+  type LayoutField,
+  type LayoutPart,
+  type LayoutTrack,
+  parseLayout,
+  renderLayout,
+} from "./layout.ts";
+export {
+  albumArtistName,
+  albumFolder,
+  albumName,
+  artistName,
+  cutUtf8,
+  discCount,
+  genreName,
+  MAX_NAME_BYTES,
+  type NameClaim,
+  resolveCollisions,
+  sanitizeName,
+  titleName,
+  trackFileName,
+  trackStem,
+  UNKNOWN_ALBUM,
+  UNKNOWN_ARTIST,
+  UNKNOWN_GENRE,
+  UNKNOWN_YEAR,
+  utf8Length,
+  withCollisionSuffix,
+  yearText,
+} from "./naming.ts";

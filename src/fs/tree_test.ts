@@ -1,0 +1,629 @@
+import assert from "node:assert/strict";
+import type { TrackRecord } from "../library/types.ts";
+import { LayoutError } from "./layout.ts";
+import {
+  type CoverImage,
+  INO,
+  type Invalidation,
+  type Node,
+  TRACK_INO_BASE,
+  type TreeOptions,
+  VirtualTree,
+} from "./tree.ts";
+
+const origins = [{ id: 1, path: "/music" }, { id: 2, path: "/nas/music/" }];
+
+function rec(id: number, relPath: string, tags: Partial<TrackRecord> = {}): TrackRecord {
+  const ext = relPath.slice(relPath.lastIndexOf(".") + 1);
+  return {
+    id,
+    originId: 1,
+    relPath,
+    ext,
+    size: 1000 + id,
+    mtimeMs: 1_600_000_000_000 + id,
+    ...tags,
+  };
+}
+
+function build(tracks: TrackRecord[], opts: Partial<TreeOptions> = {}): VirtualTree {
+  return new VirtualTree({ origins, tracks, uid: 1234, gid: 5678, ...opts });
+}
+
+function at(tree: VirtualTree, path: string): Node | undefined {
+  let node: Node | undefined = tree.get(INO.root);
+  for (const name of path.split("/").filter(Boolean)) {
+    if (!node) return undefined;
+    node = tree.lookup(node.ino, name);
+  }
+  return node;
+}
+
+function names(tree: VirtualTree, path: string): string[] {
+  const dir = at(tree, path);
+  assert.ok(dir, `${path} exists`);
+  return tree.children(dir.ino)!.map((e) => e.name);
+}
+
+/** Every path of the tree with what it leads to: `kind ino [track id]`. */
+function snapshot(tree: VirtualTree): Map<string, string> {
+  const out = new Map<string, string>();
+  const walk = (ino: number, path: string) => {
+    for (const { name, node } of tree.children(ino)!) {
+      const p = `${path}/${name}`;
+      const extra = node.kind === "track"
+        ? ` #${node.track.id}`
+        : node.kind === "symlink"
+        ? ` -> ${node.target}`
+        : "";
+      out.set(p, `${node.kind} ${node.ino}${extra}`);
+      if (node.kind === "dir") walk(node.ino, p);
+    }
+  };
+  walk(INO.root, "");
+  return out;
+}
+
+function mulberry32(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function shuffle<T>(xs: T[], rnd: () => number): T[] {
+  const a = [...xs];
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(rnd() * (i + 1));
+    [a[i], a[j]] = [a[j], a[i]];
+  }
+  return a;
+}
+
+/** A messy library: shared titles, missing tags, multi-disc albums, two origins. */
+function randomLibrary(n: number, seed: number): TrackRecord[] {
+  const rnd = mulberry32(seed);
+  const pick = <T>(xs: T[]) => xs[Math.floor(rnd() * xs.length)];
+  const out: TrackRecord[] = [];
+  for (let id = 1; id <= n; id++) {
+    const artist = pick(["A", "B", "C/D", "Ärger", undefined]);
+    const album = pick(["One", "Two", "Three", undefined]);
+    out.push({
+      ...rec(id, `${pick(["x", "y", "z"])}/${id}.${pick(["mp3", "flac"])}`, {
+        artist,
+        albumArtist: rnd() < 0.2 ? "Various Artists" : undefined,
+        album,
+        title: pick(["Intro", "Song", "Outro", undefined]),
+        track: rnd() < 0.9 ? 1 + Math.floor(rnd() * 3) : undefined,
+        disc: rnd() < 0.3 ? 1 + Math.floor(rnd() * 2) : undefined,
+        year: pick([1990, 2000, undefined]),
+        genre: pick(["Rock", "Jazz", undefined]),
+      }),
+      originId: pick([1, 2]),
+    });
+  }
+  return out;
+}
+
+Deno.test("every track appears once under each of the four views", () => {
+  const tree = build([
+    rec(1, "ac/01.flac", {
+      artist: "AC/DC",
+      album: "Back in Black",
+      title: "Hells Bells",
+      track: 1,
+      year: 1980,
+      genre: "Rock",
+    }),
+  ]);
+  assert.deepEqual(names(tree, "/"), [
+    ".musicfs",
+    ".search",
+    "Albums",
+    "Artists",
+    "Genres",
+    "Years",
+  ]);
+  const ino = TRACK_INO_BASE + 1;
+  for (
+    const p of [
+      "/Artists/AC_DC/Back in Black (1980)/01 - Hells Bells.flac",
+      "/Albums/Back in Black (1980) - AC_DC/01 - Hells Bells.flac",
+      "/Genres/Rock/AC_DC/Back in Black (1980)/01 - Hells Bells.flac",
+      "/Years/1980/AC_DC - Back in Black/01 - Hells Bells.flac",
+    ]
+  ) {
+    const n = at(tree, p);
+    assert.equal(n?.kind, "track", p);
+    assert.equal(n.ino, ino);
+  }
+  assert.equal(
+    tree.sourcePath(at(tree, "/Years/1980/AC_DC - Back in Black/01 - Hells Bells.flac") as never),
+    "/music/ac/01.flac",
+  );
+  assert.deepEqual(names(tree, "/.search"), []);
+  assert.deepEqual(names(tree, "/.musicfs"), ["problems.txt", "status.json"]);
+  assert.equal(tree.pathOf(ino), "/Artists/AC_DC/Back in Black (1980)/01 - Hells Bells.flac");
+});
+
+Deno.test("missing tags fall back per SPEC in every view", () => {
+  const tree = build([rec(1, "loose/some file.mp3")]);
+  for (
+    const p of [
+      "/Artists/Unknown Artist/Unknown Album/some file.mp3",
+      "/Albums/Unknown Album - Unknown Artist/some file.mp3",
+      "/Genres/Unknown Genre/Unknown Artist/Unknown Album/some file.mp3",
+      "/Years/Unknown Year/Unknown Artist - Unknown Album/some file.mp3",
+    ]
+  ) assert.equal(at(tree, p)?.kind, "track", p);
+  const onlyArtist = build([rec(1, "a.mp3", { artist: "Solo", title: "T", track: 2 })]);
+  assert.ok(at(onlyArtist, "/Artists/Solo/Unknown Album/02 - T.mp3"));
+});
+
+Deno.test("multi-disc albums get a D- prefix, single-disc albums do not", () => {
+  const tree = build([
+    rec(1, "m/1.flac", {
+      albumArtist: "X",
+      album: "Multi",
+      title: "A",
+      track: 1,
+      disc: 1,
+      discTotal: 2,
+    }),
+    rec(2, "m/2.flac", { albumArtist: "X", album: "Multi", title: "B", track: 1, disc: 1 }),
+    rec(3, "s/1.flac", {
+      albumArtist: "X",
+      album: "Single",
+      title: "C",
+      track: 1,
+      disc: 1,
+      discTotal: 1,
+    }),
+    rec(4, "d/1.flac", { albumArtist: "X", album: "Seen", title: "D", track: 1, disc: 1 }),
+    rec(5, "d/2.flac", { albumArtist: "X", album: "Seen", title: "E", track: 1, disc: 2 }),
+    rec(6, "d/3.flac", { albumArtist: "X", album: "Seen", title: "F" }),
+  ]);
+  assert.deepEqual(names(tree, "/Artists/X/Multi"), ["1-01 - A.flac", "1-01 - B.flac"]);
+  assert.deepEqual(names(tree, "/Artists/X/Single"), ["01 - C.flac"]);
+  assert.deepEqual(names(tree, "/Albums/Seen - X"), ["1-01 - D.flac", "2-01 - E.flac", "F.flac"]);
+});
+
+Deno.test("a compilation (album artist Various Artists) stays one album", () => {
+  const tracks = ["P", "Q", "R"].map((artist, i) =>
+    rec(i + 1, `comp/${i}.mp3`, {
+      artist,
+      albumArtist: "Various Artists",
+      album: "Hits",
+      title: `Song ${artist}`,
+      track: i + 1,
+      year: 2001,
+      compilation: true,
+    })
+  );
+  const tree = build(tracks);
+  assert.deepEqual(names(tree, "/Artists"), ["Various Artists"]);
+  assert.deepEqual(names(tree, "/Artists/Various Artists/Hits (2001)"), [
+    "01 - Song P.mp3",
+    "02 - Song Q.mp3",
+    "03 - Song R.mp3",
+  ]);
+  assert.deepEqual(names(tree, "/Albums"), ["Hits (2001) - Various Artists"]);
+});
+
+Deno.test("colliding names get suffixes by source path whatever the input order, listed in problems.txt", () => {
+  const tracks = [
+    rec(1, "b/x.mp3", { albumArtist: "A", album: "L", title: "Same", track: 1 }),
+    rec(2, "a/x.mp3", { albumArtist: "A", album: "L", title: "Same", track: 1 }),
+    rec(3, "c/x.mp3", { albumArtist: "A", album: "L", title: "Same", track: 1 }),
+  ];
+  for (const order of [tracks, [...tracks].reverse(), [tracks[1], tracks[2], tracks[0]]]) {
+    const tree = build(order);
+    const dir = "/Artists/A/L";
+    assert.deepEqual(names(tree, dir), ["01 - Same (2).mp3", "01 - Same (3).mp3", "01 - Same.mp3"]);
+    assert.equal((at(tree, `${dir}/01 - Same.mp3`) as { track: TrackRecord }).track.id, 2);
+    assert.equal((at(tree, `${dir}/01 - Same (2).mp3`) as { track: TrackRecord }).track.id, 1);
+    assert.equal((at(tree, `${dir}/01 - Same (3).mp3`) as { track: TrackRecord }).track.id, 3);
+    const text = new TextDecoder().decode(tree.content(tree.get(INO.problems) as never));
+    assert.match(
+      text,
+      /renamed: \/Artists\/A\/L\/01 - Same \(2\)\.mp3 \(name taken: 01 - Same\.mp3; source: \/music\/b\/x\.mp3\)/,
+    );
+    assert.equal(tree.collisions().length, 8, "2 in each of the 4 views");
+  }
+});
+
+Deno.test("inode numbers are stable across two builds in different orders", () => {
+  const lib = randomLibrary(600, 7);
+  const covers: CoverImage[] = [{
+    originId: 1,
+    dir: "x",
+    relPath: "x/cover.jpg",
+    ext: "jpg",
+    size: 10,
+  }];
+  const a = snapshot(build(lib, { covers }));
+  const b = snapshot(build(shuffle(lib, mulberry32(99)), { covers }));
+  assert.deepEqual(b, a);
+  assert.ok(a.size > 2000);
+  // Distinct objects have distinct numbers; a track keeps one number in all its places.
+  const owner = new Map<number, string>();
+  for (const [path, what] of a) {
+    const [kind, ino, id] = what.split(" ");
+    const key = kind === "dir" ? path : kind === "track" ? id : kind;
+    if (kind === "cover") continue;
+    const prev = owner.get(Number(ino));
+    assert.ok(prev === undefined || prev === key, `${ino} held by ${prev} and ${key}`);
+    owner.set(Number(ino), key);
+    if (kind === "track") assert.equal(Number(ino), TRACK_INO_BASE + Number(id.slice(1)));
+  }
+});
+
+Deno.test("attributes: modes, owner, link counts, source size and mtime", () => {
+  const tree = build([
+    rec(1, "a/1.flac", { albumArtist: "A", album: "L", title: "T", track: 1 }),
+    rec(2, "a/2.flac", { albumArtist: "A", album: "M", title: "T", track: 1 }),
+  ]);
+  const file = tree.attr(at(tree, "/Artists/A/L/01 - T.flac")!);
+  assert.deepEqual(
+    { ...file },
+    {
+      ino: TRACK_INO_BASE + 1,
+      uid: 1234,
+      gid: 5678,
+      size: 1001,
+      mode: 0o100444,
+      nlink: 4,
+      mtimeMs: 1_600_000_000_001,
+      ctimeMs: 1_600_000_000_001,
+    },
+  );
+  const dir = tree.attr(at(tree, "/Artists/A")!);
+  assert.equal(dir.mode, 0o40555);
+  assert.equal(dir.nlink, 4, "2 + two album subdirectories");
+  assert.equal(dir.uid, 1234);
+  assert.equal(tree.attr(at(tree, "/Artists/A/L")!).nlink, 2);
+  assert.equal(tree.attr(tree.get(INO.root)!).nlink, 2 + 6);
+  const status = tree.get(INO.status)!;
+  assert.equal(tree.attr(status).mode, 0o100444);
+  assert.equal(tree.attr(status).size, tree.content(status as never).length);
+});
+
+Deno.test("children are sorted and agree with lookup", () => {
+  const lib = randomLibrary(300, 3);
+  const tree = build(lib);
+  for (const [path, what] of snapshot(tree)) {
+    if (!what.startsWith("dir")) continue;
+    const list = tree.children(Number(what.split(" ")[1]))!;
+    const sorted = [...list].sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
+    assert.deepEqual(list.map((e) => e.name), sorted.map((e) => e.name), path);
+    for (const e of list) assert.equal(tree.lookup(Number(what.split(" ")[1]), e.name), e.node);
+  }
+  assert.equal(tree.children(TRACK_INO_BASE + 1), undefined, "a file has no children");
+  assert.equal(tree.lookup(INO.artists, "nobody"), undefined);
+});
+
+Deno.test("covers show in the album folders of every view, first source folder by path", () => {
+  const tracks = [
+    rec(1, "alb/1.flac", {
+      albumArtist: "A",
+      album: "L",
+      title: "T",
+      track: 1,
+      genre: "G",
+      year: 2000,
+    }),
+    rec(2, "alb/cd2/2.flac", {
+      albumArtist: "A",
+      album: "L",
+      title: "U",
+      track: 2,
+      genre: "G",
+      year: 2000,
+    }),
+    rec(3, "other/3.flac", { albumArtist: "B", album: "N", title: "V", track: 1 }),
+  ];
+  const covers: CoverImage[] = [
+    { originId: 1, dir: "alb/cd2", relPath: "alb/cd2/front.png", ext: "png", size: 7, mtimeMs: 5 },
+    { originId: 1, dir: "alb", relPath: "alb/folder.jpg", ext: "jpg", size: 9, mtimeMs: 6 },
+    { originId: 1, dir: "alb", relPath: "alb/cover.jpg", ext: "jpg", size: 8, mtimeMs: 6 },
+  ];
+  const tree = build(tracks, { covers });
+  const dirs = [
+    "/Artists/A/L (2000)",
+    "/Albums/L (2000) - A",
+    "/Genres/G/A/L (2000)",
+    "/Years/2000/A - L",
+  ];
+  const inos = new Set<number>();
+  for (const d of dirs) {
+    assert.deepEqual(names(tree, d), ["01 - T.flac", "02 - U.flac", "cover.jpg"], d);
+    const c = at(tree, `${d}/cover.jpg`)!;
+    assert.equal(c.kind, "cover");
+    assert.equal(tree.sourcePath(c as never), "/music/alb/cover.jpg");
+    assert.equal(tree.attr(c).size, 8);
+    inos.add(c.ino);
+  }
+  assert.equal(inos.size, 1);
+  assert.equal(tree.attr(at(tree, `${dirs[0]}/cover.jpg`)!).nlink, 4);
+  assert.deepEqual(names(tree, "/Artists/B/N"), ["01 - V.flac"]);
+  assert.deepEqual(names(tree, "/Artists/A"), ["L (2000)"]);
+});
+
+function kinds(inv: Invalidation[]): string[] {
+  return inv.map((i) =>
+    i.kind === "inode"
+      ? `inode ${i.ino}`
+      : i.kind === "entry"
+      ? `entry ${i.parent} ${i.name}`
+      : `delete ${i.parent} ${i.child} ${i.name}`
+  ).sort();
+}
+
+Deno.test("apply(add) shows new tracks and invalidates only names that appeared", () => {
+  const tree = build([
+    rec(1, "a/1.mp3", {
+      albumArtist: "A",
+      album: "L",
+      title: "T",
+      track: 1,
+      year: 2000,
+      genre: "G",
+    }),
+  ]);
+  const alb = at(tree, "/Artists/A/L (2000)")!.ino;
+  const artist = at(tree, "/Artists/A")!.ino;
+  const inv = tree.apply({
+    added: [
+      rec(2, "a/2.mp3", {
+        albumArtist: "A",
+        album: "L",
+        title: "U",
+        track: 2,
+        year: 2000,
+        genre: "G",
+      }),
+      rec(3, "b/1.mp3", {
+        albumArtist: "A",
+        album: "New",
+        title: "V",
+        track: 1,
+        year: 2000,
+        genre: "G",
+      }),
+    ],
+  });
+  const got = kinds(inv);
+  assert.ok(got.includes(`entry ${alb} 02 - U.mp3`));
+  assert.ok(got.includes(`entry ${artist} New (2000)`));
+  assert.ok(got.includes(`inode ${artist}`), "its nlink changed");
+  assert.ok(got.includes(`entry ${INO.albums} New (2000) - A`));
+  const fresh = at(tree, "/Artists/A/New (2000)")!.ino;
+  assert.ok(
+    !got.some((s) => s.startsWith(`entry ${fresh} `)),
+    "nothing to drop in a new directory",
+  );
+  assert.ok(!got.some((s) => s.startsWith("delete")));
+  assert.equal(at(tree, "/Years/2000/A - New/01 - V.mp3")?.ino, TRACK_INO_BASE + 3);
+  assert.equal(tree.attr(at(tree, "/Artists/A")!).nlink, 4);
+});
+
+Deno.test("apply(change) renames with entry invalidations and refreshes the track's inode", () => {
+  const t = rec(1, "a/1.mp3", { albumArtist: "A", album: "L", title: "Old", track: 1 });
+  const keep = rec(2, "a/2.mp3", { albumArtist: "A", album: "L", title: "Other", track: 2 });
+  const tree = build([t, keep]);
+  const alb = at(tree, "/Artists/A/L")!.ino;
+  const inv = tree.apply({ changed: [{ ...t, title: "New", size: 5 }] });
+  const got = kinds(inv);
+  assert.ok(got.includes(`entry ${alb} 01 - Old.mp3`));
+  assert.ok(got.includes(`entry ${alb} 01 - New.mp3`));
+  assert.ok(got.includes(`inode ${TRACK_INO_BASE + 1}`));
+  // The track lives on under another name: no `delete`, which would zero its link count.
+  assert.ok(!got.some((s) => s.startsWith("delete")));
+  assert.equal(at(tree, "/Artists/A/L/01 - Old.mp3"), undefined);
+  const n = at(tree, "/Genres/Unknown Genre/A/L/01 - New.mp3")!;
+  assert.equal(tree.attr(n).size, 5);
+  assert.equal(n.ino, TRACK_INO_BASE + 1);
+});
+
+Deno.test("apply(remove) deletes names and prunes directories left empty", () => {
+  const tree = build([
+    rec(1, "a/1.mp3", {
+      albumArtist: "Gone",
+      album: "L",
+      title: "T",
+      track: 1,
+      year: 1970,
+      genre: "G",
+    }),
+    rec(2, "b/1.mp3", {
+      albumArtist: "Stay",
+      album: "M",
+      title: "U",
+      track: 1,
+      year: 1980,
+      genre: "G",
+    }),
+  ], { covers: [{ originId: 1, dir: "a", relPath: "a/cover.jpg", ext: "jpg", size: 1 }] });
+  const gone = at(tree, "/Artists/Gone")!.ino;
+  const album = at(tree, "/Artists/Gone/L (1970)")!.ino;
+  const cover = at(tree, "/Artists/Gone/L (1970)/cover.jpg")!.ino;
+  const genre = at(tree, "/Genres/G")!.ino;
+  const inv = tree.apply({ removed: [1, 999] });
+  const got = kinds(inv);
+  for (
+    const want of [
+      `delete ${album} ${TRACK_INO_BASE + 1} 01 - T.mp3`,
+      `delete ${gone} ${album} L (1970)`,
+      `delete ${INO.artists} ${gone} Gone`,
+      `inode ${INO.artists}`,
+      `inode ${genre}`,
+    ]
+  ) assert.ok(got.includes(want), `${want} in ${got.join("\n")}`);
+  // The cover stays known (its folder still has it) but is in no album folder any more.
+  assert.ok(got.includes(`entry ${album} cover.jpg`));
+  assert.deepEqual(names(tree, "/Artists"), ["Stay"]);
+  assert.deepEqual(names(tree, "/Years"), ["1980"]);
+  assert.deepEqual(names(tree, "/Genres/G"), ["Stay"]);
+  assert.deepEqual(names(tree, "/Albums"), ["M (1980) - Stay"]);
+  assert.equal(tree.get(album), undefined);
+  assert.equal(tree.get(TRACK_INO_BASE + 1), undefined);
+  assert.equal(tree.attr(tree.get(INO.artists)!).nlink, 3);
+  assert.equal(tree.get(cover)?.kind, "cover");
+  // Empty views stay.
+  tree.apply({ removed: [2] });
+  assert.deepEqual(names(tree, "/"), [
+    ".musicfs",
+    ".search",
+    "Albums",
+    "Artists",
+    "Genres",
+    "Years",
+  ]);
+  assert.deepEqual(names(tree, "/Artists"), []);
+});
+
+Deno.test("apply: a track on disc 2 renames the rest of its album", () => {
+  const one = rec(1, "a/1.mp3", { albumArtist: "A", album: "L", title: "T", track: 1, disc: 1 });
+  const tree = build([one]);
+  tree.apply({
+    added: [rec(2, "a/2.mp3", { albumArtist: "A", album: "L", title: "U", track: 1, disc: 2 })],
+  });
+  assert.deepEqual(names(tree, "/Artists/A/L"), ["1-01 - T.mp3", "2-01 - U.mp3"]);
+  const inv = tree.apply({ removed: [2] });
+  assert.deepEqual(names(tree, "/Artists/A/L"), ["01 - T.mp3"]);
+  assert.ok(kinds(inv).includes(`entry ${at(tree, "/Artists/A/L")!.ino} 1-01 - T.mp3`));
+});
+
+Deno.test("apply: removing one of two colliding tracks gives the other its plain name back", () => {
+  const tracks = [
+    rec(1, "a/x.mp3", { albumArtist: "A", album: "L", title: "S", track: 1 }),
+    rec(2, "b/x.mp3", { albumArtist: "A", album: "L", title: "S", track: 1 }),
+  ];
+  const tree = build(tracks);
+  assert.deepEqual(names(tree, "/Artists/A/L"), ["01 - S (2).mp3", "01 - S.mp3"]);
+  const inv = tree.apply({ removed: [1] });
+  assert.deepEqual(names(tree, "/Artists/A/L"), ["01 - S.mp3"]);
+  assert.equal(at(tree, "/Artists/A/L/01 - S.mp3")!.ino, TRACK_INO_BASE + 2);
+  assert.equal(tree.collisions().length, 0);
+  assert.ok(kinds(inv).includes(`inode ${INO.problems}`));
+  const text = new TextDecoder().decode(tree.content(tree.get(INO.problems) as never));
+  assert.doesNotMatch(text, /^renamed:/m);
+});
+
+Deno.test("apply converges to the tree a fresh build of the same library gives", () => {
+  const rnd = mulberry32(42);
+  let lib = new Map(randomLibrary(400, 11).map((t) => [t.id, t]));
+  const covers = new Map<string, CoverImage>();
+  const tree = build([...lib.values()]);
+  let nextId = 1000;
+  for (let round = 0; round < 25; round++) {
+    const more = randomLibrary(30, round + 100);
+    const added = more.slice(0, 10).map((t) => ({ ...t, id: nextId++ }));
+    const ids = [...lib.keys()];
+    const removed = shuffle(ids, rnd).slice(0, 8);
+    const changed = shuffle(ids.filter((id) => !removed.includes(id)), rnd).slice(0, 8)
+      .map((id, i) => ({
+        ...more[10 + i],
+        id,
+        relPath: lib.get(id)!.relPath,
+        originId: lib.get(id)!.originId,
+      }));
+    const cover: CoverImage = {
+      originId: 1 + (round % 2),
+      dir: ["x", "y", "z"][round % 3],
+      relPath: `${["x", "y", "z"][round % 3]}/c${round % 4}.jpg`,
+      ext: round % 2 ? "jpg" : "png",
+      size: round,
+    };
+    const removedCovers = round % 5 === 4 ? [{ originId: 1, dir: "x" }] : [];
+    tree.apply({ added, removed, changed, covers: [cover], removedCovers });
+    for (const id of removed) lib.delete(id);
+    for (const t of [...added, ...changed]) lib.set(t.id, t);
+    covers.set(`${cover.originId}:${cover.dir}`, cover);
+    for (const r of removedCovers) covers.delete(`${r.originId}:${r.dir}`);
+    lib = new Map([...lib].sort((a, b) => a[0] - b[0]));
+  }
+  const fresh = build([...lib.values()], { covers: [...covers.values()] });
+  assert.deepEqual(snapshot(tree), snapshot(fresh));
+  assert.deepEqual(tree.stats(), fresh.stats());
+  assert.deepEqual(tree.collisions(), fresh.collisions());
+});
+
+Deno.test("apply: a cover that appears or goes away shows in its album folders", () => {
+  const tree = build([rec(1, "a/1.mp3", { albumArtist: "A", album: "L", title: "T", track: 1 })]);
+  const dir = at(tree, "/Albums/L - A")!.ino;
+  const inv = tree.apply({
+    covers: [{ originId: 1, dir: "a", relPath: "a/Folder.JPG", ext: "jpg", size: 3 }],
+  });
+  assert.ok(kinds(inv).includes(`entry ${dir} cover.jpg`));
+  assert.equal(tree.attr(at(tree, "/Albums/L - A/cover.jpg")!).size, 3);
+  const c = at(tree, "/Albums/L - A/cover.jpg")!.ino;
+  const inv2 = tree.apply({ removedCovers: [{ originId: 1, dir: "a/" }] });
+  assert.ok(kinds(inv2).includes(`delete ${dir} ${c} cover.jpg`));
+  assert.deepEqual(names(tree, "/Albums/L - A"), ["01 - T.mp3"]);
+});
+
+Deno.test("problems.txt lists unreadable files; a new problem list invalidates it", () => {
+  const tree = build([], { problems: [{ originId: 2, relPath: "bad.mp3", reason: "truncated" }] });
+  const read = () => new TextDecoder().decode(tree.content(tree.get(INO.problems) as never));
+  assert.match(read(), /^unreadable: \/nas\/music\/bad\.mp3: truncated$/m);
+  const inv = tree.apply({ problems: [] });
+  assert.deepEqual(inv, [{ kind: "inode", ino: INO.problems }]);
+  assert.doesNotMatch(read(), /unreadable:/);
+  assert.deepEqual(tree.problems(), []);
+});
+
+Deno.test("status.json comes from the callback, or the tree's counts", () => {
+  const own = build([], { status: () => '{"ok":true}' });
+  assert.equal(new TextDecoder().decode(own.content(own.get(INO.status) as never)), '{"ok":true}');
+  const tree = build(randomLibrary(20, 1));
+  const json = JSON.parse(new TextDecoder().decode(tree.content(tree.get(INO.status) as never)));
+  assert.equal(json.tracks, 20);
+  assert.equal(json.tracks, tree.stats().tracks);
+});
+
+Deno.test("a custom layout shapes /Artists only; a bad one is a LayoutError", () => {
+  const tracks = [
+    rec(1, "a/1.ogg", {
+      artist: "P",
+      albumArtist: "A",
+      album: "L",
+      title: "T",
+      track: 3,
+      genre: "G",
+    }),
+  ];
+  const tree = build(tracks, { layout: "{genre}/{artist} - {title}" });
+  assert.deepEqual(names(tree, "/Artists/G"), ["P - T.ogg"]);
+  assert.deepEqual(names(tree, "/Albums/L - A"), ["03 - T.ogg"]);
+  assert.equal(at(tree, "/Artists/G/P - T.ogg")!.ino, TRACK_INO_BASE + 1);
+  tree.apply({ changed: [{ ...tracks[0], artist: "Q" }] });
+  assert.deepEqual(names(tree, "/Artists/G"), ["Q - T.ogg"]);
+  assert.throws(() => build(tracks, { layout: "{nope}" }), LayoutError);
+});
+
+Deno.test("search results are symlinks to the track's /Artists path", () => {
+  const tree = build([
+    rec(1, "a/1.mp3", { artist: "P", albumArtist: "A", album: "L", title: "T", track: 1 }),
+    rec(2, "b/1.mp3", { artist: "P", albumArtist: "B", album: "M", title: "T", track: 1 }),
+  ]);
+  const { node, invalidations } = tree.setSearchResults("t", [2, 1, 77]);
+  assert.deepEqual(invalidations.filter((i) => i.kind === "entry"), [{
+    kind: "entry",
+    parent: INO.search,
+    name: "t",
+  }]);
+  assert.equal(at(tree, "/.search/t")?.ino, node.ino);
+  assert.deepEqual(names(tree, "/.search/t"), ["P - T (2).mp3", "P - T.mp3"]);
+  const link = at(tree, "/.search/t/P - T.mp3")!;
+  assert.equal(link.kind, "symlink");
+  assert.equal(link.kind === "symlink" && link.target, "../../Artists/A/L/01 - T.mp3");
+  assert.equal(tree.attr(link).mode, 0o120777);
+  const again = tree.setSearchResults("t", [1]);
+  assert.deepEqual(names(tree, "/.search/t"), ["P - T.mp3"]);
+  assert.ok(again.invalidations.some((i) => i.kind === "delete" && i.name === "P - T (2).mp3"));
+  tree.removeSearch("t");
+  assert.deepEqual(names(tree, "/.search"), []);
+});
