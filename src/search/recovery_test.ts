@@ -1,0 +1,238 @@
+import assert from "node:assert/strict";
+import { configureSync, type LogRecord, resetSync } from "@logtape/logtape";
+import {
+  inspectSnapshot,
+  SearchIndex,
+  SearchRebuildError,
+  SearchSnapshotCorruptError,
+  SearchSnapshotError,
+  SearchSnapshotMissingError,
+  SearchSnapshotStaleError,
+  SearchSnapshotVersionError,
+  type SnapshotProblem,
+} from "./mod.ts";
+import type { TrackRecord } from "../library/types.ts";
+import { ids, track, withTempDir } from "./testdata/helpers.ts";
+import { prng, syntheticQueries, syntheticTracks } from "./testdata/synthetic.ts";
+
+/** Ways to damage a snapshot, with the problem `open` must report. */
+const CORRUPTIONS: [string, SnapshotProblem, (b: Uint8Array) => Uint8Array][] = [
+  ["empty file", "truncated", () => new Uint8Array(0)],
+  ["truncated header", "truncated", (b) => b.slice(0, 40)],
+  ["truncated body", "truncated", (b) => b.slice(0, Math.floor(b.length / 2))],
+  ["last byte missing", "truncated", (b) => b.slice(0, b.length - 1)],
+  ["garbage", "garbage", (b) => {
+    const r = prng(9);
+    return b.map(() => Math.floor(r() * 256));
+  }],
+  ["trailing bytes", "garbage", (b) => new Uint8Array([...b, 10, 10])],
+  ["flipped body byte", "checksum", (b) => flip(b, 72 + Math.floor((b.length - 72) / 2))],
+  ["flipped count byte", "checksum", (b) => flip(b, 16)],
+  ["flipped generation byte", "checksum", (b) => flip(b, 24)],
+  ["flipped checksum byte", "checksum", (b) => flip(b, 50)],
+  ["wrong version", "version", (b) => {
+    const c = b.slice();
+    new DataView(c.buffer).setUint32(8, 99, true);
+    return c;
+  }],
+  ["zeroed", "garbage", (b) => new Uint8Array(b.length)],
+];
+
+function flip(b: Uint8Array, at: number): Uint8Array {
+  const c = b.slice();
+  c[at] ^= 0x10;
+  return c;
+}
+
+const GENERATION = 5;
+
+/** A committed snapshot of `tracks`, the results of some queries, and the file bytes. */
+async function snapshotOf(path: string, tracks: TrackRecord[]) {
+  const index = SearchIndex.create(path);
+  await index.indexAll(tracks);
+  await index.commit(GENERATION);
+  const queries = [...syntheticQueries(tracks, 40, 4), "the", "love"];
+  const results = new Map(queries.map((q) => [q, index.search(q, 1000)]));
+  return { queries, results, bytes: await Deno.readFile(path) };
+}
+
+function captureLogs(): { records: LogRecord[]; [Symbol.dispose](): void } {
+  const records: LogRecord[] = [];
+  configureSync({
+    reset: true,
+    sinks: { mem: (r: LogRecord) => records.push(r) },
+    loggers: [
+      { category: ["musicfs", "search"], lowestLevel: "debug", sinks: ["mem"] },
+      { category: ["logtape", "meta"], lowestLevel: "error", sinks: [] },
+    ],
+  });
+  return { records, [Symbol.dispose]: () => resetSync() };
+}
+
+Deno.test("search corruption triggers rebuild", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/search.snapshot`;
+    const { bytes } = await snapshotOf(path, syntheticTracks(300, 1));
+    await Deno.writeFile(path, flip(bytes, 72 + 100));
+    using logs = captureLogs();
+    const index = await SearchIndex.openWithRecovery(path);
+    assert.equal(index.size, 0, "no source: an empty index");
+    assert.deepEqual(index.search("the"), []);
+    index.indexFile(track(1, { title: "Works Again" }));
+    assert.deepEqual(ids(index.search("works")), [1], "the empty index is usable");
+    const warn = logs.records.find((r) => r.level === "warning");
+    assert.ok(warn, "a WARN is logged");
+    assert.equal(warn.properties.before, 300);
+    assert.equal(warn.properties.after, 0);
+    assert.equal(warn.properties.problem, "checksum");
+    const reopened = await SearchIndex.open(path);
+    assert.equal(reopened.size, 0, "the rebuilt (empty) index was committed");
+  });
+});
+
+Deno.test("open throws a typed error for each kind of damage", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/s`;
+    await assert.rejects(SearchIndex.open(path), SearchSnapshotMissingError);
+    const { bytes } = await snapshotOf(path, syntheticTracks(100, 2));
+    for (const [name, problem, damage] of CORRUPTIONS) {
+      await Deno.writeFile(path, damage(bytes));
+      await assert.rejects(SearchIndex.open(path), (e: unknown) => {
+        assert.ok(e instanceof SearchSnapshotError, name);
+        assert.equal(e.problem, problem, name);
+        assert.match(e.message, /^Cannot open search snapshot: /);
+        if (problem === "version") assert.ok(e instanceof SearchSnapshotVersionError);
+        else assert.ok(e instanceof SearchSnapshotCorruptError, name);
+        return true;
+      });
+    }
+    await Deno.writeFile(path, bytes);
+    await assert.rejects(SearchIndex.open(path, { generation: 6 }), (e: unknown) => {
+      assert.ok(e instanceof SearchSnapshotStaleError);
+      assert.equal(e.found, GENERATION);
+      assert.equal(e.expected, 6);
+      return true;
+    });
+    assert.equal((await SearchIndex.open(path, { generation: GENERATION })).size, 100);
+    assert.deepEqual(await inspectSnapshot(path), {
+      version: 1,
+      documentCount: 100,
+      generation: GENERATION,
+      bodySize: bytes.length - 72,
+    });
+  });
+});
+
+Deno.test("rebuild from source restores the same results as before corruption", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/s`;
+    const tracks = syntheticTracks(1500, 3);
+    const before = await snapshotOf(path, tracks);
+    await Deno.writeFile(path, before.bytes.slice(0, 1000));
+    const index = await SearchIndex.openWithRecovery(path, {
+      rebuildFrom: () => tracks,
+      generation: GENERATION,
+    });
+    assert.equal(index.size, 1500);
+    for (const q of before.queries) {
+      assert.deepEqual(index.search(q, 1000), before.results.get(q), `query ${q}`);
+    }
+    const reopened = await SearchIndex.open(path, { generation: GENERATION });
+    for (const q of before.queries) {
+      assert.deepEqual(reopened.search(q, 1000), before.results.get(q), `reopened, query ${q}`);
+    }
+  });
+});
+
+Deno.test("openWithRecovery recovers every kind of damage", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/s`;
+    const tracks = syntheticTracks(400, 4);
+    const good = await snapshotOf(path, tracks);
+    const cases: [string, () => Promise<void>, number][] = [
+      ["missing", () => Deno.remove(path), GENERATION],
+      ...CORRUPTIONS.map(([name, , damage]): [string, () => Promise<void>, number] => [
+        name,
+        () => Deno.writeFile(path, damage(good.bytes)),
+        GENERATION,
+      ]),
+      ["stale generation", () => Deno.writeFile(path, good.bytes), GENERATION + 1],
+      ["a directory in its place", async () => {
+        await Deno.remove(path);
+        await Deno.mkdir(path);
+      }, GENERATION],
+    ];
+    // An async source, as a database cursor would be.
+    async function* source() {
+      for (const t of tracks) yield t;
+    }
+    for (const [name, damage, generation] of cases) {
+      await damage();
+      using logs = captureLogs();
+      const index = await SearchIndex.openWithRecovery(path, {
+        rebuildFrom: source,
+        generation,
+      });
+      assert.equal(index.size, 400, name);
+      assert.equal(index.generation, generation, name);
+      for (const q of good.queries.slice(0, 10)) {
+        assert.deepEqual(ids(index.search(q, 1000)), ids(good.results.get(q)!), `${name}: ${q}`);
+      }
+      const warns = logs.records.filter((r) => r.level === "warning");
+      assert.equal(warns.length, 1, name);
+      assert.equal(warns[0].properties.after, 400, name);
+      if (name === "a directory in its place") {
+        // The rebuilt index could not replace a directory: it serves from memory, stays dirty.
+        assert.equal(index.dirty, true);
+        await Deno.remove(path);
+        await index.commit();
+      }
+      const reopened = await SearchIndex.open(path, { generation });
+      assert.equal(reopened.size, 400, `${name}: the rebuilt index was committed`);
+      await Deno.writeFile(path, good.bytes);
+    }
+  });
+});
+
+Deno.test("openWithRecovery keeps a good snapshot and removes dead temp files", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/s`;
+    const good = await snapshotOf(path, syntheticTracks(200, 6));
+    // A temp file of a process that no longer exists, and one of this (live) process.
+    await Deno.writeFile(`${path}.tmp-999999999-1`, good.bytes.slice(0, 100));
+    await Deno.writeFile(`${path}.tmp-${Deno.pid}-999`, good.bytes.slice(0, 100));
+    using logs = captureLogs();
+    let rebuilt = false;
+    const index = await SearchIndex.openWithRecovery(path, {
+      rebuildFrom: () => {
+        rebuilt = true;
+        return [];
+      },
+      generation: GENERATION,
+    });
+    assert.equal(rebuilt, false);
+    assert.equal(index.size, 200);
+    assert.equal(index.dirty, false);
+    assert.equal(logs.records.filter((r) => r.level === "warning").length, 0);
+    const names = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+    assert.deepEqual(names, ["s", `s.tmp-${Deno.pid}-999`]);
+  });
+});
+
+Deno.test("openWithRecovery reports a failing source", async () => {
+  await withTempDir(async (dir) => {
+    await assert.rejects(
+      SearchIndex.openWithRecovery(`${dir}/s`, {
+        rebuildFrom: () => {
+          throw new Error("database is locked");
+        },
+      }),
+      (e: unknown) => {
+        assert.ok(e instanceof SearchRebuildError);
+        assert.equal(e.message, "Cannot rebuild search index: database is locked");
+        assert.equal((e.cause as Error).message, "database is locked");
+        return true;
+      },
+    );
+  });
+});
