@@ -218,6 +218,8 @@ class Dir implements DirNode {
     public mtimeMs: number,
     public prunable: boolean,
   ) {}
+  /** Pruned from the tree. */
+  dead = false;
 }
 
 class Album {
@@ -232,6 +234,10 @@ class Album {
     readonly yearDir: string,
     readonly yearsAlbumDir: string,
   ) {}
+  /** The album's folder in each view, remembered to skip walking the path for every track. */
+  readonly leaves: (Dir | undefined)[] = [undefined, undefined, undefined, undefined];
+  /** The genre (unsanitised) of `leaves[GENRES]`. */
+  leafGenre = "";
 }
 
 class Track implements TrackNode {
@@ -330,6 +336,7 @@ export class VirtualTree {
   readonly layout: Layout;
   readonly #defaultLayout: boolean;
   readonly #origins = new Map<number, string>();
+  /** Every live node but the tracks with id-derived inodes, which {@link #tracks} finds. */
   readonly #nodes = new Map<number, AnyNode>();
   readonly #tracks = new Map<number, Track>();
   readonly #albums = new Map<string, Album>();
@@ -397,17 +404,20 @@ export class VirtualTree {
       this.#nodes.set(g.ino, g);
     }
 
-    const records = new Map<number, TrackRecord>();
-    for (const t of opts.tracks ?? []) records.set(t.id, t);
-    const placing: Track[] = [];
-    for (const rec of records.values()) {
-      const t = new Track(this.#trackIno(rec.id), rec);
-      this.#tracks.set(rec.id, t);
-      this.#nodes.set(t.ino, t);
+    for (const rec of opts.tracks ?? []) {
+      let t = this.#tracks.get(rec.id);
+      if (t) {
+        // The same id twice: the later record wins.
+        t.album.tracks.delete(t);
+        t.track = rec;
+      } else {
+        t = new Track(this.#trackIno(rec.id), rec);
+        this.#tracks.set(rec.id, t);
+        if (t.ino < TRACK_INO_BASE) this.#nodes.set(t.ino, t);
+      }
       this.#joinAlbum(t, null);
-      placing.push(t);
     }
-    for (const t of placing) this.#place(t);
+    for (const t of this.#tracks.values()) this.#place(t);
     for (const c of opts.covers ?? []) {
       const key = sourceDirKey(c.originId, normDir(c.dir));
       const had = this.#covers.get(key);
@@ -426,12 +436,12 @@ export class VirtualTree {
 
   /** The node of `ino`, if it exists now. */
   get(ino: number): Node | undefined {
-    return this.#nodes.get(ino);
+    return this.#node(ino);
   }
 
   /** The node called `name` in directory `parent`; undefined when there is none. */
   lookup(parent: number, name: string): Node | undefined {
-    const d = this.#nodes.get(parent);
+    const d = this.#node(parent);
     return d instanceof Dir ? d.entries.get(name) : undefined;
   }
 
@@ -441,7 +451,7 @@ export class VirtualTree {
    * the directory changed); the array must not be modified.
    */
   children(ino: number): readonly TreeEntry[] | undefined {
-    const d = this.#nodes.get(ino);
+    const d = this.#node(ino);
     if (!(d instanceof Dir)) return undefined;
     if (d.sorted) return d.sorted;
     const list: TreeEntry[] = [];
@@ -539,7 +549,7 @@ export class VirtualTree {
    * path; for a cover, its first album folder. Undefined when the node is not in the tree.
    */
   pathOf(ino: number): string | undefined {
-    const n = this.#nodes.get(ino);
+    const n = this.#node(ino);
     if (!n) return undefined;
     if (n instanceof Dir) return n === this.#root ? "/" : this.#dirPath(n);
     if (n instanceof Track) {
@@ -619,7 +629,7 @@ export class VirtualTree {
         } else {
           t = new Track(this.#trackIno(rec.id), rec);
           this.#tracks.set(rec.id, t);
-          this.#nodes.set(t.ino, t);
+          if (t.ino < TRACK_INO_BASE) this.#nodes.set(t.ino, t);
         }
         this.#joinAlbum(t, albums);
         placing.add(t);
@@ -766,17 +776,21 @@ export class VirtualTree {
         }
         // `delete` makes the kernel drop the inode's link count: only for objects now gone,
         // not for a track that merely left one of its four directories.
-        if (old !== 0 && cur === 0 && !this.#nodes.has(old)) {
+        if (old !== 0 && cur === 0 && !this.#node(old)) {
           out.push({ kind: "delete", parent: dir.ino, child: old, name });
         } else out.push({ kind: "entry", parent: dir.ino, name });
       }
       if (this.#problemsVersion !== version) inodes.add(INO.problems);
-      for (const ino of inodes) if (this.#nodes.has(ino)) out.push({ kind: "inode", ino });
+      for (const ino of inodes) if (this.#node(ino)) out.push({ kind: "inode", ino });
       return out;
     } finally {
       this.#log = null;
       this.#fresh = new Set();
     }
+  }
+
+  #node(ino: number): AnyNode | undefined {
+    return ino >= TRACK_INO_BASE ? this.#tracks.get(ino - TRACK_INO_BASE) : this.#nodes.get(ino);
   }
 
   /** Remember what `dir` held under `name` before this batch first changed it. */
@@ -878,10 +892,16 @@ export class VirtualTree {
     const a = t.album;
     t.multi = a.discs > 1;
     t.name = trackFileName(rec, t.multi);
-    let d: Dir;
+    let d: Dir | undefined;
     if (this.#defaultLayout) {
       t.aname = undefined;
-      d = this.#subdir(this.#subdir(this.#views[ARTISTS], a.artistDir), a.albumDir);
+      d = a.leaves[ARTISTS];
+      if (!d || d.dead) {
+        d = a.leaves[ARTISTS] = this.#subdir(
+          this.#subdir(this.#views[ARTISTS], a.artistDir),
+          a.albumDir,
+        );
+      }
     } else {
       const segs = renderLayout(this.layout, rec, t.multi);
       const file = segs[segs.length - 1];
@@ -889,18 +909,28 @@ export class VirtualTree {
       d = this.#views[ARTISTS];
       for (let i = 0; i < segs.length - 1; i++) d = this.#subdir(d, segs[i]);
     }
-    t.parents = [d];
-    this.#insert(d, t);
-    d = this.#subdir(this.#views[ALBUMS], a.albumsDir);
-    t.parents.push(d);
-    this.#insert(d, t);
-    d = this.#subdir(this.#views[GENRES], sanitizeName(genreName(rec)));
-    d = this.#subdir(this.#subdir(d, a.artistDir), a.albumDir);
-    t.parents.push(d);
-    this.#insert(d, t);
-    d = this.#subdir(this.#subdir(this.#views[YEARS], a.yearDir), a.yearsAlbumDir);
-    t.parents.push(d);
-    this.#insert(d, t);
+    const artists = d;
+    d = a.leaves[ALBUMS];
+    if (!d || d.dead) d = a.leaves[ALBUMS] = this.#subdir(this.#views[ALBUMS], a.albumsDir);
+    const albums = d;
+    const genre = genreName(rec);
+    d = a.leaves[GENRES];
+    if (!d || d.dead || a.leafGenre !== genre) {
+      d = this.#subdir(this.#views[GENRES], sanitizeName(genre));
+      d = a.leaves[GENRES] = this.#subdir(this.#subdir(d, a.artistDir), a.albumDir);
+      a.leafGenre = genre;
+    }
+    const genres = d;
+    d = a.leaves[YEARS];
+    if (!d || d.dead) {
+      d = a.leaves[YEARS] = this.#subdir(
+        this.#subdir(this.#views[YEARS], a.yearDir),
+        a.yearsAlbumDir,
+      );
+    }
+    // One exact-size array: growing it by push would reserve 17 slots per track.
+    t.parents = [artists, albums, genres, d];
+    for (const p of t.parents) this.#insert(p, t);
   }
 
   #detach(t: Track): void {
@@ -992,13 +1022,19 @@ export class VirtualTree {
   #updateCover(d: Dir): void {
     if (!d.prunable || d.view > YEARS || this.#nodes.get(d.ino) !== d) return;
     let best: Cover | undefined;
-    let lastKey = "";
+    // Tracks of one folder come together: look a folder up once, without building its key.
+    let lastOrigin = -1;
+    let lastDir = "";
     const consider = (n: AnyNode) => {
       if (!(n instanceof Track)) return;
-      const key = sourceDirKey(n.track.originId, dirOf(n.track.relPath));
-      if (key === lastKey) return;
-      lastKey = key;
-      const c = this.#covers.get(key);
+      const { originId, relPath } = n.track;
+      const slash = relPath.lastIndexOf("/");
+      if (
+        originId === lastOrigin && slash === lastDir.length && relPath.startsWith(lastDir)
+      ) return;
+      lastOrigin = originId;
+      lastDir = slash < 0 ? "" : relPath.slice(0, slash);
+      const c = this.#covers.get(sourceDirKey(originId, lastDir));
       if (c && (!best || compare(c.folder, best.folder) < 0)) best = c;
     };
     for (const n of d.entries.values()) consider(n);
@@ -1069,6 +1105,7 @@ export class VirtualTree {
       p.subdirs--;
       p.sorted = undefined;
       this.#nodes.delete(d.ino);
+      d.dead = true;
       this.#dirCount--;
       if (d.collisions) {
         this.#collided.delete(d);
