@@ -60,8 +60,9 @@ export async function checkIndex(
   indexPath: string,
   opts: CheckIndexOptions = {},
 ): Promise<IndexCheck> {
+  // Synchronous up to the spawn, so the caller can work while the child walks.
   try {
-    await Deno.stat(`${indexPath}/data.mdb`);
+    Deno.statSync(`${indexPath}/data.mdb`);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return { status: "absent" };
     throw e;

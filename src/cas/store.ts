@@ -144,6 +144,7 @@ export class CasStore {
   #reserved = 0;
   #seq = 0;
   #flushTimer: ReturnType<typeof setTimeout> | undefined;
+  #pruning: Promise<void> = Promise.resolve();
   /** Index writes since the last sync. */
   #unsynced = false;
   #closed = false;
@@ -190,11 +191,14 @@ export class CasStore {
     await Deno.mkdir(`${dir}/tmp`, { recursive: true });
     const removedTemps = await emptyDir(`${dir}/tmp`);
 
-    const check = await checkIndex(indexPath, {
+    const checking = checkIndex(indexPath, {
       timeoutMs: opts.validateTimeoutMs,
       command: opts.validatorCommand,
     });
-    const disk = await listChunkFiles(`${dir}/chunks`);
+    // Walked while the child validates; synchronous because it is 3x faster than readDir
+    // and nothing else is being served yet.
+    const disk = listChunkFiles(`${dir}/chunks`);
+    const check = await checking;
     let rebuiltBecause: string | undefined;
     if (check.status === "damaged") rebuiltBecause = `index is damaged (${check.reason})`;
     else if (check.status === "absent" && disk.files.size > 0) rebuiltBecause = "index is missing";
@@ -234,6 +238,7 @@ export class CasStore {
     };
     try {
       await store.#load(disk.files, rebuiltBecause !== undefined, report);
+      store.#pruning = store.#pruneMaps();
     } catch (e) {
       await env.close();
       throw e;
@@ -290,21 +295,49 @@ export class CasStore {
       this.#entries.set(hash, e);
       this.#bytes += e.size;
     }
-    // Mappings to chunks that are gone would only be cleaned lazily; most of them (old file
-    // versions, evicted chunks) are never asked for again.
-    const danglingMaps: [string, number][] = [];
-    for (const { key, value } of this.#filesDb.getRange()) {
-      if (!this.#entries.has(value)) danglingMaps.push(key);
-    }
     this.#env.transactionSync(() => {
       for (const hash of missing) this.#chunksDb.remove(hash);
       for (const [hash, e] of adopted) this.#chunksDb.put(hash, [e.size, e.atime]);
-      for (const key of danglingMaps) this.#filesDb.remove(key);
     });
-    if (missing.length || adopted.size || danglingMaps.length) this.#indexChanged();
+    if (missing.length || adopted.size) this.#indexChanged();
     const victims = this.#pickVictims(0);
     report.evicted = victims?.length ?? 0;
     await Promise.all((victims ?? []).map((h) => this.#drop(h)));
+  }
+
+  /**
+   * Remove file-chunk mappings to chunks that are gone, in the background after open: they
+   * would only be cleaned when asked for, and most (old file versions, evicted chunks) never
+   * are. Batched, yielding between batches, so a large map does not delay startup.
+   */
+  async #pruneMaps(): Promise<void> {
+    const batchSize = 2000;
+    let start: [string, number] | undefined;
+    let removed = 0;
+    try {
+      // close() waits for the pass to end rather than cutting it short: one pass is cheap.
+      for (;;) {
+        const batch = [
+          ...this.#filesDb.getRange({ start, limit: batchSize + (start ? 1 : 0) }),
+        ];
+        for (const { key, value } of batch) {
+          if (start && key[0] === start[0] && key[1] === start[1]) continue;
+          // A mapping written since the batch was read is newer than what the batch shows.
+          if (this.#entries.has(value) || this.#pendingMaps.has(mapId(key[0], key[1]))) continue;
+          this.#filesDb.remove(key).catch(indexWriteFailed);
+          removed++;
+        }
+        if (batch.length < batchSize) break;
+        start = batch[batch.length - 1].key;
+        await new Promise((resolve) => setTimeout(resolve, 0));
+      }
+    } catch (e) {
+      log.warn("Cannot prune the file-chunk map: {error}", { error: String(e) });
+    }
+    if (removed) {
+      this.#indexChanged();
+      log.debug("Pruned {removed} file-chunk mappings to chunks no longer cached", { removed });
+    }
   }
 
   /** Hash-check chunk files; good ones are moved to their canonical path, bad ones deleted. */
@@ -646,7 +679,7 @@ export class CasStore {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await Promise.allSettled([...this.#activePuts, ...this.#deleting.values()]);
+    await Promise.allSettled([...this.#activePuts, ...this.#deleting.values(), this.#pruning]);
     await this.flush();
     await this.#env.close();
   }
@@ -790,26 +823,30 @@ async function emptyDir(dir: string): Promise<number> {
  * Every chunk file under `root`, at any depth (so a changed `shardLevels` still finds them),
  * by hash. Files not named like a chunk (e.g. stray temp files) are deleted.
  */
-async function listChunkFiles(
+function listChunkFiles(
   root: string,
-): Promise<{ files: Map<string, string>; junk: number; temps: number }> {
+): { files: Map<string, string>; junk: number; temps: number } {
   const files = new Map<string, string>();
   let junk = 0;
   let temps = 0;
-  const walk = async (dir: string) => {
-    for await (const d of Deno.readDir(dir)) {
+  const walk = (dir: string) => {
+    for (const d of Deno.readDirSync(dir)) {
       const path = `${dir}/${d.name}`;
       if (d.isDirectory) {
-        await walk(path);
+        walk(path);
       } else if (d.isFile && HASH_RE.test(d.name) && !files.has(d.name)) {
         files.set(d.name, path);
       } else {
         if (d.name.endsWith(".tmp")) temps++;
         else junk++;
-        await Deno.remove(path, { recursive: true }).catch(() => {});
+        try {
+          Deno.removeSync(path, { recursive: true });
+        } catch {
+          // Left for the next open; it is not named like a chunk, so it is never served.
+        }
       }
     }
   };
-  await walk(root);
+  walk(root);
   return { files, junk, temps };
 }

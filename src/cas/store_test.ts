@@ -736,3 +736,30 @@ Deno.test("cas survives a writer killed with SIGKILL", async () => {
     }
   });
 });
+
+Deno.test("cas open prunes file-chunk mappings to chunks that are gone", async () => {
+  await withDir(async (dir) => {
+    const { checkIndex } = await import("./index_check.ts");
+    let store = await CasStore.open({ dir, maxSize: 1 << 20 });
+    const a = await store.put(bytesOf(300, 100));
+    const b = await store.put(bytesOf(301, 100));
+    // More than one prune batch, alternating live and soon-dangling targets.
+    for (let i = 0; i < 4500; i++) store.putChunkFor(`f${i}@1:1`, i, i % 2 ? b : a);
+    await store.delete(b);
+    await store.close();
+    const before = await checkIndex(`${dir}/index`);
+    assert.equal(before.status === "ok" && before.files, 4500);
+    store = await CasStore.open({ dir, maxSize: 1 << 20 });
+    await store.close();
+    const after = await checkIndex(`${dir}/index`);
+    assert.equal(after.status === "ok" && after.files, 2250);
+    store = await CasStore.open({ dir, maxSize: 1 << 20 });
+    try {
+      assert.equal(store.getChunkFor("f0@1:1", 0), a);
+      assert.equal(store.getChunkFor("f4498@1:1", 4498), a);
+      assert.equal(store.getChunkFor("f1@1:1", 1), null);
+    } finally {
+      await store.close();
+    }
+  });
+});
