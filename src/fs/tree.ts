@@ -15,7 +15,7 @@
  *
  * Inode numbers (stable across restarts for the same library, never reused for another object
  * during a mount):
- * - 1..9: the root, the five top-level directories, status.json and problems.txt ({@link INO});
+ * - 1..9: the root, its six directories, status.json and problems.txt ({@link INO});
  * - a track file: 2^52 + its database id. A track is one object under four names (like a
  *   hard link; nlink counts them), so the kernel caches its pages once for every view;
  * - directories, covers and /.search symlinks: a 52-bit hash (cyrb53, truncated) of a key
@@ -144,7 +144,9 @@ export interface TreeEntry {
  * A kernel cache to drop after {@link VirtualTree.apply}, in the order given:
  * `entry`: the name -> inode mapping (FUSE_NOTIFY_INVAL_ENTRY);
  * `delete`: the name is gone and so is the object (FUSE_NOTIFY_DELETE);
- * `inode`: the attributes and cached data (FUSE_NOTIFY_INVAL_INODE).
+ * `inode`: the attributes and cached data (FUSE_NOTIFY_INVAL_INODE; offset 0, length -1).
+ * The kernel answers ENOENT for what it never cached, and a `delete` of a directory still
+ * in use may fail with ENOTEMPTY: both are harmless, send an `entry` instead of the latter.
  */
 export type Invalidation =
   | { kind: "entry"; parent: number; name: string }
@@ -546,7 +548,8 @@ export class VirtualTree {
 
   /**
    * The virtual path of a node, e.g. `/Albums/X - Y/01 - Z.flac`: for a track, its /Artists
-   * path; for a cover, its first album folder. Undefined when the node is not in the tree.
+   * path; for a cover or symlink, one of its places, found by a scan of the whole tree (for
+   * diagnostics only). Undefined when the node is not in the tree.
    */
   pathOf(ino: number): string | undefined {
     const n = this.#node(ino);
