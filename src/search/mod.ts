@@ -12,8 +12,16 @@
  *   runCommitter(search, { intervalMs: 5000, signal, generation: () => db.generation() }));
  * scanner.onTrack((t) => search.indexFile(t)); // queued until loaded
  * const hits = await search.search("beatles help", 1000, { timeoutMs: 2000 }); // [{id, score}]
+ * // at shutdown, after the committer resolved: nothing left to do (it flushed)
+ *
+ * // `musicfs search` with no daemon: never writes, rebuilds in memory if the snapshot is bad
+ * const index = await SearchIndex.openWithRecovery(path, { readOnly: true, generation, rebuildFrom });
+ * index.search(query, limit);
  * ```
+ * Results are track ids; callers map them to tree paths. Queries are cut to 1024 bytes here;
+ * /.search names are at most {@link SEARCH_DIR_MAX_QUERY_BYTES}.
  */
+export type { TrackRecord } from "../library/types.ts";
 export { type Committable, type CommitterOptions, runCommitter } from "./committer.ts";
 export {
   SearchCommitError,

@@ -9,7 +9,9 @@ import { BOOSTS, FIELDS, MAX_TERM_LENGTH, terms, truncateUtf8 } from "./text.ts"
 
 /** One match: the track id and its relevance (higher is better). */
 export interface SearchResult {
+  /** The track id (`TrackRecord.id`). */
   id: number;
+  /** Relevance, comparable only within one query's results. */
   score: number;
 }
 

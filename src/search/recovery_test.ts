@@ -236,3 +236,31 @@ Deno.test("openWithRecovery reports a failing source", async () => {
     );
   });
 });
+
+Deno.test("read-only recovery rebuilds in memory and writes nothing", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/s`;
+    const good = await snapshotOf(path, syntheticTracks(300, 8));
+    const damaged = good.bytes.slice(0, 500);
+    await Deno.writeFile(path, damaged);
+    await Deno.writeFile(`${path}.tmp-999999999-1`, new Uint8Array(10));
+    using _logs = captureLogs();
+    const index = await SearchIndex.openWithRecovery(path, {
+      rebuildFrom: () => syntheticTracks(300, 8),
+      generation: GENERATION,
+      readOnly: true,
+    });
+    assert.equal(index.readOnly, true);
+    assert.equal(index.size, 300);
+    for (const q of good.queries.slice(0, 5)) {
+      assert.deepEqual(ids(index.search(q, 1000)), ids(good.results.get(q)!), q);
+    }
+    await assert.rejects(index.commit(), { name: "SearchCommitError" });
+    assert.deepEqual(await Deno.readFile(path), damaged, "the snapshot is left alone");
+    assert.equal([...Deno.readDirSync(dir)].length, 2, "temp files are left alone");
+    await Deno.writeFile(path, good.bytes);
+    const intact = await SearchIndex.openWithRecovery(path, { readOnly: true });
+    assert.equal(intact.size, 300);
+    assert.equal(intact.readOnly, true);
+  });
+});

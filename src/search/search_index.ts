@@ -5,7 +5,7 @@
 import type { TrackRecord } from "../library/types.ts";
 import { logger } from "../log/mod.ts";
 import { createEngine, type Engine } from "./engine.ts";
-import { SearchSnapshotCorruptError, SearchSnapshotError } from "./errors.ts";
+import { SearchCommitError, SearchSnapshotCorruptError, SearchSnapshotError } from "./errors.ts";
 import { executeQuery, type QueryOptions, type SearchResult } from "./query.ts";
 import { loadEngine, readSnapshot, removeStaleTemps, writeSnapshot } from "./snapshot.ts";
 import { toDocument } from "./text.ts";
@@ -38,13 +38,20 @@ export interface RecoveryOptions {
    * stale and rebuilt. Also the generation stamped on the rebuilt snapshot.
    */
   generation?: number;
+  /**
+   * Never write: rebuild in memory only, leave temp files alone, and refuse `commit`. For
+   * `musicfs search` without a daemon, next to a daemon that may be starting.
+   */
+  readOnly?: boolean;
 }
 
 /** What {@link SearchIndex.commit} did. */
 export interface CommitResult {
   /** False when nothing had changed since the last commit, so nothing was written. */
   written: boolean;
+  /** Documents in the snapshot. */
   documentCount: number;
+  /** The database generation stamped on the snapshot. */
   generation: number;
   /** Size of the snapshot file (0 when not written). */
   bytes: number;
@@ -92,6 +99,9 @@ export class SearchIndex {
   #committedChanges = 0;
   #onDisk: boolean;
   #queued: Map<number, TrackRecord | null> | undefined;
+  /** Queued removals, hidden from results until applied. */
+  #hiddenCount = 0;
+  #readOnly = false;
   #commits: Promise<unknown> = Promise.resolve();
 
   private constructor(path: string, ms: Engine, generation: number, onDisk: boolean) {
@@ -124,10 +134,13 @@ export class SearchIndex {
    */
   static async openWithRecovery(path: string, opts: RecoveryOptions = {}): Promise<SearchIndex> {
     if (opts.generation !== undefined) checkGeneration(opts.generation);
-    await removeStaleTemps(path);
+    const readOnly = opts.readOnly ?? false;
+    if (!readOnly) await removeStaleTemps(path);
     let problem: SearchSnapshotError;
     try {
-      return await SearchIndex.open(path, { generation: opts.generation });
+      const index = await SearchIndex.open(path, { generation: opts.generation });
+      index.#readOnly = readOnly;
+      return index;
     } catch (e) {
       problem = e instanceof SearchSnapshotError ? e : new SearchSnapshotCorruptError(
         "unreadable",
@@ -137,6 +150,7 @@ export class SearchIndex {
       );
     }
     const index = SearchIndex.create(path, { generation: opts.generation });
+    index.#readOnly = readOnly;
     if (opts.rebuildFrom) {
       try {
         await index.indexAll(await opts.rebuildFrom());
@@ -151,7 +165,9 @@ export class SearchIndex {
       before: problem.documentCount ?? 0,
       after: index.size,
       path,
+      readOnly,
     });
+    if (readOnly) return index;
     try {
       await index.commit(undefined, { force: true });
     } catch (e) {
@@ -176,6 +192,11 @@ export class SearchIndex {
     return this.#generation;
   }
 
+  /** True when opened with `readOnly`: `commit` rejects. */
+  get readOnly(): boolean {
+    return this.#readOnly;
+  }
+
   /** True while a commit is writing. */
   get committing(): boolean {
     return this.#queued !== undefined;
@@ -192,6 +213,7 @@ export class SearchIndex {
   indexFile(track: TrackRecord): void {
     this.#changes++;
     if (this.#queued) {
+      if (this.#queued.get(track.id) === null) this.#hiddenCount--;
       this.#queued.set(track.id, track);
       return;
     }
@@ -202,6 +224,7 @@ export class SearchIndex {
   remove(id: number): void {
     if (this.#queued) {
       this.#changes++;
+      if (this.#queued.get(id) !== null) this.#hiddenCount++;
       this.#queued.set(id, null);
       return;
     }
@@ -237,10 +260,9 @@ export class SearchIndex {
    */
   search(query: string, limit: number = DEFAULT_LIMIT, opts: QueryOptions = {}): SearchResult[] {
     const queued = this.#queued;
-    if (!queued || queued.size === 0) return executeQuery(this.#ms, query, limit, opts);
-    const hidden = (id: number) => queued.get(id) === null;
-    return executeQuery(this.#ms, query, limit + queued.size, opts)
-      .filter((r) => !hidden(r.id)).slice(0, Math.max(0, limit));
+    if (!queued || this.#hiddenCount === 0) return executeQuery(this.#ms, query, limit, opts);
+    return executeQuery(this.#ms, query, limit + this.#hiddenCount, opts)
+      .filter((r) => queued.get(r.id) !== null).slice(0, Math.max(0, limit));
   }
 
   /**
@@ -251,6 +273,9 @@ export class SearchIndex {
    */
   commit(generation?: number, opts: CommitOptions = {}): Promise<CommitResult> {
     if (generation !== undefined) checkGeneration(generation);
+    if (this.#readOnly) {
+      return Promise.reject(new SearchCommitError(this.path, "the index was opened read-only"));
+    }
     const run = () => this.#commit(generation ?? this.#generation, opts.force ?? false);
     const result = this.#commits.then(run, run);
     this.#commits = result.catch(() => {});
@@ -277,6 +302,7 @@ export class SearchIndex {
     } finally {
       const queued = this.#queued;
       this.#queued = undefined;
+      this.#hiddenCount = 0;
       for (const [id, track] of queued) this.#apply(id, track);
     }
   }

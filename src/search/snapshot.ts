@@ -40,15 +40,21 @@ const LOAD_SLICE = 20_000;
 
 /** What a snapshot header says. */
 export interface SnapshotHeader {
+  /** Format version (SNAPSHOT_FORMAT_VERSION). */
   version: number;
+  /** Documents in the snapshot. */
   documentCount: number;
+  /** The database generation the snapshot reflects. */
   generation: number;
+  /** Bytes after the header. */
   bodySize: number;
 }
 
 /** The outcome of a written snapshot. */
 export interface SnapshotWrite {
+  /** Documents written. */
   documentCount: number;
+  /** The generation stamped. */
   generation: number;
   /** Size of the whole file. */
   bytes: number;
