@@ -5,7 +5,7 @@
  * healthy index.
  */
 import { type BenchRow, mbps } from "./common.ts";
-import { CasStore, checkIndex } from "../src/cas/mod.ts";
+import { CasStore, checkIndex, sha256Hex } from "../src/cas/mod.ts";
 
 const MiB = 1 << 20;
 
@@ -49,60 +49,82 @@ function ratioRow(
   };
 }
 
-async function throughput(dir: string, n: number, fsync: boolean): Promise<BenchRow[]> {
+/**
+ * Put then cached get of `n` chunks, against plain write then read of the same bytes; rounds
+ * alternate the two sides and the best round of each counts, because writeback of earlier
+ * rounds makes single runs noisy.
+ */
+async function throughput(dir: string, n: number, rounds: number, fsync: boolean) {
   const make = chunkMaker();
   const bytes = n * MiB;
-  const plainDir = `${dir}/plain-${fsync}`;
-  await Deno.mkdir(plainDir);
-  // Plain baseline: the same bytes, one file per chunk, same filesystem.
-  const plainWrite = await time(async () => {
-    for (let i = 0; i < n; i++) {
-      const f = await Deno.open(`${plainDir}/${i}`, { write: true, createNew: true });
-      const b = make(i);
-      for (let o = 0; o < b.length;) o += await f.write(b.subarray(o));
-      if (fsync) await f.syncData();
-      f.close();
-    }
-  });
-  const store = await CasStore.open({ dir: `${dir}/cas-${fsync}`, maxSize: bytes * 2, fsync });
-  const hashes: string[] = [];
-  try {
-    const put = await time(async () => {
-      for (let i = 0; i < n; i++) hashes.push(await store.put(make(i)));
-    });
-    const rows = [
-      ratioRow(
-        `CAS put, 1 MiB chunks${fsync ? ", fsync" : ""}`,
-        mbps(bytes, put),
-        mbps(bytes, plainWrite),
-        `plain write${fsync ? " + fsync" : ""}`,
-        fsync ? undefined : 0.5,
+  const best = { write: 0, put: 0, read: 0, get: 0 };
+  for (let r = 0; r < rounds; r++) {
+    const plainDir = `${dir}/plain-${fsync}-${r}`;
+    await Deno.mkdir(plainDir);
+    best.write = Math.max(
+      best.write,
+      mbps(
+        bytes,
+        await time(async () => {
+          for (let i = 0; i < n; i++) {
+            const f = await Deno.open(`${plainDir}/${i}`, { write: true, createNew: true });
+            const b = make(i);
+            for (let o = 0; o < b.length;) o += await f.write(b.subarray(o));
+            if (fsync) await f.syncData();
+            f.close();
+          }
+        }),
       ),
-    ];
-    if (!fsync) {
-      // Both from the page cache: the chunks were just written.
-      const plainRead = await time(async () => {
-        for (let i = 0; i < n; i++) await Deno.readFile(`${plainDir}/${i}`);
-      });
-      const get = await time(async () => {
-        for (const h of hashes) {
-          if (!(await store.get(h))) throw new Error(`chunk ${h} missing`);
-        }
-      });
-      rows.push(
-        ratioRow(
-          "CAS cached get (SHA-256 verified), 1 MiB",
-          mbps(bytes, get),
-          mbps(bytes, plainRead),
-          "plain read",
-          0.5,
+    );
+    const storeDir = `${dir}/cas-${fsync}-${r}`;
+    const store = await CasStore.open({ dir: storeDir, maxSize: bytes * 2, fsync });
+    const hashes: string[] = [];
+    try {
+      best.put = Math.max(
+        best.put,
+        mbps(
+          bytes,
+          await time(async () => {
+            for (let i = 0; i < n; i++) hashes.push(await store.put(make(i)));
+          }),
         ),
       );
+      // Both read from the page cache: the chunks were just written.
+      best.read = Math.max(
+        best.read,
+        mbps(
+          bytes,
+          await time(async () => {
+            for (let i = 0; i < n; i++) await Deno.readFile(`${plainDir}/${i}`);
+          }),
+        ),
+      );
+      best.get = Math.max(
+        best.get,
+        mbps(
+          bytes,
+          await time(async () => {
+            for (const h of hashes) {
+              if (!(await store.get(h))) throw new Error(`chunk ${h} missing`);
+            }
+          }),
+        ),
+      );
+    } finally {
+      await store.close();
     }
-    return rows;
-  } finally {
-    await store.close();
+    await Deno.remove(plainDir, { recursive: true });
+    await Deno.remove(storeDir, { recursive: true });
   }
+  return best;
+}
+
+async function sha256Bound(n: number): Promise<number> {
+  const b = chunkMaker()(0);
+  const ms = await time(async () => {
+    for (let i = 0; i < n; i++) await sha256Hex(b);
+  });
+  return mbps(n * MiB, ms);
 }
 
 /** A healthy store of `chunks` chunks (tiny: the index is what matters) and 4 maps each. */
@@ -155,11 +177,17 @@ async function validation(dir: string, chunks: number): Promise<BenchRow[]> {
 export async function run(opts: { quick: boolean }): Promise<BenchRow[]> {
   const dir = await Deno.makeTempDir({ prefix: "musicfs-cas-bench-" });
   try {
-    const n = opts.quick ? 32 : 256;
+    const n = opts.quick ? 32 : 128;
+    const rounds = opts.quick ? 2 : 4;
+    const t = await throughput(dir, n, rounds, false);
+    const ts = await throughput(dir, opts.quick ? 8 : 32, rounds, true);
+    const hash = await sha256Bound(n);
     return [
-      ...(await throughput(dir, n, false)),
-      ...(await throughput(dir, opts.quick ? 8 : 32, true)),
-      ...(await validation(dir, opts.quick ? 2048 : 2048)),
+      ratioRow("CAS put, 1 MiB chunks", t.put, t.write, "plain write", 0.5),
+      ratioRow("CAS put, 1 MiB chunks, fsync option", ts.put, ts.write, "plain write + fsync"),
+      ratioRow("CAS cached get (SHA-256 verified), 1 MiB", t.get, t.read, "plain read"),
+      ratioRow("CAS cached get vs its bound", t.get, hash, "SHA-256 of the bytes alone", 0.75),
+      ...(await validation(dir, 2048)),
       ...(opts.quick ? [] : await validation(dir, 20480)),
     ];
   } finally {

@@ -390,12 +390,11 @@ export class CasStore {
     // writing the temp file can overlap; the price is a needless eviction when a full cache is
     // given bytes it already holds, which the callers (who look up the file-chunk map first)
     // rarely do.
-    const victims = await this.#reserve(size);
+    const { evicted } = await this.#reserve(size);
     let tmp: string | undefined;
     try {
-      const writing = Promise.all(victims.map((h) => this.#drop(h))).then(() =>
-        this.#writeTemp(bytes)
-      );
+      // Write once the evicted files are gone, so a nearly full disk really has the room.
+      const writing = evicted.then(() => this.#writeTemp(bytes));
       const [hash, written] = await Promise.allSettled([sha256Hex(bytes), writing]);
       if (written.status === "rejected") throw written.reason;
       tmp = written.value;
@@ -423,8 +422,11 @@ export class CasStore {
     }
   }
 
-  /** Reserve `size` bytes; returns the chunks to evict for them. */
-  async #reserve(size: number): Promise<string[]> {
+  /**
+   * Reserve `size` bytes, evicting what must go to make room; `evicted` settles when the
+   * evicted files are removed.
+   */
+  async #reserve(size: number): Promise<{ evicted: Promise<unknown> }> {
     let victims = this.#pickVictims(size);
     // Bytes reserved by writes in flight become evictable chunks once those writes land.
     while (!victims && this.#reserved > 0 && size <= this.#maxSize) {
@@ -441,9 +443,10 @@ export class CasStore {
       });
       throw err;
     }
-    // Taken in the same turn as the check, so concurrent puts see these bytes as used.
+    // Reserved and evicted in the same turn as the check, so concurrent puts can neither count
+    // the same victims nor miss these bytes.
     this.#reserved += size;
-    return victims;
+    return { evicted: Promise.all(victims.map((h) => this.#drop(h))) };
   }
 
   /**
@@ -736,8 +739,10 @@ export class CasStore {
     this.#entries.delete(hash);
     this.#dirty.delete(hash);
     this.#bytes -= e.size;
-    this.#chunksDb.remove(hash).catch(indexWriteFailed);
-    this.#indexChanged();
+    if (!this.#closed) {
+      this.#chunksDb.remove(hash).catch(indexWriteFailed);
+      this.#indexChanged();
+    }
     const p: Promise<void> = Deno.remove(this.#chunkPath(hash)).catch((err) => {
       if (!(err instanceof Deno.errors.NotFound)) {
         log.warn("Cannot remove chunk file of {hash}: {error}", { hash, error: String(err) });

@@ -195,6 +195,25 @@ Deno.test("cas dedup hit counts as an access for LRU", async () => {
   });
 });
 
+Deno.test("cas concurrent puts into a full store evict without overshooting", async () => {
+  await withDir(async (dir) => {
+    const store = await CasStore.open({ dir, maxSize: 1000 });
+    try {
+      for (let i = 0; i < 10; i++) await store.put(bytesOf(500 + i, 100));
+      assert.equal(store.stats().bytes, 1000);
+      // Each needs an eviction; none may count on a victim another one already took.
+      await Promise.all(Array.from({ length: 8 }, (_, i) => store.put(bytesOf(600 + i, 150))));
+      assert.ok(store.stats().bytes <= 1000, `${store.stats().bytes} > 1000`);
+      const files = await chunkFilesOnDisk(dir);
+      const onDisk = [...files.values()].reduce((n, f) => n + f.size, 0);
+      assert.ok(onDisk <= 1000, `${onDisk} bytes of chunk files > 1000`);
+      assert.equal(onDisk, store.stats().bytes);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
 Deno.test("cas evicts the least recently used chunk first", async () => {
   await withDir(async (dir) => {
     const store = await CasStore.open({ dir, maxSize: 300 });
