@@ -65,7 +65,8 @@ export async function checkIndex(
     Deno.statSync(`${indexPath}/data.mdb`);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return { status: "absent" };
-    throw e;
+    // E.g. `index` is a file: ENOTDIR. Moving it aside and rebuilding is the way out.
+    return { status: "damaged", reason: `cannot stat data.mdb: ${e}`, ms: 0 };
   }
   const started = performance.now();
   const ms = () => Math.round(performance.now() - started);

@@ -502,6 +502,7 @@ type Damage =
   | "truncated to half"
   | "deleted"
   | "index directory deleted"
+  | "index replaced by a file"
   | "garbage files";
 
 async function damageIndex(dir: string, how: Damage): Promise<void> {
@@ -532,6 +533,9 @@ async function damageIndex(dir: string, how: Damage): Promise<void> {
       return Deno.remove(path);
     case "index directory deleted":
       return Deno.remove(`${dir}/index`, { recursive: true });
+    case "index replaced by a file":
+      await Deno.remove(`${dir}/index`, { recursive: true });
+      return Deno.writeFile(`${dir}/index`, new TextEncoder().encode("corrupted"));
     case "garbage files":
       // The seed's sled test: every index file overwritten with a short string.
       for await (const e of Deno.readDir(`${dir}/index`)) {
@@ -621,6 +625,7 @@ for (
     "truncated to half",
     "deleted",
     "index directory deleted",
+    "index replaced by a file",
   ] as const
 ) {
   Deno.test(`lmdb damage recovers: ${how}`, async () => {
