@@ -242,6 +242,16 @@ export interface ScanStart {
 
 type Row = Record<string, unknown>;
 
+/**
+ * `rel_path` is the scope or below it; binds `(scope, scope + "/", scope + "0")`, and matches
+ * everything for scope `""` ('0' follows '/' in code point order, so the range is the subtree).
+ */
+const UNDER = "(?2 = '' OR rel_path = ?2 OR (rel_path >= ?3 AND rel_path < ?4))";
+
+function underParams(scope: string): [string, string, string] {
+  return [scope, scope + "/", scope + "0"];
+}
+
 const TRACK_COLUMNS = `id, origin_id, rel_path, ext, size, mtime_ms, artist, album_artist, album,
   title, track, track_total, disc, disc_total, year, genre, compilation, format, bitrate,
   sample_rate, duration`;
@@ -337,10 +347,9 @@ export class Database {
         disc_total = ?, year = ?, genre = ?, compilation = ?, format = ?, bitrate = ?,
         sample_rate = ?, duration = ? WHERE id = ?`),
       deleteFile: p("DELETE FROM files WHERE id = ?"),
-      knownFiles: p("SELECT rel_path, size, mtime_ms FROM files WHERE origin_id = ?"),
-      knownProblems: p(
-        "SELECT rel_path, size, mtime_ms FROM problems WHERE origin_id = ? AND size IS NOT NULL",
-      ),
+      knownFiles: p(`SELECT rel_path, size, mtime_ms FROM files WHERE origin_id = ?1 AND ${UNDER}`),
+      knownProblems: p(`SELECT rel_path, size, mtime_ms FROM problems
+        WHERE origin_id = ?1 AND size IS NOT NULL AND ${UNDER}`),
       problem: p(
         "SELECT reason, size, mtime_ms FROM problems WHERE origin_id = ? AND rel_path = ?",
       ),
@@ -349,11 +358,14 @@ export class Database {
         reason = excluded.reason, size = excluded.size, mtime_ms = excluded.mtime_ms`),
       deleteProblem: p("DELETE FROM problems WHERE origin_id = ? AND rel_path = ?"),
       problems: p("SELECT origin_id, rel_path, reason FROM problems ORDER BY origin_id, rel_path"),
-      originProblems: p("SELECT rel_path, size FROM problems WHERE origin_id = ?"),
+      originProblems: p(
+        `SELECT rel_path FROM problems WHERE origin_id = ?1 AND size IS NULL AND ${UNDER}`,
+      ),
       covers: p(
         "SELECT origin_id, dir, rel_path, size, mtime_ms FROM covers ORDER BY origin_id, dir",
       ),
-      originCovers: p("SELECT dir, rel_path, size, mtime_ms FROM covers WHERE origin_id = ?"),
+      originCovers: p(`SELECT dir, rel_path, size, mtime_ms FROM covers WHERE origin_id = ?1
+        AND ${UNDER.replaceAll("rel_path", "dir")}`),
       cover: p("SELECT rel_path, size, mtime_ms FROM covers WHERE origin_id = ? AND dir = ?"),
       upsertCover: p(`INSERT INTO covers (origin_id, dir, rel_path, size, mtime_ms)
         VALUES (?, ?, ?, ?, ?) ON CONFLICT (origin_id, dir) DO UPDATE SET
@@ -554,11 +566,11 @@ export class Database {
     }));
   }
 
-  /** The covers of one origin, by directory. */
-  coversOf(originId: number): Map<string, Cover> {
+  /** The covers of one origin, by directory; only those at or below `under` when given. */
+  coversOf(originId: number, under = ""): Map<string, Cover> {
     this.#assertOpen();
     const out = new Map<string, Cover>();
-    for (const r of this.#s.originCovers.all(originId) as Row[]) {
+    for (const r of this.#s.originCovers.all(originId, ...underParams(under)) as Row[]) {
       const dir = r.dir as string;
       out.set(dir, {
         originId,
@@ -572,39 +584,33 @@ export class Database {
   }
 
   /**
-   * The stored size and mtime of every track and every parse problem of an origin, by relative
-   * path: what the scanner compares a walk with.
+   * The stored size and mtime of every track and every parse problem of an origin (at or below
+   * `under` when given), by relative path: what the scanner compares a walk with.
    */
-  knownEntries(originId: number): Map<string, KnownEntry> {
+  knownEntries(originId: number, under = ""): Map<string, KnownEntry> {
     this.#assertOpen();
     const out = new Map<string, KnownEntry>();
-    for (
-      const [p, size, mtimeMs] of this.#s.knownFiles.all(originId) as unknown as [
-        string,
-        number,
-        number,
-      ][]
-    ) {
+    const params = underParams(under);
+    type R = [string, number, number][];
+    for (const [p, size, mtimeMs] of this.#s.knownFiles.all(originId, ...params) as unknown as R) {
       out.set(p, { size, mtimeMs, kind: "track" });
     }
     for (
-      const [p, size, mtimeMs] of this.#s.knownProblems.all(originId) as unknown as [
-        string,
-        number,
-        number,
-      ][]
+      const [p, size, mtimeMs] of this.#s.knownProblems.all(originId, ...params) as unknown as R
     ) {
       if (!out.has(p)) out.set(p, { size, mtimeMs, kind: "problem" });
     }
     return out;
   }
 
-  /** Relative paths of the walk problems (unreadable directories, loops) of an origin. */
-  walkProblemPaths(originId: number): string[] {
+  /**
+   * Relative paths (at or below `under`) of the problems that are re-checked at every scan: walk
+   * problems (unreadable directories, loops) and files that could not be opened.
+   */
+  recheckedProblemPaths(originId: number, under = ""): string[] {
     this.#assertOpen();
-    return (this.#s.originProblems.all(originId) as Row[]).filter((r) => r.size == null).map((r) =>
-      r.rel_path as string
-    );
+    const rows = this.#s.originProblems.all(originId, ...underParams(under)) as Row[];
+    return rows.map((r) => r.rel_path as string);
   }
 
   /**

@@ -95,7 +95,15 @@ export function isAudioName(name: string): boolean {
 }
 
 /** The result of reading one file: its tags, or why it cannot be used. */
-export type TagResult = { ok: true; tags: Tags } | { ok: false; reason: string };
+export type TagResult = { ok: true; tags: Tags } | {
+  ok: false;
+  reason: string;
+  /**
+   * The failure may go away without the file changing (it could not be opened, the parser
+   * crashed or hung): check the file again at the next scan instead of remembering it as broken.
+   */
+  transient?: boolean;
+};
 
 const PARSE_OPTIONS = { skipCovers: true, duration: false } as const;
 
@@ -137,7 +145,7 @@ export async function readTags(path: string): Promise<TagResult> {
   try {
     file = Deno.openSync(path, { read: true });
   } catch (e) {
-    return { ok: false, reason: `cannot open: ${reasonOf(e)}` };
+    return { ok: false, reason: `cannot open: ${reasonOf(e)}`, transient: true };
   }
   try {
     const size = file.statSync().size;

@@ -1,0 +1,55 @@
+/**
+ * The music library: reads tags, keeps them in `library.db` (SQLite), scans and watches the
+ * library roots, and tells listeners what changed. Data flows one way: library -> tree/search.
+ *
+ * ```ts
+ * const { db, fullRescan } = openLibraryDatabase(`${stateDir}/library.db`);
+ * const scanner = new Scanner(db, { onChange: (c) => tree.apply(c) });
+ * await scanner.scan(roots, { signal, onProgress });
+ * await watchLibrary(scanner, db.origins(), { signal });
+ * ```
+ *
+ * @module
+ */
+export type { Origin, Problem, Tags, TrackRecord } from "./types.ts";
+export {
+  type Batch,
+  type BatchResult,
+  type Cover,
+  Database,
+  DatabaseCorruptedError,
+  DatabaseWriteError,
+  type FileUpsert,
+  type KnownEntry,
+  type LibraryDatabaseOpen,
+  type LibraryOpenOptions,
+  openLibraryDatabase,
+  type OpenOptions,
+  type OriginPath,
+  type ProblemUpsert,
+  type ScanCheckpoint,
+  type ScanProgressUpdate,
+  type ScanStart,
+  SCHEMA_VERSION,
+  type WriteFailure,
+} from "./db.ts";
+export {
+  AUDIO_EXTENSIONS,
+  extensionOf,
+  isAudioName,
+  normaliseTags,
+  readTags,
+  type TagResult,
+} from "./tags.ts";
+export { ParseCancelledError, ParserPool, type ParserPoolOptions } from "./pool.ts";
+export {
+  type LibraryChange,
+  Scanner,
+  type ScannerOptions,
+  type ScanOptions,
+  type ScanProgress,
+  type ScanResult,
+} from "./scanner.ts";
+
+export { Walker, WalkError } from "./walker.ts";
+export { LibraryWatcher, watchLibrary, type WatchOptions, type WatchState } from "./watcher.ts";

@@ -1,0 +1,508 @@
+/**
+ * The scanner: walks each library root (walker.ts, in a worker), compares what it finds with
+ * library.db by size and mtime, parses new and changed files in the worker pool (pool.ts), and
+ * commits the results from this thread, the one writer, in batches. After each committed batch
+ * the change listener hears what was added, changed and removed, so the tree and search follow
+ * incrementally.
+ *
+ * Interrupted scans: every batch commits its files with the size and mtime they were read at,
+ * together with the scan's counters (the checkpoint, see {@link Database.beginScan}). A scan that
+ * is killed (even with SIGKILL) loses at most the batch in flight; the next scan finds the
+ * committed files unchanged and parses only the rest. Vanished files are removed only after a
+ * complete walk, so an interrupted walk never removes anything.
+ */
+import { logger } from "../log/mod.ts";
+import type { Batch, BatchResult, Database, FileUpsert, OriginPath, ProblemUpsert } from "./db.ts";
+import { ParseCancelledError, ParserPool } from "./pool.ts";
+import { extensionOf, type TagResult } from "./tags.ts";
+import type { Origin, TrackRecord } from "./types.ts";
+import type { WalkBatch, WalkFile } from "./walk.ts";
+import { Walker } from "./walker.ts";
+
+const log = logger("library", "scanner");
+
+/** What changed in the library with one committed batch. */
+export interface LibraryChange {
+  added: TrackRecord[];
+  changed: TrackRecord[];
+  removed: TrackRecord[];
+  /** The problem list changed (re-read it with {@link Database.problems}). */
+  problemsChanged: boolean;
+  /** The cover images changed (re-read them with {@link Database.covers}). */
+  coversChanged: boolean;
+  /** The database generation this change committed. */
+  generation: number;
+}
+
+/** Where a scan stands. */
+export interface ScanProgress {
+  phase: "walking" | "parsing" | "removing" | "done";
+  originId: number;
+  root: string;
+  /** Audio files found by the walk so far. */
+  seen: number;
+  /** Of those, unchanged since they were last read (not parsed again). */
+  unchanged: number;
+  /** New or changed files found so far (the parse total; final once the walk is done). */
+  toParse: number;
+  /** Of those, parsed. */
+  parsed: number;
+  /** Files (tracks and parse problems) committed to the database by this scan. */
+  committed: number;
+  removed: number;
+  walkDone: boolean;
+}
+
+/** The outcome of a scan of one origin (or of some paths in it). */
+export interface ScanResult {
+  originId: number;
+  root: string;
+  /** A full scan that took over from an interrupted one. */
+  resumed: boolean;
+  /** Files the interrupted scan had committed before it stopped. */
+  committedBefore: number;
+  seen: number;
+  unchanged: number;
+  /** Files read by the parser in this scan. */
+  parsed: number;
+  added: number;
+  changed: number;
+  removed: number;
+  /** Problems recorded by this scan (files that failed to parse, unreadable entries). */
+  problems: number;
+  ms: number;
+}
+
+/** Options of {@link Scanner}. */
+export interface ScannerOptions {
+  /** The parse pool to use (default: one of `navigator.hardwareConcurrency` workers, owned). */
+  pool?: ParserPool;
+  /** The directory walker to use (default: a new one, owned). */
+  walker?: Walker;
+  /** Called after each committed batch that changed something. */
+  onChange?: (change: LibraryChange) => void;
+  /** Commit after this many parsed files (default 500). */
+  batchSize?: number;
+  /** ...or when the oldest uncommitted result is this old, so the tree fills as it goes (default 1 s). */
+  batchMs?: number;
+}
+
+/** Options of one scan. */
+export interface ScanOptions {
+  signal?: AbortSignal;
+  onProgress?: (p: ScanProgress) => void;
+  /** Minimum time between two progress calls (default 250 ms); the last one always comes. */
+  progressMs?: number;
+}
+
+interface Pending {
+  files: FileUpsert[];
+  problems: ProblemUpsert[];
+  remove: OriginPath[];
+  covers: NonNullable<Batch["covers"]>;
+  removeCovers: OriginPath[];
+}
+
+function emptyPending(): Pending {
+  return { files: [], problems: [], remove: [], covers: [], removeCovers: [] };
+}
+
+function pendingSize(p: Pending): number {
+  return p.files.length + p.problems.length + p.remove.length + p.covers.length +
+    p.removeCovers.length;
+}
+
+function isUnder(path: string, dir: string): boolean {
+  return dir === "" || path === dir || path.startsWith(dir + "/");
+}
+
+/** One running scan of a scope of an origin. */
+class ScanRun {
+  readonly pending: Pending = emptyPending();
+  readonly progress: ScanProgress;
+  result: ScanResult;
+  timer: ReturnType<typeof setTimeout> | undefined;
+  lastProgress = 0;
+  /** First fatal error (a failed commit); ends the scan. */
+  error: unknown;
+  readonly inner = new AbortController();
+
+  constructor(readonly origin: Origin, readonly full: boolean, readonly opts: ScanOptions) {
+    this.progress = {
+      phase: "walking",
+      originId: origin.id,
+      root: origin.path,
+      seen: 0,
+      unchanged: 0,
+      toParse: 0,
+      parsed: 0,
+      committed: 0,
+      removed: 0,
+      walkDone: false,
+    };
+    this.result = {
+      originId: origin.id,
+      root: origin.path,
+      resumed: false,
+      committedBefore: 0,
+      seen: 0,
+      unchanged: 0,
+      parsed: 0,
+      added: 0,
+      changed: 0,
+      removed: 0,
+      problems: 0,
+      ms: 0,
+    };
+  }
+
+  report(force = false): void {
+    const cb = this.opts.onProgress;
+    if (!cb) return;
+    const now = performance.now();
+    if (!force && now - this.lastProgress < (this.opts.progressMs ?? 250)) return;
+    this.lastProgress = now;
+    try {
+      cb({ ...this.progress });
+    } catch (e) {
+      log.error("Scan progress listener failed: {error}", { error: e });
+    }
+  }
+}
+
+/** Scans library roots into a {@link Database}. One scan runs at a time (they queue). */
+export class Scanner {
+  readonly #db: Database;
+  readonly #pool: ParserPool;
+  readonly #ownsPool: boolean;
+  readonly #walker: Walker;
+  readonly #ownsWalker: boolean;
+  readonly #batchSize: number;
+  readonly #batchMs: number;
+  #lock: Promise<unknown> = Promise.resolve();
+  #closed = false;
+  /** The change listener; may be replaced at any time. */
+  onChange: ((change: LibraryChange) => void) | undefined;
+
+  /** A scanner writing to `db`. */
+  constructor(db: Database, options: ScannerOptions = {}) {
+    this.#db = db;
+    this.#ownsPool = options.pool === undefined;
+    this.#pool = options.pool ?? new ParserPool();
+    this.#ownsWalker = options.walker === undefined;
+    this.#walker = options.walker ?? new Walker();
+    this.onChange = options.onChange;
+    this.#batchSize = options.batchSize ?? 500;
+    this.#batchMs = options.batchMs ?? 1000;
+  }
+
+  /** The database this scanner writes to. */
+  get db(): Database {
+    return this.#db;
+  }
+
+  /**
+   * Full scans of `roots` (paths; resolved, and registered as origins when new), one after the
+   * other. Rejects on the first root that cannot be scanned.
+   */
+  async scan(roots: string[], options: ScanOptions = {}): Promise<ScanResult[]> {
+    const out: ScanResult[] = [];
+    for (const root of roots) {
+      const origin = this.#db.ensureOrigin(Deno.realPathSync(root));
+      out.push(await this.scanOrigin(origin, options));
+    }
+    return out;
+  }
+
+  /**
+   * A full scan of one origin: every file re-read whose size or mtime changed, new ones added,
+   * vanished ones removed; resumes an interrupted scan from its checkpoint.
+   */
+  scanOrigin(origin: Origin, options: ScanOptions = {}): Promise<ScanResult> {
+    return this.#exclusive(async () => {
+      const run = new ScanRun(origin, true, options);
+      const start = this.#db.beginScan(origin.id);
+      run.result.resumed = start.resumed;
+      run.result.committedBefore = start.committedBefore;
+      if (start.resumed) {
+        log.info(
+          "Resuming the interrupted scan of {root} ({committed} files were committed before)",
+          {
+            root: origin.path,
+            committed: start.committedBefore,
+          },
+        );
+      }
+      await this.#scope(run, "");
+      this.#db.finishScan(origin.id);
+      log.info(
+        "Scanned {root} in {ms} ms: {seen} files, {unchanged} unchanged, {parsed} read, {added} added, {changed} changed, {removed} removed, {problems} problems",
+        { ...run.result },
+      );
+      return run.result;
+    });
+  }
+
+  /**
+   * Re-check some paths of an origin (files or directories, relative to its root, `/`-separated):
+   * what exists is re-read if it changed (directories walked), what vanished is removed along with
+   * everything below it. Used by the watcher.
+   */
+  rescanPaths(origin: Origin, relPaths: string[], options: ScanOptions = {}): Promise<ScanResult> {
+    // Sorted, a path's subtree follows it, so nested paths are dropped in one pass.
+    const sorted = [...new Set(relPaths)].sort();
+    const scopes: string[] = [];
+    for (const p of sorted) {
+      if (scopes.length === 0 || !isUnder(p, scopes[scopes.length - 1])) scopes.push(p);
+    }
+    return this.#exclusive(async () => {
+      const run = new ScanRun(origin, false, options);
+      for (const scope of scopes) await this.#scope(run, scope);
+      return run.result;
+    });
+  }
+
+  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.#closed) return Promise.reject(new Error("Scanner is closed"));
+    const next = this.#lock.then(fn);
+    this.#lock = next.catch(() => {});
+    return next;
+  }
+
+  async #scope(run: ScanRun, scope: string): Promise<void> {
+    const t0 = performance.now();
+    const { origin, opts } = run;
+    const signal = opts.signal
+      ? AbortSignal.any([opts.signal, run.inner.signal])
+      : run.inner.signal;
+    signal.throwIfAborted();
+    const known = this.#db.knownEntries(origin.id, scope);
+    const knownCovers = this.#db.coversOf(origin.id, scope);
+    const rechecked = new Set(this.#db.recheckedProblemPaths(origin.id, scope));
+    const failedDirs: string[] = [];
+    const parses: Promise<void>[] = [];
+    let failed = false;
+
+    const onResult = (f: WalkFile, r: TagResult) => {
+      run.progress.parsed++;
+      run.result.parsed++;
+      if (failed || signal.aborted) return;
+      const ext = extensionOf(f.relPath);
+      if (r.ok) {
+        run.pending.files.push({
+          originId: origin.id,
+          relPath: f.relPath,
+          ext,
+          size: f.size,
+          mtimeMs: f.mtimeMs,
+          tags: r.tags,
+        });
+      } else {
+        run.result.problems++;
+        const p: ProblemUpsert = { originId: origin.id, relPath: f.relPath, reason: r.reason };
+        // A lasting failure is remembered with the file's size and mtime, so it is not re-read
+        // until the file changes; a transient one is re-checked at the next scan.
+        if (!r.transient) {
+          p.size = f.size;
+          p.mtimeMs = f.mtimeMs;
+        }
+        run.pending.problems.push(p);
+      }
+      this.#maybeCommit(run);
+      run.report();
+    };
+
+    const onBatch = (b: WalkBatch) => {
+      for (const f of b.files) {
+        run.progress.seen++;
+        run.result.seen++;
+        const k = known.get(f.relPath);
+        known.delete(f.relPath);
+        rechecked.delete(f.relPath);
+        if (k && k.size === f.size && k.mtimeMs === f.mtimeMs) {
+          run.progress.unchanged++;
+          run.result.unchanged++;
+          continue;
+        }
+        run.progress.toParse++;
+        parses.push(
+          this.#pool.parse(`${origin.path}/${f.relPath}`).then(
+            (r) => onResult(f, r),
+            (e) => {
+              if (e instanceof ParseCancelledError || run.error !== undefined) return;
+              run.error = e;
+              run.inner.abort(e);
+            },
+          ),
+        );
+      }
+      for (const d of b.dirs) {
+        const kc = knownCovers.get(d.relPath);
+        knownCovers.delete(d.relPath);
+        if (d.cover) {
+          if (
+            !kc || kc.relPath !== d.cover.relPath || kc.size !== d.cover.size ||
+            kc.mtimeMs !== d.cover.mtimeMs
+          ) {
+            run.pending.covers.push({ originId: origin.id, dir: d.relPath, ...d.cover });
+          }
+        } else if (kc) {
+          run.pending.removeCovers.push({ originId: origin.id, relPath: d.relPath });
+        }
+      }
+      for (const p of b.problems) {
+        known.delete(p.relPath);
+        rechecked.delete(p.relPath);
+        run.result.problems++;
+        run.pending.problems.push({ originId: origin.id, relPath: p.relPath, reason: p.reason });
+      }
+      failedDirs.push(...b.failedDirs);
+      this.#maybeCommit(run);
+      run.report();
+    };
+
+    try {
+      run.progress.phase = "walking";
+      run.progress.walkDone = false;
+      run.report(true);
+      const summary = await this.#walker.walk(origin.path, scope, onBatch, signal);
+      run.progress.walkDone = true;
+      run.progress.phase = "parsing";
+      run.report(true);
+      await this.#settle(parses, signal);
+      this.#commit(run);
+
+      run.progress.phase = "removing";
+      const keep = (p: string) =>
+        summary.scope !== "missing" && failedDirs.some((d) => isUnder(p, d));
+      for (const p of known.keys()) {
+        if (!keep(p)) run.pending.remove.push({ originId: origin.id, relPath: p });
+      }
+      for (const p of rechecked) {
+        if (!keep(p)) run.pending.remove.push({ originId: origin.id, relPath: p });
+      }
+      for (const dir of knownCovers.keys()) {
+        if (!keep(dir)) run.pending.removeCovers.push({ originId: origin.id, relPath: dir });
+      }
+      this.#commit(run);
+      run.progress.phase = "done";
+      run.report(true);
+    } catch (e) {
+      failed = true;
+      this.#pool.clear();
+      if (run.error === undefined) {
+        // Keep what was parsed: committing it now is what makes the next scan resume from here.
+        try {
+          this.#commit(run);
+        } catch (commitError) {
+          log.warn("Could not commit the last batch of an interrupted scan: {error}", {
+            error: commitError,
+          });
+        }
+      }
+      throw run.error ?? e;
+    } finally {
+      clearTimeout(run.timer);
+      run.result.ms += Math.round(performance.now() - t0);
+    }
+  }
+
+  /** Wait for all parses, or reject as soon as the scan is aborted or failed. */
+  async #settle(parses: Promise<void>[], signal: AbortSignal): Promise<void> {
+    signal.throwIfAborted();
+    let onAbort: () => void = () => {};
+    const aborted = new Promise<never>((_, reject) => {
+      onAbort = () => reject(signal.reason);
+      signal.addEventListener("abort", onAbort, { once: true });
+    });
+    try {
+      await Promise.race([Promise.all(parses), aborted]);
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+    }
+  }
+
+  #maybeCommit(run: ScanRun): void {
+    if (run.error !== undefined) return;
+    const n = pendingSize(run.pending);
+    if (n === 0) return;
+    if (n >= this.#batchSize) {
+      this.#commitOrFail(run);
+    } else if (run.timer === undefined) {
+      run.timer = setTimeout(() => {
+        run.timer = undefined;
+        this.#commitOrFail(run);
+      }, this.#batchMs);
+    }
+  }
+
+  #commitOrFail(run: ScanRun): void {
+    try {
+      this.#commit(run);
+    } catch (e) {
+      // A failed commit (full disk...) ends the scan; the abort wakes up whatever it awaits.
+      run.error = e;
+      run.inner.abort(e);
+    }
+  }
+
+  /** Commit the pending batch (one transaction) and tell the change listener. */
+  #commit(run: ScanRun): void {
+    clearTimeout(run.timer);
+    run.timer = undefined;
+    const p = run.pending;
+    if (pendingSize(p) === 0) return;
+    const batch: Batch = {
+      files: p.files.splice(0),
+      problems: p.problems.splice(0),
+      remove: p.remove.splice(0),
+      covers: p.covers.splice(0),
+      removeCovers: p.removeCovers.splice(0),
+    };
+    if (run.full) {
+      batch.scan = {
+        originId: run.origin.id,
+        seen: run.progress.seen,
+        parsed: run.progress.parsed,
+      };
+    }
+    const res = this.#db.applyBatch(batch);
+    run.progress.committed += batch.files!.length +
+      batch.problems!.filter((x) => x.size !== undefined).length;
+    run.progress.removed += res.removed.length;
+    run.result.added += res.added.length;
+    run.result.changed += res.changed.length;
+    run.result.removed += res.removed.length;
+    this.#notify(res);
+  }
+
+  #notify(res: BatchResult): void {
+    if (
+      !res.added.length && !res.changed.length && !res.removed.length && !res.problemsChanged &&
+      !res.coversChanged
+    ) {
+      return;
+    }
+    try {
+      this.onChange?.({
+        added: res.added,
+        changed: res.changed,
+        removed: res.removed,
+        problemsChanged: res.problemsChanged,
+        coversChanged: res.coversChanged,
+        generation: res.generation,
+      });
+    } catch (e) {
+      // The batch is committed; a broken listener must not lose the scan's later batches.
+      log.error("Library change listener failed: {error}", { error: e });
+    }
+  }
+
+  /** Stop the workers. Scans in progress fail. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#ownsWalker) this.#walker.close();
+    if (this.#ownsPool) this.#pool.close();
+  }
+}

@@ -1,0 +1,386 @@
+import assert from "node:assert/strict";
+import { Database, DatabaseWriteError } from "./db.ts";
+import { ParserPool } from "./pool.ts";
+import { type LibraryChange, Scanner, type ScannerOptions } from "./scanner.ts";
+import { Walker } from "./walker.ts";
+import { mp3Bytes, writeMp3, writeWithFfmpeg } from "./test_audio.ts";
+
+// One pool and walker for the whole file: `deno test` type-checks every worker it starts (1-2 s
+// each), so starting them per test would dominate the run. Live workers do not hold the runner.
+const pool = new ParserPool();
+const walker = new Walker();
+function scannerFor(db: Database, options: ScannerOptions = {}): Scanner {
+  return new Scanner(db, { pool, walker, ...options });
+}
+
+async function withDirs(fn: (lib: string, state: string) => Promise<void>): Promise<void> {
+  const lib = await Deno.makeTempDir({ prefix: "musicfs-lib-" });
+  const state = await Deno.makeTempDir({ prefix: "musicfs-state-" });
+  try {
+    await fn(lib, state);
+  } finally {
+    await Deno.remove(lib, { recursive: true });
+    await Deno.remove(state, { recursive: true });
+  }
+}
+
+/** `n` distinct MP3s in albums of 10: `Artist i/Album j/NN.mp3`; returns their relative paths. */
+async function writeAlbums(root: string, n: number, prefix = "Artist"): Promise<string[]> {
+  const paths: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const rel = `${prefix} ${Math.floor(i / 100)}/Album ${Math.floor(i / 10)}/${
+      String(i % 10).padStart(2, "0")
+    }.mp3`;
+    await writeMp3(`${root}/${rel}`, {
+      title: `Song ${i}`,
+      artist: `${prefix} ${Math.floor(i / 100)}`,
+      album: `Album ${Math.floor(i / 10)}`,
+      track: (i % 10) + 1,
+      year: 2000 + (i % 20),
+    });
+    paths.push(rel);
+  }
+  return paths;
+}
+
+function collect(): { changes: LibraryChange[]; onChange: (c: LibraryChange) => void } {
+  const changes: LibraryChange[] = [];
+  return { changes, onChange: (c) => changes.push(c) };
+}
+
+Deno.test("scan of a library with broken files records each problem and keeps every good file", async () => {
+  await withDirs(async (lib, state) => {
+    const good = await writeAlbums(lib, 12);
+    await writeWithFfmpeg(`${lib}/Other/flac one.flac`, {
+      title: "Flac One",
+      artist: "F",
+      track: 2,
+      year: 1999,
+    });
+    await writeWithFfmpeg(`${lib}/Other/vorbis.ogg`, { title: "Vorbis", genre: "Jazz" });
+    await writeWithFfmpeg(`${lib}/Other/aac.m4a`, { title: "AAC", albumArtist: "Various" });
+    good.push("Other/flac one.flac", "Other/vorbis.ogg", "Other/aac.m4a");
+    await Deno.writeTextFile(`${lib}/Other/cover.jpg`, "not really a jpeg");
+    await Deno.writeTextFile(`${lib}/Other/Folder.PNG`, "second choice");
+
+    const ogg = await Deno.readFile(`${lib}/Other/vorbis.ogg`);
+    const broken: Record<string, string> = {
+      "Broken/empty.mp3": "",
+      "Broken/random.flac": "",
+      "Broken/truncated.ogg": "",
+      "Broken/html.m4a": "",
+      "Broken/header-only.flac": "",
+    };
+    await Deno.mkdir(`${lib}/Broken`);
+    await Deno.writeFile(`${lib}/Broken/empty.mp3`, new Uint8Array(0));
+    await Deno.writeFile(`${lib}/Broken/random.flac`, crypto.getRandomValues(new Uint8Array(3000)));
+    await Deno.writeFile(`${lib}/Broken/truncated.ogg`, ogg.slice(0, Math.floor(ogg.length * 0.6)));
+    await Deno.writeTextFile(`${lib}/Broken/html.m4a`, "<html><body>404 Not Found</body></html>\n");
+    await Deno.writeTextFile(`${lib}/Broken/header-only.flac`, "fLaC");
+
+    // Skipped silently: hidden files and folders, non-audio files. A symlink loop must not hang.
+    await Deno.writeFile(`${lib}/.hidden.mp3`, await mp3Bytes({ title: "hidden" }));
+    await writeMp3(`${lib}/.git/inside.mp3`, { title: "hidden dir" });
+    await Deno.writeTextFile(`${lib}/notes.txt`, "hello");
+    await Deno.symlink(".", `${lib}/Other/loop`);
+    await Deno.symlink("..", `${lib}/Other/up`);
+
+    const db = Database.open(`${state}/library.db`);
+    const { changes, onChange } = collect();
+    const scanner = scannerFor(db, { onChange, batchSize: 4 });
+    try {
+      const [r] = await scanner.scan([lib]);
+      assert.equal(r.seen, good.length + Object.keys(broken).length);
+      assert.equal(r.parsed, r.seen);
+      assert.equal(r.added, good.length);
+      assert.deepEqual(db.allTracks().map((t) => t.relPath).sort(), [...good].sort());
+
+      const problems = db.problems();
+      const brokenProblems = problems.filter((p) => p.relPath.startsWith("Broken/"));
+      assert.deepEqual(brokenProblems.map((p) => p.relPath).sort(), Object.keys(broken).sort());
+      for (const p of brokenProblems) assert.ok(p.reason.length > 0, `${p.relPath} has a reason`);
+      // The two symlinks lead back to directories already walked.
+      assert.deepEqual(
+        problems.filter((p) => !p.relPath.startsWith("Broken/")).map((p) => p.relPath).sort(),
+        [
+          "Other/loop",
+          "Other/up",
+        ],
+      );
+
+      const flac = db.allTracks().find((t) => t.relPath === "Other/flac one.flac")!;
+      assert.equal(flac.title, "Flac One");
+      assert.equal(flac.track, 2);
+      assert.equal(flac.year, 1999);
+      assert.equal(flac.ext, "flac");
+      assert.equal(flac.format, "FLAC");
+      const mp3 = db.allTracks().find((t) => t.relPath === good[3])!;
+      assert.equal(mp3.title, "Song 3");
+      assert.equal(mp3.album, "Album 0");
+      assert.equal(mp3.size, (await Deno.stat(`${lib}/${good[3]}`)).size);
+
+      assert.deepEqual(db.covers().map((c) => [c.dir, c.relPath]), [["Other", "Other/cover.jpg"]]);
+
+      // Every committed track reached the listener exactly once.
+      const added = changes.flatMap((c) => c.added.map((t) => t.relPath));
+      assert.deepEqual(added.sort(), [...good].sort());
+      assert.ok(changes.length > 1, "committed in several batches");
+      assert.ok(changes.some((c) => c.problemsChanged));
+      assert.ok(changes.some((c) => c.coversChanged));
+    } finally {
+      scanner.close();
+      db.close();
+    }
+  });
+});
+
+Deno.test("incremental rescan re-reads only changed and new files", async () => {
+  await withDirs(async (lib, state) => {
+    const paths = await writeAlbums(lib, 40);
+    await Deno.writeTextFile(`${lib}/broken.mp3`, "not audio at all");
+    const db = Database.open(`${state}/library.db`);
+    const { changes, onChange } = collect();
+    const scanner = scannerFor(db, { onChange });
+    try {
+      await scanner.scan([lib]);
+      const before = new Map(db.allTracks().map((t) => [t.relPath, t]));
+      changes.length = 0;
+
+      const again = await scanner.scan([lib]);
+      assert.equal(again[0].parsed, 0, "nothing changed, nothing read (the broken file neither)");
+      assert.equal(again[0].unchanged, 41);
+      assert.equal(changes.length, 0);
+
+      await writeMp3(`${lib}/${paths[5]}`, { title: "Retitled", artist: "Someone Else" });
+      await writeMp3(`${lib}/${paths[6]}`, { title: "Also changed" });
+      // Same size, different mtime: still a change.
+      const t7 = Deno.statSync(`${lib}/${paths[7]}`).mtime!;
+      Deno.utimeSync(`${lib}/${paths[7]}`, t7, new Date(t7.getTime() + 5000));
+      await writeMp3(`${lib}/New/new.mp3`, { title: "New" });
+
+      const [r] = await scanner.scan([lib]);
+      assert.equal(r.parsed, 4);
+      assert.equal(r.unchanged, 38);
+      assert.equal(r.changed, 3);
+      assert.equal(r.added, 1);
+      assert.equal(r.removed, 0);
+      const changed = changes.flatMap((c) => c.changed);
+      assert.deepEqual(changed.map((t) => t.relPath).sort(), [paths[5], paths[6], paths[7]].sort());
+      for (const t of changed) {
+        assert.equal(t.id, before.get(t.relPath)!.id, "a changed file keeps its id");
+      }
+      const t5 = db.getTrack(before.get(paths[5])!.id)!;
+      assert.equal(t5.title, "Retitled");
+      assert.equal(t5.album, undefined, "tags gone from the file are gone from the database");
+      assert.deepEqual(changes.flatMap((c) => c.added).map((t) => t.title), ["New"]);
+    } finally {
+      scanner.close();
+      db.close();
+    }
+  });
+});
+
+Deno.test("files and folders removed from the source are removed from the library", async () => {
+  await withDirs(async (lib, state) => {
+    const paths = await writeAlbums(lib, 30);
+    await Deno.writeTextFile(`${lib}/Artist 0/Album 1/cover.jpg`, "img");
+    const db = Database.open(`${state}/library.db`);
+    const { changes, onChange } = collect();
+    const scanner = scannerFor(db, { onChange });
+    try {
+      await scanner.scan([lib]);
+      assert.equal(db.trackCount(), 30);
+      assert.equal(db.covers().length, 1);
+      const ids = new Map(db.allTracks().map((t) => [t.relPath, t.id]));
+      changes.length = 0;
+      await Deno.remove(`${lib}/${paths[0]}`);
+      await Deno.remove(`${lib}/Artist 0/Album 1`, { recursive: true });
+      const [r] = await scanner.scan([lib]);
+      assert.equal(r.removed, 11);
+      assert.equal(r.parsed, 0);
+      assert.equal(db.trackCount(), 19);
+      assert.deepEqual(db.covers(), []);
+      const removed = changes.flatMap((c) => c.removed);
+      assert.deepEqual(
+        removed.map((t) => t.id).sort((a, b) => a - b),
+        [paths[0], ...paths.slice(10, 20)].map((p) => ids.get(p)!).sort((a, b) => a - b),
+      );
+      assert.ok(removed.every((t) => t.title !== undefined), "removed records carry their tags");
+      assert.ok(changes.some((c) => c.coversChanged));
+    } finally {
+      scanner.close();
+      db.close();
+    }
+  });
+});
+
+Deno.test("a library root that vanished fails the scan and removes nothing", async () => {
+  await withDirs(async (lib, state) => {
+    await writeAlbums(`${lib}/music`, 5);
+    const db = Database.open(`${state}/library.db`);
+    const scanner = scannerFor(db);
+    try {
+      const [first] = await scanner.scan([`${lib}/music`]);
+      const origin = db.origins().find((o) => o.id === first.originId)!;
+      await Deno.rename(`${lib}/music`, `${lib}/elsewhere`);
+      await assert.rejects(() => scanner.scanOrigin(origin), /music/);
+      assert.equal(db.trackCount(), 5);
+    } finally {
+      scanner.close();
+      db.close();
+    }
+  });
+});
+
+Deno.test("a scan aborted by its signal resumes without re-reading what it committed", async () => {
+  await withDirs(async (lib, state) => {
+    const total = 300;
+    await writeAlbums(lib, total);
+    const db = Database.open(`${state}/library.db`);
+    const ac = new AbortController();
+    let batches = 0;
+    const scanner = scannerFor(db, {
+      batchSize: 20,
+      onChange: () => {
+        if (++batches === 3) ac.abort(new Error("stop here"));
+      },
+    });
+    try {
+      await assert.rejects(() => scanner.scan([lib], { signal: ac.signal }), /stop here/);
+      const committed = db.trackCount();
+      assert.ok(committed >= 60 && committed < total, `committed ${committed}`);
+      const origin = db.origins()[0];
+      assert.equal(
+        db.scanCheckpoint(origin.id)?.finishedMs,
+        undefined,
+        "the checkpoint says unfinished",
+      );
+      assert.equal(db.scanCheckpoint(origin.id)?.committed, committed);
+
+      const [r] = await scanner.scan([lib]);
+      assert.equal(r.resumed, true);
+      assert.equal(r.committedBefore, committed);
+      assert.equal(
+        r.parsed,
+        total - committed,
+        "files committed before the abort are not read again",
+      );
+      assert.equal(db.trackCount(), total);
+      assert.notEqual(db.scanCheckpoint(origin.id)?.finishedMs, undefined);
+    } finally {
+      scanner.close();
+      db.close();
+    }
+  });
+});
+
+Deno.test("a scan killed with SIGKILL resumes from its checkpoint and completes", async () => {
+  await withDirs(async (lib, state) => {
+    const total = 1200;
+    await writeAlbums(lib, total);
+    const dbPath = `${state}/library.db`;
+    const child = `${state}/scan_child.ts`;
+    // Slow each commit a little so the kill lands mid-scan, after some batches.
+    await Deno.writeTextFile(
+      child,
+      `import { Database, Scanner } from ${
+        JSON.stringify(new URL("./mod.ts", import.meta.url).href)
+      };
+const db = Database.open(Deno.args[0]);
+const scanner = new Scanner(db, { batchSize: 25, onChange: (c) => {
+  const until = Date.now() + 30; while (Date.now() < until) { /* busy */ }
+  console.log("committed " + db.trackCount());
+} });
+await scanner.scan([Deno.args[1]]);
+console.log("finished");
+`,
+    );
+    const proc = new Deno.Command(Deno.execPath(), {
+      // The child script lives outside the project: point it at the project's config and
+      // node_modules.
+      args: [
+        "run",
+        "-A",
+        "--config",
+        new URL("../../deno.json", import.meta.url).pathname,
+        child,
+        dbPath,
+        lib,
+      ],
+      cwd: new URL("../..", import.meta.url).pathname,
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    const reader = proc.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let seen = "";
+    while (!/committed (\d{3,})/.test(seen)) {
+      const { value, done } = await reader.read();
+      assert.ok(!done, `child ended before committing 100 files: ${seen}`);
+      seen += value;
+    }
+    proc.kill("SIGKILL");
+    const status = await proc.status;
+    assert.equal(status.signal, "SIGKILL");
+    await reader.cancel();
+    assert.ok(!seen.includes("finished"));
+
+    const db = Database.openWithIntegrityCheck(dbPath);
+    const scanner = scannerFor(db);
+    try {
+      const committed = db.trackCount();
+      assert.ok(committed >= 100 && committed < total, `committed ${committed}`);
+      const [r] = await scanner.scan([lib]);
+      assert.equal(r.resumed, true);
+      assert.equal(r.parsed, total - committed, "nothing committed before the kill is read again");
+      assert.equal(db.trackCount(), total);
+      assert.deepEqual(db.problems(), []);
+    } finally {
+      scanner.close();
+      db.close();
+    }
+  });
+});
+
+Deno.test({
+  name: "a full disk fails the scan with a clear error and a later scan completes it",
+  // Needs root to mount a small tmpfs for the database.
+  ignore: Deno.uid() !== 0,
+  fn: async () => {
+    await withDirs(async (lib, state) => {
+      const total = 400;
+      await writeAlbums(lib, total);
+      const mount = new Deno.Command("mount", {
+        args: ["-t", "tmpfs", "-o", "size=1m", "tmpfs", state],
+      }).outputSync();
+      assert.ok(mount.success, "mount tmpfs");
+      try {
+        const db = Database.open(`${state}/library.db`);
+        const scanner = scannerFor(db, { batchSize: 50 });
+        try {
+          // Leave room for the empty database and a few batches only.
+          const filler = Deno.openSync(`${state}/filler`, { write: true, create: true });
+          const free = 1024 * 1024 - Deno.statSync(`${state}/library.db`).size - 160 * 1024;
+          filler.writeSync(new Uint8Array(Math.max(0, free)));
+          filler.close();
+          await assert.rejects(() => scanner.scan([lib]), (e: unknown) => {
+            assert.ok(e instanceof DatabaseWriteError, String(e));
+            assert.match(e.message, /^Cannot write to database: /);
+            return true;
+          });
+          const committed = db.trackCount();
+          assert.ok(committed < total);
+          Deno.removeSync(`${state}/filler`);
+          const [r] = await scanner.scan([lib]);
+          assert.equal(r.parsed, total - committed);
+          assert.equal(db.trackCount(), total);
+          assert.deepEqual(db.quickCheck(), []);
+        } finally {
+          scanner.close();
+          db.close();
+        }
+      } finally {
+        new Deno.Command("umount", { args: [state] }).outputSync();
+      }
+    });
+  },
+});

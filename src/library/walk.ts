@@ -1,0 +1,200 @@
+/**
+ * The directory walk of a scan: finds the audio files (with size and mtime), the cover image of
+ * each directory, and what cannot be walked. Synchronous on purpose: `readDirSync` + `statSync`
+ * walk ~270,000 files/s here against ~70,000/s for the async calls with 32 in flight, so it runs
+ * in a worker (walk_worker.ts) to keep the daemon's event loop free (a stalled network mount
+ * stalls only the worker).
+ */
+import { extensionOf, isAudioName } from "./tags.ts";
+
+/** An audio file found by the walk. */
+export interface WalkFile {
+  relPath: string;
+  size: number;
+  mtimeMs: number;
+}
+
+/** A directory the walk listed, with its cover image if it has one. */
+export interface WalkDir {
+  /** Relative to the origin root, `""` for the root. */
+  relPath: string;
+  cover?: WalkFile;
+}
+
+/** Something the walk could not use, and why. */
+export interface WalkProblem {
+  relPath: string;
+  reason: string;
+}
+
+/** What the walk emits, in batches, as it goes. */
+export interface WalkBatch {
+  files: WalkFile[];
+  dirs: WalkDir[];
+  problems: WalkProblem[];
+  /** Directories that could not be listed: what is known under them must not be removed. */
+  failedDirs: string[];
+}
+
+/** The end of a walk. */
+export interface WalkSummary {
+  /**
+   * `missing`: the scope does not exist (everything known under it is gone); `file`: the scope
+   * is a single file; `dir`: a directory tree was walked.
+   */
+  scope: "missing" | "file" | "dir";
+}
+
+const COVER_STEMS = ["cover", "folder", "front"];
+const COVER_EXTS = ["jpg", "jpeg", "png", "webp", "gif", "bmp"];
+
+/** Rank of a cover image name (lower is better), or -1 when it is not one. */
+export function coverRank(name: string): number {
+  const ext = extensionOf(name);
+  const e = COVER_EXTS.indexOf(ext);
+  if (e < 0) return -1;
+  const s = COVER_STEMS.indexOf(name.slice(0, name.length - ext.length - 1).toLowerCase());
+  return s < 0 ? -1 : s * COVER_EXTS.length + e;
+}
+
+function join(a: string, b: string): string {
+  return a === "" ? b : `${a}/${b}`;
+}
+
+function reasonOf(e: unknown): string {
+  if (e instanceof Deno.errors.PermissionDenied) return "permission denied";
+  if (e instanceof Deno.errors.NotFound) return "not found (broken symlink?)";
+  const m = e instanceof Error ? e.message : String(e);
+  if (/os error 40|too many levels of symbolic links/i.test(m)) return "symlink loop";
+  return m;
+}
+
+/**
+ * Walk `scope` (relative to `root`, `""` for all of it), calling `emit` with batches of about
+ * `batchSize` entries. Hidden files and directories (leading `.`) and non-audio files are skipped
+ * silently; symlinks are followed, but a directory already walked (same dev:ino: a symlink loop
+ * or a second link to it) is skipped with a problem. Throws only when the root itself cannot be
+ * read, so a vanished or unmounted library never looks like an empty one.
+ */
+export function walkTree(
+  root: string,
+  scope: string,
+  emit: (batch: WalkBatch) => void,
+  batchSize = 2000,
+): WalkSummary {
+  const rootInfo = Deno.statSync(root);
+  if (!rootInfo.isDirectory) throw new Error(`Cannot scan ${root}: not a directory`);
+  let batch: WalkBatch = { files: [], dirs: [], problems: [], failedDirs: [] };
+  let count = 0;
+  const flush = (force = false) => {
+    if (!force && count < batchSize) return;
+    if (count > 0 || force) emit(batch);
+    batch = { files: [], dirs: [], problems: [], failedDirs: [] };
+    count = 0;
+  };
+  const visited = new Set<string>();
+  const stack: string[] = [];
+  if (scope === "") {
+    visited.add(`${rootInfo.dev}:${rootInfo.ino}`);
+    stack.push("");
+  } else {
+    if (scope.split("/").some((c) => c.startsWith("."))) {
+      flush(true);
+      return { scope: "missing" };
+    }
+    let info: Deno.FileInfo;
+    try {
+      info = Deno.statSync(`${root}/${scope}`);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) {
+        flush(true);
+        return { scope: "missing" };
+      }
+      batch.problems.push({ relPath: scope, reason: reasonOf(e) });
+      batch.failedDirs.push(scope);
+      flush(true);
+      return { scope: "dir" };
+    }
+    if (info.isFile) {
+      if (isAudioName(scope)) {
+        batch.files.push({ relPath: scope, size: info.size, mtimeMs: info.mtime?.getTime() ?? 0 });
+      }
+      flush(true);
+      return { scope: "file" };
+    }
+    if (!info.isDirectory) {
+      flush(true);
+      return { scope: "missing" };
+    }
+    // Ancestors are not known here, so a loop back above the scope is walked once more at most.
+    visited.add(`${info.dev}:${info.ino}`);
+    stack.push(scope);
+  }
+  while (stack.length > 0) {
+    const rel = stack.pop()!;
+    const abs = rel === "" ? root : `${root}/${rel}`;
+    let entries: Deno.DirEntry[];
+    try {
+      entries = [...Deno.readDirSync(abs)];
+    } catch (e) {
+      batch.problems.push({ relPath: rel, reason: `cannot list directory: ${reasonOf(e)}` });
+      batch.failedDirs.push(rel);
+      count++;
+      flush();
+      continue;
+    }
+    const dir: WalkDir = { relPath: rel };
+    let bestCover = -1;
+    for (const e of entries) {
+      if (e.name.startsWith(".")) continue;
+      const childRel = join(rel, e.name);
+      const childAbs = `${abs}/${e.name}`;
+      let isDir = e.isDirectory;
+      let isFile = e.isFile;
+      const audio = isAudioName(e.name);
+      const cover = audio ? -1 : coverRank(e.name);
+      // Only what may be used is stat'ed: non-audio files cost nothing.
+      if (!isDir && !e.isSymlink && !(isFile && (audio || cover >= 0))) continue;
+      let info: Deno.FileInfo;
+      try {
+        info = Deno.statSync(childAbs);
+      } catch (err) {
+        if (e.isSymlink || audio) {
+          batch.problems.push({ relPath: childRel, reason: reasonOf(err) });
+          count++;
+        }
+        continue;
+      }
+      isDir = info.isDirectory;
+      isFile = info.isFile;
+      if (isDir) {
+        const key = `${info.dev}:${info.ino}`;
+        if (visited.has(key)) {
+          batch.problems.push({
+            relPath: childRel,
+            reason: "symlink loop or second link to a directory already scanned: skipped",
+          });
+          count++;
+          continue;
+        }
+        visited.add(key);
+        stack.push(childRel);
+      } else if (isFile && audio) {
+        batch.files.push({
+          relPath: childRel,
+          size: info.size,
+          mtimeMs: info.mtime?.getTime() ?? 0,
+        });
+        count++;
+      } else if (isFile && cover >= 0 && (bestCover < 0 || cover < bestCover)) {
+        bestCover = cover;
+        dir.cover = { relPath: childRel, size: info.size, mtimeMs: info.mtime?.getTime() ?? 0 };
+      }
+    }
+    batch.dirs.push(dir);
+    count++;
+    flush();
+  }
+  flush(true);
+  return { scope: "dir" };
+}
