@@ -118,8 +118,13 @@ export function executeQuery(
   if (max === 0 || ms.documentCount === 0) return [];
   const qs = queryTerms(query, opts);
   if (qs.length === 0) return [];
-  const plans = qs.map((t) => plan(ms, t.slice(0, MAX_TERM_LENGTH)));
-  if (plans.some((p) => p.cost === 0)) return [];
+  const plans: TermPlan[] = [];
+  for (const t of qs) {
+    const p = plan(ms, t.slice(0, MAX_TERM_LENGTH));
+    // A word that matches nothing empties an AND query: skip planning the others.
+    if (p.cost === 0) return [];
+    plans.push(p);
+  }
   // Rarest term first: later terms only need to score the shrinking candidate set.
   plans.sort((a, b) => a.cost - b.cost);
   const m = internals(ms);
