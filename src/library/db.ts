@@ -256,30 +256,42 @@ const TRACK_COLUMNS = `id, origin_id, rel_path, ext, size, mtime_ms, artist, alb
   title, track, track_total, disc, disc_total, year, genre, compilation, format, bitrate,
   sample_rate, duration`;
 
-function toTrack(r: Row): TrackRecord {
+/** A row of {@link TRACK_COLUMNS}, as an array (twice as fast to fetch as objects). */
+type TrackRow = [
+  number,
+  number,
+  string,
+  string,
+  number,
+  number,
+  ...(string | number | null)[],
+];
+
+function toTrack(r: TrackRow): TrackRecord {
   const t: TrackRecord = {
-    id: r.id as number,
-    originId: r.origin_id as number,
-    relPath: r.rel_path as string,
-    ext: r.ext as string,
-    size: r.size as number,
-    mtimeMs: r.mtime_ms as number,
+    id: r[0],
+    originId: r[1],
+    relPath: r[2],
+    ext: r[3],
+    size: r[4],
+    mtimeMs: r[5],
   };
-  if (r.artist != null) t.artist = r.artist as string;
-  if (r.album_artist != null) t.albumArtist = r.album_artist as string;
-  if (r.album != null) t.album = r.album as string;
-  if (r.title != null) t.title = r.title as string;
-  if (r.track != null) t.track = r.track as number;
-  if (r.track_total != null) t.trackTotal = r.track_total as number;
-  if (r.disc != null) t.disc = r.disc as number;
-  if (r.disc_total != null) t.discTotal = r.disc_total as number;
-  if (r.year != null) t.year = r.year as number;
-  if (r.genre != null) t.genre = r.genre as string;
-  if (r.compilation != null) t.compilation = r.compilation === 1;
-  if (r.format != null) t.format = r.format as string;
-  if (r.bitrate != null) t.bitrate = r.bitrate as number;
-  if (r.sample_rate != null) t.sampleRate = r.sample_rate as number;
-  if (r.duration != null) t.duration = r.duration as number;
+  // Missing tags stay absent (not null/undefined-valued keys): records are compared and spread.
+  if (r[6] !== null) t.artist = r[6] as string;
+  if (r[7] !== null) t.albumArtist = r[7] as string;
+  if (r[8] !== null) t.album = r[8] as string;
+  if (r[9] !== null) t.title = r[9] as string;
+  if (r[10] !== null) t.track = r[10] as number;
+  if (r[11] !== null) t.trackTotal = r[11] as number;
+  if (r[12] !== null) t.disc = r[12] as number;
+  if (r[13] !== null) t.discTotal = r[13] as number;
+  if (r[14] !== null) t.year = r[14] as number;
+  if (r[15] !== null) t.genre = r[15] as string;
+  if (r[16] !== null) t.compilation = r[16] === 1;
+  if (r[17] !== null) t.format = r[17] as string;
+  if (r[18] !== null) t.bitrate = r[18] as number;
+  if (r[19] !== null) t.sampleRate = r[19] as number;
+  if (r[20] !== null) t.duration = r[20] as number;
   return t;
 }
 
@@ -382,7 +394,15 @@ export class Database {
         committed = committed + ? WHERE origin_id = ?`),
       finishScan: p("UPDATE scans SET finished_ms = ?, updated_ms = ? WHERE origin_id = ?"),
     };
-    for (const s of [this.#s.knownFiles, this.#s.knownProblems]) s.setReturnArrays(true);
+    const arrays = [
+      this.#s.knownFiles,
+      this.#s.knownProblems,
+      this.#s.allTracks,
+      this.#s.originTracks,
+      this.#s.track,
+      this.#s.trackByPath,
+    ];
+    for (const s of arrays) s.setReturnArrays(true);
   }
 
   /**
@@ -503,7 +523,7 @@ export class Database {
   /** Forget an origin with everything found under it; returns the tracks removed. */
   removeOrigin(id: number): TrackRecord[] {
     return this.#write(() => {
-      const removed = (this.#s.originTracks.all(id) as Row[]).map(toTrack);
+      const removed = (this.#s.originTracks.all(id) as unknown as TrackRow[]).map(toTrack);
       for (const sql of ["files", "problems", "covers", "scans", "origins"]) {
         const col = sql === "origins" ? "id" : "origin_id";
         this.#db.prepare(`DELETE FROM ${sql} WHERE ${col} = ?`).run(id);
@@ -515,26 +535,26 @@ export class Database {
   /** Every track, by id. */
   allTracks(): TrackRecord[] {
     this.#assertOpen();
-    return (this.#s.allTracks.all() as Row[]).map(toTrack);
+    return (this.#s.allTracks.all() as unknown as TrackRow[]).map(toTrack);
   }
 
   /** The tracks of one origin, by id. */
   tracksOf(originId: number): TrackRecord[] {
     this.#assertOpen();
-    return (this.#s.originTracks.all(originId) as Row[]).map(toTrack);
+    return (this.#s.originTracks.all(originId) as unknown as TrackRow[]).map(toTrack);
   }
 
   /** One track by id. */
   getTrack(id: number): TrackRecord | undefined {
     this.#assertOpen();
-    const r = this.#s.track.get(id) as Row | undefined;
+    const r = this.#s.track.get(id) as unknown as TrackRow | undefined;
     return r ? toTrack(r) : undefined;
   }
 
   /** One track by origin and relative path. */
   getTrackByPath(originId: number, relPath: string): TrackRecord | undefined {
     this.#assertOpen();
-    const r = this.#s.trackByPath.get(originId, relPath) as Row | undefined;
+    const r = this.#s.trackByPath.get(originId, relPath) as unknown as TrackRow | undefined;
     return r ? toTrack(r) : undefined;
   }
 
@@ -631,9 +651,9 @@ export class Database {
         generation: 0,
       };
       const removeTrack = (originId: number, relPath: string) => {
-        const r = s.trackByPath.get(originId, relPath) as Row | undefined;
+        const r = s.trackByPath.get(originId, relPath) as unknown as TrackRow | undefined;
         if (!r) return;
-        s.deleteFile.run(r.id as number);
+        s.deleteFile.run(r[0]);
         res.removed.push(toTrack(r));
       };
       for (const f of batch.files ?? []) {

@@ -44,7 +44,7 @@ export interface ScanProgress {
   /** Of those, unchanged since they were last read (not parsed again). */
   unchanged: number;
   /** New or changed files found so far (the parse total; final once the walk is done). */
-  toParse: number;
+  total: number;
   /** Of those, parsed. */
   parsed: number;
   /** Files (tracks and parse problems) committed to the database by this scan. */
@@ -134,7 +134,7 @@ class ScanRun {
       root: origin.path,
       seen: 0,
       unchanged: 0,
-      toParse: 0,
+      total: 0,
       parsed: 0,
       committed: 0,
       removed: 0,
@@ -324,7 +324,7 @@ export class Scanner {
           run.result.unchanged++;
           continue;
         }
-        run.progress.toParse++;
+        run.progress.total++;
         parses.push(
           this.#pool.parse(`${origin.path}/${f.relPath}`).then(
             (r) => onResult(f, r),

@@ -184,11 +184,21 @@ for (let n = 0; n < 256; n++) {
   CRC16[n] = c16;
 }
 
-/** Length of a FLAC frame header at `b[i]` whose CRC-8 is right, else 0. */
-function flacFrameHeader(b: Uint8Array, i: number): number {
-  if (b[i] !== 0xff || (b[i + 1] & 0xfe) !== 0xf8 || i + 6 > b.length) return 0;
+interface FlacFrame {
+  /** Header length, CRC-8 included. */
+  len: number;
+  /** Frame number (fixed block size) or first sample number (variable). */
+  number: number;
+  variable: boolean;
+  /** Samples in the frame. */
+  blockSize: number;
+}
+
+/** The FLAC frame header at `b[i]` if its CRC-8 is right. */
+function flacFrameHeader(b: Uint8Array, i: number): FlacFrame | undefined {
+  if (b[i] !== 0xff || (b[i + 1] & 0xfe) !== 0xf8 || i + 6 > b.length) return undefined;
   const bs = b[i + 2] >> 4, sr = b[i + 2] & 0xf;
-  if (bs === 0 || sr === 15 || (b[i + 3] >> 4) > 10 || (b[i + 3] & 1)) return 0;
+  if (bs === 0 || sr === 15 || (b[i + 3] >> 4) > 10 || (b[i + 3] & 1)) return undefined;
   let n = i + 4;
   // UTF-8-like coded frame/sample number: 1 to 7 bytes.
   const lead = b[n];
@@ -199,30 +209,48 @@ function flacFrameHeader(b: Uint8Array, i: number): number {
   else if (lead >= 0xf0) extra = 3;
   else if (lead >= 0xe0) extra = 2;
   else if (lead >= 0xc0) extra = 1;
-  else if (lead >= 0x80) return 0;
+  else if (lead >= 0x80) return undefined;
+  if (n + 1 + extra > b.length) return undefined;
+  let number = extra === 0 ? lead : lead & (0x3f >> extra);
+  for (let k = 1; k <= extra; k++) {
+    if ((b[n + k] & 0xc0) !== 0x80) return undefined;
+    number = number * 64 + (b[n + k] & 0x3f);
+  }
   n += 1 + extra;
-  if (bs === 6) n += 1;
-  else if (bs === 7) n += 2;
+  let blockSize: number;
+  if (bs === 1) blockSize = 192;
+  else if (bs <= 5) blockSize = 576 << (bs - 2);
+  else if (bs === 6) blockSize = b[n++] + 1;
+  else if (bs === 7) {
+    blockSize = (b[n] << 8 | b[n + 1]) + 1;
+    n += 2;
+  } else blockSize = 256 << (bs - 8);
   if (sr === 12) n += 1;
   else if (sr === 13 || sr === 14) n += 2;
-  if (n >= b.length) return 0;
+  if (n >= b.length) return undefined;
   let crc = 0;
   for (let k = i; k < n; k++) crc = CRC8[crc ^ b[k]];
-  return crc === b[n] ? n + 1 - i : 0;
+  if (crc !== b[n]) return undefined;
+  return { len: n + 1 - i, number, variable: (b[i + 1] & 1) === 1, blockSize };
 }
 
 function checkFlac(r: BlockReader): string | undefined {
   let pos = skipId3v2(r, 0);
   if (!ascii(r.read(pos, pos + 4), 0, "fLaC")) return undefined;
   pos += 4;
-  let maxFrame = 0;
+  let maxFrame = 0, maxBlock = 0, totalSamples = 0;
   for (;;) {
     const h = r.read(pos, pos + 4);
     if (h.length < 4) return "truncated inside the FLAC metadata";
     const len = h[1] << 16 | h[2] << 8 | h[3];
     if ((h[0] & 0x7f) === 0) {
-      const si = r.read(pos + 4, pos + 14);
-      if (si.length === 10) maxFrame = si[7] << 16 | si[8] << 8 | si[9];
+      const si = r.read(pos + 4, pos + 22);
+      if (si.length === 18) {
+        maxBlock = si[2] << 8 | si[3];
+        maxFrame = si[7] << 16 | si[8] << 8 | si[9];
+        totalSamples = (si[13] & 0x0f) * 2 ** 32 + (si[14] << 24 >>> 0) +
+          (si[15] << 16 | si[16] << 8 | si[17]);
+      }
     }
     pos += 4 + len;
     if (h[0] & 0x80) break;
@@ -241,11 +269,19 @@ function checkFlac(r: BlockReader): string | undefined {
   const want = b[b.length - 2] << 8 | b[b.length - 1];
   let headers = 0;
   for (let i = b.length - 2; i >= 0; i--) {
-    if (b[i] !== 0xff || flacFrameHeader(b, i) === 0) continue;
+    if (b[i] !== 0xff) continue;
+    const f = flacFrameHeader(b, i);
+    if (!f) continue;
     headers++;
     let crc = 0;
     for (let k = i; k < b.length - 2; k++) crc = ((crc << 8) & 0xffff) ^ CRC16[(crc >> 8) ^ b[k]];
-    if (crc === want) return undefined;
+    if (crc !== want) continue;
+    // The file ends on a whole frame; a cut exactly between frames shows in the sample count.
+    const last = (f.variable ? f.number : f.number * maxBlock) + f.blockSize;
+    if (totalSamples > 0 && maxBlock > 0 && last < totalSamples) {
+      return `truncated: the FLAC stream ends at sample ${last} of ${totalSamples}`;
+    }
+    return undefined;
   }
   // Frames larger than the window (no size in STREAMINFO): nothing to judge by.
   if (headers === 0 && from > pos) return undefined;

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { Database } from "./db.ts";
 import { ParserPool } from "./pool.ts";
 import { type LibraryChange, Scanner } from "./scanner.ts";
-import { writeMp3 } from "./test_audio.ts";
+import { type FixtureTags, writeTrack } from "../../tests/fixtures/mod.ts";
 import { Walker } from "./walker.ts";
 import { LibraryWatcher, type WatchState } from "./watcher.ts";
 
@@ -26,6 +26,11 @@ async function withLibrary(
     await Deno.remove(lib, { recursive: true });
     await Deno.remove(state, { recursive: true });
   }
+}
+
+async function writeMp3(path: string, tags: FixtureTags): Promise<void> {
+  await Deno.mkdir(path.slice(0, path.lastIndexOf("/")), { recursive: true });
+  await writeTrack(path, "mp3-id3v24", tags);
 }
 
 /** Wait until `cond` holds, checking every 50 ms; fail after `ms` (generous: CI can be slow). */
