@@ -9,6 +9,7 @@
  */
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { logger } from "../log/mod.ts";
+import { extensionOf } from "./tags.ts";
 import type { Origin, Problem, Tags, TrackRecord } from "./types.ts";
 
 const log = logger("library", "db");
@@ -167,8 +168,30 @@ export interface Cover {
   dir: string;
   /** The image, relative to the origin root. */
   relPath: string;
+  /** Lower-case extension of the image without the dot, e.g. `jpg`. */
+  ext: string;
   size: number;
   mtimeMs: number;
+}
+
+/** A cover image as the scanner records it ({@link Cover} without the derived `ext`). */
+export type CoverUpsert = Omit<Cover, "ext">;
+
+/** A source directory of an origin. */
+export interface OriginDir {
+  originId: number;
+  /** Relative to the origin root, `""` for the root itself. */
+  dir: string;
+}
+
+function coverOf(
+  originId: number,
+  dir: string,
+  relPath: string,
+  size: number,
+  mtimeMs: number,
+): Cover {
+  return { originId, dir, relPath, ext: extensionOf(relPath), size, mtimeMs };
 }
 
 /** A path inside an origin. */
@@ -193,9 +216,9 @@ export interface Batch {
   problems?: ProblemUpsert[];
   /** Tracks (and problems) that vanished. */
   remove?: OriginPath[];
-  covers?: Cover[];
-  /** Directories whose cover is gone (`relPath` is the directory). */
-  removeCovers?: OriginPath[];
+  covers?: CoverUpsert[];
+  /** Directories whose cover is gone. */
+  removeCovers?: OriginDir[];
   scan?: ScanProgressUpdate;
 }
 
@@ -205,7 +228,10 @@ export interface BatchResult {
   changed: TrackRecord[];
   removed: TrackRecord[];
   problemsChanged: boolean;
-  coversChanged: boolean;
+  /** Covers new or replaced (one per source directory). */
+  covers: Cover[];
+  /** Source directories that no longer have a cover. */
+  removedCovers: OriginDir[];
   /** The generation this batch committed. */
   generation: number;
 }
@@ -577,13 +603,15 @@ export class Database {
   /** Every directory cover, by origin and directory. */
   covers(): Cover[] {
     this.#assertOpen();
-    return (this.#s.covers.all() as Row[]).map((r) => ({
-      originId: r.origin_id as number,
-      dir: r.dir as string,
-      relPath: r.rel_path as string,
-      size: r.size as number,
-      mtimeMs: r.mtime_ms as number,
-    }));
+    return (this.#s.covers.all() as Row[]).map((r) =>
+      coverOf(
+        r.origin_id as number,
+        r.dir as string,
+        r.rel_path as string,
+        r.size as number,
+        r.mtime_ms as number,
+      )
+    );
   }
 
   /** The covers of one origin, by directory; only those at or below `under` when given. */
@@ -592,13 +620,10 @@ export class Database {
     const out = new Map<string, Cover>();
     for (const r of this.#s.originCovers.all(originId, ...underParams(under)) as Row[]) {
       const dir = r.dir as string;
-      out.set(dir, {
-        originId,
+      out.set(
         dir,
-        relPath: r.rel_path as string,
-        size: r.size as number,
-        mtimeMs: r.mtime_ms as number,
-      });
+        coverOf(originId, dir, r.rel_path as string, r.size as number, r.mtime_ms as number),
+      );
     }
     return out;
   }
@@ -647,7 +672,8 @@ export class Database {
         changed: [],
         removed: [],
         problemsChanged: false,
-        coversChanged: false,
+        covers: [],
+        removedCovers: [],
         generation: 0,
       };
       const removeTrack = (originId: number, relPath: string) => {
@@ -699,10 +725,12 @@ export class Database {
           old && old.rel_path === c.relPath && old.size === c.size && old.mtime_ms === c.mtimeMs
         ) continue;
         s.upsertCover.run(c.originId, c.dir, c.relPath, c.size, c.mtimeMs);
-        res.coversChanged = true;
+        res.covers.push(coverOf(c.originId, c.dir, c.relPath, c.size, c.mtimeMs));
       }
       for (const c of batch.removeCovers ?? []) {
-        if (s.deleteCover.run(c.originId, c.relPath).changes) res.coversChanged = true;
+        if (s.deleteCover.run(c.originId, c.dir).changes) {
+          res.removedCovers.push({ originId: c.originId, dir: c.dir });
+        }
       }
       if (batch.scan) {
         const committed = (batch.files?.length ?? 0) +

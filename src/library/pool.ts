@@ -1,9 +1,13 @@
 /**
  * The pool of parse workers (Deno Web Workers running parse_worker.ts). Files are queued one by
- * one and sent in small batches, two batches in flight per worker so none idles between answers.
- * A worker that dies or hangs is replaced: the files of its batch are retried one at a time, and
- * a file that kills or hangs a worker on its own is answered with a reason instead of retried
- * forever. Workers start on first use and stop after a while without work.
+ * one and sent in small batches, two batches in flight per worker so none idles between answers;
+ * each file is answered as soon as it is read.
+ *
+ * A worker that dies, or makes no progress for `timeoutMs` while it has work (a file on a stalled
+ * network mount, a FIFO, a parser stuck in a loop), is terminated and replaced. The file it was
+ * reading is retried alone on a fresh worker; if it kills or hangs that one too, it is answered
+ * with a (transient) failure instead of being retried forever. The files queued behind it are
+ * simply sent again. Workers start on first use and stop after a while without work.
  */
 import { logger } from "../log/mod.ts";
 import type { ParseRequest, ParseResponse } from "./parse_worker.ts";
@@ -17,13 +21,13 @@ export interface ParserPoolOptions {
   size?: number;
   /** Stop the workers after this long without work (default 30 s). */
   idleMs?: number;
-  /** A batch not answered within this time (plus 2 s per file) counts as hung (default 20 s). */
+  /** A worker with work and no answer for this long counts as hung (default 20 s). */
   timeoutMs?: number;
   /** Files per message (default 32). */
   maxBatch?: number;
 }
 
-/** Thrown to the callers of {@link ParserPool.parse} whose files were dropped by `clear`/`close`. */
+/** Rejects the {@link ParserPool.parse} calls dropped by `clear` or `close`. */
 export class ParseCancelledError extends Error {
   /** Creates the error. */
   constructor(message = "Parsing cancelled", options?: { cause?: unknown }) {
@@ -36,16 +40,38 @@ interface Job {
   path: string;
   resolve: (r: TagResult) => void;
   reject: (e: unknown) => void;
-  /** Was in a batch whose worker died: now sent alone. */
+  /** Was unanswered when its worker died: now sent alone. */
   suspect: boolean;
+  done: boolean;
 }
 
 interface Slot {
   worker: Worker;
-  inflight: Map<number, { jobs: Job[]; timer: ReturnType<typeof setTimeout> }>;
+  /** Batches sent and not fully answered, by request id. */
+  inflight: Map<number, Job[]>;
+  watchdog: ReturnType<typeof setTimeout> | undefined;
+  /** The worker's module has loaded (the watchdog only runs from then on). */
+  ready: boolean;
 }
 
 const WORKER_URL = new URL("./parse_worker.ts", import.meta.url);
+
+/** Consecutive hung or crashed workers after which parsing counts as stalled. */
+const STALL_STREAK = 3;
+const STALL_MS = 30_000;
+const STALLED: TagResult = {
+  ok: false,
+  reason:
+    "not read: parsing is stalled (several parser workers hung in a row; stalled filesystem?)",
+  transient: true,
+};
+
+function runsSuspect(slot: Slot): boolean {
+  for (const jobs of slot.inflight.values()) {
+    if (jobs.some((j) => j.suspect && !j.done)) return true;
+  }
+  return false;
+}
 
 /** A pool of tag-parsing workers. */
 export class ParserPool {
@@ -59,8 +85,12 @@ export class ParserPool {
   #nextId = 1;
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
-  /** Files parsed since the pool was created (results delivered, any outcome). */
-  parsed = 0;
+  #parsed = 0;
+  #workersStarted = 0;
+  /** Workers hung or crashed since the last file answered. */
+  #failStreak = 0;
+  /** Until when parsing is considered stalled (ms since the epoch), after a run of hung workers. */
+  #stalledUntil = 0;
 
   /** Creates the pool; no worker starts before the first {@link parse}. */
   constructor(options: ParserPoolOptions = {}) {
@@ -70,20 +100,37 @@ export class ParserPool {
     this.#maxBatch = options.maxBatch ?? 32;
   }
 
-  /** Read the tags of the file at `path` (absolute) in a worker. */
-  parse(path: string): Promise<TagResult> {
-    if (this.#closed) return Promise.reject(new ParseCancelledError("Parser pool is closed"));
-    return new Promise((resolve, reject) => {
-      this.#queue.push({ path, resolve, reject, suspect: false });
-      this.#dispatch();
-    });
+  /** Files answered since the pool was created (any outcome). */
+  get parsed(): number {
+    return this.#parsed;
+  }
+
+  /** Workers started since the pool was created (replacements included). */
+  get workersStarted(): number {
+    return this.#workersStarted;
   }
 
   /** Files waiting for a worker or being parsed. */
   get pending(): number {
     let n = this.#queue.length;
-    for (const s of this.#slots) for (const b of s.inflight.values()) n += b.jobs.length;
+    for (const s of this.#slots) {
+      for (const b of s.inflight.values()) n += b.filter((j) => !j.done).length;
+    }
     return n;
+  }
+
+  /**
+   * Read the tags of the file at `path` (absolute) in a worker. While parsing is stalled (several
+   * workers in a row hung, as on a dead network mount), files are answered at once with a
+   * transient failure rather than costing a worker (and its blocked thread) each.
+   */
+  parse(path: string): Promise<TagResult> {
+    if (this.#closed) return Promise.reject(new ParseCancelledError("Parser pool is closed"));
+    if (Date.now() < this.#stalledUntil) return Promise.resolve(STALLED);
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ path, resolve, reject, suspect: false, done: false });
+      this.#dispatch();
+    });
   }
 
   /** Drop the queued files (their promises reject with {@link ParseCancelledError}). */
@@ -108,13 +155,14 @@ export class ParserPool {
   #dispatch(): void {
     clearTimeout(this.#idleTimer);
     while (this.#queue.length > 0) {
+      const suspect = this.#queue[0].suspect;
+      // A suspect goes alone to an idle worker, and nothing queues behind it there.
       const slot = this.#slots.find((s) => s.inflight.size === 0) ??
-        (this.#slots.length < this.size
-          ? this.#spawn()
-          : this.#slots.find((s) => s.inflight.size < 2));
+        (this.#slots.length < this.size ? this.#spawn() : undefined) ??
+        (suspect ? undefined : this.#slots.find((s) => s.inflight.size < 2 && !runsSuspect(s)));
       if (!slot) break;
       let jobs: Job[];
-      if (this.#queue[0].suspect) {
+      if (suspect) {
         jobs = [this.#queue.shift()!];
       } else {
         // Small batches while the queue is short keep every worker busy; larger ones amortise
@@ -130,8 +178,8 @@ export class ParserPool {
       this.#send(slot, jobs);
     }
     if (
-      this.#queue.length === 0 && this.#slots.every((s) => s.inflight.size === 0) &&
-      this.#slots.length > 0
+      this.#queue.length === 0 && this.#slots.length > 0 &&
+      this.#slots.every((s) => s.inflight.size === 0)
     ) {
       this.#idleTimer = setTimeout(() => {
         for (const slot of this.#slots) this.#stop(slot, new ParseCancelledError());
@@ -143,15 +191,28 @@ export class ParserPool {
 
   #spawn(): Slot {
     const worker = new Worker(WORKER_URL, { type: "module", name: "musicfs-parse" });
-    const slot: Slot = { worker, inflight: new Map() };
+    this.#workersStarted++;
+    const slot: Slot = { worker, inflight: new Map(), watchdog: undefined, ready: false };
     worker.onmessage = (e: MessageEvent<ParseResponse>) => {
-      const batch = slot.inflight.get(e.data.id);
-      if (!batch) return;
-      slot.inflight.delete(e.data.id);
-      clearTimeout(batch.timer);
-      batch.jobs.forEach((j, i) => j.resolve(e.data.results[i]));
-      this.parsed += batch.jobs.length;
-      this.#dispatch();
+      const m = e.data;
+      if ("ready" in m) {
+        slot.ready = true;
+        this.#arm(slot);
+        return;
+      }
+      const jobs = slot.inflight.get(m.id);
+      const job = jobs?.[m.index];
+      if (!jobs || !job || job.done) return;
+      job.done = true;
+      this.#parsed++;
+      this.#failStreak = 0;
+      this.#arm(slot);
+      job.resolve(m.result);
+      if (m.index === jobs.length - 1) {
+        slot.inflight.delete(m.id);
+        this.#arm(slot);
+        this.#dispatch();
+      }
     };
     worker.onerror = (e: ErrorEvent) => {
       // Without this the worker's error would be rethrown in the daemon and end it.
@@ -163,13 +224,23 @@ export class ParserPool {
     return slot;
   }
 
+  /** (Re)start the slot's hang watchdog while it has work; stop it when it has none. */
+  #arm(slot: Slot): void {
+    clearTimeout(slot.watchdog);
+    slot.watchdog = undefined;
+    if (slot.inflight.size === 0 || !slot.ready) return;
+    slot.watchdog = setTimeout(
+      () =>
+        this.#fail(slot, `parser hung (no progress in ${Math.round(this.#timeoutMs / 1000)} s)`),
+      this.#timeoutMs,
+    );
+  }
+
   #send(slot: Slot, jobs: Job[]): void {
     const id = this.#nextId++;
-    const timer = setTimeout(
-      () => this.#fail(slot, "parser hung (no answer in time)"),
-      this.#timeoutMs + 2_000 * jobs.length,
-    );
-    slot.inflight.set(id, { jobs, timer });
+    const wasIdle = slot.inflight.size === 0;
+    slot.inflight.set(id, jobs);
+    if (wasIdle) this.#arm(slot);
     const req: ParseRequest = { id, paths: jobs.map((j) => j.path) };
     slot.worker.postMessage(req);
   }
@@ -178,30 +249,51 @@ export class ParserPool {
   #fail(slot: Slot, reason: string): void {
     if (!this.#slots.includes(slot)) return;
     this.#slots = this.#slots.filter((s) => s !== slot);
+    clearTimeout(slot.watchdog);
+    slot.worker.terminate();
+    // The worker reads its batches in order, so the first unanswered file is the culprit and
+    // the files after it were never started.
+    const open = [...slot.inflight.values()].flat().filter((j) => !j.done);
     const retry: Job[] = [];
-    for (const batch of slot.inflight.values()) {
-      clearTimeout(batch.timer);
-      for (const j of batch.jobs) {
-        if (j.suspect || batch.jobs.length === 1) {
-          log.warn("Giving up on {path}: {reason}", { path: j.path, reason });
-          j.resolve({ ok: false, reason, transient: true });
-          this.parsed++;
-        } else {
-          j.suspect = true;
-          retry.push(j);
-        }
+    open.forEach((j, i) => {
+      if (i > 0) retry.push(j);
+      else if (j.suspect) {
+        log.warn("Giving up on {path}: {reason}", { path: j.path, reason });
+        j.done = true;
+        this.#parsed++;
+        j.resolve({ ok: false, reason, transient: true });
+      } else {
+        j.suspect = true;
+        retry.push(j);
+      }
+    });
+    slot.inflight.clear();
+    this.#queue.unshift(...retry);
+    if (++this.#failStreak >= STALL_STREAK) {
+      log.error(
+        "Parsing is stalled: {n} parser workers hung or crashed in a row; skipping files for {s} s",
+        {
+          n: this.#failStreak,
+          s: STALL_MS / 1000,
+        },
+      );
+      this.#stalledUntil = Date.now() + STALL_MS;
+      this.#failStreak = 0;
+      const skipped = this.#queue;
+      this.#queue = [];
+      for (const j of skipped) {
+        j.done = true;
+        this.#parsed++;
+        j.resolve(STALLED);
       }
     }
-    slot.inflight.clear();
-    slot.worker.terminate();
-    this.#queue.unshift(...retry);
     this.#dispatch();
   }
 
   #stop(slot: Slot, err: Error): void {
-    for (const batch of slot.inflight.values()) {
-      clearTimeout(batch.timer);
-      for (const j of batch.jobs) j.reject(err);
+    clearTimeout(slot.watchdog);
+    for (const jobs of slot.inflight.values()) {
+      for (const j of jobs) if (!j.done) j.reject(err);
     }
     slot.inflight.clear();
     slot.worker.terminate();

@@ -12,7 +12,16 @@
  * complete walk, so an interrupted walk never removes anything.
  */
 import { logger } from "../log/mod.ts";
-import type { Batch, BatchResult, Database, FileUpsert, OriginPath, ProblemUpsert } from "./db.ts";
+import type {
+  Batch,
+  BatchResult,
+  Cover,
+  Database,
+  FileUpsert,
+  OriginDir,
+  OriginPath,
+  ProblemUpsert,
+} from "./db.ts";
 import { ParseCancelledError, ParserPool } from "./pool.ts";
 import { extensionOf, type TagResult } from "./tags.ts";
 import type { Origin, TrackRecord } from "./types.ts";
@@ -28,8 +37,10 @@ export interface LibraryChange {
   removed: TrackRecord[];
   /** The problem list changed (re-read it with {@link Database.problems}). */
   problemsChanged: boolean;
-  /** The cover images changed (re-read them with {@link Database.covers}). */
-  coversChanged: boolean;
+  /** Cover images new or replaced (one per source directory). */
+  covers: Cover[];
+  /** Source directories that no longer have a cover. */
+  removedCovers: OriginDir[];
   /** The database generation this change committed. */
   generation: number;
 }
@@ -100,7 +111,7 @@ interface Pending {
   problems: ProblemUpsert[];
   remove: OriginPath[];
   covers: NonNullable<Batch["covers"]>;
-  removeCovers: OriginPath[];
+  removeCovers: OriginDir[];
 }
 
 function emptyPending(): Pending {
@@ -283,12 +294,16 @@ export class Scanner {
     const parses: Promise<void>[] = [];
     let failed = false;
 
-    const onResult = (f: WalkFile, r: TagResult) => {
+    const onResult = (f: WalkFile, r: TagResult, wasTrack: boolean) => {
       run.progress.parsed++;
       run.result.parsed++;
       if (failed || signal.aborted) return;
       const ext = extensionOf(f.relPath);
-      if (r.ok) {
+      if (!r.ok && r.transient && wasTrack) {
+        // The file could not be read just now (stalled mount, permissions being fixed...): keep
+        // what is known about it; its stored size/mtime still differ, so the next scan retries.
+        log.info("Keeping {path} as it was: {reason}", { path: f.relPath, reason: r.reason });
+      } else if (r.ok) {
         run.pending.files.push({
           originId: origin.id,
           relPath: f.relPath,
@@ -327,7 +342,7 @@ export class Scanner {
         run.progress.total++;
         parses.push(
           this.#pool.parse(`${origin.path}/${f.relPath}`).then(
-            (r) => onResult(f, r),
+            (r) => onResult(f, r, k?.kind === "track"),
             (e) => {
               if (e instanceof ParseCancelledError || run.error !== undefined) return;
               run.error = e;
@@ -347,7 +362,7 @@ export class Scanner {
             run.pending.covers.push({ originId: origin.id, dir: d.relPath, ...d.cover });
           }
         } else if (kc) {
-          run.pending.removeCovers.push({ originId: origin.id, relPath: d.relPath });
+          run.pending.removeCovers.push({ originId: origin.id, dir: d.relPath });
         }
       }
       for (const p of b.problems) {
@@ -382,7 +397,7 @@ export class Scanner {
         if (!keep(p)) run.pending.remove.push({ originId: origin.id, relPath: p });
       }
       for (const dir of knownCovers.keys()) {
-        if (!keep(dir)) run.pending.removeCovers.push({ originId: origin.id, relPath: dir });
+        if (!keep(dir)) run.pending.removeCovers.push({ originId: origin.id, dir });
       }
       this.#commit(run);
       run.progress.phase = "done";
@@ -479,7 +494,7 @@ export class Scanner {
   #notify(res: BatchResult): void {
     if (
       !res.added.length && !res.changed.length && !res.removed.length && !res.problemsChanged &&
-      !res.coversChanged
+      !res.covers.length && !res.removedCovers.length
     ) {
       return;
     }
@@ -489,7 +504,8 @@ export class Scanner {
         changed: res.changed,
         removed: res.removed,
         problemsChanged: res.problemsChanged,
-        coversChanged: res.coversChanged,
+        covers: res.covers,
+        removedCovers: res.removedCovers,
         generation: res.generation,
       });
     } catch (e) {
