@@ -201,18 +201,18 @@ export class ParserPool {
         return;
       }
       const jobs = slot.inflight.get(m.id);
-      const job = jobs?.[m.index];
-      if (!jobs || !job || job.done) return;
-      job.done = true;
-      this.#parsed++;
+      if (!jobs) return;
       this.#failStreak = 0;
+      m.results.forEach((result, i) => {
+        const job = jobs[m.from + i];
+        if (!job || job.done) return;
+        job.done = true;
+        this.#parsed++;
+        job.resolve(result);
+      });
+      if (m.from + m.results.length >= jobs.length) slot.inflight.delete(m.id);
       this.#arm(slot);
-      job.resolve(m.result);
-      if (m.index === jobs.length - 1) {
-        slot.inflight.delete(m.id);
-        this.#arm(slot);
-        this.#dispatch();
-      }
+      this.#dispatch();
     };
     worker.onerror = (e: ErrorEvent) => {
       // Without this the worker's error would be rethrown in the daemon and end it.
