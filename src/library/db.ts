@@ -497,8 +497,11 @@ export class Database {
     }
   }
 
-  /** Run `fn` in one write transaction that bumps the generation; returns fn's result. */
-  #write<T>(fn: () => T): T {
+  /**
+   * Run `fn` in one write transaction, bumping the generation too unless `bump` is false (scan
+   * bookkeeping is not a change of the library: it must not make search snapshots look stale).
+   */
+  #write<T>(fn: () => T, bump = true): T {
     this.#assertOpen();
     try {
       this.#db.exec("BEGIN IMMEDIATE");
@@ -507,7 +510,7 @@ export class Database {
     }
     try {
       const result = fn();
-      this.#s.bump.get();
+      if (bump) this.#s.bump.get();
       this.#db.exec("COMMIT");
       return result;
     } catch (e) {
@@ -524,7 +527,11 @@ export class Database {
     if (this.#closed) throw new Error(`Database ${this.path} is closed`);
   }
 
-  /** The change counter: bumped by every committed write. */
+  /**
+   * The change counter: bumped by every committed change of the library's content (origins,
+   * tracks, problems, covers), not by scan bookkeeping, so a search snapshot stays current across
+   * a restart whose rescan finds nothing new.
+   */
   get generation(): number {
     this.#assertOpen();
     return (this.#s.generation.get() as Row).value as number;
@@ -661,7 +668,7 @@ export class Database {
   /**
    * Commit one batch in one transaction: upsert tracks (a track that was a problem stops being
    * one), record problems (a track at the same path is removed), remove vanished paths, update
-   * covers and the scan checkpoint, bump the generation.
+   * covers and the scan checkpoint, and bump the generation if any of that changed something.
    */
   applyBatch(batch: Batch): BatchResult {
     const s = this.#s;
@@ -737,9 +744,11 @@ export class Database {
           (batch.problems?.filter((p) => p.size !== undefined).length ?? 0);
         s.progressScan.run(now, batch.scan.seen, batch.scan.parsed, committed, batch.scan.originId);
       }
-      res.generation = this.generation + 1;
+      const changed = res.added.length || res.changed.length || res.removed.length ||
+        res.problemsChanged || res.covers.length || res.removedCovers.length;
+      res.generation = changed ? (s.bump.get() as Row).value as number : this.generation;
       return res;
-    });
+    }, false);
   }
 
   /**
@@ -750,17 +759,17 @@ export class Database {
     const prev = this.scanCheckpoint(originId);
     const now = Date.now();
     if (prev && prev.finishedMs === undefined) {
-      this.#write(() => this.#s.resumeScan.run(now, originId));
+      this.#write(() => this.#s.resumeScan.run(now, originId), false);
       return { resumed: true, committedBefore: prev.committed };
     }
-    this.#write(() => this.#s.startScan.run(originId, now, now));
+    this.#write(() => this.#s.startScan.run(originId, now, now), false);
     return { resumed: false, committedBefore: 0 };
   }
 
   /** Mark the scan of `originId` complete. */
   finishScan(originId: number): void {
     const now = Date.now();
-    this.#write(() => this.#s.finishScan.run(now, now, originId));
+    this.#write(() => this.#s.finishScan.run(now, now, originId), false);
   }
 
   /** The scan checkpoint of an origin, if it was ever scanned. */

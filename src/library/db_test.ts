@@ -227,7 +227,10 @@ Deno.test("scan checkpoint: an unfinished scan is resumed with its counters", as
     db = Database.open(path);
     try {
       assert.deepEqual(db.beginScan(o.id), { resumed: true, committedBefore: 4 });
+      const g = db.generation;
+      db.applyBatch({ scan: { originId: o.id, seen: 11, parsed: 4 } });
       db.finishScan(o.id);
+      assert.equal(db.generation, g, "scan bookkeeping is not a library change");
       const c = db.scanCheckpoint(o.id);
       assert.ok(c?.finishedMs !== undefined);
       assert.equal(c.resumes, 1);

@@ -140,7 +140,9 @@ Deno.test("incremental rescan re-reads only changed and new files", async () => 
       const before = new Map(db.allTracks().map((t) => [t.relPath, t]));
       changes.length = 0;
 
+      const generation = db.generation;
       const again = await scanner.scan([lib]);
+      assert.equal(db.generation, generation, "a rescan that finds nothing changes nothing");
       assert.equal(again[0].parsed, 0, "nothing changed, nothing read (the broken file neither)");
       assert.equal(again[0].unchanged, 41);
       assert.equal(changes.length, 0);
