@@ -4,7 +4,7 @@
  *
  * ```ts
  * const { db, fullRescan } = openLibraryDatabase(`${stateDir}/library.db`);
- * const scanner = new Scanner(db, { onChange: (c) => tree.apply(c) });
+ * const scanner = new Scanner(db, { onChange: (change) => updateTreeAndSearch(change) });
  * await scanner.scan(roots, { signal, onProgress });
  * await watchLibrary(scanner, db.origins(), { signal });
  * ```
@@ -52,6 +52,5 @@ export {
   type ScanProgress,
   type ScanResult,
 } from "./scanner.ts";
-
 export { Walker, WalkError } from "./walker.ts";
 export { LibraryWatcher, watchLibrary, type WatchOptions, type WatchState } from "./watcher.ts";
