@@ -13,6 +13,7 @@ export {
   type MountInfo,
   type MountOptions,
   prepareMountpoint,
+  probeMount,
 } from "./mount.ts";
 export {
   closeFd,

@@ -60,6 +60,8 @@ const MS_RDONLY = 1;
 const MS_NOSUID = 2;
 const MS_NODEV = 4;
 const MNT_DETACH = 2;
+const F_SETFD = 2;
+const FD_CLOEXEC = 1;
 const EINVAL = 22;
 const ENOENT = 2;
 
@@ -98,14 +100,36 @@ export function findFuseMount(path: string): MountInfo | undefined {
   return top && (top.fstype === "fuse" || top.fstype.startsWith("fuse.")) ? top : undefined;
 }
 
-/** Whether stat(path) fails with ENOTCONN: a FUSE mount whose daemon is gone. */
-export function isDeadMount(path: string): boolean {
+/**
+ * The state of the FUSE mount at `path`: `dead` when listing it fails with ENOTCONN (its daemon is
+ * gone), `hung` when stat does not answer within `timeoutMs`, else `live`. The stat is async
+ * with a bound because a sync one would hang us on a stopped daemon, or deadlock on our own.
+ */
+export async function probeMount(
+  path: string,
+  timeoutMs = 2000,
+): Promise<"live" | "dead" | "hung"> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<"hung">((r) => (timer = setTimeout(() => r("hung"), timeoutMs)));
+  // Opening the directory always reaches the daemon; a stat may be answered from the cache.
+  const stat = (async () => {
+    try {
+      for await (const _ of Deno.readDir(path)) break;
+      return "live" as const;
+    } catch (e) {
+      return (e as { code?: string }).code === "ENOTCONN" ? "dead" as const : "live" as const;
+    }
+  })();
   try {
-    Deno.statSync(path);
-    return false;
-  } catch (e) {
-    return (e as { code?: string }).code === "ENOTCONN";
+    return await Promise.race([stat, timeout]);
+  } finally {
+    clearTimeout(timer);
   }
+}
+
+/** Whether `path` holds a FUSE mount whose daemon is gone (stat fails with ENOTCONN). */
+export async function isDeadMount(path: string): Promise<boolean> {
+  return (await probeMount(path)) === "dead";
 }
 
 /** Detach whatever is mounted at `path` (lazily); resolves false when nothing was mounted. */
@@ -153,13 +177,15 @@ export async function prepareMountpoint(mountpoint: string, create = false): Pro
   abs = abs.replace(/\/+$/, "") || "/";
   const fuse = findFuseMount(abs);
   if (fuse) {
-    if (isDeadMount(abs)) {
+    const state = await probeMount(abs);
+    if (state === "dead") {
       log.warn("Detaching a dead FUSE mount left at {mountpoint}", { mountpoint: abs });
       await detach(abs);
     } else {
-      throw new MountError(
-        `Cannot mount at ${abs}: another FUSE filesystem (${fuse.fstype}) is mounted there (unmount it first)`,
-      );
+      const how = state === "hung"
+        ? "a FUSE filesystem that does not answer"
+        : `another FUSE filesystem (${fuse.fstype})`;
+      throw new MountError(`Cannot mount at ${abs}: ${how} is mounted there (unmount it first)`);
     }
   }
   let info: Deno.FileInfo;
@@ -258,6 +284,9 @@ async function mountWithHelper(
     throw new SyscallError("socketpair", errno());
   }
   const [ours, theirs] = sv;
+  // Our end must not leak into any child (the helper included): auto_unmount fires when the
+  // last copy of it closes, i.e. when we die.
+  l.fcntl(ours, F_SETFD, FD_CLOEXEC);
   const options = [
     "ro",
     "nosuid",
@@ -293,6 +322,8 @@ async function mountWithHelper(
   errText.catch(() => {});
   const flags = l.fcntl(fd, 3, 0);
   l.fcntl(fd, 4, flags | O_NONBLOCK);
+  // A child holding a copy of the device fd would keep a dead daemon's mount alive.
+  l.fcntl(fd, F_SETFD, FD_CLOEXEC);
   return { fd, mountpoint, method: "helper", commFd: ours };
 }
 

@@ -100,6 +100,8 @@ export const FOPEN_DIRECT_IO = 1 << 0;
 export const FOPEN_KEEP_CACHE = 1 << 1;
 /** Let the kernel cache directory listings. */
 export const FOPEN_CACHE_DIR = 1 << 3;
+/** No FLUSH on close (nothing to flush on a read-only filesystem). */
+export const FOPEN_NOFLUSH = 1 << 5;
 /** Reads go to the backing file in the kernel. */
 export const FOPEN_PASSTHROUGH = 1 << 7;
 

@@ -25,6 +25,7 @@ import {
   FOPEN_CACHE_DIR,
   FOPEN_DIRECT_IO,
   FOPEN_KEEP_CACHE,
+  FOPEN_NOFLUSH,
   FOPEN_PASSTHROUGH,
   FUSE_DEV_IOC_BACKING_CLOSE,
   FUSE_DEV_IOC_BACKING_OPEN,
@@ -141,7 +142,8 @@ export class FuseSession {
   #out: Uint8Array<ArrayBuffer>;
   #outView: DataView;
   #readPool: Uint8Array<ArrayBuffer>[] = [];
-  #pollfds = new Uint8Array(16);
+  #poller: Worker;
+  #pollWaiter?: (v: unknown) => void;
   #pending = new Map<number, Pending>();
   #lookups = new Map<number, number>();
   #parents = new Map<number, number>();
@@ -173,11 +175,9 @@ export class FuseSession {
     this.#outView = new DataView(this.#out.buffer);
     this.#wake = libc().eventfd(0, 0o4000 | 0o2000000);
     if (this.#wake < 0) throw new SyscallError("eventfd", errno());
-    const pv = new DataView(this.#pollfds.buffer);
-    pv.setInt32(0, this.#fd, true);
-    pv.setInt16(4, 1, true); // POLLIN
-    pv.setInt32(8, this.#wake, true);
-    pv.setInt16(12, 1, true);
+    this.#poller = new Worker(new URL("./poll_worker.ts", import.meta.url), { type: "module" });
+    this.#poller.onmessage = () => this.#pollWaiter?.(undefined);
+    this.#poller.postMessage([this.#fd, this.#wake]);
     this.#ready = Promise.withResolvers<void>();
     this.closed = new Promise((r) => (this.#resolveClosed = r));
   }
@@ -323,7 +323,12 @@ export class FuseSession {
         if (this.#stopping) return;
         // A full drain yields through a timer so handlers' I/O completions get their turn.
         if (drained === MAX_DRAIN) await new Promise((r) => setTimeout(r, 0));
-        else await l.poll_nb(this.#pollfds, u64(2), -1);
+        else {
+          await new Promise((r) => {
+            this.#pollWaiter = r;
+            this.#poller.postMessage("poll");
+          });
+        }
       }
     } catch (e) {
       log.error("FUSE request loop failed: {error}", { error: e, stack: (e as Error).stack });
@@ -333,6 +338,7 @@ export class FuseSession {
       for (const { id } of this.#backing.values()) this.#closeBacking(id);
       this.#backing.clear();
       this.#fdClosed = true;
+      this.#poller.terminate();
       l.close(this.#fd);
       l.close(this.#wake);
       if (this.#handle.commFd !== undefined) {
@@ -605,7 +611,9 @@ export class FuseSession {
 
   async #open(ctx: Pending, ino: number, flags: number): Promise<void> {
     const r = await this.#ops.open(ino, flags, ctx);
-    let openFlags = 0;
+    // Without NOFLUSH every close(2) waits for a FLUSH round trip; a process that closes a
+    // file of its own mount synchronously (Deno's FsFile.close) would then deadlock itself.
+    let openFlags = FOPEN_NOFLUSH;
     let backingId = 0;
     if (r.backingFd !== undefined && this.#passthrough) {
       backingId = this.#acquireBacking(ino, r.backingFd);
