@@ -56,3 +56,11 @@ export {
   withCollisionSuffix,
   yearText,
 } from "./naming.ts";
+export {
+  type CachedFile,
+  type CacheRoute,
+  MusicOps,
+  type MusicOpsOptions,
+  SEARCH_QUERY_MAX_BYTES,
+  SEARCH_RESULTS_MAX,
+} from "./ops.ts";

@@ -131,6 +131,7 @@ export const Errno = {
   EOPNOTSUPP: 95,
   ENOTCONN: 107,
   EPROTO: 71,
+  ELOOP: 40,
   EINTR: 4,
 } as const;
 

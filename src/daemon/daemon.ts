@@ -1,0 +1,361 @@
+/**
+ * The musicfs daemon: opens the stores (recovering damaged ones), builds the virtual tree,
+ * mounts it, and runs every background job under the supervisor until an ordered shutdown.
+ * Data flows one way: library (scanner, watcher) -> tree and search -> FUSE session.
+ */
+import { FuseSession, identity } from "../fuse/mod.ts";
+import { MusicOps, VirtualTree } from "../fs/mod.ts";
+import type { Invalidation } from "../fs/mod.ts";
+import {
+  type Database,
+  type LibraryChange,
+  LibraryWatcher,
+  openLibraryDatabase,
+  type Origin,
+  Scanner,
+  type ScanProgress,
+  type TrackRecord,
+  type WatchState,
+} from "../library/mod.ts";
+import { LazySearch, runCommitter } from "../search/mod.ts";
+import { acquireLock, type HeldLock } from "./lock.ts";
+import { taskReportToJson, TaskSupervisor } from "./supervisor.ts";
+import { controlSocketPath, serveControl } from "./control.ts";
+import { installCrashGuards, installSignalHandlers, runShutdown } from "./shutdown.ts";
+import * as systemd from "./sd_notify.ts";
+import { HealthMonitor } from "./health.ts";
+import { logger } from "../log/mod.ts";
+
+const log = logger("daemon");
+
+/** Everything the daemon needs to know, already validated by the CLI. */
+export interface DaemonOptions {
+  /** Absolute, existing library roots. */
+  libraries: string[];
+  mountpoint: string;
+  stateDir: string;
+  cacheDir: string;
+  cacheSize: number;
+  cacheReads: "remote" | "always" | "never";
+  /** The /Artists layout template (already checked). */
+  layout?: string;
+  allowOther?: boolean;
+  /** Program version, for status. */
+  version: string;
+  /** Called once the mount answers. */
+  onReady?: (info: { mountpoint: string; tracks: number; pid: number }) => void;
+}
+
+/** The status document of GET /status and /.musicfs/status.json. */
+export interface DaemonStatus {
+  pid: number;
+  version: string;
+  mountpoint: string;
+  startedAt: number;
+  uptimeMs: number;
+  tracks: number;
+  scan: { phase: string; seen: number; total: number; parsed: number; committed: number } | null;
+  tasks: unknown[];
+  origins: {
+    id: number;
+    path: string;
+    healthy: boolean;
+    consecutiveFailures: number;
+    watch: "watching" | "polling";
+    reason?: string;
+  }[];
+  cache: { chunks: number; bytes: number; maxSize: number; mode: string } | null;
+  search: { state: string; documents: number };
+  fuse: { requests: number; errors: number; inflight: number; passthrough: boolean };
+}
+
+/** A daemon start that failed before the mount answered, with a one-line reason. */
+export class DaemonStartError extends Error {
+  /** `message` is shown to the user as is. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "DaemonStartError";
+  }
+}
+
+/**
+ * Run the daemon until it is shut down (signal, control API, or the mount going away).
+ * Rejects with a one-line reason when it cannot start; resolves with the exit code.
+ */
+export async function runDaemon(opts: DaemonOptions): Promise<number> {
+  const startedAt = Date.now();
+  await Deno.mkdir(opts.stateDir, { recursive: true });
+  const locks: HeldLock[] = [await acquireLock(opts.stateDir, { name: "musicfs" })];
+  const uninstallGuards = installCrashGuards();
+  let db: Database | undefined;
+  let session: FuseSession | undefined;
+  try {
+    const opened = openLibraryDatabase(`${opts.stateDir}/library.db`);
+    db = opened.db;
+    if (opened.recovered) {
+      log.warn("library.db was damaged ({reason}); moved to {to}, rescanning from scratch", {
+        reason: opened.recovered.reason,
+        to: opened.recovered.movedTo,
+      });
+    }
+    const origins: Origin[] = opts.libraries.map((p) => db!.ensureOrigin(p));
+    const originIds = new Set(origins.map((o) => o.id));
+    const ours = <T extends { originId: number }>(xs: Iterable<T>) =>
+      [...xs].filter((x) => originIds.has(x.originId));
+    const { uid, gid } = identity();
+
+    let scanProgress: ScanProgress | null = null;
+    const watchStates = new Map<number, WatchState>();
+    const supervisor = new TaskSupervisor({
+      onChange: (c) => log.info("Task {name}: {state}", { name: c.name, state: c.status.state }),
+    });
+    const search = LazySearch.fromSnapshot(`${opts.stateDir}/search.snapshot`, {
+      generation: db.generation,
+      rebuildFrom: () => ours(db!.allTracks()),
+    });
+    search.startLoading();
+    const health = new HealthMonitor({
+      origins: origins.map((o) => ({ id: String(o.id), path: o.path })),
+    });
+
+    const status = (): DaemonStatus => {
+      const stats = session?.stats ?? { requests: 0, errors: 0, inflight: 0, passthrough: false };
+      return {
+        pid: Deno.pid,
+        version: opts.version,
+        mountpoint: opts.mountpoint,
+        startedAt,
+        uptimeMs: Date.now() - startedAt,
+        tracks: tree.stats().tracks,
+        scan: scanProgress && {
+          phase: scanProgress.phase,
+          seen: scanProgress.seen,
+          total: scanProgress.total,
+          parsed: scanProgress.parsed,
+          committed: scanProgress.committed,
+        },
+        tasks: supervisor.checkAll().map(taskReportToJson),
+        origins: origins.map((o) => {
+          const h = health.status(String(o.id));
+          const w = watchStates.get(o.id);
+          return {
+            id: o.id,
+            path: o.path,
+            healthy: h?.healthy ?? true,
+            consecutiveFailures: h?.consecutiveFailures ?? 0,
+            watch: w?.mode ?? "watching",
+            reason: w?.reason,
+          };
+        }),
+        cache: null,
+        search: { state: search.state, documents: search.index?.size ?? 0 },
+        fuse: stats,
+      };
+    };
+
+    const tree = new VirtualTree({
+      origins,
+      tracks: ours(db.allTracks()),
+      covers: ours(db.covers()),
+      problems: ours(db.problems()),
+      uid,
+      gid,
+      layout: opts.layout,
+      status: () => JSON.stringify(status(), null, 2) + "\n",
+    });
+
+    const invalidate = (inv: Invalidation[]) => {
+      if (!session) return;
+      for (const i of inv) {
+        if (i.kind === "entry") session.notifyInvalEntry(i.parent, i.name);
+        else if (i.kind === "delete") session.notifyDelete(i.parent, i.child, i.name);
+        else session.notifyInvalInode(i.ino, 0, -1);
+      }
+    };
+    const ops = new MusicOps({
+      tree,
+      search: async (q, limit) =>
+        (await search.search(q, limit, { timeoutMs: 2000 })).map((r) => r.id),
+      invalidate,
+      healthy: (id) => health.status(String(id))?.healthy ?? true,
+    });
+
+    const onChange = (c: LibraryChange) => {
+      const removedIds = c.removed.map((t) => t.id);
+      const inv = tree.apply({
+        added: c.added,
+        changed: c.changed,
+        removed: removedIds,
+        covers: c.covers,
+        removedCovers: c.removedCovers,
+        problems: c.problemsChanged ? ours(db!.problems()) : undefined,
+      });
+      invalidate(inv);
+      for (const t of c.added) search.indexFile(t);
+      for (const t of c.changed) search.indexFile(t);
+      for (const id of removedIds) search.remove(id);
+    };
+    const scanner = new Scanner(db, { onChange });
+
+    session = await FuseSession.mount(opts.mountpoint, ops, {
+      create: true,
+      allowOther: opts.allowOther,
+      // The tree tells the kernel about every change, so its caches may live long.
+      entryTtlMs: 10_000,
+      attrTtlMs: 10_000,
+    });
+    const mountpoint = session.mountpoint;
+    log.info("Mounted {mountpoint} with {tracks} tracks", {
+      mountpoint,
+      tracks: tree.stats().tracks,
+    });
+
+    const rescan = () => {
+      if (supervisor.status("scanner")?.state === "running") return false;
+      supervisor.spawnSupervised("scanner", async (signal) => {
+        await scanner.scan(origins.map((o) => o.path), {
+          signal,
+          onProgress: (p) => {
+            scanProgress = p;
+            systemd.status(`scan ${p.phase}: ${p.committed}/${p.total} files`);
+          },
+        });
+        systemd.status(`serving ${tree.stats().tracks} tracks`);
+      });
+      return true;
+    };
+
+    let signals: ReturnType<typeof installSignalHandlers>;
+    const shutdown = async () => {
+      systemd.stopping();
+      const report = await runShutdown([
+        {
+          name: "stop tasks",
+          run: async () => {
+            const stragglers = await supervisor.stopAll(5000);
+            if (stragglers.length) {
+              log.warn("Tasks still running at shutdown: {stragglers}", { stragglers });
+            }
+          },
+          timeoutMs: 7000,
+        },
+        { name: "commit search", run: async () => void (search.index && await search.commit()) },
+        { name: "close scanner", run: () => scanner.close() },
+        {
+          name: "close sqlite",
+          run: () => {
+            db!.checkpoint();
+            db!.close();
+          },
+        },
+        { name: "unmount", run: () => session!.unmount() },
+        { name: "close files", run: () => ops.closeAll() },
+        {
+          name: "release lock",
+          run: async () => void await Promise.all(locks.map((l) => l.release())),
+        },
+      ]);
+      uninstallGuards();
+      if (!report.ok) throw new Error("shutdown finished with errors");
+    };
+    signals = installSignalHandlers({ onShutdown: shutdown, onRescan: () => void rescan() });
+
+    supervisor.spawnSupervised("fuse", async (signal) => {
+      const aborted = new Promise<void>((r) =>
+        signal.addEventListener("abort", () => r(), { once: true })
+      );
+      await Promise.race([session!.closed, aborted]);
+      if (!signal.aborted) {
+        log.warn("The mount at {mountpoint} went away; shutting down", { mountpoint });
+        void signals.requestShutdown("mount gone");
+      }
+    });
+    supervisor.spawnCritical("watcher", (signal) => {
+      const watcher = new LibraryWatcher(scanner, origins, {
+        onState: (s: WatchState) => {
+          for (const o of origins) watchStates.set(o.id, s);
+          if (s.mode === "polling") {
+            log.warn("Watching failed ({reason}); rescanning periodically", { reason: s.reason });
+          }
+        },
+      });
+      return watcher.run(signal);
+    });
+    supervisor.spawnCritical(
+      "search committer",
+      (signal) =>
+        runCommitter(search, { intervalMs: 5000, signal, generation: () => db!.generation }),
+    );
+    supervisor.spawnCritical("wal checkpointer", async (signal) => {
+      while (!signal.aborted) {
+        await sleep(60_000, signal);
+        if (!signal.aborted) db!.checkpoint();
+      }
+    });
+    supervisor.spawnCritical("health monitor", (signal) => health.run(signal));
+    supervisor.spawnCritical("control api", async (signal) => {
+      const server = await serveControl({
+        socketPath: controlSocketPath(opts.stateDir),
+        signal,
+        handlers: {
+          status,
+          search: async (q, limit) => {
+            const hits = await search.search(q, limit, { timeoutMs: 2000 });
+            return {
+              results: hits.map((h) => describeHit(tree, h.id, h.score, db!)).filter(Boolean),
+            };
+          },
+          rescan: () => Promise.resolve({ started: rescan() }),
+          shutdown: () => signals.requestShutdown("control API"),
+        },
+      });
+      await server.finished;
+    });
+    const wd = systemd.watchdogIntervalMs();
+    if (wd) supervisor.spawnSupervised("watchdog", (signal) => systemd.runWatchdog(signal));
+
+    rescan();
+    systemd.ready();
+    opts.onReady?.({ mountpoint, tracks: tree.stats().tracks, pid: Deno.pid });
+    // Runs until a signal or the control API shuts us down; that path exits the process.
+    await new Promise(() => {});
+    return 0;
+  } catch (e) {
+    if (session) await session.unmount().catch(() => {});
+    try {
+      db?.close();
+    } catch { /* already closed */ }
+    uninstallGuards();
+    await Promise.all(locks.map((l) => l.release().catch(() => {})));
+    throw e;
+  }
+}
+
+function describeHit(tree: VirtualTree, id: number, score: number, db: Database): unknown {
+  const t: TrackRecord | undefined = db.getTrack(id);
+  if (!t) return null;
+  const path = tree.pathOf(2 ** 52 + id);
+  if (!path) return null;
+  return {
+    id,
+    score,
+    path,
+    artist: t.artist,
+    albumArtist: t.albumArtist,
+    album: t.album,
+    title: t.title,
+    year: t.year,
+    genre: t.genre,
+    ext: t.ext,
+  };
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal.addEventListener("abort", () => {
+      clearTimeout(t);
+      resolve();
+    }, { once: true });
+  });
+}

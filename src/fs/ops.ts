@@ -1,0 +1,246 @@
+/**
+ * The FUSE operations of musicfs: the virtual tree served through src/fuse. Track and cover
+ * files read the source bytes (kernel passthrough when the session has it, else pread, or
+ * through the chunk cache for network origins); generated files serve a snapshot per open;
+ * `/.search/<query>` directories are made on lookup from the search index.
+ */
+import {
+  type Attr,
+  closeFd,
+  type DirEntry,
+  type Entry,
+  Errno,
+  FsError,
+  type FuseOperations,
+  openReadOnly,
+  type OpenResult,
+  preadAsync,
+  type RequestContext,
+  type StatFs,
+} from "../fuse/mod.ts";
+import { INO, type Invalidation, type Node, type TrackNode, type VirtualTree } from "./tree.ts";
+import { logger } from "../log/mod.ts";
+
+const log = logger("fs");
+
+/** Largest query, in bytes, a `/.search/<query>` directory accepts. */
+export const SEARCH_QUERY_MAX_BYTES = 256;
+/** Most results listed in one `/.search/<query>` directory. */
+export const SEARCH_RESULTS_MAX = 1000;
+/** How many query directories are kept before the oldest is dropped. */
+const SEARCH_DIRS_KEPT = 64;
+
+/** A track file as the chunk cache sees it. */
+export interface CachedFile {
+  originId: number;
+  id: number;
+  size: number;
+  mtimeMs: number;
+  path: string;
+}
+
+/** Reads through the chunk cache, for origins that should not be read directly. */
+export interface CacheRoute {
+  /** Whether reads of this origin go through the cache. */
+  routes(originId: number): boolean;
+  read(file: CachedFile, offset: number, dst: Uint8Array): Promise<number>;
+  /** A file was opened: warm the cache with the rest of it (and what follows). */
+  opened?(file: CachedFile): void;
+}
+
+/** What the operations need besides the tree. */
+export interface MusicOpsOptions {
+  tree: VirtualTree;
+  /** Track ids matching a query, best first; absent: /.search stays empty. */
+  search?: (query: string, limit: number) => Promise<number[]>;
+  /** Called with the kernel invalidations that search directories cause. */
+  invalidate?: (inv: Invalidation[]) => void;
+  cache?: CacheRoute;
+  /** Whether an origin is reachable; reads of an unhealthy origin fail fast with EIO. */
+  healthy?: (originId: number) => boolean;
+}
+
+type Handle =
+  | { kind: "fd"; fd: number; size: number; path: string }
+  | { kind: "mem"; data: Uint8Array }
+  | { kind: "cache"; file: CachedFile };
+
+const encoder = new TextEncoder();
+
+/** {@link FuseOperations} over a {@link VirtualTree}. */
+export class MusicOps implements FuseOperations {
+  #tree: VirtualTree;
+  #opts: MusicOpsOptions;
+  #handles = new Map<number, Handle>();
+  #nextFh = 1;
+  #searchDirs: string[] = [];
+
+  /** Serve `opts.tree`. */
+  constructor(opts: MusicOpsOptions) {
+    this.#tree = opts.tree;
+    this.#opts = opts;
+  }
+
+  #node(ino: number): Node {
+    const n = this.#tree.get(ino);
+    if (!n) throw new FsError(Errno.ENOENT);
+    return n;
+  }
+
+  /** See {@link FuseOperations.lookup}. */
+  async lookup(parent: number, name: string): Promise<Entry | null> {
+    const n = this.#tree.lookup(parent, name);
+    if (n) return { attr: this.#tree.attr(n) };
+    if (parent !== INO.search || !this.#opts.search) return null;
+    if (encoder.encode(name).length > SEARCH_QUERY_MAX_BYTES) throw new FsError(Errno.ENAMETOOLONG);
+    const dir = await this.#searchDir(name);
+    // Short TTLs: the same query may answer differently as the library changes.
+    return { attr: this.#tree.attr(dir), entryTtlMs: 5000, attrTtlMs: 5000 };
+  }
+
+  async #searchDir(query: string): Promise<Node> {
+    const ids = await this.#opts.search!(query, SEARCH_RESULTS_MAX);
+    const { node, invalidations } = this.#tree.setSearchResults(query, ids);
+    this.#searchDirs = this.#searchDirs.filter((q) => q !== query);
+    this.#searchDirs.push(query);
+    const dropped: Invalidation[] = [];
+    while (this.#searchDirs.length > SEARCH_DIRS_KEPT) {
+      dropped.push(...this.#tree.removeSearch(this.#searchDirs.shift()!));
+    }
+    const all = [...invalidations, ...dropped];
+    if (all.length) this.#opts.invalidate?.(all);
+    return node;
+  }
+
+  /** See {@link FuseOperations.getattr}. */
+  getattr(ino: number): Promise<Attr> {
+    return Promise.resolve(this.#tree.attr(this.#node(ino)));
+  }
+
+  /** See {@link FuseOperations.readdir}. */
+  readdir(ino: number): Promise<DirEntry[]> {
+    const list = this.#tree.children(ino);
+    if (!list) {
+      return Promise.reject(new FsError(this.#tree.get(ino) ? Errno.ENOTDIR : Errno.ENOENT));
+    }
+    const out: DirEntry[] = new Array(list.length);
+    for (let i = 0; i < list.length; i++) {
+      out[i] = { name: list[i].name, attr: this.#tree.attr(list[i].node) };
+    }
+    return Promise.resolve(out);
+  }
+
+  /** See {@link FuseOperations.open}. */
+  open(ino: number, _flags: number, _ctx: RequestContext): Promise<OpenResult> {
+    const n = this.#node(ino);
+    if (n.kind === "dir") throw new FsError(Errno.EISDIR);
+    if (n.kind === "symlink") throw new FsError(Errno.ELOOP);
+    const fh = this.#nextFh++;
+    if (n.kind === "generated") {
+      this.#handles.set(fh, { kind: "mem", data: this.#tree.content(n) });
+      return Promise.resolve({ fh, directIo: true });
+    }
+    const path = this.#tree.sourcePath(n);
+    const size = this.#tree.attr(n).size;
+    if (n.kind === "track") {
+      const file = this.#cachedFile(n, path);
+      if (this.#opts.cache?.routes(file.originId)) {
+        this.#handles.set(fh, { kind: "cache", file });
+        this.#opts.cache.opened?.(file);
+        return Promise.resolve({ fh, keepCache: true });
+      }
+      if (this.#opts.healthy && !this.#opts.healthy(file.originId)) {
+        throw new FsError(Errno.EIO, `origin of ${path} is unreachable`);
+      }
+    }
+    // A local open(2) costs microseconds; network origins never get here (cache route).
+    const fd = openReadOnly(path);
+    this.#handles.set(fh, { kind: "fd", fd, size, path });
+    return Promise.resolve({ fh, keepCache: true, backingFd: fd });
+  }
+
+  #cachedFile(n: TrackNode, path: string): CachedFile {
+    const t = n.track;
+    return { originId: t.originId, id: t.id, size: t.size, mtimeMs: t.mtimeMs, path };
+  }
+
+  /** See {@link FuseOperations.read}. */
+  async read(_ino: number, fh: number, offset: number, dst: Uint8Array): Promise<number> {
+    const h = this.#handles.get(fh);
+    if (!h) throw new FsError(Errno.EBADF);
+    if (h.kind === "mem") {
+      const part = h.data.subarray(
+        Math.min(offset, h.data.length),
+        Math.min(offset + dst.length, h.data.length),
+      );
+      dst.set(part);
+      return part.length;
+    }
+    if (h.kind === "cache") return await this.#opts.cache!.read(h.file, offset, dst);
+    const want = Math.max(0, Math.min(dst.length, h.size - offset));
+    const n = await preadAsync(h.fd, want < dst.length ? dst.subarray(0, want) : dst, offset);
+    if (n < 0) throw new FsError(Errno.EIO, `Cannot read ${h.path}`);
+    if (n < want) {
+      // The source shrank since it was scanned: never pass off short data as the file.
+      log.warn("Source {path} is shorter than recorded; answering EIO", { path: h.path });
+      throw new FsError(Errno.EIO, `${h.path} changed size`);
+    }
+    return n;
+  }
+
+  /** See {@link FuseOperations.release}. */
+  release(_ino: number, fh: number): Promise<void> {
+    const h = this.#handles.get(fh);
+    this.#handles.delete(fh);
+    if (h?.kind === "fd") closeFd(h.fd);
+    return Promise.resolve();
+  }
+
+  /** See {@link FuseOperations.readlink}. */
+  readlink(ino: number): Promise<string> {
+    const n = this.#node(ino);
+    if (n.kind !== "symlink") return Promise.reject(new FsError(Errno.EINVAL));
+    return Promise.resolve(n.target);
+  }
+
+  /** See {@link FuseOperations.statfs}. */
+  statfs(): Promise<StatFs> {
+    const s = this.#tree.stats();
+    return Promise.resolve({
+      blocks: 0,
+      bfree: 0,
+      bavail: 0,
+      files: s.tracks + s.dirs + s.covers,
+      ffree: 0,
+      bsize: 4096,
+      namelen: 255,
+      frsize: 4096,
+    });
+  }
+
+  /** See {@link FuseOperations.getxattr}: `user.musicfs.source` names the source file. */
+  getxattr(ino: number, name: string): Promise<Uint8Array | null> {
+    const n = this.#node(ino);
+    if (name !== "user.musicfs.source" || (n.kind !== "track" && n.kind !== "cover")) {
+      return Promise.resolve(null);
+    }
+    return Promise.resolve(encoder.encode(this.#tree.sourcePath(n)));
+  }
+
+  /** See {@link FuseOperations.listxattr}. */
+  listxattr(ino: number): Promise<string[]> {
+    const n = this.#node(ino);
+    return Promise.resolve(n.kind === "track" || n.kind === "cover" ? ["user.musicfs.source"] : []);
+  }
+
+  /** Close every source file still open (at shutdown). */
+  closeAll(): void {
+    for (const h of this.#handles.values()) if (h.kind === "fd") closeFd(h.fd);
+    this.#handles.clear();
+  }
+
+  /** Open file handles (for status). */
+  get openFiles(): number {
+    return this.#handles.size;
+  }
+}
