@@ -44,6 +44,8 @@ for c in node_modules/@deno/*/deno node_modules/deno/deno; do
 done
 [ -n "$deno_bin" ] || { say "the deno package did not install a binary"; exit 1; }
 ln -sf "$deno_bin" "$bindir/deno"
+# `deno task` prefers node_modules/.bin over PATH and would run this binary as a JS script.
+rm -f node_modules/.bin/deno
 
 # A single compiled binary needs the denort download from dl.deno.land; offline, use a launcher.
 mkdir -p dist
