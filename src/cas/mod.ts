@@ -34,3 +34,9 @@ export {
   type PrefetchStats,
   type PrefetchStopReason,
 } from "./prefetch.ts";
+export {
+  CachedReader,
+  type CachedReaderOptions,
+  type ChunkCache,
+  type SourceFile,
+} from "./reader.ts";

@@ -87,3 +87,16 @@ export {
   type StepReport,
 } from "./shutdown.ts";
 export { rotateLogFile, type RotateOptions } from "./logfile.ts";
+export {
+  detectFilesystem,
+  type FsDetection,
+  type HealthChange,
+  HealthMonitor,
+  type HealthMonitorOptions,
+  type HealthOrigin,
+  isNetworkFs,
+  isNetworkFsType,
+  mountOf,
+  type OriginHealth,
+  type OriginHealthReport,
+} from "./health.ts";
