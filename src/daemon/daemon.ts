@@ -24,6 +24,7 @@ import { controlSocketPath, serveControl } from "./control.ts";
 import { installCrashGuards, installSignalHandlers, runShutdown } from "./shutdown.ts";
 import * as systemd from "./sd_notify.ts";
 import { HealthMonitor } from "./health.ts";
+import { openDaemonCache } from "./cache.ts";
 import { logger } from "../log/mod.ts";
 
 const log = logger("daemon");
@@ -118,6 +119,15 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       origins: origins.map((o) => ({ id: String(o.id), path: o.path })),
     });
 
+    const cache = await openDaemonCache({
+      cacheDir: opts.cacheDir,
+      cacheSize: opts.cacheSize,
+      mode: opts.cacheReads,
+      origins,
+      health,
+    });
+    if (cache) locks.push(await acquireLock(opts.cacheDir, { name: "musicfs-cache" }));
+
     const status = (): DaemonStatus => {
       const stats = session?.stats ?? { requests: 0, errors: 0, inflight: 0, passthrough: false };
       return {
@@ -147,7 +157,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
             reason: w?.reason,
           };
         }),
-        cache: null,
+        cache: cache?.stats() ?? null,
         search: { state: search.state, documents: search.index?.size ?? 0 },
         fuse: stats,
       };
@@ -177,6 +187,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       search: async (q, limit) =>
         (await search.search(q, limit, { timeoutMs: 2000 })).map((r) => r.id),
       invalidate,
+      cache: cache?.route,
       healthy: (id) => health.status(String(id))?.healthy ?? true,
     });
 
@@ -241,6 +252,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         },
         { name: "commit search", run: async () => void (search.index && await search.commit()) },
         { name: "close scanner", run: () => scanner.close() },
+        { name: "close cache", run: () => cache?.close() },
         {
           name: "close sqlite",
           run: () => {

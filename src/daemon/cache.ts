@@ -1,0 +1,67 @@
+/**
+ * The daemon's chunk-cache route (SPEC.md section 6): which library roots are read through the
+ * CAS (`--cache-reads remote`: network filesystems; `always`: all; `never`: none), the reader
+ * that serves those reads, and the prefetcher that warms the rest of an opened track.
+ */
+import { CachedReader, CasStore, Prefetcher, type SourceFile } from "../cas/mod.ts";
+import type { CachedFile, CacheRoute } from "../fs/mod.ts";
+import type { Origin } from "../library/mod.ts";
+import { type HealthMonitor, isNetworkFs } from "./health.ts";
+import { logger } from "../log/mod.ts";
+
+const log = logger("daemon", "cache");
+
+/** An open cache route; `close` in the shutdown. */
+export interface DaemonCache {
+  route: CacheRoute;
+  /** Origin ids read through the cache. */
+  routed: Set<number>;
+  mode: string;
+  stats(): { chunks: number; bytes: number; maxSize: number; mode: string };
+  close(): Promise<void>;
+}
+
+/**
+ * Decide which origins go through the cache and open it when any does; resolves undefined
+ * when none does (the CAS is then never opened, which keeps startup lean).
+ */
+export async function openDaemonCache(opts: {
+  cacheDir: string;
+  cacheSize: number;
+  mode: "remote" | "always" | "never";
+  origins: Origin[];
+  health: HealthMonitor;
+}): Promise<DaemonCache | undefined> {
+  if (opts.mode === "never") return undefined;
+  const routed = new Set<number>();
+  for (const o of opts.origins) {
+    if (opts.mode === "always" || await isNetworkFs(o.path, { timeoutMs: 1500 })) routed.add(o.id);
+  }
+  if (routed.size === 0) return undefined;
+  const cas = await CasStore.open({ dir: opts.cacheDir, maxSize: opts.cacheSize });
+  const reader = new CachedReader({ cas, health: opts.health });
+  const prefetcher = new Prefetcher({ fetchChunk: reader.fetchChunk, concurrency: 2 });
+  log.info("Reading {count} librar(ies) through the chunk cache at {dir}", {
+    count: routed.size,
+    dir: opts.cacheDir,
+  });
+  const toSource = (f: CachedFile): SourceFile => ({ ...f, originId: String(f.originId) });
+  return {
+    routed,
+    mode: opts.mode,
+    route: {
+      routes: (id) => routed.has(id),
+      read: (file, offset, dst) => reader.read(toSource(file), offset, dst),
+      opened: (file) => {
+        const { key, chunkNos } = reader.prefetchFile(toSource(file));
+        if (chunkNos.length) prefetcher.enqueue(key, chunkNos);
+      },
+    },
+    stats: () => ({ ...cas.stats(), mode: opts.mode }),
+    async close() {
+      prefetcher.stop();
+      await reader.idle();
+      await cas.close();
+    },
+  };
+}
