@@ -7,6 +7,7 @@ import { CachedReader, CasStore, Prefetcher, type SourceFile } from "../cas/mod.
 import type { CachedFile, CacheRoute } from "../fs/mod.ts";
 import type { Origin } from "../library/mod.ts";
 import { type HealthMonitor, isNetworkFs } from "./health.ts";
+import { acquireLock } from "./lock.ts";
 import { logger } from "../log/mod.ts";
 
 const log = logger("daemon", "cache");
@@ -38,7 +39,16 @@ export async function openDaemonCache(opts: {
     if (opts.mode === "always" || await isNetworkFs(o.path, { timeoutMs: 1500 })) routed.add(o.id);
   }
   if (routed.size === 0) return undefined;
-  const cas = await CasStore.open({ dir: opts.cacheDir, maxSize: opts.cacheSize });
+  // One daemon per cache dir, taken before the index is opened (and maybe rebuilt).
+  await Deno.mkdir(opts.cacheDir, { recursive: true });
+  const lock = await acquireLock(opts.cacheDir, { name: "musicfs-cache" });
+  let cas: CasStore;
+  try {
+    cas = await CasStore.open({ dir: opts.cacheDir, maxSize: opts.cacheSize });
+  } catch (e) {
+    await lock.release();
+    throw e;
+  }
   const reader = new CachedReader({ cas, health: opts.health });
   const prefetcher = new Prefetcher({ fetchChunk: reader.fetchChunk, concurrency: 2 });
   log.info("Reading {count} librar(ies) through the chunk cache at {dir}", {
@@ -62,6 +72,7 @@ export async function openDaemonCache(opts: {
       prefetcher.stop();
       await reader.idle();
       await cas.close();
+      await lock.release();
     },
   };
 }

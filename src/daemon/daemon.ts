@@ -126,7 +126,6 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       origins,
       health,
     });
-    if (cache) locks.push(await acquireLock(opts.cacheDir, { name: "musicfs-cache" }));
 
     const status = (): DaemonStatus => {
       const stats = session?.stats ?? { requests: 0, errors: 0, inflight: 0, passthrough: false };
