@@ -15,6 +15,7 @@ import {
   openReadOnly,
   type OpenResult,
   preadAsync,
+  preadCached,
   type RequestContext,
   type StatFs,
 } from "../fuse/mod.ts";
@@ -186,6 +187,24 @@ export class MusicOps implements FuseOperations {
       throw new FsError(Errno.EIO, `${h.path} changed size`);
     }
     return n;
+  }
+
+  /** See {@link FuseOperations.readNow}: snapshots and page-cached source bytes only. */
+  readNow(_ino: number, fh: number, offset: number, dst: Uint8Array): number | undefined {
+    const h = this.#handles.get(fh);
+    if (!h || h.kind === "cache") return undefined;
+    if (h.kind === "mem") {
+      const part = h.data.subarray(
+        Math.min(offset, h.data.length),
+        Math.min(offset + dst.length, h.data.length),
+      );
+      dst.set(part);
+      return part.length;
+    }
+    const want = Math.max(0, Math.min(dst.length, h.size - offset));
+    const n = preadCached(h.fd, want < dst.length ? dst.subarray(0, want) : dst, offset);
+    // Anything short (not cached, or the source shrank) takes the async path, which reports.
+    return n === want ? n : undefined;
   }
 
   /** See {@link FuseOperations.release}. */

@@ -17,7 +17,7 @@ import {
   S_IFREG,
   type StatFs,
 } from "./ops.ts";
-import { closeFd, openReadOnly, preadAsync } from "./libc.ts";
+import { closeFd, openReadOnly, preadAsync, preadCached } from "./libc.ts";
 
 /** A fault injected on reads of one path. */
 export type DemoFault = "throw" | "hang" | "errno-enoent";
@@ -211,6 +211,25 @@ export class DemoFs implements FuseOperations {
     const got = await preadAsync(fd, dst, offset);
     if (got < 0) throw new FsError(Errno.EIO, `pread of ${n.path} failed`);
     return got;
+  }
+
+  /** See {@link FuseOperations.readNow}: memory and page-cached source bytes only. */
+  readNow(ino: number, fh: number, offset: number, dst: Uint8Array): number | undefined {
+    if (this.#faults.has(ino)) return undefined;
+    const n = this.#nodes.get(ino);
+    if (n?.kind === "mem") {
+      const part = n.data.subarray(
+        Math.min(offset, n.data.length),
+        Math.min(offset + dst.length, n.data.length),
+      );
+      dst.set(part);
+      return part.length;
+    }
+    const fd = this.#fds.get(fh);
+    if (n?.kind !== "source" || fd === undefined) return undefined;
+    const want = Math.max(0, Math.min(dst.length, n.attr.size - offset));
+    const got = preadCached(fd, want < dst.length ? dst.subarray(0, want) : dst, offset);
+    return got === want ? got : undefined;
   }
 
   /** See {@link FuseOperations.release}. */

@@ -28,6 +28,7 @@ const SYMBOLS = {
     result: "i32",
     nonblocking: true,
   },
+  preadv2: { parameters: ["i32", "buffer", "i32", "i64", "i32"], result: "i32" },
   eventfd: { parameters: ["u32", "i32"], result: "i32" },
   fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
   ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
@@ -126,6 +127,20 @@ export function closeFd(fd: number): void {
  */
 export function preadAsync(fd: number, dst: Uint8Array, offset: number): Promise<number> {
   return libc().pread_nb(fd, dst as Uint8Array<ArrayBuffer>, u64(dst.length), u64(offset));
+}
+
+const iov = new BigUint64Array(2);
+const iovBytes = new Uint8Array(iov.buffer);
+const RWF_NOWAIT = 8;
+
+/**
+ * Read from the page cache only: the byte count when all of `dst` (or up to EOF) was cached,
+ * else -1 without waiting for the disk (preadv2 with RWF_NOWAIT). Safe on the request loop.
+ */
+export function preadCached(fd: number, dst: Uint8Array, offset: number): number {
+  iov[0] = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(dst as Uint8Array<ArrayBuffer>)));
+  iov[1] = BigInt(dst.length);
+  return libc().preadv2(fd, iovBytes, 1, u64(offset), RWF_NOWAIT);
 }
 
 /** Synchronous pread; throws {@link SyscallError}. */

@@ -21,6 +21,7 @@ export {
   NETWORK_FS_MAGIC,
   openReadOnly,
   preadAsync,
+  preadCached,
   preadSync,
   statfsType,
   SyscallError,

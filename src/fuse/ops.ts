@@ -98,6 +98,12 @@ export interface FuseOperations {
     dst: Uint8Array,
     ctx: RequestContext,
   ): Promise<number>;
+  /**
+   * Optional fast path tried before `read`, synchronously on the request loop: fill `dst`
+   * only if it can be done without blocking (data in memory or in the page cache) and return
+   * the byte count; return `undefined` to fall back to `read`.
+   */
+  readNow?(ino: number, fh: number, offset: number, dst: Uint8Array): number | undefined;
   release?(ino: number, fh: number): Promise<void>;
   readlink?(ino: number, ctx: RequestContext): Promise<string>;
   statfs?(ino: number, ctx: RequestContext): Promise<StatFs>;
