@@ -1,0 +1,185 @@
+import assert from "node:assert/strict";
+import { type ControlHandlers, controlSocketPath, serveControl } from "../../daemon/mod.ts";
+import type { CommandIo } from "./common.ts";
+import { rescanCommand } from "./rescan.ts";
+import { type DaemonStatus, formatStatus, statusCommand } from "./status.ts";
+
+function capture(): { io: CommandIo; out: string[]; err: string[] } {
+  const out: string[] = [];
+  const err: string[] = [];
+  return { io: { out: (l) => out.push(l), err: (l) => err.push(l) }, out, err };
+}
+
+async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "musicfs-cli-status-" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+const CANNED: DaemonStatus = {
+  pid: 4242,
+  version: "0.1.0",
+  mountpoint: "/home/me/MusicFS",
+  startedAt: 1_700_000_000_000,
+  uptimeMs: 2 * 3600_000 + 3 * 60_000,
+  tracks: 12345,
+  scan: { phase: "parsing", seen: 5000, total: 4000, parsed: 1200, committed: 1000 },
+  tasks: [
+    { name: "scanner", critical: true, status: { state: "running" }, restarts: 0 },
+    {
+      name: "watcher",
+      critical: false,
+      status: { state: "failed", error: "inotify limit reached", at: 1_700_000_100_000 },
+      restarts: 0,
+    },
+    { name: "fuse", critical: true, status: { state: "restarting", attempt: 2 }, restarts: 1 },
+  ],
+  origins: [
+    { id: 1, path: "/music", healthy: true, consecutiveFailures: 0, watch: "watching" },
+    {
+      id: 2,
+      path: "/mnt/nas/music",
+      healthy: false,
+      consecutiveFailures: 3,
+      watch: "polling",
+      reason: "inotify limit reached",
+    },
+  ],
+  cache: { chunks: 120, bytes: 3 * 1024 ** 2, maxSize: 2 * 1024 ** 3, mode: "remote" },
+  search: { state: "ready", documents: 12345 },
+};
+
+function cannedHandlers(calls: string[]): ControlHandlers {
+  return {
+    status: () => {
+      calls.push("status");
+      return CANNED;
+    },
+    search: () => Promise.resolve({ results: [] }),
+    rescan: () => {
+      calls.push("rescan");
+      return Promise.resolve({ started: true });
+    },
+    shutdown: () => Promise.resolve(),
+  };
+}
+
+Deno.test("status with no daemon: one-line error, exit 1", async () => {
+  await withDir(async (dir) => {
+    const c = capture();
+    assert.equal(await statusCommand({ stateDir: dir, io: c.io }), 1);
+    assert.deepEqual(c.out, []);
+    assert.deepEqual(c.err, [
+      "musicfs: musicfs is not running (start it with: musicfs mount <library>)",
+    ]);
+  });
+});
+
+Deno.test("rescan with no daemon: one-line error, exit 1", async () => {
+  await withDir(async (dir) => {
+    const c = capture();
+    assert.equal(await rescanCommand({ stateDir: dir, io: c.io }), 1);
+    assert.deepEqual(c.err, [
+      "musicfs: musicfs is not running (start it with: musicfs mount <library>)",
+    ]);
+  });
+});
+
+Deno.test("status round trip: the daemon's status over its socket, as text and JSON", async () => {
+  await withDir(async (dir) => {
+    const calls: string[] = [];
+    const server = await serveControl({
+      socketPath: controlSocketPath(dir),
+      handlers: cannedHandlers(calls),
+    });
+    try {
+      const c = capture();
+      assert.equal(await statusCommand({ stateDir: dir, io: c.io }), 0);
+      assert.deepEqual(c.err, []);
+      const text = c.out.join("\n");
+      assert.match(c.out[0], /^musicfs 0\.1\.0 is running \(pid 4242\), up 2h 03m$/);
+      assert.match(text, /^mountpoint +\/home\/me\/MusicFS$/m);
+      assert.match(text, /^tracks +12345$/m);
+      assert.match(
+        text,
+        /^scan +parsing: 1000 of 4000 committed \(25%\), 5000 seen, 1200 parsed$/m,
+      );
+      assert.match(text, /^search +ready \(12345 documents\)$/m);
+      assert.match(text, /^cache +120 chunks, 3\.0 MiB of 2\.0 GiB \(reads: remote\)$/m);
+      assert.match(text, /^ {2}scanner +running +restarts 0, critical$/m);
+      assert.match(text, /^ {2}watcher +failed: inotify limit reached at .+ +restarts 0$/m);
+      assert.match(text, /^ {2}fuse +restarting \(attempt 2\) +restarts 1, critical$/m);
+      assert.match(text, /^ {2}\/music +healthy, watching$/m);
+      assert.match(
+        text,
+        /^ {2}\/mnt\/nas\/music +unhealthy \(3 failed probes\), polling for changes \(inotify limit reached\)$/m,
+      );
+
+      const j = capture();
+      assert.equal(await statusCommand({ stateDir: dir, json: true, io: j.io }), 0);
+      assert.deepEqual(JSON.parse(j.out.join("\n")), CANNED);
+      assert.deepEqual(calls, ["status", "status"]);
+    } finally {
+      await server.shutdown();
+    }
+  });
+});
+
+Deno.test("rescan round trip: POST /rescan starts a scan", async () => {
+  await withDir(async (dir) => {
+    const calls: string[] = [];
+    const server = await serveControl({
+      socketPath: controlSocketPath(dir),
+      handlers: cannedHandlers(calls),
+    });
+    try {
+      const c = capture();
+      assert.equal(await rescanCommand({ stateDir: dir, io: c.io }), 0);
+      assert.deepEqual(calls, ["rescan"]);
+      assert.deepEqual(c.out, ["Rescan started (follow it with: musicfs status)"]);
+    } finally {
+      await server.shutdown();
+    }
+  });
+});
+
+Deno.test("status formatting tolerates missing fields and flat task reports", () => {
+  const lines = formatStatus({
+    pid: 1,
+    startedAt: 1000,
+    tasks: [{ name: "x", critical: false, state: "stopped", restarts: 2 } as never],
+    cache: null,
+    scan: null,
+  }, 61_000);
+  assert.equal(lines[0], "musicfs is running (pid 1), up 1m 00s");
+  assert.ok(lines.includes("mountpoint  ?"));
+  assert.ok(lines.includes("scan        idle"));
+  assert.ok(lines.includes("cache       off"));
+  assert.ok(lines.some((l) => /^ {2}x +stopped +restarts 2$/.test(l)), lines.join("\n"));
+});
+
+Deno.test("a daemon error answer is one line naming the request", async () => {
+  await withDir(async (dir) => {
+    const server = await serveControl({
+      socketPath: controlSocketPath(dir),
+      handlers: {
+        ...cannedHandlers([]),
+        rescan: () => Promise.reject(new Error("library root unreachable")),
+      },
+    });
+    try {
+      const c = capture();
+      assert.equal(await rescanCommand({ stateDir: dir, io: c.io }), 1);
+      assert.equal(c.err.length, 1);
+      assert.match(
+        c.err[0],
+        /^musicfs: the daemon refused POST \/rescan: .*library root unreachable \(see the daemon's log\)$/,
+      );
+    } finally {
+      await server.shutdown();
+    }
+  });
+});
