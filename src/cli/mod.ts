@@ -1,6 +1,18 @@
 /** The command line: commander program, one-line errors and exit codes (SPEC.md section 1). */
 import { Command, CommanderError } from "commander";
-import { mountCommand, type MountFlags, UsageError } from "./mount.ts";
+import {
+  defaultCacheDir,
+  defaultStateDir,
+  mountCommand,
+  type MountFlags,
+  parseSize,
+  UsageError,
+} from "./mount.ts";
+import { statusCommand } from "./commands/status.ts";
+import { searchCommand } from "./commands/search.ts";
+import { rescanCommand } from "./commands/rescan.ts";
+import { unmountCommand } from "./commands/unmount.ts";
+import { checkCommand } from "./commands/check.ts";
 import { DemoFs, FuseSession, MountError } from "../fuse/mod.ts";
 
 export {
@@ -56,6 +68,82 @@ export async function main(args: string[]): Promise<number> {
         ? await demoMount(flags.mountpoint ?? libraries[0])
         : await mountCommand(libraries, flags, VERSION);
     });
+
+  const abs = (p: string) => (p.startsWith("/") ? p : `${Deno.cwd()}/${p}`);
+  const stateDirOf = (o: { stateDir?: string }) => abs(o.stateDir ?? defaultStateDir());
+  const home = Deno.env.get("HOME") ?? "/root";
+
+  program.command("unmount")
+    .description("stop the running daemon cleanly (or detach a dead mount)")
+    .option("--mountpoint <dir>", "the mount to stop (default ~/MusicFS)")
+    .option("--state-dir <dir>", "state dir of the daemon")
+    .action(async (o: { mountpoint?: string; stateDir?: string }) => {
+      code = await unmountCommand({
+        stateDir: stateDirOf(o),
+        mountpoint: abs(o.mountpoint ?? `${home}/MusicFS`),
+      });
+    });
+
+  program.command("status")
+    .description("show the running daemon's mount, tasks, origins, scan and cache")
+    .option("--json", "print the status document as JSON")
+    .option("--state-dir <dir>", "state dir of the daemon")
+    .action(async (o: { json?: boolean; stateDir?: string }) => {
+      code = await statusCommand({ stateDir: stateDirOf(o), json: o.json });
+    });
+
+  program.command("search")
+    .description("search the library (asks the daemon, or reads the state dir when none runs)")
+    .argument("<query...>", "words to look for")
+    .option("--limit <n>", "most results (1-1000, default 20)")
+    .option("--json", "print the matches as JSON")
+    .option("--state-dir <dir>", "state dir of the daemon")
+    .option("--mountpoint <dir>", "prefix paths with this mountpoint when no daemon runs")
+    .action(
+      async (
+        words: string[],
+        o: { limit?: string; json?: boolean; stateDir?: string; mountpoint?: string },
+      ) => {
+        let limit: number | undefined;
+        if (o.limit !== undefined) {
+          limit = Number(o.limit);
+          if (!Number.isInteger(limit)) {
+            throw new UsageError(`Invalid --limit: ${o.limit} (use a whole number from 1 to 1000)`);
+          }
+        }
+        code = await searchCommand({
+          stateDir: stateDirOf(o),
+          query: words.join(" "),
+          limit,
+          json: o.json,
+          mountpoint: o.mountpoint && abs(o.mountpoint),
+        });
+      },
+    );
+
+  program.command("rescan")
+    .description("ask the running daemon to rescan its libraries")
+    .option("--state-dir <dir>", "state dir of the daemon")
+    .action(async (o: { stateDir?: string }) => {
+      code = await rescanCommand({ stateDir: stateDirOf(o) });
+    });
+
+  program.command("check")
+    .description("verify every store offline (library.db, search snapshot, chunk cache, lock)")
+    .option("--state-dir <dir>", "state dir to check")
+    .option("--cache-dir <dir>", "cache dir to check")
+    .option("--cache-size <size>", "cache limit applied by --repair")
+    .option("--repair", "apply the recoveries the daemon would")
+    .action(
+      async (o: { stateDir?: string; cacheDir?: string; cacheSize?: string; repair?: boolean }) => {
+        code = await checkCommand({
+          stateDir: stateDirOf(o),
+          cacheDir: abs(o.cacheDir ?? defaultCacheDir()),
+          repair: o.repair,
+          cacheSize: o.cacheSize === undefined ? undefined : parseSize(o.cacheSize),
+        });
+      },
+    );
 
   try {
     await program.parseAsync(args, { from: "user" });

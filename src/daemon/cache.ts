@@ -41,7 +41,7 @@ export async function openDaemonCache(opts: {
   if (routed.size === 0) return undefined;
   // One daemon per cache dir, taken before the index is opened (and maybe rebuilt).
   await Deno.mkdir(opts.cacheDir, { recursive: true });
-  const lock = await acquireLock(opts.cacheDir, { name: "musicfs-cache" });
+  const lock = await acquireLock(opts.cacheDir, { name: "musicfs" });
   let cas: CasStore;
   try {
     cas = await CasStore.open({ dir: opts.cacheDir, maxSize: opts.cacheSize });
