@@ -402,6 +402,11 @@ export class CasStore {
       const h = hash.value;
       const existing = this.#entries.get(h);
       if (existing) {
+        // These bytes are known good and already written: put them in place of the stored
+        // file, which heals a chunk damaged on disk that no read has verified yet (e.g. one
+        // whose file map was lost with a rebuilt index). Same size, so no accounting changes.
+        const written = tmp;
+        await Deno.rename(written, this.#chunkPath(h)).then(() => tmp = undefined, () => {});
         this.#touch(h, existing);
         return h;
       }
