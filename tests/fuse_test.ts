@@ -383,7 +383,8 @@ Deno.test("fuse: mountpoint problems give one-line errors", needsFuse, async () 
     await Deno.mkdir(`${dir.path}/busy`);
     const other = await FuseSession.mount(`${dir.path}/busy`, new DemoFs());
     try {
-      await assert.rejects(FuseSession.mount(`${dir.path}/busy`, fs), /another FUSE filesystem/);
+      // Refused either way; under load the probe may time out before the other mount answers.
+      await assert.rejects(FuseSession.mount(`${dir.path}/busy`, fs), /another FUSE filesystem|does not answer/);
     } finally {
       await other.unmount();
     }
