@@ -3,7 +3,7 @@
  * mounts it, and runs every background job under the supervisor until an ordered shutdown.
  * Data flows one way: library (scanner, watcher) -> tree and search -> FUSE session.
  */
-import { FuseSession, identity } from "../fuse/mod.ts";
+import { FuseSession, identity, prepareMountpoint } from "../fuse/mod.ts";
 import { MusicOps, VirtualTree } from "../fs/mod.ts";
 import type { Invalidation } from "../fs/mod.ts";
 import {
@@ -91,6 +91,9 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
   let db: Database | undefined;
   let session: FuseSession | undefined;
   try {
+    // A bad mountpoint (a file, not empty, another live mount) is refused before any store is
+    // opened or created: bad input changes nothing. A dead mount left there is detached.
+    await prepareMountpoint(opts.mountpoint, true);
     const opened = openLibraryDatabase(`${opts.stateDir}/library.db`);
     db = opened.db;
     if (opened.recovered) {
@@ -114,7 +117,6 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       generation: db.generation,
       rebuildFrom: () => ours(db!.allTracks()),
     });
-    search.startLoading();
     const health = new HealthMonitor({
       origins: origins.map((o) => ({ id: String(o.id), path: o.path })),
     });
@@ -126,6 +128,8 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       origins,
       health,
     });
+    // Only now that every lock is held: a refused start must not touch the search snapshot.
+    search.startLoading();
 
     const status = (): DaemonStatus => {
       const stats = session?.stats ?? { requests: 0, errors: 0, inflight: 0, passthrough: false };
@@ -235,7 +239,6 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       return true;
     };
 
-    let signals: ReturnType<typeof installSignalHandlers>;
     const shutdown = async () => {
       systemd.stopping();
       const report = await runShutdown([
@@ -269,7 +272,10 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       uninstallGuards();
       if (!report.ok) throw new Error("shutdown finished with errors");
     };
-    signals = installSignalHandlers({ onShutdown: shutdown, onRescan: () => void rescan() });
+    const signals = installSignalHandlers({
+      onShutdown: shutdown,
+      onRescan: () => void rescan(),
+    });
 
     supervisor.spawnSupervised("fuse", async (signal) => {
       const aborted = new Promise<void>((r) =>
