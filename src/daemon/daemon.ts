@@ -110,9 +110,8 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
 
     let scanProgress: ScanProgress | null = null;
     const watchStates = new Map<number, WatchState>();
-    const supervisor = new TaskSupervisor({
-      onChange: (c) => log.info("Task {name}: {state}", { name: c.name, state: c.status.state }),
-    });
+    // The supervisor logs every transition itself.
+    const supervisor = new TaskSupervisor();
     const search = LazySearch.fromSnapshot(`${opts.stateDir}/search.snapshot`, {
       generation: db.generation,
       rebuildFrom: () => ours(db!.allTracks()),

@@ -292,7 +292,8 @@ export class TaskSupervisor {
     // A re-spawned name replaces the finished task, keeping spawn order meaningful.
     this.#tasks.delete(name);
     this.#tasks.set(name, task);
-    log.info("Task {name} started{kind}", { name, kind: critical ? " (critical)" : "" });
+    if (critical) log.info("Critical task {name} started", { name });
+    else log.info("Task {name} started", { name });
     this.#emit(task, undefined);
     return task;
   }

@@ -7,7 +7,6 @@ import {
   configureSync,
   getJsonLinesFormatter,
   getLogger,
-  getStreamSink,
   getTextFormatter,
   type Logger,
   type LogLevel,
@@ -45,8 +44,13 @@ export function setupLogging(opts: LoggingOptions): void {
   const formatter = opts.format === "json" ? getJsonLinesFormatter() : getTextFormatter();
   let sink: Sink;
   if (opts.file) {
+    // Synchronous like the stderr sink: configureSync cannot take an async stream sink, and
+    // the last lines before a crash must reach the file.
     const file = Deno.openSync(opts.file, { append: true, create: true, mode: 0o600 });
-    sink = getStreamSink(file.writable, { formatter });
+    const enc = new TextEncoder();
+    sink = (record) => {
+      file.writeSync(enc.encode(formatter(record)));
+    };
   } else {
     // A synchronous write keeps the last lines before a crash; logs are not on a hot path.
     const encoder = new TextEncoder();

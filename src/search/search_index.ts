@@ -159,14 +159,19 @@ export class SearchIndex {
       }
     }
     const reason = problem.message.replace(/^Cannot open search snapshot: /, "");
-    log.warn("Search snapshot {reason}; rebuilt: {before} -> {after} documents", {
+    // A first start (no snapshot, nothing to index) is routine, not a warning.
+    const routine = problem.problem === "missing" && index.size === 0;
+    const fields = {
       reason,
       problem: problem.problem,
       before: problem.documentCount ?? 0,
       after: index.size,
       path,
       readOnly,
-    });
+    };
+    const message = "Search snapshot {reason}; rebuilt: {before} -> {after} documents";
+    if (routine) log.info(message, fields);
+    else log.warn(message, fields);
     if (readOnly) return index;
     try {
       await index.commit(undefined, { force: true });
