@@ -103,6 +103,10 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       });
     }
     const origins: Origin[] = opts.libraries.map((p) => db!.ensureOrigin(p));
+    // Offline `musicfs search` prints /Artists paths; it needs the layout the daemon used.
+    const layoutFile = `${opts.stateDir}/layout`;
+    if (opts.layout) await Deno.writeTextFile(layoutFile, opts.layout);
+    else await Deno.remove(layoutFile).catch(() => {});
     const originIds = new Set(origins.map((o) => o.id));
     const ours = <T extends { originId: number }>(xs: Iterable<T>) =>
       [...xs].filter((x) => originIds.has(x.originId));
