@@ -55,7 +55,14 @@ export async function openDaemonCache(opts: {
     count: routed.size,
     dir: opts.cacheDir,
   });
-  const toSource = (f: CachedFile): SourceFile => ({ ...f, originId: String(f.originId) });
+  // Chunks are keyed by the source path, not the track id: ids are reassigned when library.db
+  // is rebuilt (or reused by SQLite), and same-size files with the same mtime are common, so
+  // an id key could serve another file's bytes.
+  const toSource = (f: CachedFile): SourceFile => ({
+    ...f,
+    originId: String(f.originId),
+    id: f.path,
+  });
   return {
     routed,
     mode: opts.mode,
