@@ -18,7 +18,11 @@ import { sleep, tail, type Torture, walkFiles } from "./harness.ts";
  * SIGKILLed at a random moment; it is restarted (over its dead mount) and checked. Leaves the
  * restarted daemon running.
  */
-export async function crashRound(t: Torture, round: number): Promise<void> {
+export async function crashRound(
+  t: Torture,
+  round: number,
+  opts: { full?: boolean } = {},
+): Promise<void> {
   t.step = `crash round ${round}`;
   if (!t.daemon) await t.start();
   const workMs = t.rng.int(300, 4000);
@@ -30,7 +34,7 @@ export async function crashRound(t: Torture, round: number): Promise<void> {
   if (t.rng.chance(0.3)) await t.addSource();
   if (t.rng.chance(0.2)) await t.removeSource();
   await t.restart();
-  const ok = await t.checkOnline();
+  const ok = await t.checkOnline({ full: opts.full });
   t.stats.rounds++;
   if (ok) t.stats.recoveries++;
 }
@@ -303,54 +307,59 @@ export async function warmCache(t: Torture): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // Full disk
 
+/** Fill the filesystem of `path` (a file written until ENOSPC). */
+async function fill(path: string): Promise<void> {
+  const f = await Deno.open(path, { write: true, create: true });
+  try {
+    const block = new Uint8Array(4096).fill(0x55);
+    for (;;) await f.write(block);
+  } catch {
+    // ENOSPC: full.
+  } finally {
+    f.close();
+  }
+}
+
 /**
- * The state dir on a small tmpfs that fills up during the scan: the daemon keeps serving;
- * after space is freed, POST /rescan completes the scan. Root only (mount -t tmpfs).
+ * The state dir on a small tmpfs that fills up during a scan: the daemon keeps serving and
+ * says so in its log; after space is freed, POST /rescan completes the scan. Root only.
  */
 export async function fullDisk(t: Torture): Promise<void> {
   t.step = "full disk (state dir)";
   if (t.daemon) await t.stopClean();
   const state = `${t.dirs.root}/fullstate`;
   await Deno.mkdir(state, { recursive: true });
-  const sizeKb = 1024;
-  const m = await run(["mount", "-t", "tmpfs", "-o", `size=${sizeKb}k`, "tmpfs", state]);
+  const m = await run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", state]);
   if (m.code !== 0) throw new Error(`mount tmpfs: ${m.stderr}`);
   try {
-    // Leave room for the lock, a small database and little else.
-    const free = 96 * 1024;
-    await Deno.writeFile(`${state}/filler`, new Uint8Array(sizeKb * 1024 - free)).catch(() => {});
+    const d = await t.start({ stateDir: state });
+    await d.waitScanDone(60_000);
+    // The disk fills up; new source files arrive and a scan runs into it.
+    await fill(`${state}/filler`);
     t.stats.corruptions++;
-    let d;
-    try {
-      d = await t.start({ afterFault: true, stateDir: state });
-    } catch (e) {
-      t.violation("the daemon did not start on a nearly full state dir", tail(String(e), 30));
-      return;
-    }
-    // Let the scan run into the full disk (done or not within a bounded time).
-    await d.waitScanDone(20_000).catch(() => {});
+    for (let i = 0; i < 30; i++) await t.addSource();
+    await d.control("POST", "/rescan").catch(() => {});
+    await d.waitScanDone(15_000).catch(() => {});
+    await sleep(500);
     const ls = await run(["timeout", "10", "ls", `${t.mnt}/Artists`]);
-    if (ls.code !== 0) {
-      t.violation("the mount stopped answering on a full state dir", ls.stderr);
-    }
-    let status;
-    try {
-      status = await d.getStatus();
-    } catch (e) {
+    if (ls.code !== 0) t.violation("the mount stopped answering on a full state dir", ls.stderr);
+    const status = await d.getStatus().catch((e) => {
       t.violation("the control API stopped answering on a full state dir", String(e));
-    }
+      return undefined;
+    });
     if (d.exitStatus) t.violation("the daemon exited on a full state dir", tail(d.stderr, 30));
     t.log(`full disk: ${status?.tracks} tracks served, scan ${JSON.stringify(status?.scan)}`);
+    t.log(d.stderr.split("\n").filter((l) => /\[(WRN|ERR|FTL)\]/.test(l)).slice(-8).join("\n"));
+    if (!/disk is full|no space left|ENOSPC|SQLITE_FULL/i.test(d.stderr)) {
+      t.violation("the full state dir is not reported in the log", tail(d.stderr, 15));
+    }
     // Free the space; a rescan completes the library.
     await Deno.remove(`${state}/filler`);
-    await sleep(200);
-    let started = false;
     await waitFor(async () => {
       const r = await d.control("POST", "/rescan").catch(() => null) as
         | { started?: boolean }
         | null;
-      started = !!r?.started;
-      return started;
+      return !!r?.started;
     }, 30_000).catch(() => t.violation("POST /rescan never started a scan after space was freed"));
     const online = await t.checkOnline();
     await t.stopClean();
@@ -358,7 +367,6 @@ export async function fullDisk(t: Torture): Promise<void> {
     if (online && offline) t.stats.recoveries++;
   } finally {
     await t.shutdown();
-    await detachIfMounted(state);
     await run(["umount", "-l", state]);
   }
 }
