@@ -7,7 +7,6 @@
  */
 import { createHash } from "node:crypto";
 import { isMounted, run, waitFor } from "../support/helpers.ts";
-import { detachIfMounted } from "../support/daemon.ts";
 import { sleep, tail, type Torture, walkFiles } from "./harness.ts";
 
 // ---------------------------------------------------------------------------------------------
