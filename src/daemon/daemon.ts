@@ -308,7 +308,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     );
     supervisor.spawnCritical("wal checkpointer", async (signal) => {
       while (!signal.aborted) {
-        await sleep(60_000, signal);
+        await abortableSleep(60_000, signal);
         if (!signal.aborted) db!.checkpoint();
       }
     });
@@ -368,14 +368,4 @@ function describeHit(tree: VirtualTree, id: number, score: number, db: Database)
     genre: t.genre,
     ext: t.ext,
   };
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener("abort", () => {
-      clearTimeout(t);
-      resolve();
-    }, { once: true });
-  });
 }

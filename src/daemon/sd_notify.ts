@@ -10,6 +10,7 @@
  * @module
  */
 import { logger } from "../log/mod.ts";
+import { abortableSleep } from "./supervisor.ts";
 
 const log = logger("daemon", "sd_notify");
 
@@ -166,16 +167,6 @@ export async function runWatchdog(
   log.debug("Pinging the systemd watchdog every {intervalMs} ms", { intervalMs });
   while (!signal.aborted) {
     watchdog();
-    await new Promise<void>((resolve) => {
-      const onAbort = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-      const timer = setTimeout(() => {
-        signal.removeEventListener("abort", onAbort);
-        resolve();
-      }, intervalMs);
-      signal.addEventListener("abort", onAbort, { once: true });
-    });
+    await abortableSleep(intervalMs, signal);
   }
 }

@@ -420,7 +420,7 @@ function toError(e: unknown): Error {
 }
 
 /** setTimeout that ends early, resolving, when `signal` aborts. */
-function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
+export function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     if (signal.aborted) return resolve();
     const onAbort = () => {

@@ -7,6 +7,7 @@
 import {
   type Attr,
   closeFd,
+  copyRange,
   type DirEntry,
   type Entry,
   Errno,
@@ -170,12 +171,7 @@ export class MusicOps implements FuseOperations {
     const h = this.#handles.get(fh);
     if (!h) throw new FsError(Errno.EBADF);
     if (h.kind === "mem") {
-      const part = h.data.subarray(
-        Math.min(offset, h.data.length),
-        Math.min(offset + dst.length, h.data.length),
-      );
-      dst.set(part);
-      return part.length;
+      return copyRange(h.data, offset, dst);
     }
     if (h.kind === "cache") return await this.#opts.cache!.read(h.file, offset, dst);
     const want = Math.max(0, Math.min(dst.length, h.size - offset));
@@ -194,12 +190,7 @@ export class MusicOps implements FuseOperations {
     const h = this.#handles.get(fh);
     if (!h || h.kind === "cache") return undefined;
     if (h.kind === "mem") {
-      const part = h.data.subarray(
-        Math.min(offset, h.data.length),
-        Math.min(offset + dst.length, h.data.length),
-      );
-      dst.set(part);
-      return part.length;
+      return copyRange(h.data, offset, dst);
     }
     const want = Math.max(0, Math.min(dst.length, h.size - offset));
     const n = preadCached(h.fd, want < dst.length ? dst.subarray(0, want) : dst, offset);

@@ -5,6 +5,7 @@
  */
 import {
   type Attr,
+  copyRange,
   type DirEntry,
   type Entry,
   Errno,
@@ -198,12 +199,7 @@ export class DemoFs implements FuseOperations {
     await this.#fault(ino, ctx);
     const n = this.#get(ino);
     if (n.kind === "mem") {
-      const part = n.data.subarray(
-        Math.min(offset, n.data.length),
-        Math.min(offset + dst.length, n.data.length),
-      );
-      dst.set(part);
-      return part.length;
+      return copyRange(n.data, offset, dst);
     }
     if (n.kind !== "source") throw new FsError(Errno.EINVAL);
     const fd = this.#fds.get(fh);
@@ -218,12 +214,7 @@ export class DemoFs implements FuseOperations {
     if (this.#faults.has(ino)) return undefined;
     const n = this.#nodes.get(ino);
     if (n?.kind === "mem") {
-      const part = n.data.subarray(
-        Math.min(offset, n.data.length),
-        Math.min(offset + dst.length, n.data.length),
-      );
-      dst.set(part);
-      return part.length;
+      return copyRange(n.data, offset, dst);
     }
     const fd = this.#fds.get(fh);
     if (n?.kind !== "source" || fd === undefined) return undefined;

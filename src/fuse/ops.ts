@@ -114,6 +114,16 @@ export interface FuseOperations {
   forget?(ino: number): void;
 }
 
+/** Copy the part of `data` at [offset, offset + dst.length) into `dst`; returns the count. */
+export function copyRange(data: Uint8Array, offset: number, dst: Uint8Array): number {
+  const part = data.subarray(
+    Math.min(offset, data.length),
+    Math.min(offset + dst.length, data.length),
+  );
+  dst.set(part);
+  return part.length;
+}
+
 /** Errno values the layer and filesystems use. */
 export const Errno = {
   EPERM: 1,
