@@ -19,7 +19,7 @@ import {
 } from "../library/mod.ts";
 import { LazySearch, runCommitter } from "../search/mod.ts";
 import { acquireLock, type HeldLock } from "./lock.ts";
-import { taskReportToJson, TaskSupervisor } from "./supervisor.ts";
+import { abortableSleep, taskReportToJson, TaskSupervisor } from "./supervisor.ts";
 import { controlSocketPath, serveControl } from "./control.ts";
 import { installCrashGuards, installSignalHandlers, runShutdown } from "./shutdown.ts";
 import * as systemd from "./sd_notify.ts";
