@@ -71,13 +71,20 @@ async function sizeOf(path: string): Promise<number> {
   return (await Deno.stat(path)).size;
 }
 
-/** A random chunk file of the cache (throws when there is none: the case could not run). */
+/**
+ * A random chunk file of the cache that a good file uses (a small file is one chunk, named by
+ * the file's SHA-256), so the reads that follow must meet the damage. A damaged chunk nothing
+ * references (e.g. of a removed file) is never read, so the daemon never finds it: only
+ * `musicfs check --repair` does. Throws when nothing was cached.
+ */
 async function someChunk(t: Torture): Promise<string> {
   const chunks: string[] = [];
   for await (const p of walkFiles(`${t.cache}/chunks`)) chunks.push(p);
   if (!chunks.length) throw new Error("no chunk file to damage: nothing was cached");
   chunks.sort();
-  return t.rng.pick(chunks);
+  const used = new Set([...t.good.values()].map((g) => g.sha));
+  const referenced = chunks.filter((p) => used.has(p.slice(p.lastIndexOf("/") + 1)));
+  return t.rng.pick(referenced.length ? referenced : chunks);
 }
 
 /** Start a daemon, make it write (a new source file and a rescan), then SIGKILL it. */
