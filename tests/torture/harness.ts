@@ -423,15 +423,27 @@ export class Torture {
       return false;
     }
     const want = this.good.size;
+    let statusError = "";
     try {
       await waitFor(
-        async () => (status = await d.getStatus()).tracks === want,
-        10_000,
+        async () => {
+          try {
+            status = await d.getStatus();
+            statusError = "";
+          } catch (e) {
+            statusError = String(e);
+            return false;
+          }
+          return status.tracks === want;
+        },
+        15_000,
         "tracks",
       );
     } catch {
       this.violation(
-        `status says ${status.tracks} tracks after the scan, ${want} good files exist`,
+        statusError
+          ? `GET /status fails after the scan: ${statusError}`
+          : `status says ${status.tracks} tracks after the scan, ${want} good files exist`,
         tail(d.stderr, 20),
       );
     }
