@@ -220,6 +220,8 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       // The tree tells the kernel about every change, so its caches may live long.
       entryTtlMs: 10_000,
       attrTtlMs: 10_000,
+      // Listings too: apply() invalidates a directory's inode whenever its entries change.
+      cacheDirs: true,
     });
     const mountpoint = session.mountpoint;
     log.info("Mounted {mountpoint} with {tracks} tracks", {
@@ -290,17 +292,6 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         void signals.requestShutdown("mount gone");
       }
     });
-    supervisor.spawnCritical("watcher", (signal) => {
-      const watcher = new LibraryWatcher(scanner, origins, {
-        onState: (s: WatchState) => {
-          for (const o of origins) watchStates.set(o.id, s);
-          if (s.mode === "polling") {
-            log.warn("Watching failed ({reason}); rescanning periodically", { reason: s.reason });
-          }
-        },
-      });
-      return watcher.run(signal);
-    });
     supervisor.spawnCritical(
       "search committer",
       (signal) =>
@@ -337,6 +328,19 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     rescan();
     systemd.ready();
     opts.onReady?.({ mountpoint, tracks: tree.stats().tracks, pid: Deno.pid });
+    // Deno.watchFs sets up its inotify watches synchronously (0.5 s at 16k folders): only
+    // once the mount is up and reported ready.
+    supervisor.spawnCritical("watcher", (signal) => {
+      const watcher = new LibraryWatcher(scanner, origins, {
+        onState: (s: WatchState) => {
+          for (const o of origins) watchStates.set(o.id, s);
+          if (s.mode === "polling") {
+            log.warn("Watching failed ({reason}); rescanning periodically", { reason: s.reason });
+          }
+        },
+      });
+      return watcher.run(signal);
+    });
     // Runs until a signal or the control API shuts us down; that path exits the process.
     await new Promise(() => {});
     return 0;
