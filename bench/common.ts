@@ -30,3 +30,25 @@ export function percentile(values: number[], p: number): number {
   if (s.length === 0) return NaN;
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
 }
+
+/** Bytes and MB/s of `dd if=<path> of=/dev/null bs=1M`, from dd's own byte count and time. */
+export async function dd(path: string): Promise<{ bytes: number; mbps: number }> {
+  const out = await new Deno.Command("dd", {
+    args: [`if=${path}`, "of=/dev/null", "bs=1M"],
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stderr);
+  if (!out.success) throw new Error(`dd ${path} failed: ${text.trim()}`);
+  // e.g. "536870912 bytes (537 MB, 512 MiB) copied, 0.0912 s, 5.9 GB/s"
+  const m = text.match(/^(\d+) bytes .* copied, ([\d.e+-]+) s/m);
+  if (!m) throw new Error(`unexpected dd output: ${text.trim()}`);
+  const bytes = Number(m[1]);
+  return { bytes, mbps: mbps(bytes, Number(m[2]) * 1000) };
+}
+
+/** Write dirty pages and drop the page cache (root only). */
+export async function dropCaches(): Promise<void> {
+  await new Deno.Command("sync").output();
+  await Deno.writeTextFile("/proc/sys/vm/drop_caches", "3");
+}
