@@ -324,6 +324,9 @@ export async function controlRequest(
 ): Promise<unknown> {
   const timeoutMs = options.timeoutMs ?? 5000;
   const what = `${method} ${path}`;
+  // A plain connect fails at once when nobody listens; fetch over a unix-socket client was
+  // seen to hang until its timeout after many such failures in a row.
+  if (await nothingListens(socketPath)) throw new DaemonNotRunningError(socketPath);
   const client = Deno.createHttpClient({ proxy: { transport: "unix", path: socketPath } });
   const timeout = new AbortController();
   const timer = setTimeout(() => timeout.abort(), timeoutMs);
