@@ -8,13 +8,33 @@ import {
   getJsonLinesFormatter,
   getLogger,
   getTextFormatter,
-  type Logger,
-  type LogLevel,
   resetSync,
   type Sink,
 } from "@logtape/logtape";
 
-export type { Logger, LogLevel };
+/** Severity of a record, least to most severe; the same strings logtape uses. */
+export type LogLevel = "trace" | "debug" | "info" | "warning" | "error" | "fatal";
+
+/**
+ * The part of a logtape logger musicfs uses. `message` is a template whose `{name}`
+ * placeholders are filled from `properties` (which also go to JSON output as fields).
+ */
+export interface Logger {
+  /** Very detailed tracing (e.g. each systemd notification); off unless `--log-level trace`. */
+  trace(message: string, properties?: Record<string, unknown>): void;
+  /** Diagnostics useful when investigating a problem; off by default. */
+  debug(message: string, properties?: Record<string, unknown>): void;
+  /** Routine events worth keeping: mounts, scans, rescans. */
+  info(message: string, properties?: Record<string, unknown>): void;
+  /** Something went wrong but musicfs carries on (a file skipped, a retry). */
+  warn(message: string, properties?: Record<string, unknown>): void;
+  /** Same as {@link Logger.warn}. */
+  warning(message: string, properties?: Record<string, unknown>): void;
+  /** An operation failed; the daemon may still be serving. */
+  error(message: string, properties?: Record<string, unknown>): void;
+  /** Unrecoverable: the process cannot continue. */
+  fatal(message: string, properties?: Record<string, unknown>): void;
+}
 
 /** The logger of one concern, e.g. `logger("library", "scanner")`. */
 export function logger(...category: string[]): Logger {
@@ -23,7 +43,9 @@ export function logger(...category: string[]): Logger {
 
 /** Where and how logs are written. */
 export interface LoggingOptions {
+  /** The least severe level written; records below it are dropped. */
   level: LogLevel;
+  /** `text`: one human-readable line per record; `json`: JSON lines with the properties. */
   format: "text" | "json";
   /** Append to this file instead of writing to stderr. */
   file?: string;
