@@ -18,10 +18,12 @@ import { DemoFs, FuseSession, MountError } from "../fuse/mod.ts";
 export {
   defaultCacheDir,
   defaultStateDir,
+  type MountFlags,
   parseSize,
   resolveMountOptions,
   UsageError,
 } from "./mount.ts";
+export type { DaemonOptions } from "../daemon/daemon.ts";
 
 /** The version printed by `musicfs --version`. */
 export const VERSION = "0.1.0";

@@ -18,15 +18,25 @@ export class UsageError extends Error {
 
 /** Raw options of `musicfs mount` as commander parses them. */
 export interface MountFlags {
+  /** `--mountpoint`; relative or `~/` paths allowed. Default `~/MusicFS`. */
   mountpoint?: string;
+  /** `--foreground`: run the daemon in this process instead of a background child. */
   foreground?: boolean;
+  /** `--state-dir`; default {@link defaultStateDir}. */
   stateDir?: string;
+  /** `--cache-dir`; default {@link defaultCacheDir}. */
   cacheDir?: string;
+  /** `--cache-size` as typed, e.g. `2G`; parsed by {@link parseSize}. Default `2G`. */
   cacheSize?: string;
+  /** `--cache-reads`, unchecked: should be `remote`, `always` or `never` (default `remote`). */
   cacheReads?: string;
+  /** `--layout` template of /Artists, unchecked; default the built-in layout. */
   layout?: string;
+  /** `--allow-other`: let other users see the mount. */
   allowOther?: boolean;
+  /** `--log-level` as typed (`warn` is accepted for `warning`); default `info`. */
   logLevel?: string;
+  /** `--log-format`, unchecked: should be `text` or `json` (default `text`). */
   logFormat?: string;
 }
 

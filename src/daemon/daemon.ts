@@ -33,13 +33,19 @@ const log = logger("daemon");
 export interface DaemonOptions {
   /** Absolute, existing library roots. */
   libraries: string[];
+  /** Absolute path of the folder to mount on. */
   mountpoint: string;
+  /** Absolute state dir: library.db, search snapshot, lock, control socket, log. */
   stateDir: string;
+  /** Absolute dir of the chunk cache and its index. */
   cacheDir: string;
+  /** Chunk cache limit in bytes. */
   cacheSize: number;
+  /** Which roots are read through the chunk cache: network filesystems, all, or none. */
   cacheReads: "remote" | "always" | "never";
-  /** The /Artists layout template (already checked). */
+  /** The /Artists layout template (already checked); undefined for the default layout. */
   layout?: string;
+  /** Let other users see the mount (FUSE `allow_other`). */
   allowOther?: boolean;
   /** Program version, for status. */
   version: string;
