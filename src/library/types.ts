@@ -5,20 +5,33 @@
 
 /** Normalised tags of one audio file. Missing tags are `undefined`, never empty strings. */
 export interface Tags {
+  /** Track artist; the first one when the file lists several. */
   artist?: string;
+  /** Album artist (`albumartist`); preferred over `artist` when grouping albums. */
   albumArtist?: string;
+  /** Album title. */
   album?: string;
+  /** Track title. */
   title?: string;
+  /** Track number on its disc, 1-based. */
   track?: number;
+  /** Number of tracks on the disc, when tagged. */
   trackTotal?: number;
+  /** Disc number, 1-based. */
   disc?: number;
+  /** Number of discs in the album, when tagged. */
   discTotal?: number;
+  /** Release year, from the year or the start of the (original) date tag. */
   year?: number;
+  /** First non-empty genre. */
   genre?: string;
+  /** The compilation flag; undefined when the file has no such tag. */
   compilation?: boolean;
   /** Container/codec as music-metadata names it, e.g. `MPEG`, `FLAC`, `Ogg/Vorbis`. */
   format?: string;
+  /** Bits per second. */
   bitrate?: number;
+  /** Samples per second (Hz). */
   sampleRate?: number;
   /** Seconds, when cheap to know. */
   duration?: number;
@@ -34,12 +47,15 @@ export interface TrackRecord extends Tags {
   relPath: string;
   /** Lower-case source extension without the dot, e.g. `flac`. */
   ext: string;
+  /** Source file size in bytes when scanned. */
   size: number;
+  /** Source modification time when scanned, in ms since the epoch; with `size`, tells changes. */
   mtimeMs: number;
 }
 
 /** A library root. */
 export interface Origin {
+  /** Stable database id of the root; tracks refer to it by `originId`. */
   id: number;
   /** Absolute, resolved path of the root. */
   path: string;
@@ -47,7 +63,10 @@ export interface Origin {
 
 /** A file that could not be used, and why (listed in /.musicfs/problems.txt). */
 export interface Problem {
+  /** Id of the {@link Origin} holding the file. */
   originId: number;
+  /** Path relative to the origin root, `/`-separated. */
   relPath: string;
+  /** One-line, human-readable cause, e.g. the parser's error message. */
   reason: string;
 }

@@ -21,7 +21,7 @@
  * Results are track ids; callers map them to tree paths. Queries are cut to 1024 bytes here;
  * /.search names are at most {@link SEARCH_DIR_MAX_QUERY_BYTES}.
  */
-export type { TrackRecord } from "../library/types.ts";
+export type { Tags, TrackRecord } from "../library/types.ts";
 export { type Committable, type CommitterOptions, runCommitter } from "./committer.ts";
 export {
   SearchCommitError,
