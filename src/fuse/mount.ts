@@ -67,8 +67,11 @@ const ENOENT = 2;
 
 /** A line of /proc/self/mountinfo. */
 export interface MountInfo {
+  /** Mountpoint as the kernel shows it (octal escapes decoded). */
   mountpoint: string;
+  /** Filesystem type, e.g. `fuse`, `fuse.musicfs`, `ext4`. */
   fstype: string;
+  /** Mount source (e.g. `musicfs`, a device path), escapes decoded. */
   source: string;
   /** `major:minor` of the mounted filesystem (the FUSE connection id is the minor). */
   device: string;

@@ -10,22 +10,31 @@
 export interface Attr {
   /** Inode number; must be stable for the life of the mount (and should be across mounts). */
   ino: number;
+  /** Size in bytes; for a symlink, the length of its target. */
   size: number;
   /** `st_mode`, type bits included (e.g. `0o100444`, `0o40555`, `0o120777`). */
   mode: number;
+  /** Hard link count (for a directory, conventionally 2 + its subdirectories). */
   nlink: number;
+  /** Owner user id. */
   uid: number;
+  /** Owner group id. */
   gid: number;
+  /** Last content change. */
   mtimeMs: number;
+  /** Last access; `mtimeMs` when absent. */
   atimeMs?: number;
+  /** Last status change; `mtimeMs` when absent. */
   ctimeMs?: number;
   /** 512-byte blocks; derived from size when absent. */
   blocks?: number;
+  /** Preferred I/O size in bytes; 64 KiB when absent. */
   blksize?: number;
 }
 
 /** A lookup answer: the attributes plus how long the kernel may cache them. */
 export interface Entry {
+  /** Attributes of the inode found. */
   attr: Attr;
   /** How long the kernel may cache the name -> inode mapping. Default: the session's. */
   entryTtlMs?: number;
@@ -35,7 +44,9 @@ export interface Entry {
 
 /** One directory entry; `attr` is also what READDIRPLUS hands to the kernel. */
 export interface DirEntry {
+  /** File name in the directory: no `/`, at most 255 bytes of UTF-8. */
   name: string;
+  /** Attributes of the entry's inode; `attr.ino` is the inode the name refers to. */
   attr: Attr;
 }
 
@@ -57,21 +68,33 @@ export interface OpenResult {
 
 /** Filesystem statistics for `statfs(2)`. */
 export interface StatFs {
+  /** Total size, in `frsize` units. */
   blocks: number;
+  /** Free blocks. */
   bfree: number;
+  /** Free blocks available to unprivileged users. */
   bavail: number;
+  /** Total inodes. */
   files: number;
+  /** Free inodes. */
   ffree: number;
+  /** Preferred block size in bytes. */
   bsize: number;
+  /** Longest file name, in bytes. */
   namelen: number;
+  /** Fragment size in bytes: the unit of `blocks`, `bfree` and `bavail`. */
   frsize: number;
 }
 
 /** Who asked, and a signal that fires when the kernel interrupts the request. */
 export interface RequestContext {
+  /** User id of the calling process. */
   uid: number;
+  /** Group id of the calling process. */
   gid: number;
+  /** Process id of the caller. */
   pid: number;
+  /** Aborted when the kernel interrupts the request (e.g. the caller got a signal). */
   signal: AbortSignal;
 }
 
@@ -83,12 +106,17 @@ export interface RequestContext {
 export interface FuseOperations {
   /** Resolve `name` in directory `parent`; `null` means ENOENT. */
   lookup(parent: number, name: string, ctx: RequestContext): Promise<Entry | null>;
+  /** Attributes of `ino`. */
   getattr(ino: number, ctx: RequestContext): Promise<Attr>;
   /**
    * The whole listing of a directory, without `.` and `..`. Called once per opendir; the
    * session pages through the snapshot it returns.
    */
   readdir(ino: number, ctx: RequestContext): Promise<DirEntry[]>;
+  /**
+   * Open `ino` with `open(2)` `flags`. Only read-only opens get here: the session answers
+   * EROFS to write access and `O_TRUNC` itself.
+   */
   open(ino: number, flags: number, ctx: RequestContext): Promise<OpenResult>;
   /** Fill `dst` (at most `dst.length` bytes) from `offset`; return the byte count. */
   read(
@@ -104,11 +132,15 @@ export interface FuseOperations {
    * the byte count; return `undefined` to fall back to `read`.
    */
   readNow?(ino: number, fh: number, offset: number, dst: Uint8Array): number | undefined;
+  /** The last reference to handle `fh` of `ino` was closed; free what `open` allocated. */
   release?(ino: number, fh: number): Promise<void>;
+  /** Target of symlink `ino`. Missing: EINVAL. */
   readlink?(ino: number, ctx: RequestContext): Promise<string>;
+  /** Statistics of the filesystem. Missing: all zero counts, 4 KiB blocks, 255-byte names. */
   statfs?(ino: number, ctx: RequestContext): Promise<StatFs>;
   /** The value of an extended attribute; `null` means ENODATA. */
   getxattr?(ino: number, name: string, ctx: RequestContext): Promise<Uint8Array | null>;
+  /** Names of the extended attributes of `ino`. */
   listxattr?(ino: number, ctx: RequestContext): Promise<string[]>;
   /** The kernel dropped every reference to `ino` (its lookup count reached 0). */
   forget?(ino: number): void;

@@ -85,9 +85,13 @@ export interface SessionOptions extends MountOptions {
 
 /** Counters of a running session. */
 export interface SessionStats {
+  /** Requests received from the kernel since the mount. */
   requests: number;
+  /** Requests answered EIO because a handler failed unexpectedly (not deliberate errnos). */
   errors: number;
+  /** Requests being handled right now. */
   inflight: number;
+  /** Whether reads of files opened with a `backingFd` are served by the kernel (passthrough). */
   passthrough: boolean;
 }
 
