@@ -147,22 +147,31 @@ function writeError(path: string, e: unknown): Error {
 
 /** One file to insert or update, with its parsed tags. */
 export interface FileUpsert {
+  /** Id of the {@link Origin} holding the file. */
   originId: number;
+  /** Path relative to the origin root, `/`-separated; with `originId`, the file's key. */
   relPath: string;
+  /** Lower-case extension without the dot, e.g. `flac`. */
   ext: string;
+  /** File size in bytes, as stat'ed before parsing. */
   size: number;
+  /** Modification time in ms since the epoch, as stat'ed before parsing. */
   mtimeMs: number;
+  /** The parsed, normalised tags. */
   tags: Tags;
 }
 
 /** A file or directory that cannot be used. `size`/`mtimeMs` only for files that failed to parse. */
 export interface ProblemUpsert extends Problem {
+  /** Size in bytes of the file that failed to parse; it is re-read only when this changes. */
   size?: number;
+  /** Modification time (ms since the epoch) of the file that failed to parse. */
   mtimeMs?: number;
 }
 
 /** The cover image chosen for one source directory. */
 export interface Cover {
+  /** Id of the {@link Origin} holding the directory. */
   originId: number;
   /** Directory relative to the origin root, `""` for the root itself. */
   dir: string;
@@ -170,7 +179,9 @@ export interface Cover {
   relPath: string;
   /** Lower-case extension of the image without the dot, e.g. `jpg`. */
   ext: string;
+  /** Image size in bytes. */
   size: number;
+  /** Image modification time in ms since the epoch. */
   mtimeMs: number;
 }
 
@@ -179,6 +190,7 @@ export type CoverUpsert = Omit<Cover, "ext">;
 
 /** A source directory of an origin. */
 export interface OriginDir {
+  /** Id of the {@link Origin}. */
   originId: number;
   /** Relative to the origin root, `""` for the root itself. */
   dir: string;
@@ -196,12 +208,15 @@ function coverOf(
 
 /** A path inside an origin. */
 export interface OriginPath {
+  /** Id of the {@link Origin}. */
   originId: number;
+  /** Path relative to the origin root, `/`-separated. */
   relPath: string;
 }
 
 /** Scan counters stored with a batch, so an interrupted scan knows where it stood. */
 export interface ScanProgressUpdate {
+  /** The origin being scanned. */
   originId: number;
   /** Audio files seen by the walk so far. */
   seen: number;
@@ -211,22 +226,29 @@ export interface ScanProgressUpdate {
 
 /** Everything one transaction changes. */
 export interface Batch {
+  /** Tracks to insert, or update when one already exists at the same path. */
   files?: FileUpsert[];
   /** Files that failed to parse or could not be walked; a track at the same path is removed. */
   problems?: ProblemUpsert[];
   /** Tracks (and problems) that vanished. */
   remove?: OriginPath[];
+  /** Cover images to record, one per source directory (replacing the previous one). */
   covers?: CoverUpsert[];
   /** Directories whose cover is gone. */
   removeCovers?: OriginDir[];
+  /** Scan counters to store with this batch; the files and parse failures in it count as committed. */
   scan?: ScanProgressUpdate;
 }
 
 /** What a committed batch changed, for the tree and search. */
 export interface BatchResult {
+  /** Tracks new to the database, with their assigned ids. */
   added: TrackRecord[];
+  /** Tracks that existed at the same path and were rewritten (same id, new tags/size/mtime). */
   changed: TrackRecord[];
+  /** Tracks deleted (vanished, or now a problem), as they were before. */
   removed: TrackRecord[];
+  /** The problem list changed (added, removed, or a new reason): problems.txt is stale. */
   problemsChanged: boolean;
   /** Covers new or replaced (one per source directory). */
   covers: Cover[];
@@ -238,7 +260,9 @@ export interface BatchResult {
 
 /** The stored state of a file, for the scanner's size+mtime comparison. */
 export interface KnownEntry {
+  /** Size in bytes when last read. */
   size: number;
+  /** Modification time (ms since the epoch) when last read. */
   mtimeMs: number;
   /** `problem`: it failed to parse last time (re-read only if it changed). */
   kind: "track" | "problem";
@@ -246,15 +270,21 @@ export interface KnownEntry {
 
 /** The scan checkpoint of one origin. */
 export interface ScanCheckpoint {
+  /** The origin scanned. */
   originId: number;
+  /** When the scan started, ms since the epoch (kept across resumes). */
   startedMs: number;
+  /** Last progress, resume or finish, ms since the epoch. */
   updatedMs: number;
   /** Undefined while the scan runs or when it was interrupted. */
   finishedMs?: number;
   /** How many times an interrupted scan was resumed. */
   resumes: number;
+  /** Audio files seen by the walk so far. */
   seen: number;
+  /** Files parsed so far (committed or not). */
   parsed: number;
+  /** Files (tracks and parse failures) committed since the scan started, across resumes. */
   committed: number;
 }
 
@@ -855,6 +885,7 @@ function migrate(db: DatabaseSync, path: string): void {
 
 /** The outcome of {@link openLibraryDatabase}. */
 export interface LibraryDatabaseOpen {
+  /** The open, migrated database. */
   db: Database;
   /** The database was created now (no file, or the old one was set aside): scan everything. */
   fullRescan: boolean;
