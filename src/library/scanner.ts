@@ -32,8 +32,11 @@ const log = logger("library", "scanner");
 
 /** What changed in the library with one committed batch. */
 export interface LibraryChange {
+  /** Tracks new to the library, with their assigned ids. */
   added: TrackRecord[];
+  /** Tracks rewritten in place (same id and path; new tags, size or mtime). */
   changed: TrackRecord[];
+  /** Tracks gone (deleted, or unreadable now), as they were before. */
   removed: TrackRecord[];
   /** The problem list changed (re-read it with {@link Database.problems}). */
   problemsChanged: boolean;
@@ -47,8 +50,14 @@ export interface LibraryChange {
 
 /** Where a scan stands. */
 export interface ScanProgress {
+  /**
+   * `walking`: listing directories (parses run meanwhile); `parsing`: walk done, waiting for
+   * the last parses; `removing`: dropping what the walk no longer found; `done`: committed.
+   */
   phase: "walking" | "parsing" | "removing" | "done";
+  /** The origin being scanned. */
   originId: number;
+  /** Absolute path of the origin root. */
   root: string;
   /** Audio files found by the walk so far. */
   seen: number;
@@ -60,27 +69,37 @@ export interface ScanProgress {
   parsed: number;
   /** Files (tracks and parse problems) committed to the database by this scan. */
   committed: number;
+  /** Tracks removed from the database by this scan so far. */
   removed: number;
+  /** The walk has finished, so `total` is final. */
   walkDone: boolean;
 }
 
 /** The outcome of a scan of one origin (or of some paths in it). */
 export interface ScanResult {
+  /** The origin scanned. */
   originId: number;
+  /** Absolute path of the origin root. */
   root: string;
   /** A full scan that took over from an interrupted one. */
   resumed: boolean;
   /** Files the interrupted scan had committed before it stopped. */
   committedBefore: number;
+  /** Audio files found by the walk. */
   seen: number;
+  /** Of those, unchanged since last read (size and mtime), so not parsed again. */
   unchanged: number;
   /** Files read by the parser in this scan. */
   parsed: number;
+  /** Tracks new to the database. */
   added: number;
+  /** Existing tracks rewritten with new tags, size or mtime. */
   changed: number;
+  /** Tracks removed (vanished, or failed to parse now). */
   removed: number;
   /** Problems recorded by this scan (files that failed to parse, unreadable entries). */
   problems: number;
+  /** Wall-clock duration of the scan, in milliseconds. */
   ms: number;
 }
 
@@ -100,7 +119,9 @@ export interface ScannerOptions {
 
 /** Options of one scan. */
 export interface ScanOptions {
+  /** Aborts the scan; what was parsed so far is committed so the next scan resumes. */
   signal?: AbortSignal;
+  /** Called as the scan advances, throttled by `progressMs`; the `done` call always comes. */
   onProgress?: (p: ScanProgress) => void;
   /** Minimum time between two progress calls (default 250 ms); the last one always comes. */
   progressMs?: number;
