@@ -159,8 +159,14 @@ export function walkTree(
       try {
         info = Deno.statSync(childAbs);
       } catch (err) {
-        if (e.isSymlink || audio) {
-          batch.problems.push({ relPath: childRel, reason: reasonOf(err) });
+        // A name that is not valid UTF-8 arrives with U+FFFD in it and cannot be opened: say
+        // so, for folders too (else everything below one vanishes without a word).
+        const badName = e.name.includes("\uFFFD");
+        if (e.isSymlink || audio || badName) {
+          batch.problems.push({
+            relPath: childRel,
+            reason: badName ? "name is not valid UTF-8: cannot be opened" : reasonOf(err),
+          });
           count++;
         }
         continue;
