@@ -66,6 +66,8 @@ export interface TortureStats {
   serveMs: number[];
   /** Work actions that failed while a crash was pending (expected; informational). */
   workErrors: number;
+  /** More rows of the summary table (dead origin, bad input, load). */
+  extras: [string, string][];
 }
 
 function median(xs: number[]): number {
@@ -86,6 +88,7 @@ export function summaryTable(s: TortureStats, seed: number, elapsedMs: number): 
     ["invariant violations", String(s.violations.length)],
     ["time to serve after restart, median", `${median(s.serveMs)} ms`],
     ["time to serve after restart, max", `${s.serveMs.length ? Math.max(...s.serveMs) : NaN} ms`],
+    ...s.extras,
     ["total time", `${(elapsedMs / 1000).toFixed(1)} s`],
   ];
   const w = Math.max(...rows.map((r) => r[0].length));
@@ -132,6 +135,7 @@ export class Torture {
     violations: [],
     serveMs: [],
     workErrors: 0,
+    extras: [],
   };
   /** Good source files by absolute path. */
   readonly good = new Map<string, GoodFile>();

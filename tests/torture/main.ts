@@ -4,6 +4,8 @@
  * - `MUSICFS_TORTURE_ROUNDS`: crash rounds, default 20;
  * - `MUSICFS_TORTURE_TRACKS`: good tracks in the library, default 2000;
  * - `MUSICFS_TORTURE_PASSES`: passes over the corruption matrix, default 2;
+ * - `MUSICFS_TORTURE_ALBUM`: tracks in the one huge album of the bad-input case, default 3000;
+ * - `MUSICFS_TORTURE_LOAD_MS`: duration of the load case, default 30000;
  * - `MUSICFS_TORTURE_VERBOSE=1`: progress lines.
  *
  * Prints the summary table; exits 1 when any invariant was violated.
@@ -33,6 +35,9 @@ if (import.meta.main) {
     sample: 200,
     fullChecks: true,
     fullDisk: true,
+    originTracks: 200,
+    albumTracks: envInt("MUSICFS_TORTURE_ALBUM", 3000),
+    loadMs: envInt("MUSICFS_TORTURE_LOAD_MS", 30_000),
     verbose: Deno.env.get("MUSICFS_TORTURE_VERBOSE") === "1",
   });
   console.log(result.table);

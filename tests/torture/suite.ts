@@ -6,6 +6,7 @@
  * @module
  */
 import { summaryTable, Torture, tortureSeed, type TortureStats } from "./harness.ts";
+import { badInput, deadOrigin, load } from "./extras.ts";
 import { corruptionCase, CORRUPTIONS, crashRound, fullDisk, warmCache } from "./faults.ts";
 
 /** Options of {@link runTorture}. */
@@ -26,6 +27,12 @@ export interface SuiteOptions {
   fullChecks?: boolean;
   /** Run the full-disk case when root. */
   fullDisk: boolean;
+  /** Tracks of the dead-origin library (0: skip). */
+  originTracks: number;
+  /** Tracks in the one huge album of the bad-input case (0: skip the case). */
+  albumTracks: number;
+  /** Milliseconds of load (0: skip). */
+  loadMs: number;
   verbose?: boolean;
   seed?: number;
 }
@@ -87,6 +94,15 @@ export async function runTorture(o: SuiteOptions): Promise<SuiteResult> {
 
     // A full state dir.
     if (o.fullDisk && Deno.uid() === 0) await fullDisk(t);
+
+    // A library root that disappears mid-read, bad input, load.
+    if (o.originTracks) await deadOrigin(t, { tracks: o.originTracks });
+    if (o.albumTracks) await badInput(t, { albumTracks: o.albumTracks });
+    if (o.loadMs) {
+      await load(t, { ms: o.loadMs });
+      await t.stopClean();
+      await t.checkOffline();
+    }
   } catch (e) {
     t.violation(`the run stopped: ${(e as Error).stack ?? e}`);
   } finally {

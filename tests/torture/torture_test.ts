@@ -1,29 +1,37 @@
 /**
  * The fast slice of the torture suite (issue 7) under `deno task test`: a few crash rounds,
- * every corruption case once, and the full state dir when root. `deno task torture` runs the
+ * every corruption case once, the full state dir when root, a dead origin, bad input and 5 s of
+ * load. `deno task torture` runs the
  * long version. Replay a failure with `MUSICFS_TORTURE_SEED=<seed printed>`.
  */
 import { needsFuse } from "../support/helpers.ts";
 import { runTorture } from "./suite.ts";
 
-Deno.test("torture: crash rounds, the corruption matrix and a full disk keep every invariant", {
-  ...needsFuse,
-}, async () => {
-  const rounds = Number(Deno.env.get("MUSICFS_TORTURE_ROUNDS") ?? 3) || 3;
-  const result = await runTorture({
-    rounds,
-    tracks: 150,
-    broken: 8,
-    matrixPasses: 1,
-    cleanStopEvery: rounds,
-    sample: 40,
-    fullDisk: true,
-  });
-  console.error(result.table);
-  if (result.stats.violations.length) {
-    throw new Error(
-      `${result.stats.violations.length} invariant violation(s) (seed ${result.seed}):\n` +
-        result.stats.violations.join("\n\n"),
-    );
-  }
-});
+Deno.test(
+  "torture: crashes, corruption, full disk, dead origin, bad input and load keep every invariant",
+  {
+    ...needsFuse,
+  },
+  async () => {
+    const rounds = Number(Deno.env.get("MUSICFS_TORTURE_ROUNDS") ?? 3) || 3;
+    const result = await runTorture({
+      rounds,
+      tracks: 150,
+      broken: 8,
+      matrixPasses: 1,
+      cleanStopEvery: rounds,
+      sample: 40,
+      fullDisk: true,
+      originTracks: 40,
+      albumTracks: 500,
+      loadMs: 5000,
+    });
+    console.error(result.table);
+    if (result.stats.violations.length) {
+      throw new Error(
+        `${result.stats.violations.length} invariant violation(s) (seed ${result.seed}):\n` +
+          result.stats.violations.join("\n\n"),
+      );
+    }
+  },
+);
