@@ -40,7 +40,9 @@ export {
   extensionOf,
   isAudioName,
   normaliseTags,
+  type RawMetadata,
   readTags,
+  type TagPosition,
   type TagResult,
 } from "./tags.ts";
 export { ParseCancelledError, ParserPool, type ParserPoolOptions } from "./pool.ts";
@@ -53,4 +55,5 @@ export {
   type ScanResult,
 } from "./scanner.ts";
 export { Walker, WalkError } from "./walker.ts";
+export type { WalkBatch, WalkDir, WalkFile, WalkProblem, WalkSummary } from "./walk.ts";
 export { LibraryWatcher, watchLibrary, type WatchOptions, type WatchState } from "./watcher.ts";

@@ -202,8 +202,46 @@ function yearOf(year: unknown, date: unknown): number | undefined {
   return undefined;
 }
 
+/** A track or disc position; `null` parts are missing from the tag. */
+export interface TagPosition {
+  /** The 1-based number, e.g. track 4. */
+  no: number | null;
+  /** The total, e.g. 12 tracks on the disc. */
+  of: number | null;
+}
+
+/**
+ * The fields of music-metadata's `IAudioMetadata` that {@link normaliseTags} reads. Values are
+ * raw: strings may be empty or NUL-padded, numbers zero or out of range.
+ */
+export interface RawMetadata {
+  /** Tags under music-metadata's format-independent names. */
+  common: {
+    artist?: string;
+    artists?: string[];
+    albumartist?: string;
+    album?: string;
+    title?: string;
+    track: TagPosition;
+    disk: TagPosition;
+    year?: number;
+    date?: string;
+    originaldate?: string;
+    genre?: string[];
+    compilation?: boolean;
+  };
+  /** Container and stream facts; `bitrate` in bits/s, `sampleRate` in Hz, `duration` in s. */
+  format: {
+    container?: string;
+    codec?: string;
+    bitrate?: number;
+    sampleRate?: number;
+    duration?: number;
+  };
+}
+
 /** music-metadata's result reduced to the library's {@link Tags}. */
-export function normaliseTags(meta: IAudioMetadata): Tags {
+export function normaliseTags(meta: RawMetadata): Tags {
   const c = meta.common;
   const f = meta.format;
   const tags: Tags = {};

@@ -9,8 +9,11 @@ import { extensionOf, isAudioName } from "./tags.ts";
 
 /** An audio file found by the walk. */
 export interface WalkFile {
+  /** Path relative to the origin root, `/`-separated. */
   relPath: string;
+  /** Size in bytes. */
   size: number;
+  /** Modification time in ms since the epoch. */
   mtimeMs: number;
 }
 
@@ -18,19 +21,25 @@ export interface WalkFile {
 export interface WalkDir {
   /** Relative to the origin root, `""` for the root. */
   relPath: string;
+  /** The best-ranked cover image in it ({@link coverRank}); undefined when none. */
   cover?: WalkFile;
 }
 
 /** Something the walk could not use, and why. */
 export interface WalkProblem {
+  /** Path relative to the origin root, `/`-separated. */
   relPath: string;
+  /** One-line cause, e.g. `cannot list directory: permission denied`. */
   reason: string;
 }
 
 /** What the walk emits, in batches, as it goes. */
 export interface WalkBatch {
+  /** Audio files found (by extension). */
   files: WalkFile[];
+  /** Directories listed, each with its cover if any. */
   dirs: WalkDir[];
+  /** Entries that could not be used. */
   problems: WalkProblem[];
   /** Directories that could not be listed: what is known under them must not be removed. */
   failedDirs: string[];
