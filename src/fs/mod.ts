@@ -4,6 +4,16 @@
  *
  * @module
  */
+export type { Origin, Problem, Tags, TrackRecord } from "../library/mod.ts";
+export type {
+  Attr,
+  DirEntry,
+  Entry,
+  FuseOperations,
+  OpenResult,
+  RequestContext,
+  StatFs,
+} from "../fuse/mod.ts";
 export {
   type Collision,
   type CoverImage,
