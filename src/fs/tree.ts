@@ -82,6 +82,7 @@ const OTHER = 4;
 
 /** A cover image of one source directory, as the library reports it. */
 export interface CoverImage {
+  /** Id of the {@link Origin} holding the image. */
   originId: number;
   /** The source directory, relative to the origin root (`""` for the root itself). */
   dir: string;
@@ -91,12 +92,15 @@ export interface CoverImage {
   ext: string;
   /** Size in bytes; when absent, the file is stat'ed once on first {@link VirtualTree.attr}. */
   size?: number;
+  /** Modification time in ms since the epoch; stat'ed along with `size` when absent. */
   mtimeMs?: number;
 }
 
 /** A directory. */
 export interface DirNode {
+  /** Discriminant of {@link Node}. */
   readonly kind: "dir";
+  /** Fixed ({@link INO}) or a hash of the virtual path: stable across restarts. */
   readonly ino: number;
   /** Its name in its parent (`""` for the root). */
   readonly name: string;
@@ -104,28 +108,39 @@ export interface DirNode {
 
 /** A track file: serve the bytes of `track` (origin + relPath). */
 export interface TrackNode {
+  /** Discriminant of {@link Node}. */
   readonly kind: "track";
+  /** {@link TRACK_INO_BASE} + the track id: one inode under every view's name. */
   readonly ino: number;
+  /** The library record: source file, size, mtime and tags. */
   readonly track: TrackRecord;
 }
 
 /** `cover.<ext>`: serve the bytes of the source image. */
 export interface CoverNode {
+  /** Discriminant of {@link Node}. */
   readonly kind: "cover";
+  /** A hash of the origin and source path of the image: stable across restarts. */
   readonly ino: number;
+  /** The source image served. */
   readonly cover: CoverImage;
 }
 
 /** A file whose content is made on demand ({@link VirtualTree.content}). */
 export interface GeneratedNode {
+  /** Discriminant of {@link Node}. */
   readonly kind: "generated";
+  /** Fixed: {@link INO}`.status` or {@link INO}`.problems`. */
   readonly ino: number;
+  /** `status.json` or `problems.txt`. */
   readonly name: string;
 }
 
 /** A symbolic link (the /.search results). */
 export interface SymlinkNode {
+  /** Discriminant of {@link Node}. */
   readonly kind: "symlink";
+  /** A hash of the query and the track id. */
   readonly ino: number;
   /** Relative link target, e.g. `../../Artists/A/B/01 - C.flac`. */
   readonly target: string;
@@ -136,7 +151,9 @@ export type Node = DirNode | TrackNode | CoverNode | GeneratedNode | SymlinkNode
 
 /** One name in a directory. */
 export interface TreeEntry {
+  /** The name in the directory, as listed (already sanitised). */
   readonly name: string;
+  /** What the name refers to; a track appears under several names with the same node. */
   readonly node: Node;
 }
 
@@ -155,7 +172,9 @@ export type Invalidation =
 
 /** What changed in the library. Records in `added` and `changed` are treated alike. */
 export interface TreeChanges {
+  /** Tracks new to the library. */
   added?: Iterable<TrackRecord>;
+  /** Tracks whose tags, size or mtime changed (same id). */
   changed?: Iterable<TrackRecord>;
   /** Track ids. */
   removed?: Iterable<number>;
@@ -179,11 +198,17 @@ export interface Collision {
 
 /** Counts for status.json. */
 export interface TreeStats {
+  /** Track files (each counted once, though listed in several views). */
   tracks: number;
+  /** Distinct (album artist, album, year) groups. */
   albums: number;
+  /** Directories in the tree, the fixed ones included. */
   dirs: number;
+  /** Source directories with a cover image. */
   covers: number;
+  /** Entries of the library's problem list. */
   problems: number;
+  /** Names that got a collision suffix. */
   collisions: number;
 }
 
@@ -191,11 +216,15 @@ export interface TreeStats {
 export interface TreeOptions {
   /** Library roots: source paths are `<origin path>/<relPath>`. */
   origins: Iterable<Origin>;
+  /** Every track of the library; none when absent. */
   tracks?: Iterable<TrackRecord>;
+  /** The cover of each source directory that has one. */
   covers?: Iterable<CoverImage>;
+  /** The library's problem list, for /.musicfs/problems.txt. */
   problems?: Iterable<Problem>;
   /** Owner of every node (the mounting user). */
   uid: number;
+  /** Group of every node (the mounting user's group). */
   gid: number;
   /** The /Artists layout (`--layout`); default {@link DEFAULT_LAYOUT}. */
   layout?: Layout | string;
