@@ -65,7 +65,10 @@ const NUMERIC: ReadonlySet<LayoutField> = new Set(["track", "disc", "year"]);
 export class LayoutError extends Error {
   /** The template as given. */
   readonly template: string;
-  /** @param template the template as given */
+  /**
+   * `message` says what is wrong and where.
+   * @param template the template as given
+   */
   constructor(message: string, template: string, options?: ErrorOptions) {
     super(message, options);
     this.name = "LayoutError";
@@ -81,7 +84,9 @@ export type LayoutPart =
 
 /** A parsed template: one part list per path segment, the last being the file name. */
 export interface Layout {
+  /** The template text as given to {@link parseLayout}. */
   readonly template: string;
+  /** Path segments, directories first; each renders to one sanitised name. */
   readonly segments: readonly (readonly LayoutPart[])[];
 }
 

@@ -34,10 +34,15 @@ const SEARCH_DIRS_KEPT = 64;
 
 /** A track file as the chunk cache sees it. */
 export interface CachedFile {
+  /** Id of the origin holding the source file. */
   originId: number;
+  /** Track id in library.db; may be reused after a rebuild, so not a safe cache key. */
   id: number;
+  /** Source size in bytes, as scanned. */
   size: number;
+  /** Source modification time in ms since the epoch, as scanned. */
   mtimeMs: number;
+  /** Absolute path of the source file. */
   path: string;
 }
 
@@ -45,6 +50,7 @@ export interface CachedFile {
 export interface CacheRoute {
   /** Whether reads of this origin go through the cache. */
   routes(originId: number): boolean;
+  /** Fill `dst` with the bytes of `file` from `offset`; resolves to the byte count. */
   read(file: CachedFile, offset: number, dst: Uint8Array): Promise<number>;
   /** A file was opened: warm the cache with the rest of it (and what follows). */
   opened?(file: CachedFile): void;
@@ -52,11 +58,13 @@ export interface CacheRoute {
 
 /** What the operations need besides the tree. */
 export interface MusicOpsOptions {
+  /** The tree served; updated by its owner, read on every request. */
   tree: VirtualTree;
   /** Track ids matching a query, best first; absent: /.search stays empty. */
   search?: (query: string, limit: number) => Promise<number[]>;
   /** Called with the kernel invalidations that search directories cause. */
   invalidate?: (inv: Invalidation[]) => void;
+  /** Chunk cache route for origins read through it; absent: every read goes to the source. */
   cache?: CacheRoute;
   /** Whether an origin is reachable; reads of an unhealthy origin fail fast with EIO. */
   healthy?: (originId: number) => boolean;
