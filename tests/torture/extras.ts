@@ -503,8 +503,17 @@ export async function load(t: Torture, opts: { ms: number }): Promise<void> {
     );
     t.good.set(abs, { relPath: rel, sha: await sha256File(abs) });
   }
-  await waitFor(async () => (await d.getStatus()).tracks === t.good.size, 30_000)
-    .catch(() => t.violation("load: the long tracks were not picked up by the watcher"));
+  let st = await d.getStatus();
+  await waitFor(async () => (st = await d.getStatus()).tracks === t.good.size, 30_000)
+    .catch(async () => {
+      t.violation(
+        `load: 16 new tracks not picked up in 30 s: ${st.tracks} tracks, ${t.good.size} good`,
+        `scan ${JSON.stringify(st.scan)} origins ${JSON.stringify(st.origins)}\n${
+          tail(d.stderr, 30)
+        }`,
+      );
+      await d.control("POST", "/rescan").catch(() => {});
+    });
   await d.waitScanDone(120_000);
   const files = (await t.listMounted()) ?? [];
   const srcs = await sourcesOf(files);
