@@ -88,7 +88,10 @@ async function sourcesOf(files: string[]): Promise<Map<string, string>> {
  * middle of read loops. Then cached tracks still read correctly, uncached reads fail within
  * 5 s, listings and the control API answer; once the root returns, every track reads again.
  */
-export async function deadOrigin(t: Torture, opts: { tracks: number }): Promise<void> {
+export async function deadOrigin(
+  t: Torture,
+  opts: { tracks: number; rescanWhileGone?: boolean },
+): Promise<void> {
   t.step = "dead origin";
   if (t.daemon) await t.stopClean();
   const base = `${t.dirs.root}/origin`;
@@ -208,6 +211,24 @@ export async function deadOrigin(t: Torture, opts: { tracks: number }): Promise<
         Math.round(maxMs)
       } ms), ${listed} listed, origin healthy=${status?.origins[0]?.healthy}`,
     );
+
+    // A rescan while the root is gone (an empty directory now) must not drop the library: an
+    // unmounted share is not a deleted one. (Long run only until the daemon guards it.)
+    if (opts.rescanWhileGone) {
+      await d!.control("POST", "/rescan", 5000).catch(() => {});
+      await d!.waitScanDone(30_000).catch(() => {});
+      const after = await sha256Mounted(cached);
+      const keptAfterRescan = cached.filter((f) => after.get(f) === want(f)).length;
+      const st2 = await d!.getStatus(5000).catch(() => undefined);
+      t.log(
+        `dead origin: after a rescan, ${st2?.tracks} tracks, ${keptAfterRescan} cached readable`,
+      );
+      if (keptAfterRescan !== cached.length) {
+        t.violation(
+          `dead origin: a rescan with the root gone dropped tracks: ${st2?.tracks} of ${shaOf.size} left, ${keptAfterRescan}/${cached.length} cached still readable`,
+        );
+      }
+    }
 
     // The root returns: every track reads again.
     if (bind) {

@@ -29,6 +29,8 @@ export interface SuiteOptions {
   fullDisk: boolean;
   /** Tracks of the dead-origin library (0: skip). */
   originTracks: number;
+  /** Dead origin: also POST /rescan while the root is gone (the library must survive it). */
+  rescanWhileGone?: boolean;
   /** Tracks in the one huge album of the bad-input case (0: skip the case). */
   albumTracks: number;
   /** Milliseconds of load (0: skip). */
@@ -96,7 +98,9 @@ export async function runTorture(o: SuiteOptions): Promise<SuiteResult> {
     if (o.fullDisk && Deno.uid() === 0) await fullDisk(t);
 
     // A library root that disappears mid-read, bad input, load.
-    if (o.originTracks) await deadOrigin(t, { tracks: o.originTracks });
+    if (o.originTracks) {
+      await deadOrigin(t, { tracks: o.originTracks, rescanWhileGone: o.rescanWhileGone });
+    }
     if (o.albumTracks) await badInput(t, { albumTracks: o.albumTracks });
     if (o.loadMs) {
       await load(t, { ms: o.loadMs });
