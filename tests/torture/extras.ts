@@ -505,6 +505,7 @@ export async function load(t: Torture, opts: { ms: number }): Promise<void> {
   t.step = "load";
   if (!t.daemon) await t.start();
   const d = t.daemon!;
+  await d.waitScanDone(120_000); // the control socket may answer a little after the mount
   // 16 long tracks (a few MB each) so every reader really streams, besides the small ones.
   for (let i = 0; i < 16; i++) {
     const format = (["wav", "flac"] as AudioFormat[])[i % 2];
@@ -525,7 +526,10 @@ export async function load(t: Torture, opts: { ms: number }): Promise<void> {
     t.good.set(abs, { relPath: rel, sha: await sha256File(abs) });
   }
   let st = await d.getStatus();
-  await waitFor(async () => (st = await d.getStatus()).tracks === t.good.size, 30_000)
+  await waitFor(
+    async () => (st = await d.getStatus().catch(() => st)).tracks === t.good.size,
+    30_000,
+  )
     .catch(async () => {
       t.violation(
         `load: 16 new tracks not picked up in 30 s: ${st.tracks} tracks, ${t.good.size} good`,
