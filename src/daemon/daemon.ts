@@ -109,6 +109,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       });
     }
     const origins: Origin[] = opts.libraries.map((p) => db!.ensureOrigin(p));
+    const originPath = new Map(origins.map((o) => [o.id, o.path]));
     // Offline `musicfs search` prints /Artists paths; it needs the layout the daemon used.
     const layoutFile = `${opts.stateDir}/layout`;
     if (opts.layout) await Deno.writeTextFile(layoutFile, opts.layout);
@@ -126,8 +127,15 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       generation: db.generation,
       rebuildFrom: () => ours(db!.allTracks()),
     });
+    // One known track per origin: an unmounted share leaves an empty mountpoint that a stat
+    // of the root alone would call healthy.
+    const sample = new Map<number, string>();
     const health = new HealthMonitor({
-      origins: origins.map((o) => ({ id: String(o.id), path: o.path })),
+      origins: origins.map((o) => ({
+        id: String(o.id),
+        path: o.path,
+        probeFile: () => sample.get(o.id),
+      })),
     });
 
     const cache = await openDaemonCache({
@@ -177,7 +185,12 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
 
     const tree = new VirtualTree({
       origins,
-      tracks: ours(db.allTracks()),
+      tracks: ours(db.allTracks()).map((t) => {
+        if (!sample.has(t.originId)) {
+          sample.set(t.originId, `${originPath.get(t.originId)}/${t.relPath}`);
+        }
+        return t;
+      }),
       covers: ours(db.covers()),
       problems: ours(db.problems()),
       uid,
@@ -205,6 +218,16 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
 
     const onChange = (c: LibraryChange) => {
       const removedIds = c.removed.map((t) => t.id);
+      for (const t of c.removed) {
+        if (sample.get(t.originId) === `${originPath.get(t.originId)}/${t.relPath}`) {
+          sample.delete(t.originId);
+        }
+      }
+      for (const t of c.added) {
+        if (!sample.has(t.originId)) {
+          sample.set(t.originId, `${originPath.get(t.originId)}/${t.relPath}`);
+        }
+      }
       const inv = tree.apply({
         added: c.added,
         changed: c.changed,
@@ -331,6 +354,14 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     const wd = systemd.watchdogIntervalMs();
     if (wd) supervisor.spawnSupervised("watchdog", (signal) => systemd.runWatchdog(signal));
 
+    health.onChange = (id, h) => {
+      log.warn("Library {path} is {state}", {
+        path: originPath.get(Number(id)),
+        state: h.healthy ? "reachable again" : "unreachable",
+      });
+      // Whatever changed while it was away (or a scan refused while its root looked empty).
+      if (h.healthy) rescan();
+    };
     rescan();
     systemd.ready();
     opts.onReady?.({ mountpoint, tracks: tree.stats().tracks, pid: Deno.pid });

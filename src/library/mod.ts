@@ -47,6 +47,7 @@ export {
 } from "./tags.ts";
 export { ParseCancelledError, ParserPool, type ParserPoolOptions } from "./pool.ts";
 export {
+  EmptyRootError,
   type LibraryChange,
   Scanner,
   type ScannerOptions,

@@ -30,6 +30,27 @@ import { Walker } from "./walker.ts";
 
 const log = logger("library", "scanner");
 
+/**
+ * A scan found a library root empty although the library knows tracks under it, e.g. an
+ * unmounted network share leaving its mountpoint behind. Nothing is removed.
+ */
+export class EmptyRootError extends Error {
+  /** The library root. */
+  readonly root: string;
+  /** Tracks the library still keeps for it. */
+  readonly kept: number;
+  /** Describe the empty `root` and how many tracks are kept. */
+  constructor(root: string, kept: number, options?: ErrorOptions) {
+    super(
+      `Library root ${root} is empty (unmounted share?); keeping its ${kept} tracks until it comes back`,
+      options,
+    );
+    this.name = "EmptyRootError";
+    this.root = root;
+    this.kept = kept;
+  }
+}
+
 /** What changed in the library with one committed batch. */
 export interface LibraryChange {
   /** Tracks new to the library, with their assigned ids. */
@@ -348,7 +369,10 @@ export class Scanner {
       run.report();
     };
 
+    const knownBefore = known.size;
+    let found = 0;
     const onBatch = (b: WalkBatch) => {
+      found += b.files.length + b.problems.length;
       for (const f of b.files) {
         run.progress.seen++;
         run.result.seen++;
@@ -408,6 +432,11 @@ export class Scanner {
       await this.#settle(parses, signal);
       this.#commit(run);
 
+      if (scope === "" && knownBefore > 0 && found === 0 && failedDirs.length === 0) {
+        // A library root that suddenly holds nothing is far more often an unmounted share or
+        // a dead NAS (its empty mountpoint) than a library deleted on purpose: keep its tracks.
+        throw new EmptyRootError(origin.path, knownBefore);
+      }
       run.progress.phase = "removing";
       const keep = (p: string) =>
         summary.scope !== "missing" && failedDirs.some((d) => isUnder(p, d));

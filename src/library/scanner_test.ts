@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { Database, DatabaseWriteError } from "./db.ts";
 import { ParserPool } from "./pool.ts";
-import { type LibraryChange, Scanner, type ScannerOptions } from "./scanner.ts";
+import { EmptyRootError, type LibraryChange, Scanner, type ScannerOptions } from "./scanner.ts";
 import { Walker } from "./walker.ts";
 import { type FixtureTags, makeLibrary, writeTrack } from "../../tests/fixtures/mod.ts";
 import type { Tags } from "./types.ts";
@@ -224,6 +224,32 @@ Deno.test("a library root that vanished fails the scan and removes nothing", asy
       await Deno.rename(`${lib}/music`, `${lib}/elsewhere`);
       await assert.rejects(() => scanner.scanOrigin(origin), /music/);
       assert.equal(db.trackCount(), 5);
+    } finally {
+      scanner.close();
+      db.close();
+    }
+  });
+});
+
+Deno.test("a library root left empty (unmounted share) keeps its tracks; deleting some still removes them", async () => {
+  await withDirs(async (lib, state) => {
+    const written = await writeAlbums(`${lib}/music`, 5);
+    const db = Database.open(`${state}/library.db`);
+    const scanner = scannerFor(db);
+    try {
+      const [first] = await scanner.scan([`${lib}/music`]);
+      const origin = db.origins().find((o) => o.id === first.originId)!;
+      // The share goes away: its mountpoint stays, empty.
+      await Deno.rename(`${lib}/music`, `${lib}/away`);
+      await Deno.mkdir(`${lib}/music`);
+      await assert.rejects(() => scanner.scanOrigin(origin), EmptyRootError);
+      assert.equal(db.trackCount(), 5);
+      // It comes back with one track fewer: that one really is gone.
+      await Deno.remove(`${lib}/music`);
+      await Deno.rename(`${lib}/away`, `${lib}/music`);
+      await Deno.remove(`${lib}/music/${written[0]}`);
+      await scanner.scanOrigin(origin);
+      assert.equal(db.trackCount(), 4);
     } finally {
       scanner.close();
       db.close();
