@@ -10,34 +10,15 @@ import { sockaddrUn } from "../src/daemon/sd_notify.ts";
 import { SearchIndex } from "../src/search/mod.ts";
 import { isMounted, needsFuse, waitFor } from "./support/helpers.ts";
 import {
-  type DaemonDirs,
   daemonDirs,
+  daemonOptions,
   detachIfMounted,
+  exists,
   musicfs,
   processAlive,
   startDaemon,
   withDaemon,
 } from "./support/daemon.ts";
-
-function daemonOptions(dirs: DaemonDirs, env?: Record<string, string>) {
-  return {
-    libraries: [dirs.lib],
-    mountpoint: dirs.mnt,
-    stateDir: dirs.state,
-    cacheDir: dirs.cache,
-    env,
-  };
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
-}
 
 /** Every file below `root`, relative to it (async readdir only). */
 async function listFiles(root: string): Promise<string[]> {
@@ -278,7 +259,7 @@ Deno.test(
     const timer = setInterval(() => receiver.drain(), 5);
     try {
       const lib = await makeLibrary(dirs.lib, { tracks: 30, seed: 27 });
-      const d = await startDaemon(daemonOptions(dirs, { NOTIFY_SOCKET: receiver.path }));
+      const d = await startDaemon(daemonOptions(dirs, { env: { NOTIFY_SOCKET: receiver.path } }));
       try {
         await d.waitScanDone();
         await waitFor(

@@ -13,7 +13,9 @@ import { getXattr, isMounted, needsFuse, waitFor } from "./support/helpers.ts";
 import {
   type DaemonDirs,
   daemonDirs,
+  daemonOptions,
   detachIfMounted,
+  exists,
   musicfs,
   startDaemon,
   withDaemon,
@@ -285,26 +287,6 @@ async function withLibrary(
   } finally {
     await detachIfMounted(dirs.mnt);
     await dirs.cleanup();
-  }
-}
-
-function daemonOptions(dirs: DaemonDirs, args: string[] = []) {
-  return {
-    libraries: [dirs.lib],
-    mountpoint: dirs.mnt,
-    stateDir: dirs.state,
-    cacheDir: dirs.cache,
-    args,
-  };
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
   }
 }
 
@@ -618,7 +600,7 @@ Deno.test(
   async () => {
     await withLibrary({ tracks: 60, seed: 17 }, async (dirs, lib) => {
       const layout = "{genre}/{artist}/{track:02} {title}";
-      await withDaemon(daemonOptions(dirs, ["--layout", layout]), async (d) => {
+      await withDaemon(daemonOptions(dirs, { args: ["--layout", layout] }), async (d) => {
         await d.waitScanDone();
         const mnt = dirs.mnt;
         const exp = expectations(lib);

@@ -311,3 +311,28 @@ export async function processAlive(pid: number): Promise<boolean> {
     return false;
   }
 }
+
+/** Start options for a daemon on `dirs`, plus extra CLI arguments or environment. */
+export function daemonOptions(
+  dirs: DaemonDirs,
+  extra: { args?: string[]; env?: Record<string, string> } = {},
+): StartOptions {
+  return {
+    libraries: [dirs.lib],
+    mountpoint: dirs.mnt,
+    stateDir: dirs.state,
+    cacheDir: dirs.cache,
+    ...extra,
+  };
+}
+
+/** Whether `path` exists (without following a final symlink). */
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}
