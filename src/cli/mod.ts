@@ -113,12 +113,17 @@ export async function main(args: string[]): Promise<number> {
             throw new UsageError(`Invalid --limit: ${o.limit} (use a whole number from 1 to 1000)`);
           }
         }
+        const stateDir = stateDirOf(o);
+        // The daemon records its mountpoint and a custom --layout there, for answers without it.
+        const layout = await Deno.readTextFile(`${stateDir}/layout`).catch(() => undefined);
+        const lastMount = await Deno.readTextFile(`${stateDir}/mountpoint`).catch(() => undefined);
         code = await searchCommand({
-          stateDir: stateDirOf(o),
+          stateDir,
+          layout,
           query: words.join(" "),
           limit,
           json: o.json,
-          mountpoint: o.mountpoint && abs(o.mountpoint),
+          mountpoint: o.mountpoint ? abs(o.mountpoint) : lastMount,
         });
       },
     );

@@ -114,6 +114,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     const layoutFile = `${opts.stateDir}/layout`;
     if (opts.layout) await Deno.writeTextFile(layoutFile, opts.layout);
     else await Deno.remove(layoutFile).catch(() => {});
+    await Deno.writeTextFile(`${opts.stateDir}/mountpoint`, opts.mountpoint);
     const originIds = new Set(origins.map((o) => o.id));
     const ours = <T extends { originId: number }>(xs: Iterable<T>) =>
       [...xs].filter((x) => originIds.has(x.originId));
