@@ -384,7 +384,10 @@ Deno.test("fuse: mountpoint problems give one-line errors", needsFuse, async () 
     const other = await FuseSession.mount(`${dir.path}/busy`, new DemoFs());
     try {
       // Refused either way; under load the probe may time out before the other mount answers.
-      await assert.rejects(FuseSession.mount(`${dir.path}/busy`, fs), /another FUSE filesystem|does not answer/);
+      await assert.rejects(
+        FuseSession.mount(`${dir.path}/busy`, fs),
+        /another FUSE filesystem|does not answer/,
+      );
     } finally {
       await other.unmount();
     }
