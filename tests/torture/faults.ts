@@ -6,8 +6,10 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { isMounted, run, waitFor } from "../support/helpers.ts";
-import { sleep, tail, type Torture, walkFiles } from "./harness.ts";
+import { encodeTrack } from "../fixtures/mod.ts";
+import { getXattr, isMounted, run, waitFor } from "../support/helpers.ts";
+import { type DaemonProcess, detachIfMounted, startDaemon } from "../support/daemon.ts";
+import { offlineCheck, sha256Mounted, sleep, tail, type Torture, walkFiles } from "./harness.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Crash loop
@@ -375,4 +377,177 @@ export async function fullDisk(t: Torture): Promise<void> {
     await t.shutdown();
     await run(["umount", "-l", state]);
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Full cache dir
+
+/**
+ * A FLAC track of about `bytes` bytes whose PADDING block is filled with random bytes, so its
+ * 1 MiB chunks are unique (zero padding would deduplicate to one chunk and never fill a disk).
+ */
+function bigUniqueFlac(n: number, bytes: number): Uint8Array {
+  const b = encodeTrack("flac", {
+    artist: "Full Cache Artist",
+    album: "Full Cache Album",
+    title: `Full Cache Song ${n}`,
+    track: n,
+    year: 2001,
+    genre: "Noise",
+  }, { padBytes: bytes });
+  // Walk the metadata blocks after "fLaC" to the PADDING block (type 1).
+  let off = 4;
+  for (;;) {
+    const last = (b[off] & 0x80) !== 0;
+    const type = b[off] & 0x7f;
+    const len = (b[off + 1] << 16) | (b[off + 2] << 8) | b[off + 3];
+    if (type === 1) {
+      const pad = b.subarray(off + 4, off + 4 + len);
+      for (let i = 0; i < pad.length; i += 65536) {
+        crypto.getRandomValues(pad.subarray(i, Math.min(i + 65536, pad.length)));
+      }
+      return b;
+    }
+    if (last) throw new Error("the FLAC fixture has no PADDING block");
+    off += 4 + len;
+  }
+}
+
+/**
+ * The cache dir on a small tmpfs (4 MiB) that fills up while every track is read with
+ * `--cache-reads always` and an LRU limit (64 MiB) bigger than the disk, so chunk writes fail
+ * with ENOSPC instead of evicting: every read still returns the source's bytes, the daemon
+ * keeps serving and logs the condition, no temp chunk file is left; once the tmpfs is
+ * remounted bigger, reads are cached again. Root only.
+ */
+export async function fullCache(t: Torture, opts: { tracks: number }): Promise<void> {
+  t.step = "full disk (cache dir)";
+  const before = t.stats.violations.length;
+  const base = `${t.dirs.root}/fullcache`;
+  const lib = `${base}/lib`;
+  const mnt = `${base}/mnt`;
+  const cache = `${base}/cache`;
+  for (const d of [lib, mnt, cache]) await Deno.mkdir(d, { recursive: true });
+  const want = new Map<string, string>(); // source path -> sha256
+  for (let n = 1; n <= opts.tracks; n++) {
+    const p = `${lib}/${String(n).padStart(2, "0")} - Full Cache Song ${n}.flac`;
+    const bytes = bigUniqueFlac(n, 2_500_000 + n * 1000);
+    await Deno.writeFile(p, bytes);
+    want.set(p, createHash("sha256").update(bytes).digest("hex"));
+  }
+  const m = await run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", cache]);
+  if (m.code !== 0) throw new Error(`mount tmpfs: ${m.stderr}`);
+  let d: DaemonProcess | undefined;
+  try {
+    d = await startDaemon({
+      libraries: [lib],
+      mountpoint: mnt,
+      stateDir: `${base}/state`,
+      cacheDir: cache,
+      args: ["--cache-reads", "always", "--cache-size", "64M"],
+      readyTimeoutMs: 60_000,
+    });
+    await d.waitScanDone(60_000);
+    t.stats.corruptions++;
+    // Every read returns the right bytes, before and after the disk fills up.
+    const files = await sourcesByMounted(t, mnt);
+    const readAll = async (what: string) => {
+      const hashes = await sha256Mounted([...files.keys()]);
+      const bad = [...files].filter(([f, src]) => hashes.get(f) !== want.get(src));
+      if (bad.length) {
+        t.violation(
+          `${bad.length} of ${files.size} reads ${what} differ from their source`,
+          bad.slice(0, 3).map(([f]) => `${f}: ${hashes.get(f) ?? "unreadable"}`).join("\n") +
+            "\n" + tail(d!.stderr, 20),
+        );
+      }
+      return files.size - bad.length;
+    };
+    if (files.size !== opts.tracks) {
+      t.violation(`${files.size} tracks mounted, want ${opts.tracks}`, tail(d.stderr, 20));
+    }
+    let ok = await readAll("on a filling cache dir");
+    ok += await readAll("on a full cache dir"); // chunks not stored must come from the origin
+    const full = await d.getStatus().catch((e) => {
+      t.violation("the control API stopped answering on a full cache dir", String(e));
+      return undefined;
+    });
+    if (d.exitStatus) t.violation("the daemon exited on a full cache dir", tail(d.stderr, 30));
+    const ls = await run(["timeout", "10", "ls", `${mnt}/Artists`]);
+    if (ls.code !== 0) t.violation("the mount stopped answering on a full cache dir", ls.stderr);
+    const enospc = d.stderr.split("\n").filter((l) => /no space left|ENOSPC/i.test(l));
+    if (!enospc.length) {
+      t.violation("the full cache dir is not reported in the log", tail(d.stderr, 15));
+    }
+    t.log(`full cache: status cache ${JSON.stringify(full?.cache)}; ${enospc.length} log lines`);
+    t.log(enospc.slice(-3).join("\n"));
+    // No partial chunk file is left.
+    const temps: string[] = [];
+    for await (const p of walkFiles(cache)) {
+      if (/\.tmp$|\.part$|tmp-/.test(p) || p.startsWith(`${cache}/tmp/`)) temps.push(p);
+    }
+    if (temps.length) t.violation("temp chunk files left on a full cache dir", temps.join("\n"));
+    // Free space: remount bigger; further reads are cached again.
+    const chunksFull = full?.cache?.chunks ?? 0;
+    const r = await run(["mount", "-o", "remount,size=64m", cache]);
+    if (r.code !== 0) throw new Error(`remount tmpfs: ${r.stderr}`);
+    ok += await readAll("after space was freed");
+    let chunksAfter = chunksFull;
+    await waitFor(async () => {
+      chunksAfter = (await d!.getStatus()).cache?.chunks ?? 0;
+      return chunksAfter > chunksFull;
+    }, 15_000).catch(() =>
+      t.violation(
+        `reads after space was freed cached nothing (${chunksAfter} chunks)`,
+        tail(d!.stderr, 15),
+      )
+    );
+    t.stats.extras.push([
+      "full cache dir: reads right / made",
+      `${ok} / ${files.size * 3}`,
+    ]);
+    t.stats.extras.push([
+      "full cache dir: ENOSPC log lines, chunks full -> freed",
+      `${enospc.length}, ${chunksFull} -> ${chunksAfter}`,
+    ]);
+    // A clean stop, no mount left.
+    const dd = d;
+    d = undefined;
+    dd.kill("SIGTERM");
+    const st = await dd.waitExit(20_000).catch(() => undefined);
+    if (!st) {
+      t.violation("the daemon ignored SIGTERM for 20 s", tail(dd.stderr, 40));
+      await dd.stop(1000);
+    } else if (st.code !== 0) {
+      t.violation(`clean stop exited with code ${st.code}`, tail(dd.stderr, 40));
+    }
+    if (await isMounted(mnt)) t.violation("a mount was left behind after a clean stop");
+    const check = await offlineCheck(`${base}/state`, cache);
+    if (!check.ok) {
+      t.violation(
+        `offline check (${check.how}) reports damage after a full cache dir`,
+        check.detail,
+      );
+    }
+    if (t.stats.violations.length === before) t.stats.recoveries++;
+  } finally {
+    if (d) await d.stop(15_000);
+    await detachIfMounted(mnt);
+    await run(["umount", "-l", cache]);
+  }
+}
+
+/** Mounted file -> source path (xattr) of every file under `<mnt>/Artists`. */
+async function sourcesByMounted(t: Torture, mnt: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  const r = await run(["timeout", "30", "find", `${mnt}/Artists`, "-type", "f", "-print0"]);
+  if (r.code !== 0) {
+    t.violation("find under /Artists failed", r.stderr);
+    return out;
+  }
+  for (const f of r.stdout.split("\0").filter(Boolean)) {
+    const s = await getXattr(f, "user.musicfs.source");
+    if (s !== null) out.set(f, s);
+  }
+  return out;
 }

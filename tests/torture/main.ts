@@ -36,6 +36,7 @@ if (import.meta.main) {
     sample: 200,
     fullChecks: true,
     fullDisk: true,
+    fullCacheTracks: 8,
     originTracks: 200,
     rescanWhileGone: Deno.env.get("MUSICFS_TORTURE_RESCAN_GONE") !== "0",
     albumTracks: envInt("MUSICFS_TORTURE_ALBUM", 3000),

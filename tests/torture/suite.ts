@@ -1,13 +1,20 @@
 /**
  * One torture run, shared by `deno task torture` (long) and torture_test.ts (fast slice):
- * a baseline, crash rounds, the corruption matrix, a full disk (root only), each followed by
- * the invariants.
+ * a baseline, crash rounds, the corruption matrix, a full state and cache dir (root only), each
+ * followed by the invariants.
  *
  * @module
  */
 import { summaryTable, Torture, tortureSeed, type TortureStats } from "./harness.ts";
 import { badInput, deadOrigin, load } from "./extras.ts";
-import { corruptionCase, CORRUPTIONS, crashRound, fullDisk, warmCache } from "./faults.ts";
+import {
+  corruptionCase,
+  CORRUPTIONS,
+  crashRound,
+  fullCache,
+  fullDisk,
+  warmCache,
+} from "./faults.ts";
 
 /** Options of {@link runTorture}. */
 export interface SuiteOptions {
@@ -25,8 +32,10 @@ export interface SuiteOptions {
   sample: number;
   /** Hash every mounted file after every restart. */
   fullChecks?: boolean;
-  /** Run the full-disk case when root. */
+  /** Run the full-disk cases (state dir, cache dir) when root. */
   fullDisk: boolean;
+  /** Tracks (2.5 MB each) of the full cache dir case; default 4 (a 4 MiB tmpfs holds 3 chunks). */
+  fullCacheTracks?: number;
   /** Tracks of the dead-origin library (0: skip). */
   originTracks: number;
   /** Dead origin: also POST /rescan while the root is gone (the library must survive it). */
@@ -94,8 +103,11 @@ export async function runTorture(o: SuiteOptions): Promise<SuiteResult> {
       }
     }
 
-    // A full state dir.
-    if (o.fullDisk && Deno.uid() === 0) await fullDisk(t);
+    // A full state dir, a full cache dir.
+    if (o.fullDisk && Deno.uid() === 0) {
+      await fullDisk(t);
+      await fullCache(t, { tracks: o.fullCacheTracks ?? 4 });
+    }
 
     // A library root that disappears mid-read, bad input, load.
     if (o.originTracks) {

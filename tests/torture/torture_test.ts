@@ -1,6 +1,6 @@
 /**
  * The fast slice of the torture suite (issue 7) under `deno task test`: a few crash rounds,
- * every corruption case once, the full state dir when root, a dead origin, bad input and 5 s of
+ * every corruption case once, the full state and cache dirs when root, a dead origin, bad input and 5 s of
  * load. `deno task torture` runs the
  * long version. Replay a failure with `MUSICFS_TORTURE_SEED=<seed printed>`.
  */
@@ -22,6 +22,7 @@ Deno.test(
       cleanStopEvery: rounds,
       sample: 40,
       fullDisk: true,
+      fullCacheTracks: 4,
       originTracks: 40,
       albumTracks: 500,
       loadMs: 5000,
