@@ -3,7 +3,13 @@
  * CAS (`--cache-reads remote`: network filesystems; `always`: all; `never`: none), the reader
  * that serves those reads, and the prefetcher that warms the rest of an opened track.
  */
-import { CachedReader, CasStore, Prefetcher, type SourceFile } from "../cas/mod.ts";
+import {
+  CachedReader,
+  CasStore,
+  type ChunkCache,
+  Prefetcher,
+  type SourceFile,
+} from "../cas/mod.ts";
 import type { CachedFile, CacheRoute } from "../fs/mod.ts";
 import type { Origin } from "../library/mod.ts";
 import { type HealthMonitor, isNetworkFs } from "./health.ts";
@@ -18,7 +24,16 @@ export interface DaemonCache {
   /** Origin ids read through the cache. */
   routed: Set<number>;
   mode: string;
-  stats(): { chunks: number; bytes: number; maxSize: number; mode: string };
+  stats(): {
+    chunks: number;
+    bytes: number;
+    maxSize: number;
+    mode: string;
+    /** Chunk stores that failed (full disk, cache full); reads were served regardless. */
+    failedWrites: number;
+    /** The last such failure and when, if any. */
+    lastWriteError?: string;
+  };
   close(): Promise<void>;
 }
 
@@ -49,7 +64,21 @@ export async function openDaemonCache(opts: {
     await lock.release();
     throw e;
   }
-  const reader = new CachedReader({ cas, health: opts.health });
+  // Store failures (a full cache disk, StoreFullError) never fail a read: the bytes are
+  // served anyway. Count them here so status shows the condition, not only the log.
+  const writes = { failed: 0, lastError: undefined as string | undefined, at: 0 };
+  const counted: ChunkCache = {
+    readChunkFor: (k, n) => cas.readChunkFor(k, n),
+    getChunkFor: (k, n) => cas.getChunkFor(k, n),
+    storeChunkFor: (k, n, b) =>
+      cas.storeChunkFor(k, n, b).catch((e) => {
+        writes.failed++;
+        writes.lastError = (e as Error).message;
+        writes.at = Date.now();
+        throw e;
+      }),
+  };
+  const reader = new CachedReader({ cas: counted, health: opts.health });
   const prefetcher = new Prefetcher({ fetchChunk: reader.fetchChunk, concurrency: 2 });
   log.info("Reading {count} librar(ies) through the chunk cache at {dir}", {
     count: routed.size,
@@ -74,7 +103,13 @@ export async function openDaemonCache(opts: {
         if (chunkNos.length) prefetcher.enqueue(key, chunkNos);
       },
     },
-    stats: () => ({ ...cas.stats(), mode: opts.mode }),
+    stats: () => ({
+      ...cas.stats(),
+      mode: opts.mode,
+      failedWrites: writes.failed,
+      lastWriteError: writes.lastError &&
+        `${writes.lastError} (${new Date(writes.at).toISOString()})`,
+    }),
     async close() {
       prefetcher.stop();
       await reader.idle();

@@ -71,7 +71,14 @@ export interface DaemonStatus {
     watch: "watching" | "polling";
     reason?: string;
   }[];
-  cache: { chunks: number; bytes: number; maxSize: number; mode: string } | null;
+  cache: {
+    chunks: number;
+    bytes: number;
+    maxSize: number;
+    mode: string;
+    failedWrites: number;
+    lastWriteError?: string;
+  } | null;
   search: { state: string; documents: number };
   fuse: { requests: number; errors: number; inflight: number; passthrough: boolean };
 }

@@ -479,6 +479,14 @@ export async function fullCache(t: Torture, opts: { tracks: number }): Promise<v
     if (!enospc.length) {
       t.violation("the full cache dir is not reported in the log", tail(d.stderr, 15));
     }
+    // Chunk stores run after the reads they serve: give the failures a moment to be counted.
+    let reported: unknown = full?.cache;
+    await waitFor(async () => {
+      reported = (await d!.getStatus()).cache;
+      return ((reported as { failedWrites?: number } | null)?.failedWrites ?? 0) > 0;
+    }, 10_000).catch(() =>
+      t.violation("the full cache dir is not reported in status", JSON.stringify(reported))
+    );
     t.log(`full cache: status cache ${JSON.stringify(full?.cache)}; ${enospc.length} log lines`);
     t.log(enospc.slice(-3).join("\n"));
     // No partial chunk file is left.

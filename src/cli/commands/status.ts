@@ -65,7 +65,16 @@ export interface DaemonStatus {
   tasks: TaskStatusJson[];
   origins: OriginStatus[];
   /** Null when the cache is off. */
-  cache: { chunks: number; bytes: number; maxSize: number; mode: string } | null;
+  cache: {
+    chunks: number;
+    bytes: number;
+    maxSize: number;
+    mode: string;
+    /** Chunk stores that failed (e.g. the cache disk is full); reads were served anyway. */
+    failedWrites?: number;
+    /** The last such failure, with its time. */
+    lastWriteError?: string;
+  } | null;
   search: { state: "loading" | "ready" | "failed"; documents: number };
 }
 
@@ -129,6 +138,9 @@ export function formatStatus(s: Partial<DaemonStatus>, now = Date.now()): string
       "cache",
       `${c.chunks} chunks, ${formatBytes(c.bytes)} of ${formatBytes(c.maxSize)} (reads: ${c.mode})`,
     );
+    if (c.failedWrites) {
+      row("", `${c.failedWrites} chunk writes failed, last: ${c.lastWriteError ?? "unknown"}`);
+    }
   } else if (s.cache === null) {
     row("cache", "off");
   }
