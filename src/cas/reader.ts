@@ -8,7 +8,7 @@
  */
 import { logger } from "../log/mod.ts";
 import { Errno, FsError } from "../fuse/mod.ts";
-import { StoreFullError } from "./errors.ts";
+import { CasWriteError, StoreFullError } from "./errors.ts";
 import { type CasStore, fileKey } from "./store.ts";
 
 const log = logger("cas", "reader");
@@ -240,7 +240,8 @@ export class CachedReader {
       this.#cas.storeChunkFor(key, chunkNo, bytes).then(
         () => settleStored(undefined),
         (e: Error) => {
-          if (e instanceof StoreFullError) {
+          // The store itself warns about write failures (throttled); no second line per chunk.
+          if (e instanceof StoreFullError || e instanceof CasWriteError) {
             log.debug("Serving chunk {chunkNo} of {path} uncached: {message}", {
               chunkNo,
               path: file.path,

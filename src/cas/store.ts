@@ -522,9 +522,25 @@ export class CasStore {
     return hash;
   }
 
+  // A full disk fails every chunk write of a stream: one warning a minute per kind of
+  // failure, with the count of the ones not logged, instead of one line per chunk.
+  #writeWarned = { code: "", at: 0, suppressed: 0 };
+
   #writeFailed(cause: unknown): CasWriteError {
     const err = new CasWriteError(cause);
-    log.warn("{message} in {dir}", { message: err.message, code: err.code, dir: this.#dir });
+    const w = this.#writeWarned;
+    const now = Date.now();
+    if (w.code === err.code && now - w.at < 60_000) {
+      w.suppressed++;
+      return err;
+    }
+    log.warn("{message} in {dir} ({suppressed} more since the last warning)", {
+      message: err.message,
+      code: err.code,
+      dir: this.#dir,
+      suppressed: w.code === err.code ? w.suppressed : 0,
+    });
+    this.#writeWarned = { code: err.code ?? "", at: now, suppressed: 0 };
     return err;
   }
 
