@@ -4,7 +4,7 @@
  * child-process index validation (run at every daemon start) and a whole open take for a
  * healthy index.
  */
-import { type BenchRow, mbps } from "./common.ts";
+import { type BenchRow, mbps, mbpsRow } from "./common.ts";
 import { CasStore, checkIndex, sha256Hex } from "../src/cas/mod.ts";
 
 const MiB = 1 << 20;
@@ -29,24 +29,6 @@ async function time(fn: () => Promise<void>): Promise<number> {
   const t = performance.now();
   await fn();
   return performance.now() - t;
-}
-
-function ratioRow(
-  name: string,
-  measured: number,
-  baseline: number,
-  baselineName: string,
-  goal?: number,
-): BenchRow {
-  const ratio = measured / baseline;
-  return {
-    name,
-    measured: `${measured.toFixed(0)} MB/s`,
-    baseline: `${baseline.toFixed(0)} MB/s (${baselineName})`,
-    ratio,
-    goal: goal === undefined ? undefined : `>= ${goal}x`,
-    ok: goal === undefined ? undefined : ratio >= goal,
-  };
 }
 
 /**
@@ -199,12 +181,12 @@ export async function run(opts: { quick: boolean }): Promise<BenchRow[]> {
     // page-cache write/read speed here), so the goals are set against that bound; the plain
     // file figures are the comparison SPEC 7 asks for.
     return [
-      ratioRow("CAS put, 1 MiB chunks (new ab/cd dirs)", t.put, t.write, "plain write"),
-      ratioRow("CAS put, 1 MiB chunks (new ab/cd dirs)", t.put, hash, "SHA-256 alone", 0.5),
-      ratioRow("CAS put, 1 MiB chunks, shardLevels 1", t1.put, t1.write, "plain write"),
-      ratioRow("CAS put, 1 MiB chunks, fsync option", ts.put, ts.write, "plain write + fsync"),
-      ratioRow("CAS cached get (SHA-256 verified), 1 MiB", t.get, t.read, "plain read"),
-      ratioRow("CAS cached get (SHA-256 verified), 1 MiB", t.get, hash, "SHA-256 alone", 0.7),
+      mbpsRow("CAS put, 1 MiB chunks (new ab/cd dirs)", t.put, t.write, "plain write"),
+      mbpsRow("CAS put, 1 MiB chunks (new ab/cd dirs)", t.put, hash, "SHA-256 alone", 0.5),
+      mbpsRow("CAS put, 1 MiB chunks, shardLevels 1", t1.put, t1.write, "plain write"),
+      mbpsRow("CAS put, 1 MiB chunks, fsync option", ts.put, ts.write, "plain write + fsync"),
+      mbpsRow("CAS cached get (SHA-256 verified), 1 MiB", t.get, t.read, "plain read"),
+      mbpsRow("CAS cached get (SHA-256 verified), 1 MiB", t.get, hash, "SHA-256 alone", 0.7),
       ...(await validation(dir, 2048)),
       ...(opts.quick ? [] : await validation(dir, 20480)),
     ];

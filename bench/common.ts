@@ -52,3 +52,22 @@ export async function dropCaches(): Promise<void> {
   await new Deno.Command("sync").output();
   await Deno.writeTextFile("/proc/sys/vm/drop_caches", "3");
 }
+
+/** A row of MB/s figures: `measured` against `baseline`, with an optional ratio goal. */
+export function mbpsRow(
+  name: string,
+  measured: number,
+  baseline: number,
+  baselineName: string,
+  goal?: number,
+): BenchRow {
+  const ratio = measured / baseline;
+  return {
+    name,
+    measured: `${measured.toFixed(0)} MB/s`,
+    baseline: `${baseline.toFixed(0)} MB/s (${baselineName})`,
+    ratio,
+    goal: goal === undefined ? undefined : `>= ${goal}x`,
+    ok: goal === undefined ? undefined : ratio >= goal,
+  };
+}

@@ -17,7 +17,7 @@
  * so nothing here may read the mount synchronously. Each side is measured `rounds` times,
  * alternating, and the best round counts.
  */
-import { type BenchRow, dd, dropCaches } from "./common.ts";
+import { type BenchRow, dd, dropCaches, mbpsRow } from "./common.ts";
 import { DemoFs, FuseSession } from "../src/fuse/mod.ts";
 
 const MiB = 1 << 20;
@@ -60,24 +60,6 @@ async function withMount<T>(
     await session.unmount();
     fs.closeAll();
   }
-}
-
-function row(
-  name: string,
-  measured: number,
-  baseline: number,
-  baselineName: string,
-  goal?: number,
-): BenchRow {
-  const ratio = measured / baseline;
-  return {
-    name,
-    measured: `${measured.toFixed(0)} MB/s`,
-    baseline: `${baseline.toFixed(0)} MB/s (${baselineName})`,
-    ratio,
-    goal: goal === undefined ? undefined : `>= ${goal}x`,
-    ok: goal === undefined ? undefined : ratio >= goal,
-  };
 }
 
 /** See the module comment. */
@@ -133,12 +115,30 @@ export async function run({ quick }: { quick: boolean }): Promise<BenchRow[]> {
     const c = "source, caches dropped";
     const f = `fuse read ${label}`;
     return [
-      row(`${f}, passthrough, fresh mount, source warm`, best.passWarm, best.sourceWarm, w, 0.95),
-      row(`${f}, classic, fresh mount, source warm`, best.classicWarm, best.sourceWarm, w, 0.25),
-      row(`${f}, classic, 2nd read (FUSE page cache)`, best.classicRepeat, best.sourceWarm, w, 0.9),
-      row(`${f}, classic, 3rd read (FUSE page cache)`, best.classicSteady, best.sourceWarm, w),
-      row(`${f}, passthrough, all caches dropped`, best.passCold, best.sourceCold, c),
-      row(`${f}, classic, all caches dropped`, best.classicCold, best.sourceCold, c),
+      mbpsRow(
+        `${f}, passthrough, fresh mount, source warm`,
+        best.passWarm,
+        best.sourceWarm,
+        w,
+        0.95,
+      ),
+      mbpsRow(
+        `${f}, classic, fresh mount, source warm`,
+        best.classicWarm,
+        best.sourceWarm,
+        w,
+        0.25,
+      ),
+      mbpsRow(
+        `${f}, classic, 2nd read (FUSE page cache)`,
+        best.classicRepeat,
+        best.sourceWarm,
+        w,
+        0.9,
+      ),
+      mbpsRow(`${f}, classic, 3rd read (FUSE page cache)`, best.classicSteady, best.sourceWarm, w),
+      mbpsRow(`${f}, passthrough, all caches dropped`, best.passCold, best.sourceCold, c),
+      mbpsRow(`${f}, classic, all caches dropped`, best.classicCold, best.sourceCold, c),
     ];
   } finally {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
