@@ -11,6 +11,7 @@
 import { createHash } from "node:crypto";
 import { resolve } from "node:path";
 import { logger } from "../log/mod.ts";
+import type { TrackRecord } from "../library/types.ts";
 
 const log = logger("daemon", "control");
 
@@ -371,4 +372,44 @@ export async function controlRequest(
     clearTimeout(timer);
     client.close();
   }
+}
+
+/** One match, as GET /search answers it and `--json` prints it. */
+export interface SearchHit {
+  /** The track id. */
+  id: number;
+  /** Relevance: higher is better; only comparable within one query. */
+  score: number;
+  /** The track's /Artists path inside the mount, e.g. `/Artists/A/B (2001)/01 - C.flac`. */
+  path: string;
+  /** Tags as stored; undefined when the file has none. */
+  artist?: string;
+  /** Album artist tag. */
+  albumArtist?: string;
+  /** Album tag. */
+  album?: string;
+  /** Title tag. */
+  title?: string;
+  /** Year from the date tag. */
+  year?: number;
+  /** First genre. */
+  genre?: string;
+  /** Lower-case source extension, e.g. `flac`. */
+  ext: string;
+}
+
+/** The {@link SearchHit} of `track` at virtual `path`: what GET /search and `--json` print. */
+export function toSearchHit(track: TrackRecord, score: number, path: string): SearchHit {
+  return {
+    id: track.id,
+    score,
+    path,
+    artist: track.artist,
+    albumArtist: track.albumArtist,
+    album: track.album,
+    title: track.title,
+    year: track.year,
+    genre: track.genre,
+    ext: track.ext,
+  };
 }

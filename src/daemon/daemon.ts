@@ -4,7 +4,7 @@
  * Data flows one way: library (scanner, watcher) -> tree and search -> FUSE session.
  */
 import { FuseSession, identity, prepareMountpoint } from "../fuse/mod.ts";
-import { MusicOps, VirtualTree } from "../fs/mod.ts";
+import { MusicOps, TRACK_INO_BASE, VirtualTree } from "../fs/mod.ts";
 import type { Invalidation } from "../fs/mod.ts";
 import {
   type Database,
@@ -14,13 +14,12 @@ import {
   type Origin,
   Scanner,
   type ScanProgress,
-  type TrackRecord,
   type WatchState,
 } from "../library/mod.ts";
 import { LazySearch, runCommitter } from "../search/mod.ts";
 import { acquireLock, type HeldLock } from "./lock.ts";
 import { abortableSleep, taskReportToJson, TaskSupervisor } from "./supervisor.ts";
-import { controlSocketPath, serveControl } from "./control.ts";
+import { controlSocketPath, type SearchHit, serveControl, toSearchHit } from "./control.ts";
 import { installCrashGuards, installSignalHandlers, runShutdown } from "./shutdown.ts";
 import * as systemd from "./sd_notify.ts";
 import { HealthMonitor } from "./health.ts";
@@ -400,21 +399,9 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
   }
 }
 
-function describeHit(tree: VirtualTree, id: number, score: number, db: Database): unknown {
-  const t: TrackRecord | undefined = db.getTrack(id);
-  if (!t) return null;
-  const path = tree.pathOf(2 ** 52 + id);
-  if (!path) return null;
-  return {
-    id,
-    score,
-    path,
-    artist: t.artist,
-    albumArtist: t.albumArtist,
-    album: t.album,
-    title: t.title,
-    year: t.year,
-    genre: t.genre,
-    ext: t.ext,
-  };
+/** A search hit for GET /search: the track's fields and its /Artists path. */
+function describeHit(tree: VirtualTree, id: number, score: number, db: Database): SearchHit | null {
+  const t = db.getTrack(id);
+  const path = t && tree.pathOf(TRACK_INO_BASE + id);
+  return t && path ? toSearchHit(t, score, path) : null;
 }

@@ -71,8 +71,10 @@ export {
   DaemonNotRunningError,
   DaemonTimeoutError,
   SEARCH_LIMIT,
+  type SearchHit,
   serveControl,
   type ServeControlOptions,
+  toSearchHit,
 } from "./control.ts";
 export {
   type CrashGuardOptions,

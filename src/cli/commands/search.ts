@@ -15,7 +15,7 @@ import {
   TRACK_INO_BASE,
   VirtualTree,
 } from "../../fs/mod.ts";
-import { Database, DatabaseCorruptedError, type TrackRecord } from "../../library/mod.ts";
+import { Database, DatabaseCorruptedError } from "../../library/mod.ts";
 import { SearchIndex } from "../../search/mod.ts";
 import {
   askDaemon,
@@ -26,22 +26,9 @@ import {
   reportError,
   statePaths,
 } from "./common.ts";
+import { type SearchHit, toSearchHit } from "../../daemon/control.ts";
 
-/** One match, as GET /search answers it and `--json` prints it. */
-export interface SearchHit {
-  /** The track id. */
-  id: number;
-  score: number;
-  /** The track's /Artists path inside the mount, e.g. `/Artists/A/B (2001)/01 - C.flac`. */
-  path: string;
-  artist?: string;
-  albumArtist?: string;
-  album?: string;
-  title?: string;
-  year?: number;
-  genre?: string;
-  ext: string;
-}
+export { type SearchHit, toSearchHit };
 
 /** The body of GET /search. */
 export interface SearchAnswer {
@@ -68,20 +55,6 @@ export interface SearchOptions extends DaemonOptions {
 }
 
 /** The {@link SearchHit} of `track`: the shape the daemon's GET /search handler answers. */
-export function toSearchHit(track: TrackRecord, score: number, path: string): SearchHit {
-  return {
-    id: track.id,
-    score,
-    path,
-    artist: track.artist,
-    albumArtist: track.albumArtist,
-    album: track.album,
-    title: track.title,
-    year: track.year,
-    genre: track.genre,
-    ext: track.ext,
-  };
-}
 
 /**
  * Prints the best matches of `opts.query`. Resolves to the exit code: 0 (also when nothing
