@@ -102,3 +102,5 @@ export {
   type OriginHealth,
   type OriginHealthReport,
 } from "./health.ts";
+
+export type { TrackRecord } from "../library/types.ts";
