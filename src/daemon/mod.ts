@@ -103,4 +103,4 @@ export {
   type OriginHealthReport,
 } from "./health.ts";
 
-export type { TrackRecord } from "../library/types.ts";
+export type { Tags, TrackRecord } from "../library/types.ts";
