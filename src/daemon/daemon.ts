@@ -122,8 +122,9 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     else await Deno.remove(layoutFile).catch(() => {});
     await Deno.writeTextFile(`${opts.stateDir}/mountpoint`, opts.mountpoint);
     const originIds = new Set(origins.map((o) => o.id));
-    const ours = <T extends { originId: number }>(xs: Iterable<T>) =>
-      [...xs].filter((x) => originIds.has(x.originId));
+    // Rows of libraries not given this time stay in the database but out of the tree.
+    const ours = <T extends { originId: number }>(xs: T[]) =>
+      xs.filter((x) => originIds.has(x.originId));
     const { uid, gid } = identity();
 
     let scanProgress: ScanProgress | null = null;
@@ -190,14 +191,16 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       };
     };
 
+    const startTracks = ours(db.allTracks());
+    for (const t of startTracks) {
+      if (!sample.has(t.originId)) {
+        sample.set(t.originId, `${originPath.get(t.originId)}/${t.relPath}`);
+      }
+      if (sample.size === origins.length) break;
+    }
     const tree = new VirtualTree({
       origins,
-      tracks: ours(db.allTracks()).map((t) => {
-        if (!sample.has(t.originId)) {
-          sample.set(t.originId, `${originPath.get(t.originId)}/${t.relPath}`);
-        }
-        return t;
-      }),
+      tracks: startTracks,
       covers: ours(db.covers()),
       problems: ours(db.problems()),
       uid,
