@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { makeLibrary } from "./fixtures/mod.ts";
-import { daemonDirs, daemonOptions, detachIfMounted, withDaemon } from "./support/daemon.ts";
+import { daemonOptions, withDaemon, withDirs } from "./support/daemon.ts";
 import { getXattr, needsFuse, run, waitFor } from "./support/helpers.ts";
 
 async function sha(path: string): Promise<{ hash: string; err: string }> {
@@ -18,9 +18,8 @@ Deno.test(
   "cache: a played track still reads from the cache while its origin is gone",
   needsFuse,
   async () => {
-    const dirs = await daemonDirs();
-    const lib = dirs.lib;
-    try {
+    await withDirs(async (dirs) => {
+      const lib = dirs.lib;
       const fixture = await makeLibrary(lib, { tracks: 12, seed: 5 });
       await withDaemon(daemonOptions(dirs, { args: ["--cache-reads", "always"] }), async (d) => {
         const scanned = await d.waitScanDone();
@@ -73,9 +72,6 @@ Deno.test(
           "reads to resume",
         );
       });
-    } finally {
-      await detachIfMounted(dirs.mnt);
-      await dirs.cleanup();
-    }
+    });
   },
 );

@@ -18,6 +18,7 @@ import {
   processAlive,
   startDaemon,
   withDaemon,
+  withDirs,
 } from "./support/daemon.ts";
 
 /** Every file below `root`, relative to it (async readdir only). */
@@ -44,8 +45,7 @@ Deno.test(
   "daemon: SIGTERM with reads in flight: reads finish or fail cleanly, the mount goes, exit 0, no WAL left, the search snapshot holds every track",
   needsFuse,
   async () => {
-    const dirs = await daemonDirs();
-    try {
+    await withDirs(async (dirs) => {
       // Bigger files (20 s of WAV, ~170 KB each) so that reads are always under way.
       const lib = await makeLibrary(dirs.lib, {
         tracks: 40,
@@ -115,10 +115,7 @@ Deno.test(
       } finally {
         await d.stop();
       }
-    } finally {
-      await detachIfMounted(dirs.mnt);
-      await dirs.cleanup();
-    }
+    });
   },
 );
 
@@ -126,8 +123,7 @@ Deno.test(
   "daemon: after SIGKILL the next mount detaches the dead mount and serves every committed track",
   needsFuse,
   async () => {
-    const dirs = await daemonDirs();
-    try {
+    await withDirs(async (dirs) => {
       const lib = await makeLibrary(dirs.lib, { tracks: 80, seed: 23, broken: 3 });
       const first = await startDaemon(daemonOptions(dirs));
       try {
@@ -163,10 +159,7 @@ Deno.test(
         assert.equal(mounts.length, 1, mounts.join("\n"));
       });
       assert.equal(await isMounted(dirs.mnt), false);
-    } finally {
-      await detachIfMounted(dirs.mnt);
-      await dirs.cleanup();
-    }
+    });
   },
 );
 
@@ -347,8 +340,7 @@ Deno.test(
   "daemon: a background mount that cannot start exits 1 with the daemon's one-line reason",
   needsFuse,
   async () => {
-    const dirs = await daemonDirs();
-    try {
+    await withDirs(async (dirs) => {
       await makeLibrary(dirs.lib, { tracks: 3, seed: 31 });
       await Deno.writeTextFile(`${dirs.mnt}/occupied.txt`, "x");
       const r = await musicfs([
@@ -366,9 +358,6 @@ Deno.test(
       assert.equal(lines.length, 1, r.stderr);
       assert.match(lines[0], /^musicfs: .*not empty/);
       assert.equal(await isMounted(dirs.mnt), false);
-    } finally {
-      await detachIfMounted(dirs.mnt);
-      await dirs.cleanup();
-    }
+    });
   },
 );

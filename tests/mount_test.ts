@@ -14,11 +14,11 @@ import {
   type DaemonDirs,
   daemonDirs,
   daemonOptions,
-  detachIfMounted,
   exists,
   musicfs,
   startDaemon,
   withDaemon,
+  withDirs,
 } from "./support/daemon.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -280,14 +280,10 @@ async function withLibrary(
   opts: Parameters<typeof makeLibrary>[1],
   fn: (dirs: DaemonDirs, lib: FixtureLibrary) => Promise<void>,
 ): Promise<void> {
-  const dirs = await daemonDirs();
-  try {
+  await withDirs(async (dirs) => {
     const lib = await makeLibrary(dirs.lib, opts);
     await fn(dirs, lib);
-  } finally {
-    await detachIfMounted(dirs.mnt);
-    await dirs.cleanup();
-  }
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -673,8 +669,7 @@ Deno.test(
   "mount: a non-empty mountpoint or one that is a file exits 1 with one line and opens no store",
   needsFuse,
   async () => {
-    const dirs = await daemonDirs();
-    try {
+    await withDirs(async (dirs) => {
       await Deno.writeTextFile(`${dirs.mnt}/keep.txt`, "mine\n");
       const fileMnt = `${dirs.root}/a-file`;
       await Deno.writeTextFile(fileMnt, "also mine\n");
@@ -705,9 +700,6 @@ Deno.test(
       }
       assert.equal(await Deno.readTextFile(`${dirs.mnt}/keep.txt`), "mine\n");
       assert.equal(await Deno.readTextFile(fileMnt), "also mine\n");
-    } finally {
-      await detachIfMounted(dirs.mnt);
-      await dirs.cleanup();
-    }
+    });
   },
 );

@@ -336,3 +336,14 @@ export async function exists(path: string): Promise<boolean> {
     throw e;
   }
 }
+
+/** Make {@link DaemonDirs}, run `fn`, then detach any mount left and remove them. */
+export async function withDirs<T>(fn: (dirs: DaemonDirs) => Promise<T>): Promise<T> {
+  const dirs = await daemonDirs();
+  try {
+    return await fn(dirs);
+  } finally {
+    await detachIfMounted(dirs.mnt);
+    await dirs.cleanup();
+  }
+}
