@@ -146,7 +146,8 @@ export class FuseSession {
   #reqView: DataView;
   #out: Uint8Array<ArrayBuffer>;
   #outView: DataView;
-  #readPool: Uint8Array<ArrayBuffer>[] = [];
+  // Reply buffers for READs answered asynchronously, each with its header view.
+  #readPool: { buf: Uint8Array<ArrayBuffer>; view: DataView }[] = [];
   #poller: Worker;
   #pollWaiter?: (v: unknown) => void;
   #pending = new Map<number, Pending>();
@@ -704,7 +705,8 @@ export class FuseSession {
   }
 
   async #read(ctx: Pending, ino: number, fh: number, offset: number, size: number): Promise<void> {
-    const buf = this.#readPool.pop() ?? new Uint8Array(OUT_HEADER + this.#maxRead);
+    const slot = this.#readPool.pop() ?? this.#newReadSlot();
+    const { buf, view: v } = slot;
     try {
       const n = await this.#ops.read(
         ino,
@@ -715,15 +717,19 @@ export class FuseSession {
       );
       if (ctx.answered) return;
       ctx.answered = true;
-      const v = new DataView(buf.buffer);
       const len = OUT_HEADER + Math.max(0, Math.min(n, size));
       v.setUint32(0, len, true);
       v.setInt32(4, 0, true);
       setU64(v, 8, ctx.unique);
       this.#write(buf, len);
     } finally {
-      if (this.#readPool.length < 16) this.#readPool.push(buf);
+      if (this.#readPool.length < 16) this.#readPool.push(slot);
     }
+  }
+
+  #newReadSlot(): { buf: Uint8Array<ArrayBuffer>; view: DataView } {
+    const buf = new Uint8Array(OUT_HEADER + this.#maxRead);
+    return { buf, view: new DataView(buf.buffer) };
   }
 
   async #release(ctx: Pending, ino: number, fh: number): Promise<void> {
