@@ -61,7 +61,8 @@ export async function main(args: string[]): Promise<number> {
       "--layout <template>",
       "the /Artists layout, e.g. '{albumartist}/{album} ({year})/{track:02} - {title}'",
     )
-    .option("--allow-other", "let other users see the mount")
+    .option("--allow-other", "let other users see the mount, with the sources' permissions")
+    .option("--allow-other-search", "with --allow-other: let other users search under /.search")
     .option("--log-level <level>", "trace | debug | info | warning | error (default info)")
     .option("--log-format <format>", "text | json (default text)")
     .option("--demo", "serve a small in-memory demo tree instead (tests the FUSE layer)")

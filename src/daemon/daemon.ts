@@ -44,8 +44,13 @@ export interface DaemonOptions {
   cacheReads: "remote" | "always" | "never";
   /** The /Artists layout template (already checked); undefined for the default layout. */
   layout?: string;
-  /** Let other users see the mount (FUSE `allow_other`). */
+  /**
+   * Let other users see the mount (FUSE `allow_other`): the kernel then checks access
+   * (`default_permissions`) against each source's owner and mode (see src/fs/access.ts).
+   */
   allowOther?: boolean;
+  /** With `allowOther`: other users may run queries under /.search (else it is 0700). */
+  allowOtherSearch?: boolean;
   /** Program version, for status. */
   version: string;
   /** Called once the mount answers. */
@@ -207,6 +212,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       gid,
       layout: opts.layout,
       status: () => JSON.stringify(status(), null, 2) + "\n",
+      permissions: opts.allowOther ? { shareSearch: opts.allowOtherSearch } : undefined,
     });
 
     const invalidate = (inv: Invalidation[]) => {
@@ -256,6 +262,8 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     session = await FuseSession.mount(opts.mountpoint, ops, {
       create: true,
       allowOther: opts.allowOther,
+      // Other users get exactly what the sources give them; the kernel checks the modes.
+      defaultPermissions: opts.allowOther,
       // The tree tells the kernel about every change, so its caches may live long.
       entryTtlMs: 10_000,
       attrTtlMs: 10_000,
