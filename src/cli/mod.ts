@@ -37,6 +37,8 @@ function describe(e: unknown): string {
 /** Run the CLI with `args` (no program name); resolves to the process exit code. */
 export async function main(args: string[]): Promise<number> {
   let code = 0;
+  // Every file musicfs writes (state, cache, log, socket) is its user's alone.
+  Deno.umask(0o077);
   const debug = args.includes("--log-level=debug") || args.join(" ").includes("--log-level debug");
   const program = new Command("musicfs")
     .description("Mount music folders as a read-only filesystem organized by tags")

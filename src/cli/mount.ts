@@ -160,7 +160,7 @@ export async function mountCommand(
   const child = Deno.env.get(BACKGROUND_ENV) === "1";
   if (!flags.foreground && !child) return await startInBackground(libraries, flags, opts);
   if (child) {
-    await Deno.mkdir(opts.stateDir, { recursive: true });
+    await Deno.mkdir(opts.stateDir, { recursive: true, mode: 0o700 });
     const file = `${opts.stateDir}/musicfs.log`;
     await rotateLogFile(file);
     setupLogging({ level, format, file });

@@ -24,6 +24,7 @@ import { installCrashGuards, installSignalHandlers, runShutdown } from "./shutdo
 import * as systemd from "./sd_notify.ts";
 import { HealthMonitor } from "./health.ts";
 import { openDaemonCache } from "./cache.ts";
+import { makePrivate } from "./private_dir.ts";
 import { logger } from "../log/mod.ts";
 
 const log = logger("daemon");
@@ -102,7 +103,12 @@ export class DaemonStartError extends Error {
  */
 export async function runDaemon(opts: DaemonOptions): Promise<number> {
   const startedAt = Date.now();
-  await Deno.mkdir(opts.stateDir, { recursive: true });
+  // What the daemon writes (library.db, snapshots, chunks, log, socket) is its user's alone.
+  Deno.umask(0o077);
+  await makePrivate(opts.stateDir, "state dir");
+  if (await Deno.lstat(opts.cacheDir).then(() => true, () => false)) {
+    await makePrivate(opts.cacheDir, "cache dir");
+  }
   const locks: HeldLock[] = [await acquireLock(opts.stateDir, { name: "musicfs" })];
   const uninstallGuards = installCrashGuards();
   let db: Database | undefined;
