@@ -10,49 +10,15 @@ import { writeTrack } from "./fixtures/mod.ts";
 import { tinyJpeg } from "./fixtures/mod.ts";
 import { daemonOptions, type DaemonProcess, withDaemon, withDirs } from "./support/daemon.ts";
 import { getXattr, needsFuse, run, waitFor } from "./support/helpers.ts";
+import {
+  asUser,
+  denoFor,
+  privateDirFor,
+  type TestUser,
+  throwawayUser,
+} from "./support/other_user.ts";
 
 const SOURCE_XATTR = "user.musicfs.source";
-
-interface TestUser {
-  name: string;
-  uid: number;
-  gid: number;
-  /** Whether it was made for this test (else it is `nobody`). */
-  created: boolean;
-  remove(): Promise<void>;
-}
-
-/** A throwaway user and group; `nobody` when useradd is not possible here. */
-async function throwawayUser(): Promise<TestUser> {
-  const name = `mfs${crypto.randomUUID().replace(/-/g, "").slice(0, 10)}`;
-  const add = await run([
-    "useradd",
-    "--no-create-home",
-    "--shell",
-    "/usr/sbin/nologin",
-    "--user-group",
-    name,
-  ]).catch((e) => ({ code: -1, stdout: "", stderr: String(e) }));
-  const who = add.code === 0 ? name : "nobody";
-  if (add.code !== 0) {
-    console.error(`*** security test: useradd failed (${add.stderr.trim()}); using nobody ***`);
-  }
-  const uid = Number((await run(["id", "-u", who])).stdout.trim());
-  const gid = Number((await run(["id", "-g", who])).stdout.trim());
-  return {
-    name: who,
-    uid,
-    gid,
-    created: add.code === 0,
-    async remove() {
-      if (add.code !== 0) return;
-      const del = await run(["userdel", name]);
-      if (del.code !== 0) console.error(`*** userdel ${name} failed: ${del.stderr.trim()}`);
-      // userdel drops the user's own group when the system is set up so; make sure.
-      if ((await run(["getent", "group", name])).code === 0) await run(["groupdel", name]);
-    },
-  };
-}
 
 /** What the second user's process saw for one operation. */
 type Outcome = { ok: true; value: string } | { ok: false; code: string };
@@ -104,15 +70,7 @@ class Prober {
   constructor(readonly user: TestUser, readonly deno: string, readonly home: string) {}
 
   async run(ops: Op[]): Promise<Outcome[]> {
-    const r = await run([
-      "setpriv",
-      `--reuid=${this.user.uid}`,
-      `--regid=${this.user.gid}`,
-      "--clear-groups",
-      this.deno,
-      "eval",
-      PROBE,
-    ], {
+    const r = await run([...asUser(this.user), this.deno, "eval", PROBE], {
       env: {
         PROBE_OPS: JSON.stringify(ops),
         DENO_DIR: `${this.home}/deno`,
@@ -130,31 +88,9 @@ class Prober {
   }
 }
 
-/**
- * A {@link Prober} for `user` with a home of its own: a fresh directory under `root` (made by
- * mkdtemp, so nothing planted there is touched) handed over with `chown -h`. The deno binary is
- * copied next to it when the user cannot run ours (a checkout in a 0700 directory).
- */
+/** A {@link Prober} for `user`, with a home of its own under `root`. */
 async function proberFor(user: TestUser, root: string): Promise<Prober> {
-  const home = await Deno.makeTempDir({ dir: root, prefix: "home-" });
-  await run(["chown", "-h", `${user.uid}:${user.gid}`, home]);
-  let deno = Deno.execPath();
-  const can = await run([
-    "setpriv",
-    `--reuid=${user.uid}`,
-    `--regid=${user.gid}`,
-    "--clear-groups",
-    deno,
-    "--version",
-  ]).catch(() => ({ code: 1 }));
-  if (can.code !== 0) {
-    const bin = await Deno.makeTempDir({ dir: root, prefix: "bin-" });
-    await Deno.chmod(bin, 0o755);
-    await Deno.copyFile(deno, `${bin}/deno`);
-    await Deno.chmod(`${bin}/deno`, 0o755);
-    deno = `${bin}/deno`;
-  }
-  return new Prober(user, deno, home);
+  return new Prober(user, await denoFor(user, root), await privateDirFor(user, root, "home-"));
 }
 
 const refused = (o: Outcome, what: string) => {
