@@ -40,7 +40,7 @@ import { escapeControl } from "./escape.ts";
 import { DEFAULT_LAYOUT, type Layout, parseLayout, renderLayout } from "./layout.ts";
 import {
   type Access,
-  dirAccess,
+  AccessTally,
   fileAccess,
   PRIVATE_DIR_MODE,
   SHARED_SEARCH_MODE,
@@ -409,6 +409,8 @@ export class VirtualTree {
   readonly #perms: { shareSearch: boolean } | undefined;
   /** Bumped to make every directory's cached access stale. */
   #accEpoch = 1;
+  /** One tally per depth of the directory walk (see #accessOf). */
+  readonly #tallies: AccessTally[] = [];
 
   readonly #root: Dir;
   readonly #views: Dir[];
@@ -486,6 +488,9 @@ export class VirtualTree {
       if (!had || compare(c.relPath, had.cover.relPath) < 0) this.#setCover(c);
     }
     this.#finish();
+    // Settle every folder's access now, before the mount serves: later changes cost only
+    // the folders they touch.
+    if (this.#perms) this.#accessOf(this.#root);
     log.debug("Tree built: {tracks} tracks, {dirs} directories in {ms} ms", {
       tracks: this.#tracks.size,
       dirs: this.#dirCount,
@@ -545,7 +550,7 @@ export class VirtualTree {
     return { uid: a.uid, gid: a.gid, mode: a.mode & 0o7777 };
   }
 
-  #accessOf(n: AnyNode): Access {
+  #accessOf(n: AnyNode, depth = 0): Access {
     if (n instanceof Track) {
       if (n.accOf !== n.track || !n.acc) {
         const t = n.track;
@@ -569,9 +574,10 @@ export class VirtualTree {
       }
       if (n === this.#search) return { uid: this.uid, gid: this.gid, mode: SHARED_SEARCH_MODE };
       if (n.acc && n.accEpoch === this.#accEpoch) return n.acc;
-      const entries: Access[] = [];
-      for (const e of n.entries.values()) entries.push(this.#accessOf(e));
-      n.acc = dirAccess(entries, this);
+      // Entries after the first readable by everyone are not even looked at.
+      const tally = (this.#tallies[depth] ??= new AccessTally()).reset();
+      for (const e of n.entries.values()) if (tally.add(this.#accessOf(e, depth + 1))) break;
+      n.acc = tally.result(this);
       n.accEpoch = this.#accEpoch;
       return n.acc;
     }
@@ -598,9 +604,10 @@ export class VirtualTree {
 
   /** A directory's entries changed: it and the directories above it recompute their access. */
   #accessChanged(d: Dir | null, inodes: Set<number>): void {
-    // A directory whose access is unset has none above it set either (computing one sets
-    // every one below it): stop there.
-    for (; d && d.acc; d = d.parent) {
+    // All the way up: a directory may have been settled without looking at every entry.
+    // Only one whose access was served can be in the kernel's cache.
+    for (; d; d = d.parent) {
+      if (d.acc === undefined) continue;
       d.acc = undefined;
       inodes.add(d.ino);
     }
