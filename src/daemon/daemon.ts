@@ -229,6 +229,15 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         else session.notifyInvalInode(i.ino, 0, -1);
       }
     };
+    // Owners and modes the records lack (covers, rows from before schema 2) are stat'ed in
+    // the background; until then those files show as ours alone.
+    const resolveAccess = () => {
+      tree.resolveAccess().then(
+        invalidate,
+        (e) => log.warn("Cannot learn source permissions: {error}", { error: String(e) }),
+      );
+    };
+    resolveAccess();
     const ops = new MusicOps({
       tree,
       search: async (q, limit) =>
@@ -259,6 +268,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         problems: c.problemsChanged ? ours(db!.problems()) : undefined,
       });
       invalidate(inv);
+      resolveAccess();
       for (const t of c.added) search.indexFile(t);
       for (const t of c.changed) search.indexFile(t);
       for (const id of removedIds) search.remove(id);

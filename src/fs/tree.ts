@@ -267,7 +267,6 @@ class Dir implements DirNode {
   dead = false;
   /** Access computed from the entries (permissions mode); undefined when stale. */
   acc: Access | undefined = undefined;
-  accEpoch = 0;
 }
 
 class Album {
@@ -407,8 +406,8 @@ export class VirtualTree {
   #dirCount = 0;
   /** Permissions mode (see {@link TreeOptions.permissions}); undefined: all is the owner's. */
   readonly #perms: { shareSearch: boolean } | undefined;
-  /** Bumped to make every directory's cached access stale. */
-  #accEpoch = 1;
+  /** Tracks and covers whose source access is yet to be stat'ed (see resolveAccess). */
+  readonly #unknown = new Set<Track | Cover>();
   /** One tally per depth of the directory walk (see #accessOf). */
   readonly #tallies: AccessTally[] = [];
 
@@ -554,17 +553,21 @@ export class VirtualTree {
     if (n instanceof Track) {
       if (n.accOf !== n.track || !n.acc) {
         const t = n.track;
-        n.acc = t.uid !== undefined && t.gid !== undefined && t.mode !== undefined
-          ? fileAccess(t.uid, t.gid, t.mode)
-          : this.#statAccess(this.#source(t.originId, t.relPath));
+        if (t.uid !== undefined && t.gid !== undefined && t.mode !== undefined) {
+          n.acc = fileAccess(t.uid, t.gid, t.mode);
+        } else {
+          n.acc = this.#unknownAccess();
+          this.#unknown.add(n);
+        }
         n.accOf = t;
       }
       return n.acc;
     }
     if (n instanceof Cover) {
       if (n.accOf !== n.cover || !n.acc) {
-        n.acc = this.#statAccess(n.sourcePath);
+        n.acc = this.#unknownAccess();
         n.accOf = n.cover;
+        this.#unknown.add(n);
       }
       return n.acc;
     }
@@ -573,12 +576,15 @@ export class VirtualTree {
         return { uid: this.uid, gid: this.gid, mode: PRIVATE_DIR_MODE };
       }
       if (n === this.#search) return { uid: this.uid, gid: this.gid, mode: SHARED_SEARCH_MODE };
-      if (n.acc && n.accEpoch === this.#accEpoch) return n.acc;
+      if (n.acc) return n.acc;
       // Entries after the first readable by everyone are not even looked at.
       const tally = (this.#tallies[depth] ??= new AccessTally()).reset();
-      for (const e of n.entries.values()) if (tally.add(this.#accessOf(e, depth + 1))) break;
+      for (const e of n.entries.values()) {
+        // Covers do not open folders: their access is learnt later (resolveAccess), and a
+        // folder's tracks decide it anyway.
+        if (!(e instanceof Cover) && tally.add(this.#accessOf(e, depth + 1))) break;
+      }
       n.acc = tally.result(this);
-      n.accEpoch = this.#accEpoch;
       return n.acc;
     }
     if (n instanceof Symlink && n.track && this.#tracks.get(n.track.track.id) === n.track) {
@@ -588,18 +594,58 @@ export class VirtualTree {
     return { uid: this.uid, gid: this.gid, mode: 0o400 };
   }
 
+  /** What a node whose source access is not known yet shows: the daemon user's alone. */
+  #unknownAccess(): Access {
+    return { uid: this.uid, gid: this.gid, mode: 0o400 };
+  }
+
   /**
-   * A source's access from one stat (records scanned before schema 2 lack it; covers are few
-   * and small): when even that fails, the daemon user's alone.
+   * Learn the access of the sources the records do not give (covers; tracks scanned before
+   * schema 2) with async stats, a few at a time, so a stalled origin never blocks a request:
+   * until then they show as the daemon user's alone. Resolves with the kernel invalidations
+   * the answers cause. Call it after building the tree and after each {@link apply}; a no-op
+   * without permissions mode.
    */
-  #statAccess(path: string): Access {
-    try {
-      const st = Deno.statSync(path);
-      return fileAccess(st.uid ?? this.uid, st.gid ?? this.gid, (st.mode ?? 0) & 0o7777);
-    } catch (e) {
-      log.warn("Cannot stat {path}: {error}", { path, error: String(e) });
-      return { uid: this.uid, gid: this.gid, mode: 0o400 };
+  async resolveAccess(concurrency = 4): Promise<Invalidation[]> {
+    if (!this.#perms || this.#unknown.size === 0) return [];
+    const todo = [...this.#unknown].map((n) => ({
+      n,
+      of: n.accOf,
+      path: n instanceof Track ? this.#source(n.track.originId, n.track.relPath) : n.sourcePath,
+      acc: undefined as Access | undefined,
+    }));
+    this.#unknown.clear();
+    let next = 0;
+    const worker = async () => {
+      while (next < todo.length) {
+        const job = todo[next++];
+        try {
+          const st = await Deno.stat(job.path);
+          job.acc = fileAccess(st.uid ?? this.uid, st.gid ?? this.gid, (st.mode ?? 0) & 0o7777);
+        } catch (e) {
+          log.warn("Cannot stat {path}: {error}", { path: job.path, error: String(e) });
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(concurrency, todo.length) }, worker));
+    const inodes = new Set<number>();
+    let tracksChanged = false;
+    for (const { n, of, acc } of todo) {
+      // Skip what changed meanwhile: its new record or image is judged afresh.
+      if (!acc || n.accOf !== of || this.#node(n.ino) !== n) continue;
+      n.acc = acc;
+      inodes.add(n.ino);
+      if (n instanceof Track) {
+        tracksChanged = true;
+        for (const d of n.parents) this.#accessChanged(d, inodes);
+      }
     }
+    if (tracksChanged) {
+      for (const q of this.#search.entries.values()) {
+        if (q instanceof Dir) this.#accessChanged(q, inodes);
+      }
+    }
+    return [...inodes].map((ino) => ({ kind: "inode" as const, ino }));
   }
 
   /** A directory's entries changed: it and the directories above it recompute their access. */
@@ -921,12 +967,7 @@ export class VirtualTree {
       if (this.#perms) {
         for (const { dir } of this.#log.values()) this.#accessChanged(dir, inodes);
         let searchStale = false;
-        for (const ino of inodes) {
-          const n = this.#node(ino);
-          // A cover changed in place: its folders are not known here, and this is rare.
-          if (n instanceof Cover) this.#accEpoch++;
-          else if (n instanceof Track) searchStale = true;
-        }
+        for (const ino of inodes) if (this.#node(ino) instanceof Track) searchStale = true;
         if (searchStale) {
           for (const q of this.#search.entries.values()) {
             if (q instanceof Dir) this.#accessChanged(q, inodes);
