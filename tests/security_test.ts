@@ -148,6 +148,8 @@ Deno.test(
           await Deno.chmod(`${lib}/${rel}`, mode);
         };
         await track("Public/open.mp3", "Open Band", 0o644);
+        await Deno.writeFile(`${lib}/Public/cover.jpg`, tinyJpeg());
+        await Deno.chmod(`${lib}/Public/cover.jpg`, 0o644);
         await track("Private/secret.mp3", "Secret Band", 0o600);
         await Deno.writeFile(`${lib}/Private/cover.jpg`, tinyJpeg());
         await Deno.chmod(`${lib}/Private/cover.jpg`, 0o600);
@@ -218,6 +220,9 @@ Deno.test(
           const want = await probe.one("read", `${lib}/Public/open.mp3`);
           assert.deepEqual(openRead, want);
           assert.ok(mineRead.ok, `the user's own track: ${JSON.stringify(mineRead)}`);
+          // Covers learn their source's mode in the background.
+          const openCover = `${open.slice(0, open.lastIndexOf("/"))}/cover.jpg`;
+          await waitFor(async () => (await probe.one("read", openCover)).ok, 10_000, "the cover");
           // And nothing else: the 0600 file, the 0700 folder and its cover.
           refused(secretRead, "the 0600 track");
           refused(secretStat, "a stat inside the 0700 folder");

@@ -224,3 +224,34 @@ Deno.test("problems.txt escapes control characters in names and reasons", () => 
   assert.equal(lines.length, 2, text);
   assert.equal(lines[1], "unreadable: /music/evil\\nunreadable: /fake: x.mp3: bad\\x1b");
 });
+
+Deno.test("access tree: with onAccessResolved the tree learns covers' access by itself", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "musicfs-access-" });
+  try {
+    await Deno.mkdir(`${dir}/Pub`);
+    await Deno.writeTextFile(`${dir}/Pub/cover.png`, "x");
+    await Deno.chmod(`${dir}/Pub/cover.png`, 0o644);
+    const got: number[] = [];
+    const resolved = Promise.withResolvers<void>();
+    const t = new VirtualTree({
+      origins: [{ id: 1, path: dir }],
+      tracks: [pub],
+      uid: 7,
+      gid: 8,
+      permissions: {
+        onAccessResolved: (inv) => {
+          for (const i of inv) if (i.kind === "inode") got.push(i.ino);
+          resolved.resolve();
+        },
+      },
+    });
+    t.apply({ covers: [{ originId: 1, dir: "Pub", relPath: "Pub/cover.png", ext: "png" }] });
+    const cover = at(t, "/Artists/Pub/Open/cover.png");
+    assert.equal(modeOf(t, "/Artists/Pub/Open/cover.png").mode, 0o400);
+    await resolved.promise;
+    assert.equal(modeOf(t, "/Artists/Pub/Open/cover.png").mode, 0o444);
+    assert.ok(got.includes(cover.ino));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

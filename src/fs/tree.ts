@@ -243,7 +243,14 @@ export interface TreeOptions {
    * mounts, which the kernel checks with `default_permissions`); `shareSearch` opens
    * /.search to other users. Absent: everything belongs to `uid`/`gid`, 0444 and 0555.
    */
-  permissions?: { shareSearch?: boolean };
+  permissions?: {
+    shareSearch?: boolean;
+    /**
+     * Called with the kernel invalidations of what {@link VirtualTree.resolveAccess} learnt;
+     * when given, the tree runs it by itself whenever there is something to learn.
+     */
+    onAccessResolved?: (inv: Invalidation[]) => void;
+  };
 }
 
 class Dir implements DirNode {
@@ -405,7 +412,8 @@ export class VirtualTree {
   readonly #status: () => string;
   #dirCount = 0;
   /** Permissions mode (see {@link TreeOptions.permissions}); undefined: all is the owner's. */
-  readonly #perms: { shareSearch: boolean } | undefined;
+  readonly #perms: TreeOptions["permissions"] | undefined;
+  #resolveScheduled = false;
   /** Tracks and covers whose source access is yet to be stat'ed (see resolveAccess). */
   readonly #unknown = new Set<Track | Cover>();
   /** One tally per depth of the directory walk (see #accessOf). */
@@ -435,7 +443,7 @@ export class VirtualTree {
     for (const o of opts.origins) this.#origins.set(o.id, o.path.replace(/\/+$/, ""));
     this.#status = opts.status ?? (() => JSON.stringify(this.stats(), null, 2) + "\n");
     this.#problems = [...(opts.problems ?? [])];
-    this.#perms = opts.permissions && { shareSearch: opts.permissions.shareSearch ?? false };
+    this.#perms = opts.permissions;
 
     const fixed = (ino: number, name: string, parent: Dir | null, view: number) => {
       const d = new Dir(ino, name, parent, view, this.#now, false);
@@ -489,7 +497,10 @@ export class VirtualTree {
     this.#finish();
     // Settle every folder's access now, before the mount serves: later changes cost only
     // the folders they touch.
-    if (this.#perms) this.#accessOf(this.#root);
+    if (this.#perms) {
+      for (const t of this.#tracks.values()) this.#accessOf(t);
+      this.#accessOf(this.#root);
+    }
     log.debug("Tree built: {tracks} tracks, {dirs} directories in {ms} ms", {
       tracks: this.#tracks.size,
       dirs: this.#dirCount,
@@ -555,21 +566,14 @@ export class VirtualTree {
         const t = n.track;
         if (t.uid !== undefined && t.gid !== undefined && t.mode !== undefined) {
           n.acc = fileAccess(t.uid, t.gid, t.mode);
-        } else {
-          n.acc = this.#unknownAccess();
-          this.#unknown.add(n);
-        }
-        n.accOf = t;
+          n.accOf = t;
+        } else this.#toLearn(n);
       }
-      return n.acc;
+      return n.acc!;
     }
     if (n instanceof Cover) {
-      if (n.accOf !== n.cover || !n.acc) {
-        n.acc = this.#unknownAccess();
-        n.accOf = n.cover;
-        this.#unknown.add(n);
-      }
-      return n.acc;
+      if (n.accOf !== n.cover || !n.acc) this.#toLearn(n);
+      return n.acc!;
     }
     if (n instanceof Dir) {
       if (n.ino === INO.musicfs || (n === this.#search && !this.#perms!.shareSearch)) {
@@ -594,9 +598,23 @@ export class VirtualTree {
     return { uid: this.uid, gid: this.gid, mode: 0o400 };
   }
 
-  /** What a node whose source access is not known yet shows: the daemon user's alone. */
-  #unknownAccess(): Access {
-    return { uid: this.uid, gid: this.gid, mode: 0o400 };
+  /**
+   * `n`'s source access is not in its record: it shows as the daemon user's alone until
+   * {@link resolveAccess} has stat'ed it (run by itself when `onAccessResolved` is given).
+   */
+  #toLearn(n: Track | Cover): void {
+    n.acc = { uid: this.uid, gid: this.gid, mode: 0o400 };
+    n.accOf = n instanceof Track ? n.track : n.cover;
+    this.#unknown.add(n);
+    const done = this.#perms?.onAccessResolved;
+    if (!done || this.#resolveScheduled) return;
+    this.#resolveScheduled = true;
+    setTimeout(() => {
+      this.#resolveScheduled = false;
+      this.resolveAccess().then(done, (e) => {
+        log.warn("Cannot learn source permissions: {error}", { error: String(e) });
+      });
+    }, 0);
   }
 
   /**
@@ -967,7 +985,13 @@ export class VirtualTree {
       if (this.#perms) {
         for (const { dir } of this.#log.values()) this.#accessChanged(dir, inodes);
         let searchStale = false;
-        for (const ino of inodes) if (this.#node(ino) instanceof Track) searchStale = true;
+        for (const ino of inodes) {
+          const n = this.#node(ino);
+          if (n instanceof Track) {
+            searchStale = true;
+            this.#accessOf(n);
+          } else if (n instanceof Cover && n.accOf !== n.cover) this.#toLearn(n);
+        }
         if (searchStale) {
           for (const q of this.#search.entries.values()) {
             if (q instanceof Dir) this.#accessChanged(q, inodes);
@@ -1224,6 +1248,7 @@ export class VirtualTree {
     );
     this.#covers.set(key, node);
     this.#nodes.set(node.ino, node);
+    if (this.#perms) this.#toLearn(node);
   }
 
   /** Show the right cover in an album folder: that of its tracks' first source folder. */
