@@ -255,3 +255,31 @@ Deno.test("access tree: with onAccessResolved the tree learns covers' access by 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("ops: the source xattr is answered to root and the source's owner only", async () => {
+  const { MusicOps } = await import("./ops.ts");
+  const ctx = (uid: number) => ({ uid, gid: uid, pid: 1, signal: new AbortController().signal });
+  const t = build();
+  const ops = new MusicOps({ tree: t });
+  const ino = at(t, "/Artists/Priv/Closed/B.mp3").ino;
+  const name = "user.musicfs.source";
+  const dec = (b: Uint8Array | null) => b && new TextDecoder().decode(b);
+  assert.equal(dec(await ops.getxattr(ino, name, ctx(0))), "/music/Priv/b.mp3");
+  assert.equal(dec(await ops.getxattr(ino, name, ctx(1000))), "/music/Priv/b.mp3");
+  assert.throws(
+    () => ops.getxattr(ino, name, ctx(1001)),
+    (e: { errno?: number }) => e.errno === 13,
+  );
+  assert.deepEqual(await ops.listxattr(ino, ctx(1001)), []);
+  assert.deepEqual(await ops.listxattr(ino, ctx(1000)), [name]);
+  // Without permissions mode only the mount's owner (or root) gets in anyway: it is answered.
+  const plain = new VirtualTree({
+    origins: [{ id: 1, path: "/music" }],
+    tracks: [priv],
+    uid: 42,
+    gid: 42,
+  });
+  const pino = at(plain, "/Artists/Priv/Closed/B.mp3").ino;
+  const pops = new MusicOps({ tree: plain });
+  assert.equal(dec(await pops.getxattr(pino, name, ctx(42))), "/music/Priv/b.mp3");
+});
