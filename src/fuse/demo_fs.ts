@@ -18,7 +18,7 @@ import {
   S_IFREG,
   type StatFs,
 } from "./ops.ts";
-import { closeFd, openReadOnly, preadAsync, preadCached } from "./libc.ts";
+import { closeFd, openReadOnly, preadAsync, preadCached } from "../sys/libc.ts";
 
 /** A fault injected on reads of one path. */
 export type DemoFault = "throw" | "hang" | "errno-enoent";

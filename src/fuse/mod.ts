@@ -10,7 +10,6 @@ export {
   findFuseMount,
   isDeadMount,
   MountError,
-  type MountInfo,
   type MountOptions,
   prepareMountpoint,
   probeMount,
@@ -25,5 +24,6 @@ export {
   preadSync,
   statfsType,
   SyscallError,
-} from "./libc.ts";
+} from "../sys/libc.ts";
+export { type MountInfo, mountOf, parseMountinfo, readMountinfo } from "../sys/mountinfo.ts";
 export { type DemoFault, DemoFs } from "./demo_fs.ts";

@@ -8,9 +8,9 @@
  * Protocol: the main thread posts `[fuseFd, wakeFd]` once, then `"poll"` each time it has
  * drained the device; the worker answers with the revents of both fds.
  */
-const lib = Deno.dlopen("libc.so.6", {
-  poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
-});
+import { libc } from "../sys/libc.ts";
+
+const lib = { symbols: libc() };
 const fds = new Uint8Array(16);
 const view = new DataView(fds.buffer);
 

@@ -43,7 +43,7 @@ import {
   writeStatfs,
   writeTtl,
 } from "./protocol.ts";
-import { errno, identity, libc, SyscallError, u64 } from "./libc.ts";
+import { errno, identity, libc, SyscallError, u64 } from "../sys/libc.ts";
 import {
   findFuseMount,
   mountFuse,
