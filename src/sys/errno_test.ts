@@ -18,7 +18,9 @@ Deno.test("errno: toErrno maps errno fields, codes and Deno errors; EIO otherwis
   try {
     const missing = await Deno.stat(`${dir}/missing`).catch((e) => e);
     assert.equal(toErrno(missing), Errno.ENOENT);
-    const missingDir = await Deno.readDir(`${dir}/f`)[Symbol.asyncIterator]().next().catch((e) => e);
+    const missingDir = await Deno.readDir(`${dir}/f`)[Symbol.asyncIterator]().next().catch((e) =>
+      e
+    );
     assert.equal(toErrno(missingDir), Errno.ENOENT);
   } finally {
     await Deno.remove(dir, { recursive: true });
