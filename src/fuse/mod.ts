@@ -6,6 +6,14 @@
 export * from "./ops.ts";
 export { FuseSession, type SessionOptions, type SessionStats } from "./session.ts";
 export {
+  type BackingFiles,
+  type ProtocolOptions,
+  ProtocolServer,
+  type ProtocolStats,
+  type ReplySink,
+} from "./protocol_server.ts";
+export { Op, type Opcode, OPCODES, opName } from "./opcodes.ts";
+export {
   detach,
   findFuseMount,
   isDeadMount,
