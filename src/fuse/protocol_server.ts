@@ -218,17 +218,18 @@ export class ProtocolServer {
   }
 
   /**
-   * Handle the request in `buf[0, len)`. Synchronous replies are sent before this returns;
+   * Handle the request in `buf[0, len)` (`view`: a DataView of `buf`, when the caller keeps
+   * one per buffer). Synchronous replies are sent before this returns;
    * the others when their handler finishes. Malformed requests get an error reply when their
    * unique id can be read (EINVAL for a bad length or name, ENOSYS for an unknown opcode),
    * and are dropped otherwise; nothing here throws.
    */
-  handle(buf: Uint8Array, len = buf.length): void {
+  handle(buf: Uint8Array, len = buf.length, view?: DataView): void {
     this.#stats.requests++;
     const r = this.#req;
     if (r.buf !== buf) {
       r.buf = buf;
-      r.v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+      r.v = view ?? new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     }
     if (len < FuseInHeader.SIZE) {
       this.#stats.malformed++;

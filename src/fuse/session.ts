@@ -3,10 +3,11 @@
  * them to a {@link ProtocolServer}, writes its replies, and sends cache notifications.
  * Hand-written over libc (see sys/libc.ts) because Deno cannot run libfuse.
  *
- * Loop design: /dev/fuse is nonblocking. A poll on a worker thread of its own waits for requests
- * (and for an eventfd that wakes it at unmount); then requests are drained with synchronous
- * reads on this thread, where errno is meaningful, and each is handled before the next read, so
- * one request buffer serves them all.
+ * Loop design: a worker thread of its own (poll_worker.ts) reads /dev/fuse into a ring of request
+ * slots in shared memory and wakes this thread through Atomics; this thread hands each request
+ * to the protocol server, which decodes it at once (so the slot is free again when `handle`
+ * returns) and replies with synchronous writes. The worker reads the next request while this
+ * thread handles the last one, and no message crosses threads per request.
  */
 import type { FuseOperations } from "./ops.ts";
 import { type BackingFiles, finishNotify, ProtocolServer } from "./protocol_server.ts";
@@ -22,6 +23,7 @@ import {
   setU64,
 } from "./structs.ts";
 import { errno, identity, libc, SyscallError, u64 } from "../sys/libc.ts";
+import { RING, type RingSetup, RingState, slotBase } from "./ring.ts";
 import { Errno } from "../sys/errno.ts";
 import {
   findFuseMount,
@@ -36,6 +38,7 @@ import { logger } from "../log/mod.ts";
 const log = logger("fuse");
 
 const MAX_DRAIN = 128;
+const SLOTS = 8;
 const OUT = FuseOutHeader.SIZE;
 
 /** Session tuning. */
@@ -81,10 +84,11 @@ export class FuseSession {
   #fd: number;
   #wake: number;
   #maxRead: number;
-  #req: Uint8Array<ArrayBuffer>;
+  #ctrl: Int32Array;
+  #slots: Uint8Array[];
+  #views: DataView[];
   #server: ProtocolServer;
-  #poller: Worker;
-  #pollWaiter?: (v: unknown) => void;
+  #reader: Worker;
   #stopping = false;
   #fdClosed = false;
   #ready = Promise.withResolvers<void>();
@@ -97,7 +101,14 @@ export class FuseSession {
     this.mountpoint = handle.mountpoint;
     this.#maxRead = opts.maxRead ?? 1 << 20;
     // The kernel refuses reads into a buffer smaller than max_write + headers.
-    this.#req = new Uint8Array(this.#maxRead + 8192);
+    const slotSize = this.#maxRead + 8192;
+    const sab = new SharedArrayBuffer(slotBase(SLOTS) + SLOTS * slotSize);
+    this.#ctrl = new Int32Array(sab, 0, RING.WORDS + SLOTS);
+    this.#slots = Array.from(
+      { length: SLOTS },
+      (_, i) => new Uint8Array(sab, slotBase(SLOTS) + i * slotSize, slotSize),
+    );
+    this.#views = this.#slots.map((b) => new DataView(b.buffer, b.byteOffset, b.byteLength));
     const wantPassthrough = opts.passthrough === undefined || opts.passthrough === "auto"
       ? identity().root
       : opts.passthrough;
@@ -117,9 +128,16 @@ export class FuseSession {
     });
     this.#wake = libc().eventfd(0, 0o4000 | 0o2000000);
     if (this.#wake < 0) throw new SyscallError("eventfd", errno());
-    this.#poller = new Worker(new URL("./poll_worker.ts", import.meta.url), { type: "module" });
-    this.#poller.onmessage = () => this.#pollWaiter?.(undefined);
-    this.#poller.postMessage([this.#fd, this.#wake]);
+    this.#reader = new Worker(new URL("./poll_worker.ts", import.meta.url), { type: "module" });
+    this.#reader.onerror = (e) => {
+      e.preventDefault();
+      log.error("FUSE request reader failed: {error}", { error: e.message });
+      Atomics.store(this.#ctrl, RING.STATE, RingState.FAILED);
+      Atomics.add(this.#ctrl, RING.EVENTS, 1);
+      Atomics.notify(this.#ctrl, RING.EVENTS);
+    };
+    const setup: RingSetup = { fd: this.#fd, wake: this.#wake, sab, slots: SLOTS, slotSize };
+    this.#reader.postMessage(setup);
     this.closed = new Promise((r) => (this.#resolveClosed = r));
   }
 
@@ -263,40 +281,46 @@ export class FuseSession {
   }
 
   async #run(): Promise<void> {
-    const l = libc();
+    const ctrl = this.#ctrl;
+    let tail = 0;
     try {
       for (;;) {
-        let drained = 0;
-        while (drained < MAX_DRAIN && !this.#stopping) {
-          const n = l.read(this.#fd, this.#req, u64(this.#req.length));
-          if (n < 0) {
-            const err = errno();
-            if (err === Errno.EAGAIN) break;
-            if (err === Errno.EINTR || err === Errno.ENOENT) continue;
-            if (err === Errno.ENODEV || err === Errno.ECONNABORTED) return;
-            throw new SyscallError("read /dev/fuse", err);
-          }
-          drained++;
-          this.#server.handle(this.#req, n);
+        // Read `events` first: a change after this point wakes the wait below.
+        const events = Atomics.load(ctrl, RING.EVENTS);
+        const head = Atomics.load(ctrl, RING.HEAD);
+        let handled = 0;
+        while (tail !== head && handled < MAX_DRAIN && !this.#stopping) {
+          const slot = tail & (SLOTS - 1);
+          this.#server.handle(this.#slots[slot], ctrl[RING.WORDS + slot], this.#views[slot]);
+          tail = (tail + 1) | 0;
+          handled++;
+          Atomics.store(ctrl, RING.TAIL, tail);
+          Atomics.notify(ctrl, RING.TAIL);
         }
         if (this.#stopping) return;
         // A full drain yields through a timer so handlers' I/O completions get their turn.
-        if (drained === MAX_DRAIN) await new Promise((r) => setTimeout(r, 0));
-        else {
-          await new Promise((r) => {
-            this.#pollWaiter = r;
-            this.#poller.postMessage("poll");
-          });
+        if (handled === MAX_DRAIN) {
+          await new Promise((r) => setTimeout(r, 0));
+          continue;
         }
+        if (tail !== Atomics.load(ctrl, RING.HEAD)) continue;
+        const state = Atomics.load(ctrl, RING.STATE);
+        if (state === RingState.FAILED) {
+          throw new SyscallError("read /dev/fuse", Atomics.load(ctrl, RING.ERRNO));
+        }
+        if (state === RingState.CLOSED) return;
+        const w = Atomics.waitAsync(ctrl, RING.EVENTS, events);
+        if (w.async) await w.value;
       }
     } catch (e) {
       log.error("FUSE request loop failed: {error}", { error: e, stack: (e as Error).stack });
     } finally {
       this.#stopping = true;
       await this.#notifyChain.catch(() => {});
+      await this.#stopReader();
       this.#server.shutdown();
       this.#fdClosed = true;
-      this.#poller.terminate();
+      const l = libc();
       l.close(this.#fd);
       l.close(this.#wake);
       if (this.#handle.commFd !== undefined) {
@@ -305,6 +329,22 @@ export class FuseSession {
       }
       this.#resolveClosed();
     }
+  }
+
+  // The reader may be in poll(2) or read(2) on the device: wake it through the eventfd and let
+  // it leave its loop before the fds are closed under it (a worker in FFI cannot be terminated).
+  async #stopReader(): Promise<void> {
+    const ctrl = this.#ctrl;
+    Atomics.store(ctrl, RING.STOP, 1);
+    Atomics.notify(ctrl, RING.TAIL);
+    const one = new BigUint64Array([1n]);
+    libc().write(this.#wake, new Uint8Array(one.buffer), u64(8));
+    const deadline = performance.now() + 5000;
+    while (Atomics.load(ctrl, RING.STATE) === RingState.RUNNING && performance.now() < deadline) {
+      const w = Atomics.waitAsync(ctrl, RING.EVENTS, Atomics.load(ctrl, RING.EVENTS), 100);
+      if (w.async) await w.value;
+    }
+    this.#reader.terminate();
   }
 
   #write(buf: Uint8Array<ArrayBuffer>, len: number): void {
