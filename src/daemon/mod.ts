@@ -104,3 +104,11 @@ export {
 } from "./health.ts";
 
 export type { Tags, TrackRecord } from "../library/types.ts";
+export {
+  findByMountpoint,
+  liveEntries,
+  register,
+  type RegistryEntry,
+  registryDir,
+} from "./registry.ts";
+export type { DaemonStatus, OriginStatus, ScanStatus, TaskStatusJson } from "./status.ts";
