@@ -83,7 +83,10 @@ Deno.test({
         const r = await runBare(cut, ["--version"], home);
         assert.deepEqual(r.code, 1);
         assert.deepEqual(r.stderr.trim().split("\n").length, 1, r.stderr);
-        assert.match(r.stderr, /^musicfs: .*truncated is damaged or incomplete .*download it again/);
+        assert.match(
+          r.stderr,
+          /^musicfs: .*truncated is damaged or incomplete .*download it again/,
+        );
         // Cut inside the header too: still one line, never a shell error from the payload.
         await Deno.writeFile(cut, whole.subarray(0, HEADER_BYTES + 10), { mode: 0o755 });
         const r2 = await runBare(cut, ["--version"], home);

@@ -119,7 +119,9 @@ async function findDenoBinary(repo: string): Promise<string> {
   const candidates = [`${repo}/node_modules/deno/deno`];
   try {
     for await (const e of Deno.readDir(`${repo}/node_modules/@deno`)) {
-      if (e.name.startsWith("linux-x64")) candidates.unshift(`${repo}/node_modules/@deno/${e.name}/deno`);
+      if (e.name.startsWith("linux-x64")) {
+        candidates.unshift(`${repo}/node_modules/@deno/${e.name}/deno`);
+      }
     }
   } catch { /* no @deno scope: try the main package */ }
   for (const c of candidates) {

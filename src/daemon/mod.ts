@@ -62,6 +62,7 @@ export * as systemd from "./sd_notify.ts";
 export {
   ControlError,
   type ControlHandlers,
+  ControlPermissionError,
   controlRequest,
   ControlRequestError,
   type ControlRequestOptions,
@@ -108,7 +109,7 @@ export {
   findByMountpoint,
   liveEntries,
   register,
-  type RegistryEntry,
   registryDir,
+  type RegistryEntry,
 } from "./registry.ts";
 export type { DaemonStatus, OriginStatus, ScanStatus, TaskStatusJson } from "./status.ts";
