@@ -72,6 +72,11 @@ Deno.test({
         assert.deepEqual(entries.filter((n) => n.startsWith(".unpack-")), [target]);
         const again = await runBare(file, ["--version"], home);
         assert.deepEqual(again.code, 0);
+        // A cleaned cache (the unpacked copy deleted, its link left dangling) unpacks again.
+        await Deno.remove(`${base}/${target}`, { recursive: true });
+        const fresh = await runBare(file, ["--version"], home);
+        assert.deepEqual([fresh.code, fresh.stderr], [0, ""]);
+        assert.ok((await Deno.stat(`${base}/${links[0]}/deno`)).isFile);
       });
 
       await t.step("a truncated file fails with one clear line", async () => {

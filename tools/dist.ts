@@ -201,11 +201,14 @@ if [ ! -x "$dir/deno" ] || [ ! -f "$dir/app/main.ts" ]; then
     die "cannot unpack into $base (is the disk full?)"
   fi
   # Publishing is one atomic symlink: of two first runs at once, one link wins and the other
-  # run uses the winner's copy. A link left dangling (its target deleted) is replaced.
-  if ! ln -s "\${tmp##*/}" "$dir" 2>/dev/null; then
-    rm -rf "$tmp"
-    if [ ! -x "$dir/deno" ]; then
-      rm -f "$dir" && ln -s "\${tmp##*/}" "$dir" 2>/dev/null
+  # run uses the winner's copy (-n: never a link inside the winner's dir). A link left
+  # dangling (its target deleted) is replaced.
+  if ! ln -sn "\${tmp##*/}" "$dir" 2>/dev/null; then
+    if [ -x "$dir/deno" ]; then
+      rm -rf "$tmp"
+    else
+      rm -f "$dir"
+      ln -sn "\${tmp##*/}" "$dir" 2>/dev/null || rm -rf "$tmp"
       [ -x "$dir/deno" ] || die "cannot unpack into $dir (remove it and run again)"
     fi
   fi

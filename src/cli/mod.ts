@@ -63,7 +63,9 @@ function optionText(flags: string): string {
  * The synopsis, one entry per command with every option it takes, wrapped at 100 columns:
  * what `musicfs --help` ends with and what the README shows (a test keeps them equal).
  */
-export function synopsis(program: Command = buildProgram({ run: () => Promise.resolve(0) }).program): string {
+export function synopsis(
+  program: Command = buildProgram({ run: () => Promise.resolve(0) }).program,
+): string {
   const lines: string[] = [];
   for (const cmd of program.commands) {
     const head = `musicfs ${cmd.name()}`;

@@ -73,9 +73,9 @@ export async function statusOfAll(
   entries.forEach((e, i) => {
     const st = all[i];
     const what = st
-      ? `pid ${st.pid}, ${formatTracks({ ...st, mountpoint: undefined })} tracks, scan ${
-        st.scan ? formatScan(st.scan) : "idle"
-      }`
+      ? `pid ${st.pid}, ${num(st.tracks)} tracks${
+        st.problems ? `, ${num(st.problems)} unreadable` : ""
+      }, scan ${st.scan ? formatScan(st.scan) : "idle"}`
       : `pid ${e.pid}, not answering`;
     io.out(`${e.mountpoint.padEnd(width)}  ${what}`);
   });
@@ -105,7 +105,9 @@ export function formatStatus(s: Partial<DaemonStatus>, now = Date.now()): string
   row("tracks", formatTracks(s));
   row("scan", s.scan ? formatScan(s.scan) : "idle");
   if (s.search) {
-    const docs = `${s.search.documents ?? "?"} documents`;
+    const docs = `${
+      typeof s.search.documents === "number" ? num(s.search.documents) : "?"
+    } documents`;
     row("search", `${s.search.state} (${docs})`);
   }
   if (s.cache) {
