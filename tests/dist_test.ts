@@ -9,9 +9,9 @@ import { makeLibrary } from "./fixtures/mod.ts";
 import { detachIfMounted } from "./support/daemon.ts";
 import { getXattr, isMounted, needsFuse, run, tempDir, waitFor } from "./support/helpers.ts";
 
-/** The environment of a machine with nothing but the base system. */
+/** The environment of a machine with nothing but the base system (a login's runtime dir too). */
 function bareEnv(home: string): Record<string, string> {
-  return { PATH: "/usr/bin:/bin", HOME: home, LANG: "C.UTF-8" };
+  return { PATH: "/usr/bin:/bin", HOME: home, XDG_RUNTIME_DIR: `${home}/.run`, LANG: "C.UTF-8" };
 }
 
 async function runBare(
@@ -19,6 +19,7 @@ async function runBare(
   args: string[],
   home: string,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
+  await Deno.mkdir(`${home}/.run`, { recursive: true, mode: 0o700 });
   const out = await new Deno.Command(file, {
     args,
     env: bareEnv(home),
@@ -66,6 +67,10 @@ Deno.test({
         const base = `${home}/.cache/musicfs-dist`;
         const entries = (await Array.fromAsync(Deno.readDir(base))).map((e) => e.name).sort();
         const links = entries.filter((n) => !n.startsWith("."));
+        assert.ok(
+          entries.every((n) => n.startsWith(".unpack-") || links.includes(n)),
+          `${entries}`,
+        );
         assert.deepEqual(links.length, 1, `entries: ${entries}`);
         const target = await Deno.readLink(`${base}/${links[0]}`);
         // The loser's copy is gone: only the published one remains.
