@@ -15,7 +15,7 @@ import type { Origin, Problem, Tags, TrackRecord } from "./types.ts";
 const log = logger("library", "db");
 
 /** Schema version written to `PRAGMA user_version`. */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 /**
  * Migrations by target version: `MIGRATIONS[n]` takes a version-n database to n+1. Each runs in
@@ -88,6 +88,20 @@ const MIGRATIONS: string[] = [
     committed INTEGER NOT NULL DEFAULT 0
   );
   `,
+  // 1 -> 2: the source's identity and permissions (change detection by ctime + inode, access
+  // checks by owner and mode) and the tags of real libraries (several genres, sort names, an
+  // embedded cover). Rows from version 1 keep NULLs until their file is next parsed.
+  `
+  ALTER TABLE files ADD COLUMN ctime_ms INTEGER;
+  ALTER TABLE files ADD COLUMN ino INTEGER;
+  ALTER TABLE files ADD COLUMN uid INTEGER;
+  ALTER TABLE files ADD COLUMN gid INTEGER;
+  ALTER TABLE files ADD COLUMN mode INTEGER;
+  ALTER TABLE files ADD COLUMN genres TEXT;
+  ALTER TABLE files ADD COLUMN artist_sort TEXT;
+  ALTER TABLE files ADD COLUMN album_artist_sort TEXT;
+  ALTER TABLE files ADD COLUMN picture TEXT;
+`,
 ];
 
 /** The database file is damaged or is not a SQLite database at all. */
@@ -160,6 +174,16 @@ export interface FileUpsert {
   size: number;
   /** Modification time in ms since the epoch, as stat'ed before parsing. */
   mtimeMs: number;
+  /** Status-change time in ms, as stat'ed before parsing. */
+  ctimeMs?: number;
+  /** Inode number, as stat'ed before parsing. */
+  ino?: number;
+  /** Owner's uid, as stat'ed before parsing. */
+  uid?: number;
+  /** Group's gid, as stat'ed before parsing. */
+  gid?: number;
+  /** Permission bits (`st_mode & 0o7777`), as stat'ed before parsing. */
+  mode?: number;
   /** The parsed, normalised tags. */
   tags: Tags;
 }
@@ -313,7 +337,8 @@ function underParams(scope: string): [string, string, string] {
 
 const TRACK_COLUMNS = `id, origin_id, rel_path, ext, size, mtime_ms, artist, album_artist, album,
   title, track, track_total, disc, disc_total, year, genre, compilation, format, bitrate,
-  sample_rate, duration`;
+  sample_rate, duration, ctime_ms, ino, uid, gid, mode, genres, artist_sort, album_artist_sort,
+  picture`;
 
 /** A row of {@link TRACK_COLUMNS}, as an array (twice as fast to fetch as objects). */
 type TrackRow = [
@@ -351,8 +376,21 @@ function toTrack(r: TrackRow): TrackRecord {
   if (r[18] !== null) t.bitrate = r[18] as number;
   if (r[19] !== null) t.sampleRate = r[19] as number;
   if (r[20] !== null) t.duration = r[20] as number;
+  if (r[21] !== null) t.ctimeMs = r[21] as number;
+  if (r[22] !== null) t.ino = r[22] as number;
+  if (r[23] !== null) t.uid = r[23] as number;
+  if (r[24] !== null) t.gid = r[24] as number;
+  if (r[25] !== null) t.mode = r[25] as number;
+  // Genres are stored joined by U+001F (a tag cannot hold control characters once normalised).
+  if (r[26] !== null) t.genres = (r[26] as string).split(GENRE_SEPARATOR);
+  if (r[27] !== null) t.artistSort = r[27] as string;
+  if (r[28] !== null) t.albumArtistSort = r[28] as string;
+  if (r[29] !== null) t.picture = r[29] as string;
   return t;
 }
+
+/** Joins the stored `genres` column. */
+const GENRE_SEPARATOR = "\u001f";
 
 function tagParams(f: FileUpsert): (string | number | null)[] {
   const t = f.tags;
@@ -376,6 +414,15 @@ function tagParams(f: FileUpsert): (string | number | null)[] {
     n(t.bitrate),
     n(t.sampleRate),
     n(t.duration),
+    n(f.ctimeMs),
+    n(f.ino),
+    n(f.uid),
+    n(f.gid),
+    n(f.mode),
+    t.genres && t.genres.length > 0 ? t.genres.join(GENRE_SEPARATOR) : null,
+    n(t.artistSort),
+    n(t.albumArtistSort),
+    n(t.picture),
   ];
 }
 
@@ -411,12 +458,15 @@ export class Database {
       fileId: p("SELECT id FROM files WHERE origin_id = ? AND rel_path = ?"),
       insertFile: p(`INSERT INTO files (origin_id, rel_path, ext, size, mtime_ms, artist,
         album_artist, album, title, track, track_total, disc, disc_total, year, genre,
-        compilation, format, bitrate, sample_rate, duration)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
+        compilation, format, bitrate, sample_rate, duration, ctime_ms, ino, uid, gid, mode,
+        genres, artist_sort, album_artist_sort, picture)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
+        ?) RETURNING id`),
       updateFile: p(`UPDATE files SET ext = ?, size = ?, mtime_ms = ?, artist = ?,
         album_artist = ?, album = ?, title = ?, track = ?, track_total = ?, disc = ?,
         disc_total = ?, year = ?, genre = ?, compilation = ?, format = ?, bitrate = ?,
-        sample_rate = ?, duration = ? WHERE id = ?`),
+        sample_rate = ?, duration = ?, ctime_ms = ?, ino = ?, uid = ?, gid = ?, mode = ?,
+        genres = ?, artist_sort = ?, album_artist_sort = ?, picture = ? WHERE id = ?`),
       deleteFile: p("DELETE FROM files WHERE id = ?"),
       knownFiles: p(`SELECT rel_path, size, mtime_ms FROM files WHERE origin_id = ?1 AND ${UNDER}`),
       knownProblems: p(`SELECT rel_path, size, mtime_ms FROM problems
@@ -741,6 +791,11 @@ export class Database {
           size: f.size,
           mtimeMs: f.mtimeMs,
         };
+        if (f.ctimeMs !== undefined) rec.ctimeMs = f.ctimeMs;
+        if (f.ino !== undefined) rec.ino = f.ino;
+        if (f.uid !== undefined) rec.uid = f.uid;
+        if (f.gid !== undefined) rec.gid = f.gid;
+        if (f.mode !== undefined) rec.mode = f.mode;
         (existing ? res.changed : res.added).push(rec);
       }
       for (const p of batch.problems ?? []) {

@@ -352,6 +352,11 @@ export class Scanner {
           ext,
           size: f.size,
           mtimeMs: f.mtimeMs,
+          ctimeMs: f.ctimeMs,
+          ino: f.ino,
+          uid: f.uid,
+          gid: f.gid,
+          mode: f.mode,
           tags: r.tags,
         });
       } else {

@@ -25,6 +25,14 @@ export interface Tags {
   year?: number;
   /** First non-empty genre. */
   genre?: string;
+  /** Every genre of the file, in tag order (the first is `genre`); absent when none. */
+  genres?: string[];
+  /** Artist sort name (`artistsort`, TSOP, soar), for the `{artistsort}` layout field. */
+  artistSort?: string;
+  /** Album artist sort name (`albumartistsort`, TSO2, soaa), for `{albumartistsort}`. */
+  albumArtistSort?: string;
+  /** MIME type of the embedded front-cover picture, when the file has one. */
+  picture?: string;
   /** The compilation flag; undefined when the file has no such tag. */
   compilation?: boolean;
   /** Container/codec as music-metadata names it, e.g. `MPEG`, `FLAC`, `Ogg/Vorbis`. */
@@ -51,6 +59,16 @@ export interface TrackRecord extends Tags {
   size: number;
   /** Source modification time when scanned, in ms since the epoch; with `size`, tells changes. */
   mtimeMs: number;
+  /** Source status-change time when scanned (ms); absent in rows scanned before schema 2. */
+  ctimeMs?: number;
+  /** Source inode number when scanned; absent in rows scanned before schema 2. */
+  ino?: number;
+  /** Source owner's uid when scanned; absent in rows scanned before schema 2. */
+  uid?: number;
+  /** Source group's gid when scanned; absent in rows scanned before schema 2. */
+  gid?: number;
+  /** Source permission bits (`st_mode & 0o7777`) when scanned; absent before schema 2. */
+  mode?: number;
 }
 
 /** A library root. */

@@ -15,6 +15,30 @@ export interface WalkFile {
   size: number;
   /** Modification time in ms since the epoch. */
   mtimeMs: number;
+  /** Status-change time in ms since the epoch. */
+  ctimeMs: number;
+  /** Inode number. */
+  ino: number;
+  /** Owner's uid. */
+  uid: number;
+  /** Group's gid. */
+  gid: number;
+  /** Permission bits (`st_mode & 0o7777`). */
+  mode: number;
+}
+
+/** The {@link WalkFile} of `relPath` from its stat. */
+export function walkFileOf(relPath: string, info: Deno.FileInfo): WalkFile {
+  return {
+    relPath,
+    size: info.size,
+    mtimeMs: info.mtime?.getTime() ?? 0,
+    ctimeMs: info.ctime?.getTime() ?? 0,
+    ino: info.ino ?? 0,
+    uid: info.uid ?? 0,
+    gid: info.gid ?? 0,
+    mode: (info.mode ?? 0) & 0o7777,
+  };
 }
 
 /** A directory the walk listed, with its cover image if it has one. */
@@ -126,7 +150,7 @@ export function walkTree(
     }
     if (info.isFile) {
       if (isAudioName(scope)) {
-        batch.files.push({ relPath: scope, size: info.size, mtimeMs: info.mtime?.getTime() ?? 0 });
+        batch.files.push(walkFileOf(scope, info));
       }
       flush(true);
       return { scope: "file" };
@@ -195,15 +219,11 @@ export function walkTree(
         visited.add(key);
         stack.push(childRel);
       } else if (isFile && audio) {
-        batch.files.push({
-          relPath: childRel,
-          size: info.size,
-          mtimeMs: info.mtime?.getTime() ?? 0,
-        });
+        batch.files.push(walkFileOf(childRel, info));
         count++;
       } else if (isFile && cover >= 0 && (bestCover < 0 || cover < bestCover)) {
         bestCover = cover;
-        dir.cover = { relPath: childRel, size: info.size, mtimeMs: info.mtime?.getTime() ?? 0 };
+        dir.cover = walkFileOf(childRel, info);
       }
     }
     batch.dirs.push(dir);
