@@ -5,7 +5,6 @@
  * @module
  */
 import type { DaemonStatus } from "../daemon/mod.ts";
-import { formatScan } from "./commands/status.ts";
 
 const num = (n: number) => n.toLocaleString("en-US");
 
@@ -13,17 +12,21 @@ const num = (n: number) => n.toLocaleString("en-US");
 export function progressLine(status: Pick<DaemonStatus, "scan" | "tracks">, width = 80): string {
   const scan = status.scan;
   if (!scan) return `scanning: starting, ${num(status.tracks)} tracks so far`.slice(0, width);
-  const text = `${formatScan(scan)}; ${num(status.tracks)} tracks`;
   const walkDone = scan.walkDone ?? scan.phase !== "walking";
+  const tracks = `${num(status.tracks)} tracks`;
   const barWidth = 20;
   let bar: string;
+  let text: string;
   if (walkDone && scan.total > 0) {
     const filled = Math.min(barWidth, Math.floor((scan.parsed / scan.total) * barWidth));
     bar = `[${"#".repeat(filled)}${".".repeat(barWidth - filled)}]`;
+    const pct = Math.floor((scan.parsed / scan.total) * 100);
+    text = `${pct}% ${num(scan.parsed)}/${num(scan.total)} files read, ${tracks}`;
   } else {
     // Total unknown while walking: a moving marker instead of a fill.
     const at = Math.floor(Date.now() / 250) % barWidth;
     bar = `[${".".repeat(at)}#${".".repeat(barWidth - at - 1)}]`;
+    text = `${num(scan.seen)} files found, ${num(scan.parsed)} read, ${tracks}`;
   }
   return `${bar} ${text}`.slice(0, width);
 }
@@ -51,10 +54,11 @@ export class ProgressBar {
       try {
         return Deno.consoleSize().columns;
       } catch {
-        return 80;
+        return 0;
       }
     })();
-    this.#write(`\r\x1b[2K${progressLine(status, Math.max(20, cols - 1))}`);
+    // A terminal that reports no size (a pty with none set) gets the usual 80 columns.
+    this.#write(`\r\x1b[2K${progressLine(status, cols >= 40 ? cols - 1 : 79)}`);
     this.#drawn = true;
   }
 
