@@ -95,22 +95,26 @@ say "deno: $deno_dir/deno -> $deno_bin"
 # `deno task` prefers node_modules/.bin over PATH and would run this binary as a JS script.
 rm -f node_modules/.bin/deno
 
-# A single compiled binary needs the denort download from dl.deno.land; offline, use a launcher.
+# The single-file build (deno task dist: deno, the app and its packages in one executable);
+# where it cannot be built (not linux-x64), a launcher running main.ts with the installed Deno.
 mkdir -p dist
 mdir=$(dest musicfs)
-if [ "${MUSICFS_COMPILE:-1}" = "1" ] && timeout 120 "$deno_bin" task compile >/dev/null 2>&1; then
-  ln -sfn "$repo/dist/musicfs" "$mdir/musicfs"
-  say "installed the compiled binary $mdir/musicfs"
+version=$(sed -n 's/^export const VERSION = "\(.*\)";$/\1/p' src/cli/mod.ts)
+distfile="dist/musicfs-$version-linux-x64"
+# A link left by an earlier install would make the writes below go through it.
+rm -f "$mdir/musicfs.tmp.$$"
+if [ "$(uname -m)" = x86_64 ] && "$deno_bin" task dist >/dev/null 2>&1 && [ -x "$distfile" ]; then
+  # A link into this clone (not a copy), so a later install from another clone can tell whose it is.
+  ln -sfn "$repo/$distfile" "$mdir/musicfs.tmp.$$" && mv -Tf "$mdir/musicfs.tmp.$$" "$mdir/musicfs"
+  say "installed $mdir/musicfs -> $distfile (one file, no Deno needed to run it)"
 else
-  # A link left by an earlier install would make the redirect below write through it.
-  rm -f "$mdir/musicfs"
-  cat >"$mdir/musicfs" <<LAUNCH
+  cat >"$mdir/musicfs.tmp.$$" <<LAUNCH
 #!/bin/sh
-# musicfs launcher written by install.sh (deno compile needs a download this machine cannot make).
+# musicfs launcher written by install.sh (the single-file build was not possible here).
 exec "$deno_bin" run -A --quiet "$repo/main.ts" "\$@"
 LAUNCH
-  chmod +x "$mdir/musicfs"
-  say "deno compile is unavailable offline; installed a launcher $mdir/musicfs running main.ts"
+  chmod +x "$mdir/musicfs.tmp.$$" && mv -Tf "$mdir/musicfs.tmp.$$" "$mdir/musicfs"
+  say "could not build the single file; installed a launcher $mdir/musicfs running main.ts"
 fi
 for d in $(printf '%s\n' "$deno_dir" "$mdir" | sort -u); do
   case ":$PATH:" in *":$d:"*) ;; *) say "add $d to your PATH" ;; esac

@@ -446,6 +446,7 @@ function spawnDemo(mnt: string, extra: string[] = [], other?: OtherUserRun): Den
       ? {
         DENO_DIR: `${other.home}/deno`,
         HOME: other.home,
+        XDG_RUNTIME_DIR: other.home,
         PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
       }
       : undefined,

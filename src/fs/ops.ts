@@ -183,7 +183,9 @@ export class MusicOps implements FuseOperations {
     if (h.kind === "mem") {
       return copyRange(h.data, offset, dst);
     }
-    if (h.kind === "cache") return await this.#opts.cache!.read(h.file, offset, dst);
+    if (h.kind === "cache") {
+      return await this.#opts.cache!.read(h.file, offset, dst).catch(cacheReadErrno);
+    }
     const want = Math.max(0, Math.min(dst.length, h.size - offset));
     const n = await preadAsync(h.fd, want < dst.length ? dst.subarray(0, want) : dst, offset);
     if (n < 0) throw new FsError(Errno.EIO, `Cannot read ${h.path}`);
@@ -276,4 +278,10 @@ export class MusicOps implements FuseOperations {
   get openFiles(): number {
     return this.#handles.size;
   }
+}
+
+// The chunk cache throws its own errors (CasReadError, RangeError); the kernel gets an errno.
+function cacheReadErrno(e: unknown): never {
+  const msg = e instanceof Error ? e.message : String(e);
+  throw new FsError(e instanceof RangeError ? Errno.EINVAL : Errno.EIO, msg, { cause: e });
 }
