@@ -426,6 +426,8 @@ function spawnDemo(mnt: string, extra: string[] = [], user?: UserView): Deno.Chi
     : deno;
   return new Deno.Command(cmd[0], {
     args: cmd.slice(1),
+    // Not ours: the test's cwd may be a checkout that user cannot enter.
+    cwd: user?.home,
     stdin: "piped",
     stdout: "piped",
     stderr: "piped",
