@@ -19,7 +19,13 @@ export {
   fileKey,
   sha256Hex,
 } from "./store.ts";
-export { CasClosedError, CasWriteError, formatBytes, StoreFullError } from "./errors.ts";
+export {
+  CasClosedError,
+  CasReadError,
+  CasWriteError,
+  formatBytes,
+  StoreFullError,
+} from "./errors.ts";
 export {
   checkIndex,
   type CheckIndexOptions,

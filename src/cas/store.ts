@@ -198,8 +198,8 @@ export class CasStore {
     }
     const dir = opts.dir.replace(/\/+$/, "") || "/";
     const indexPath = `${dir}/index`;
-    await Deno.mkdir(`${dir}/chunks`, { recursive: true });
-    await Deno.mkdir(`${dir}/tmp`, { recursive: true });
+    await Deno.mkdir(`${dir}/chunks`, { recursive: true, mode: 0o700 });
+    await Deno.mkdir(`${dir}/tmp`, { recursive: true, mode: 0o700 });
     const removedTemps = await emptyDir(`${dir}/tmp`);
 
     const checking = checkIndex(indexPath, {
@@ -488,7 +488,7 @@ export class CasStore {
     const tmp = `${this.#tmpDir}/${++this.#seq}.tmp`;
     let file: Deno.FsFile | undefined;
     try {
-      file = await Deno.open(tmp, { write: true, createNew: true, mode: 0o644 });
+      file = await Deno.open(tmp, { write: true, createNew: true, mode: 0o600 });
       // A write may be short (e.g. the disk filled up mid-chunk); the next one reports why.
       for (let off = 0; off < bytes.length;) off += await file.write(bytes.subarray(off));
       if (this.#fsync) await file.syncData();
@@ -742,7 +742,7 @@ export class CasStore {
   async #ensureShardDir(hash: string): Promise<void> {
     const d = this.#shardDir(hash);
     if (this.#shardDirs.has(d)) return;
-    await Deno.mkdir(d, { recursive: true });
+    await Deno.mkdir(d, { recursive: true, mode: 0o700 });
     this.#shardDirs.add(d);
   }
 

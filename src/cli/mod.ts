@@ -122,7 +122,8 @@ function buildProgram(opts: { run: Run }): { program: Command; code: () => numbe
       "--layout <template>",
       "the /Artists layout, e.g. '{albumartist}/{album} ({year})/{track:02} - {title}'",
     )
-    .option("--allow-other", "let other users see the mount")
+    .option("--allow-other", "let other users see the mount, with the sources' permissions")
+    .option("--allow-other-search", "with --allow-other: let other users search under /.search")
     .option("--log-level <level>", "trace | debug | info | warning | error (default info)")
     .option("--log-format <text|json>", "log line format (default text)")
     .option("--demo", "serve a small in-memory demo tree at <library> instead (FUSE layer only)")
@@ -287,6 +288,8 @@ function buildProgram(opts: { run: Run }): { program: Command; code: () => numbe
 
 /** Run the CLI with `args` (no program name); resolves to the process exit code. */
 export async function main(args: string[]): Promise<number> {
+  // Every file musicfs writes (state, cache, log, socket) is its user's alone.
+  Deno.umask(0o077);
   const debug = args.includes("--log-level=debug") || args.join(" ").includes("--log-level debug");
   const { program, code } = buildProgram({ run: (_name, work) => work() });
   try {

@@ -84,8 +84,10 @@ export interface MountFlags {
   cacheReads?: string;
   /** `--layout` template of /Artists, unchecked; default the built-in layout. */
   layout?: string;
-  /** `--allow-other`: let other users see the mount. */
+  /** `--allow-other`: let other users see the mount (with the sources' permissions). */
   allowOther?: boolean;
+  /** `--allow-other-search`: let other users run queries under /.search too. */
+  allowOtherSearch?: boolean;
   /** `--log-level` as typed (`warn` is accepted for `warning`); default `info`. */
   logLevel?: string;
   /** `--log-format`, unchecked: should be `text` or `json` (default `text`). */
@@ -181,6 +183,9 @@ export function resolveMountOptions(
   if (flags.logFormat && !["text", "json"].includes(flags.logFormat)) {
     throw new UsageError(`Invalid --log-format: ${flags.logFormat} (use text or json)`);
   }
+  if (flags.allowOtherSearch && !flags.allowOther) {
+    throw new UsageError("--allow-other-search needs --allow-other (add it)");
+  }
   const mountpoint = absolute(flags.mountpoint ?? "~/MusicFS");
   for (const r of roots) {
     if (mountpoint === r || mountpoint.startsWith(r + "/")) {
@@ -198,6 +203,7 @@ export function resolveMountOptions(
     cacheReads: cacheReads as DaemonOptions["cacheReads"],
     layout: flags.layout,
     allowOther: flags.allowOther ?? false,
+    allowOtherSearch: flags.allowOtherSearch ?? false,
     version,
   };
 }
@@ -216,7 +222,7 @@ export async function mountCommand(
   const child = Deno.env.get(BACKGROUND_ENV) === "1";
   if (!flags.foreground && !child) return await startInBackground(libraries, flags, opts);
   if (child) {
-    await Deno.mkdir(opts.stateDir, { recursive: true });
+    await Deno.mkdir(opts.stateDir, { recursive: true, mode: 0o700 });
     const file = `${opts.stateDir}/musicfs.log`;
     await rotateLogFile(file);
     setupLogging({ level, format, file });
@@ -273,6 +279,7 @@ async function startInBackground(
   );
   if (flags.layout !== undefined) args.push("--layout", flags.layout);
   if (flags.allowOther) args.push("--allow-other");
+  if (flags.allowOtherSearch) args.push("--allow-other-search");
   if (flags.logLevel) args.push("--log-level", flags.logLevel);
   if (flags.logFormat) args.push("--log-format", flags.logFormat);
   const proc = new Deno.Command(exe, {

@@ -24,6 +24,7 @@ import { installCrashGuards, installSignalHandlers, runShutdown } from "./shutdo
 import * as systemd from "./sd_notify.ts";
 import { HealthMonitor } from "./health.ts";
 import { openDaemonCache } from "./cache.ts";
+import { makePrivate } from "./private_dir.ts";
 import { logger } from "../log/mod.ts";
 import type { DaemonStatus, ScanStatus } from "./status.ts";
 import { register } from "./registry.ts";
@@ -48,8 +49,13 @@ export interface DaemonOptions {
   cacheReads: "remote" | "always" | "never";
   /** The /Artists layout template (already checked); undefined for the default layout. */
   layout?: string;
-  /** Let other users see the mount (FUSE `allow_other`). */
+  /**
+   * Let other users see the mount (FUSE `allow_other`): the kernel then checks access
+   * (`default_permissions`) against each source's owner and mode (see src/fs/access.ts).
+   */
   allowOther?: boolean;
+  /** With `allowOther`: other users may run queries under /.search (else it is 0700). */
+  allowOtherSearch?: boolean;
   /** Program version, for status. */
   version: string;
   /** Called once the mount answers. */
@@ -73,7 +79,12 @@ export class DaemonStartError extends Error {
  */
 export async function runDaemon(opts: DaemonOptions): Promise<number> {
   const startedAt = Date.now();
-  await Deno.mkdir(opts.stateDir, { recursive: true });
+  // What the daemon writes (library.db, snapshots, chunks, log, socket) is its user's alone.
+  Deno.umask(0o077);
+  await makePrivate(opts.stateDir, "state dir");
+  if (await Deno.lstat(opts.cacheDir).then(() => true, () => false)) {
+    await makePrivate(opts.cacheDir, "cache dir");
+  }
   const locks: HeldLock[] = [await acquireLock(opts.stateDir, { name: "musicfs" })];
   const uninstallGuards = installCrashGuards();
   let db: Database | undefined;
@@ -194,6 +205,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       gid,
       layout: opts.layout,
       status: () => JSON.stringify(status(), null, 2) + "\n",
+      permissions: opts.allowOther ? { shareSearch: opts.allowOtherSearch } : undefined,
     });
 
     const invalidate = (inv: Invalidation[]) => {
@@ -243,6 +255,8 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     session = await FuseSession.mount(opts.mountpoint, ops, {
       create: true,
       allowOther: opts.allowOther,
+      // Other users get exactly what the sources give them; the kernel checks the modes.
+      defaultPermissions: opts.allowOther,
       // The tree tells the kernel about every change, so its caches may live long.
       entryTtlMs: 10_000,
       attrTtlMs: 10_000,

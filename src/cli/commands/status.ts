@@ -13,6 +13,7 @@ import {
 } from "../../daemon/mod.ts";
 import { quickStatus } from "./target.ts";
 import { formatBytes } from "../../cas/mod.ts";
+import { escapeControl } from "../../fs/mod.ts";
 import {
   askDaemon,
   type CommandIo,
@@ -136,7 +137,8 @@ export function formatStatus(s: Partial<DaemonStatus>, now = Date.now()): string
     const width = Math.max(...origins.map((o) => String(o.path).length));
     for (const o of origins) lines.push(`  ${String(o.path).padEnd(width)}  ${formatOrigin(o)}`);
   }
-  return lines;
+  // Paths and reasons come from the sources: no name may forge a line or drive the terminal.
+  return lines.map(escapeControl);
 }
 
 const num = (n: number) => n.toLocaleString("en-US");

@@ -216,3 +216,22 @@ Deno.test("a daemon error answer is one line naming the request", async () => {
     }
   });
 });
+
+Deno.test("status escapes control characters in paths and reasons", () => {
+  const lines = formatStatus({
+    pid: 1,
+    startedAt: 1000,
+    mountpoint: "/mnt/music\nfake line",
+    origins: [{
+      id: 1,
+      path: "/music/\x1b[2Jevil",
+      healthy: false,
+      consecutiveFailures: 1,
+      watch: "polling",
+      reason: "inotify\rlimit",
+    }],
+  }, 61_000);
+  assert.ok(lines.every((l) => ![...l].some((c) => c < " ")), JSON.stringify(lines));
+  assert.ok(lines.includes("mountpoint  /mnt/music\\nfake line"), lines.join("\n"));
+  assert.ok(lines.some((l) => l.includes("/music/\\x1b[2Jevil") && l.includes("inotify\\rlimit")));
+});
