@@ -439,7 +439,7 @@ function spawnDemo(mnt: string, extra: string[] = [], other?: OtherUserRun): Den
   return new Deno.Command(cmd[0], {
     args: cmd.slice(1),
     // Not ours: the test's cwd may be a checkout that user cannot enter.
-    cwd: user?.home,
+    cwd: other?.home,
     stdin: "piped",
     stdout: "piped",
     stderr: "piped",
