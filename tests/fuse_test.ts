@@ -561,3 +561,38 @@ async function nonRootRounds(mnt: string, uid: number, gid: number): Promise<voi
     }
   }
 }
+
+Deno.test(
+  "fuse: the reader thread answers GETATTR from shared attributes; an invalidation sends it back to the main thread",
+  needsFuse,
+  async () => {
+    const fs = new DemoFs();
+    const ino = fs.addFile("dir/song.flac", "x".repeat(12345));
+    await withMount(fs, { entryTtlMs: 60_000, attrTtlMs: 0 }, async (mnt, s) => {
+      const stat = async () => {
+        const r = await run(["stat", "-c", "%s %a %i", `${mnt}/dir/song.flac`]);
+        assert.equal(r.code, 0, r.stderr);
+        return r.stdout.trim();
+      };
+      const want = `12345 444 ${ino}`;
+      assert.equal(await stat(), want); // LOOKUP on the main thread shares the attributes
+      const before = s.stats.answeredByReader;
+      for (let i = 0; i < 5; i++) assert.equal(await stat(), want);
+      assert.ok(
+        s.stats.answeredByReader >= before + 5,
+        `reader answered ${s.stats.answeredByReader}`,
+      );
+      s.notifyInvalInode(ino);
+      await s.flushNotifications();
+      const afterInval = s.stats.answeredByReader;
+      assert.equal(await stat(), want);
+      assert.equal(
+        s.stats.answeredByReader,
+        afterInval,
+        "the main thread answered after the invalidation",
+      );
+      assert.equal(await stat(), want);
+      assert.equal(s.stats.answeredByReader, afterInval + 1, "shared again");
+    });
+  },
+);

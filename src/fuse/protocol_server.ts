@@ -51,6 +51,7 @@ import {
   writeOutHeader,
   writeStatfs,
 } from "./structs.ts";
+import type { AttrShare } from "./attr_share.ts";
 import { logger } from "../log/mod.ts";
 
 const log = logger("fuse", "protocol");
@@ -90,6 +91,8 @@ export interface ProtocolOptions {
   passthrough?: boolean;
   /** Opens and closes backing ids for passthrough. */
   backing?: BackingFiles;
+  /** Where attributes sent to the kernel are shared with the reader thread (see AttrShare). */
+  attrShare?: AttrShare;
   /** Called once INIT is answered. */
   onInit?: (init: InitIn) => void;
   /** Called when the kernel sends DESTROY (the connection is ending). */
@@ -359,6 +362,12 @@ export class ProtocolServer {
     this.replyError(ctx.unique, code, ctx);
   }
 
+  // Offer attributes just sent to the kernel to the reader thread (see AttrShare).
+  #share(ino: number, src: Uint8Array, off: number, ttlMs: number): void {
+    const share = this.#opts.attrShare;
+    if (share && this.#ops.shareAttrs?.(ino)) share.put(ino, src, off, ttlMs);
+  }
+
   // -- handlers (called from the opcode table) ---------------------------------------------
 
   /** INIT: agree on a version and the capabilities both sides have. */
@@ -413,6 +422,7 @@ export class ProtocolServer {
     }
     if (!this.#lookups.delete(ino)) return;
     this.#parents.delete(ino);
+    this.#opts.attrShare?.delete(ino);
     this.#ops.forget?.(ino);
   }
 
@@ -449,11 +459,21 @@ export class ProtocolServer {
       e.entryTtlMs ?? this.#entryTtl,
       e.attrTtlMs ?? this.#attrTtl,
     );
-    if (this.#replyOut(ctx, FuseEntryOut.SIZE)) this.#counted(parent, e.attr);
+    if (this.#replyOut(ctx, FuseEntryOut.SIZE)) {
+      this.#counted(parent, e.attr);
+      this.#share(e.attr.ino, this.#out, OUT + FuseEntryOut.attr, this.#attrTtl);
+    }
   }
 
   /** GETATTR of `h.nodeid`. */
   getattr(h: InHeader): void {
+    const now = this.#ops.getattrNow?.(h.nodeid);
+    if (now) {
+      writeAttrOut(this.#outView, OUT, now, this.#attrTtl);
+      this.#share(h.nodeid, this.#out, OUT + FuseAttrOut.attr, this.#attrTtl);
+      writeOutHeader(this.#outView, h.unique, OUT + FuseAttrOut.SIZE);
+      return this.#send(this.#out, OUT + FuseAttrOut.SIZE);
+    }
     const ctx = this.#ctx(h);
     this.#track(ctx, this.#getattr(ctx, h.nodeid));
   }
@@ -461,7 +481,9 @@ export class ProtocolServer {
   async #getattr(ctx: Ctx, ino: number): Promise<void> {
     const attr = await this.#ops.getattr(ino, ctx);
     writeAttrOut(this.#outView, OUT, attr, this.#attrTtl);
-    this.#replyOut(ctx, FuseAttrOut.SIZE);
+    if (this.#replyOut(ctx, FuseAttrOut.SIZE)) {
+      this.#share(ino, this.#out, OUT + FuseAttrOut.attr, this.#attrTtl);
+    }
   }
 
   /** OPEN `h.nodeid` with open(2) `flags`; write access is EROFS. */
@@ -636,8 +658,11 @@ export class ProtocolServer {
         if (attr) writeEntryOut(v, pos, attr, this.#entryTtl, this.#attrTtl);
         else out.fill(0, pos, pos + FuseEntryOut.SIZE); // nodeid 0: no entry, no lookup counted
       }
+      if (plus && attr) {
+        this.#counted(d.ino, attr);
+        this.#share(attr.ino, out, pos + FuseEntryOut.attr, this.#attrTtl);
+      }
       pos = start + writeDirent(v, out, start, ino, i + 1, written, mode);
-      if (plus && attr) this.#counted(d.ino, attr);
     }
     writeOutHeader(v, h.unique, pos);
     this.#send(out, pos);

@@ -10,6 +10,7 @@ import { Op } from "./opcodes.ts";
 import { Errno } from "../sys/errno.ts";
 import { hex, readIn, request, u32, u64, Wire } from "./testdata/wire.ts";
 import { getU64 } from "./structs.ts";
+import { AttrShare } from "./attr_share.ts";
 
 const NOW = 1_700_000_000_500; // 0x6553f100 s + 500 ms
 const TEXT = "hello, world\n";
@@ -424,4 +425,29 @@ Deno.test("protocol: a handler that throws answers EIO to that request only", as
   fs.injectFault(ino, "errno-enoent");
   assert.equal((await w.call(request(Op.READ, 2, ino, readIn(0, 0, 10)))).error, Errno.ENOENT);
   assert.equal(w.server.stats.errors, 1, "a deliberate errno is not an error");
+});
+
+Deno.test("protocol: attributes sent to the kernel are shared (LOOKUP, READDIRPLUS, GETATTR) and dropped on FORGET", async () => {
+  const fs = demo();
+  const share = new AttrShare(64);
+  const w = await ready(fs, { attrShare: share });
+  const out = new Uint8Array(104);
+  const lookup = await w.call(request(Op.LOOKUP, 2, 2, "a.txt"));
+  assert.ok(share.get(3, out, 0));
+  // Exactly the bytes a GETATTR reply carries.
+  const getattr = await w.call(request(Op.GETATTR, 3, 3, u64(0, 0)));
+  assert.deepEqual(out, getattr.body);
+  assert.deepEqual(out.subarray(16), lookup.body.subarray(40));
+  const dir = await w.call(request(Op.OPENDIR, 4, 1, u32(0, 0)));
+  await w.call(request(Op.READDIRPLUS, 5, 1, readIn(getU64(dir.v, 0), 0, 4096)));
+  assert.ok(share.get(4, out, 0), "the symlink, seen through READDIRPLUS");
+  await w.send(request(Op.FORGET, 6, 3, u64(2)));
+  assert.equal(share.get(3, out, 0), false);
+  // A filesystem that does not promise invalidations shares nothing.
+  const fs2 = demo();
+  Object.defineProperty(fs2, "shareAttrs", { value: () => false });
+  const share2 = new AttrShare(64);
+  const w2 = await ready(fs2, { attrShare: share2 });
+  await w2.call(request(Op.LOOKUP, 2, 2, "a.txt"));
+  assert.equal(share2.size, 0);
 });

@@ -17,6 +17,8 @@ export const RING = {
   EVENTS: 4,
   /** Set by the main thread to make the worker leave its loop. */
   STOP: 5,
+  /** Requests the worker answered itself (GETATTR from the shared attributes). */
+  ANSWERED: 6,
   /** Control words before the per-slot lengths. */
   WORDS: 8,
 } as const;
@@ -36,6 +38,8 @@ export interface RingSetup {
   slots: number;
   /** Bytes per slot. */
   slotSize: number;
+  /** An AttrShare's memory: answer GETATTR from it when the inode is there. */
+  attrs?: SharedArrayBuffer;
 }
 
 /** Byte offset of slot data in the shared buffer. */

@@ -24,6 +24,7 @@ import {
 } from "./structs.ts";
 import { errno, identity, libc, SyscallError, u64 } from "../sys/libc.ts";
 import { RING, type RingSetup, RingState, slotBase } from "./ring.ts";
+import { AttrShare } from "./attr_share.ts";
 import { Errno } from "../sys/errno.ts";
 import {
   findFuseMount,
@@ -39,6 +40,8 @@ const log = logger("fuse");
 
 const MAX_DRAIN = 128;
 const SLOTS = 8;
+// Inodes whose attributes the reader thread can answer GETATTR for (6.5 MiB of shared memory).
+const SHARED_ATTRS = 1 << 16;
 const OUT = FuseOutHeader.SIZE;
 
 /** Session tuning. */
@@ -67,6 +70,8 @@ export interface SessionStats {
   inflight: number;
   /** Whether reads of files opened with a `backingFd` are served by the kernel (passthrough). */
   passthrough: boolean;
+  /** GETATTRs the reader thread answered from shared attributes (included in `requests`). */
+  answeredByReader: number;
 }
 
 const encoder = new TextEncoder();
@@ -89,6 +94,7 @@ export class FuseSession {
   #views: DataView[];
   #server: ProtocolServer;
   #reader: Worker;
+  #attrs?: AttrShare;
   #stopping = false;
   #fdClosed = false;
   #ready = Promise.withResolvers<void>();
@@ -112,7 +118,9 @@ export class FuseSession {
     const wantPassthrough = opts.passthrough === undefined || opts.passthrough === "auto"
       ? identity().root
       : opts.passthrough;
+    if (ops.shareAttrs) this.#attrs = new AttrShare(SHARED_ATTRS);
     this.#server = new ProtocolServer(ops, (buf, len) => this.#write(buf, len), {
+      attrShare: this.#attrs,
       entryTtlMs: opts.entryTtlMs,
       attrTtlMs: opts.attrTtlMs,
       cacheDirs: opts.cacheDirs,
@@ -136,7 +144,14 @@ export class FuseSession {
       Atomics.add(this.#ctrl, RING.EVENTS, 1);
       Atomics.notify(this.#ctrl, RING.EVENTS);
     };
-    const setup: RingSetup = { fd: this.#fd, wake: this.#wake, sab, slots: SLOTS, slotSize };
+    const setup: RingSetup = {
+      fd: this.#fd,
+      wake: this.#wake,
+      sab,
+      slots: SLOTS,
+      slotSize,
+      attrs: this.#attrs?.sab,
+    };
     this.#reader.postMessage(setup);
     this.closed = new Promise((r) => (this.#resolveClosed = r));
   }
@@ -186,7 +201,14 @@ export class FuseSession {
   /** Request counters. */
   get stats(): SessionStats {
     const { requests, errors, inflight, passthrough } = this.#server.stats;
-    return { requests, errors, inflight, passthrough };
+    const byReader = Atomics.load(this.#ctrl, RING.ANSWERED);
+    return {
+      requests: requests + byReader,
+      errors,
+      inflight,
+      passthrough,
+      answeredByReader: byReader,
+    };
   }
 
   /** How the mount was made (kernel mount(2) as root, or the fusermount3 helper). */
@@ -225,6 +247,7 @@ export class FuseSession {
 
   /** Tell the kernel to drop cached attributes (and data in [off, off+len) unless off < 0). */
   notifyInvalInode(ino: number, off = -1, len = 0): void {
+    this.#attrs?.delete(ino);
     const buf = new Uint8Array(OUT + FuseNotifyInvalInode.SIZE);
     const v = new DataView(buf.buffer);
     setU64(v, OUT + FuseNotifyInvalInode.ino, ino);
@@ -235,6 +258,7 @@ export class FuseSession {
 
   /** Tell the kernel that `name` (inode `child`) was deleted from `parent`. */
   notifyDelete(parent: number, child: number, name: string): void {
+    this.#attrs?.delete(child);
     const nameBytes = encoder.encode(name);
     const buf = new Uint8Array(OUT + FuseNotifyDelete.SIZE + nameBytes.length + 1);
     const v = new DataView(buf.buffer);
