@@ -47,19 +47,22 @@ ln -sf "$deno_bin" "$bindir/deno"
 # `deno task` prefers node_modules/.bin over PATH and would run this binary as a JS script.
 rm -f node_modules/.bin/deno
 
-# A single compiled binary needs the denort download from dl.deno.land; offline, use a launcher.
+# The single-file build (deno task dist: deno, the app and its packages in one executable);
+# where it cannot be built (not linux-x64), a launcher running main.ts with the installed Deno.
 mkdir -p dist
-if [ "${MUSICFS_COMPILE:-1}" = "1" ] && timeout 120 "$deno_bin" task compile >/dev/null 2>&1; then
-  ln -sf "$repo/dist/musicfs" "$bindir/musicfs"
-  say "installed the compiled binary $bindir/musicfs"
+version=$(sed -n 's/^export const VERSION = "\(.*\)";$/\1/p' src/cli/mod.ts)
+distfile="dist/musicfs-$version-linux-x64"
+if [ "$(uname -m)" = x86_64 ] && "$deno_bin" task dist >/dev/null 2>&1 && [ -x "$distfile" ]; then
+  install -m 0755 "$distfile" "$bindir/musicfs.tmp.$$" && mv -f "$bindir/musicfs.tmp.$$" "$bindir/musicfs"
+  say "installed $bindir/musicfs ($distfile: one file, no Deno needed to run it)"
 else
-  cat >"$bindir/musicfs" <<LAUNCH
+  cat >"$bindir/musicfs.tmp.$$" <<LAUNCH
 #!/bin/sh
-# musicfs launcher written by install.sh (deno compile needs a download this machine cannot make).
+# musicfs launcher written by install.sh (the single-file build was not possible here).
 exec "$deno_bin" run -A --quiet "$repo/main.ts" "\$@"
 LAUNCH
-  chmod +x "$bindir/musicfs"
-  say "deno compile is unavailable offline; installed a launcher $bindir/musicfs running main.ts"
+  chmod +x "$bindir/musicfs.tmp.$$" && mv -f "$bindir/musicfs.tmp.$$" "$bindir/musicfs"
+  say "could not build the single file; installed a launcher $bindir/musicfs running main.ts"
 fi
 case ":$PATH:" in *":$bindir:"*) ;; *) say "add $bindir to your PATH" ;; esac
 say "done: $("$bindir/musicfs" --version 2>/dev/null || echo 'musicfs installed')"

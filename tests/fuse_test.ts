@@ -399,26 +399,30 @@ Deno.test("fuse: mountpoint problems give one-line errors", needsFuse, async () 
   }
 });
 
-function spawnDemo(
-  mnt: string,
-  extra: string[] = [],
-  ids?: { uid: number; gid: number },
-): Deno.ChildProcess {
-  const user = ids && `${ids.uid}`;
-  const script = new URL("./support/demo_mount.ts", import.meta.url).pathname;
-  const config = new URL("../deno.json", import.meta.url).pathname;
+/** Where a non-root child runs from: a readable view of the checkout and a home of its own. */
+interface UserView {
+  uid: number;
+  gid: number;
+  /** The checkout, bind-mounted where that user can read it (a checkout may sit in a 0700 dir). */
+  repo: string;
+  /** HOME and DENO_DIR of that user, inside the test's temp dir. */
+  home: string;
+}
+
+function spawnDemo(mnt: string, extra: string[] = [], user?: UserView): Deno.ChildProcess {
+  const repo = user?.repo ?? new URL("..", import.meta.url).pathname.replace(/\/$/, "");
   const deno = [
     Deno.execPath(),
     "run",
     "-A",
     "--quiet",
-    `--config=${config}`,
-    script,
+    `--config=${repo}/deno.json`,
+    `${repo}/tests/support/demo_mount.ts`,
     mnt,
     ...extra,
   ];
-  const cmd = ids
-    ? ["setpriv", `--reuid=${ids.uid}`, `--regid=${ids.gid}`, "--clear-groups", ...deno]
+  const cmd = user
+    ? ["setpriv", `--reuid=${user.uid}`, `--regid=${user.gid}`, "--clear-groups", ...deno]
     : deno;
   return new Deno.Command(cmd[0], {
     args: cmd.slice(1),
@@ -427,12 +431,31 @@ function spawnDemo(
     stderr: "piped",
     env: user
       ? {
-        DENO_DIR: `/tmp/musicfs-deno-${user}`,
-        HOME: "/tmp",
+        DENO_DIR: `${user.home}/deno`,
+        HOME: user.home,
+        XDG_RUNTIME_DIR: `${user.home}/run`,
         PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
       }
       : undefined,
   }).spawn();
+}
+
+/**
+ * A {@link UserView} for `uid` under `dir` (a 0755 temp dir): the checkout bind-mounted at
+ * `dir/repo` (the temp dir's cleanup detaches it), a home owned by that user.
+ */
+async function userView(dir: string, uid: number, gid: number): Promise<UserView> {
+  const checkout = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+  const repo = `${dir}/repo`;
+  await Deno.mkdir(repo);
+  const bind = await run(["mount", "--bind", checkout, repo]);
+  assert.equal(bind.code, 0, `mount --bind: ${bind.stderr}`);
+  const home = `${dir}/home`;
+  for (const d of [home, `${home}/deno`, `${home}/run`]) {
+    await Deno.mkdir(d, { mode: 0o700 });
+    await Deno.chown(d, uid, gid);
+  }
+  return { uid, gid, repo, home };
 }
 
 async function readLine(stream: ReadableStream<Uint8Array>): Promise<string> {
@@ -504,26 +527,30 @@ Deno.test(
     const uid = Number(who.stdout.trim());
     const gid = Number((await run(["id", "-g", "nobody"])).stdout.trim());
     await Deno.chown(mnt, uid, gid);
-    await Deno.mkdir(`/tmp/musicfs-deno-${uid}`, { recursive: true });
-    await Deno.chown(`/tmp/musicfs-deno-${uid}`, uid, gid);
     // fusermount3 opens /dev/fuse as the calling user; distributions ship it 0666, but some
     // sandboxes make it 0600. Give it the usual mode for this test and put it back after.
     const devMode = (await Deno.stat("/dev/fuse")).mode! & 0o777;
     if ((devMode & 0o006) !== 0o006) await Deno.chmod("/dev/fuse", 0o666);
     try {
-      await nonRootRounds(mnt, uid, gid);
+      await nonRootRounds(mnt, await userView(dir.path, uid, gid));
     } finally {
       await Deno.chmod("/dev/fuse", devMode);
+      // The view is the checkout itself: never remove the temp dir while it is still bound.
+      if (await isMounted(`${dir.path}/repo`)) await run(["umount", `${dir.path}/repo`]);
+      if (await isMounted(`${dir.path}/repo`)) {
+        throw new Error(`${dir.path}/repo is still bound to the checkout; not removing it`);
+      }
       await dir.cleanup();
     }
   },
 );
 
-async function nonRootRounds(mnt: string, uid: number, gid: number): Promise<void> {
+async function nonRootRounds(mnt: string, user: UserView): Promise<void> {
+  const { uid, gid } = user;
   // Round "kill" leaves a dead mount (the helper's auto_unmount cannot see it die: it probes
   // as setuid root, which a mount without allow_other refuses); "restart" must clear it.
   for (const round of ["clean", "kill", "restart"]) {
-    const child = spawnDemo(mnt, [], { uid, gid });
+    const child = spawnDemo(mnt, [], user);
     try {
       const line = await readLine(child.stdout);
       if (line !== "ready helper") {

@@ -46,3 +46,11 @@ export {
   type ChunkCache,
   type SourceFile,
 } from "./reader.ts";
+export { cacheLayout, isChunkName } from "./store.ts";
+export {
+  type CacheCheckOptions,
+  type CacheReport,
+  type CacheState,
+  repair as repairCache,
+  verify as verifyCache,
+} from "./verify.ts";

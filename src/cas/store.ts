@@ -13,6 +13,17 @@ import { checkIndex, DB_NAMES, INDEX_FORMAT, type IndexCheck, MAX_DBS } from "./
 const log = logger("cas");
 
 const HASH_RE = /^[0-9a-f]{64}$/;
+
+/** Whether `name` is a chunk file's name: its content's SHA-256 in lower-case hex. */
+export function isChunkName(name: string): boolean {
+  return HASH_RE.test(name);
+}
+
+/** Where a cache dir keeps its chunk files (sharded below) and its LMDB index. */
+export function cacheLayout(dir: string): { chunks: string; index: string } {
+  const root = dir.replace(/\/+$/, "") || "/";
+  return { chunks: `${root}/chunks`, index: `${root}/index` };
+}
 /** Damaged indexes kept for a post-mortem; older ones are deleted. */
 const KEEP_CORRUPT = 3;
 

@@ -25,6 +25,10 @@ import * as systemd from "./sd_notify.ts";
 import { HealthMonitor } from "./health.ts";
 import { openDaemonCache } from "./cache.ts";
 import { logger } from "../log/mod.ts";
+import type { DaemonStatus, ScanStatus } from "./status.ts";
+import { register } from "./registry.ts";
+
+export type { DaemonStatus, ScanStatus };
 
 const log = logger("daemon");
 
@@ -50,36 +54,8 @@ export interface DaemonOptions {
   version: string;
   /** Called once the mount answers. */
   onReady?: (info: { mountpoint: string; tracks: number; pid: number }) => void;
-}
-
-/** The status document of GET /status and /.musicfs/status.json. */
-export interface DaemonStatus {
-  pid: number;
-  version: string;
-  mountpoint: string;
-  startedAt: number;
-  uptimeMs: number;
-  tracks: number;
-  scan: { phase: string; seen: number; total: number; parsed: number; committed: number } | null;
-  tasks: unknown[];
-  origins: {
-    id: number;
-    path: string;
-    healthy: boolean;
-    consecutiveFailures: number;
-    watch: "watching" | "polling";
-    reason?: string;
-  }[];
-  cache: {
-    chunks: number;
-    bytes: number;
-    maxSize: number;
-    mode: string;
-    failedWrites: number;
-    lastWriteError?: string;
-  } | null;
-  search: { state: string; documents: number };
-  fuse: { requests: number; errors: number; inflight: number; passthrough: boolean };
+  /** Called with the status document on each scan progress report (for a progress bar). */
+  onScanProgress?: (status: DaemonStatus) => void;
 }
 
 /** A daemon start that failed before the mount answered, with a one-line reason. */
@@ -102,6 +78,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
   const uninstallGuards = installCrashGuards();
   let db: Database | undefined;
   let session: FuseSession | undefined;
+  let unregister = () => Promise.resolve();
   try {
     // A bad mountpoint (a file, not empty, another live mount) is refused before any store is
     // opened or created: bad input changes nothing. A dead mount left there is detached.
@@ -156,7 +133,10 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     // Only now that every lock is held: a refused start must not touch the search snapshot.
     search.startLoading();
 
+    const scanning = () => supervisor.status("scanner")?.state === "running";
+    let firstScanDone = false;
     const status = (): DaemonStatus => {
+      const treeStats = tree.stats();
       const stats = session?.stats ?? { requests: 0, errors: 0, inflight: 0, passthrough: false };
       return {
         pid: Deno.pid,
@@ -164,14 +144,21 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         mountpoint: opts.mountpoint,
         startedAt,
         uptimeMs: Date.now() - startedAt,
-        tracks: tree.stats().tracks,
+        stateDir: opts.stateDir,
+        tracks: treeStats.tracks,
+        problems: treeStats.problems,
         scan: scanProgress && {
+          active: scanning(),
           phase: scanProgress.phase,
+          root: scanProgress.root,
           seen: scanProgress.seen,
+          unchanged: scanProgress.unchanged,
           total: scanProgress.total,
           parsed: scanProgress.parsed,
           committed: scanProgress.committed,
+          walkDone: scanProgress.walkDone,
         },
+        firstScanDone,
         tasks: supervisor.checkAll().map(taskReportToJson),
         origins: origins.map((o) => {
           const h = health.status(String(o.id));
@@ -271,13 +258,24 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     const rescan = () => {
       if (supervisor.status("scanner")?.state === "running") return false;
       supervisor.spawnSupervised("scanner", async (signal) => {
-        await scanner.scan(origins.map((o) => o.path), {
-          signal,
-          onProgress: (p) => {
-            scanProgress = p;
-            systemd.status(`scan ${p.phase}: ${p.committed}/${p.total} files`);
-          },
-        });
+        try {
+          await scanner.scan(origins.map((o) => o.path), {
+            signal,
+            onProgress: (p) => {
+              scanProgress = p;
+              systemd.status(`scan ${p.phase}: ${p.parsed}/${p.total} files read`);
+              opts.onScanProgress?.(status());
+            },
+          });
+        } finally {
+          // Also when the scan failed: `mount --wait` must not wait for a scan that ended.
+          firstScanDone = true;
+          if (opts.onScanProgress) {
+            const last = status();
+            if (last.scan) last.scan.active = false;
+            opts.onScanProgress(last);
+          }
+        }
         systemd.status(`serving ${tree.stats().tracks} tracks`);
       });
       return true;
@@ -308,6 +306,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         },
         { name: "unmount", run: () => session!.unmount() },
         { name: "close files", run: () => ops.closeAll() },
+        { name: "unregister", run: () => unregister() },
         {
           name: "release lock",
           run: async () => void await Promise.all(locks.map((l) => l.release())),
@@ -373,6 +372,18 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       if (h.healthy) rescan();
     };
     rescan();
+    try {
+      unregister = await register({
+        mountpoint,
+        stateDir: opts.stateDir,
+        socket: controlSocketPath(opts.stateDir),
+        version: opts.version,
+        startedAt,
+      });
+    } catch (e) {
+      // Commands then find this daemon only through --state-dir (or the default one).
+      log.warn("Cannot record the mount in the runtime registry: {error}", { error: e });
+    }
     systemd.ready();
     opts.onReady?.({ mountpoint, tracks: tree.stats().tracks, pid: Deno.pid });
     // Deno.watchFs sets up its inotify watches synchronously (0.5 s at 16k folders): only
@@ -392,6 +403,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     await new Promise(() => {});
     return 0;
   } catch (e) {
+    await unregister().catch(() => {});
     if (session) await session.unmount().catch(() => {});
     try {
       db?.close();
