@@ -42,7 +42,6 @@ import {
   type InitIn,
   type ReadIn,
   readInHeader,
-  setU64,
   writeAttrOut,
   writeDirent,
   writeEntryOut,
@@ -740,12 +739,4 @@ export class ProtocolServer {
     const names = await this.#ops.listxattr!(ino, ctx);
     this.#replySized(ctx, encoder.encode(names.map((n) => n + "\0").join("")), size);
   }
-}
-
-/** Encode a notification (`code`, unique 0) whose body is already at `buf[16..]`. */
-export function finishNotify(buf: Uint8Array<ArrayBuffer>, code: number): void {
-  const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  v.setUint32(FuseOutHeader.len, buf.length, true);
-  v.setInt32(FuseOutHeader.error, code, true);
-  setU64(v, FuseOutHeader.unique, 0);
 }
