@@ -623,3 +623,28 @@ Deno.test(
     });
   },
 );
+
+Deno.test(
+  "fuse: with cached listings, directories open without a request and a listing is read once until invalidated",
+  needsFuse,
+  async () => {
+    const fs = new DemoFs();
+    for (let i = 0; i < 500; i++) fs.addFile(`d/${i}.flac`, "x");
+    const opts = { cacheDirs: true, entryTtlMs: 3_600_000, attrTtlMs: 3_600_000 };
+    await withMount(fs, opts, async (mnt, s) => {
+      const list = async () => {
+        const names = [];
+        for await (const e of Deno.readDir(`${mnt}/d`)) names.push(e.name);
+        return names.sort();
+      };
+      assert.equal((await list()).length, 500);
+      const before = s.stats.requests;
+      for (let i = 0; i < 3; i++) assert.equal((await list()).length, 500);
+      assert.equal(s.stats.requests, before, "no OPENDIR, READDIR or RELEASEDIR once cached");
+      const ino = fs.addFile("d/new.flac", "y");
+      s.notifyInvalInode(2, 0, -1); // the listing is the directory's data
+      await s.flushNotifications();
+      assert.ok((await list()).includes("new.flac"), `inode ${ino} listed after the invalidation`);
+    });
+  },
+);

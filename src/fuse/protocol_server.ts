@@ -62,6 +62,8 @@ const O_TRUNC = 0o1000;
 export const KERNEL_MAJOR = 7;
 /** Minor version we speak. */
 export const OUR_MINOR = 45;
+/** Listings kept for paging without OPENDIR (oldest dropped first). */
+const MAX_INO_DIRS = 256;
 /** Longest name the kernel sends, bytes (NAME_MAX). */
 const NAME_MAX = 255;
 
@@ -176,6 +178,8 @@ export class ProtocolServer {
   #lookups = new Map<number, number>();
   #parents = new Map<number, number>();
   #dirs = new Map<number, DirHandle>();
+  #inoDirs = new Map<number, DirHandle>();
+  #noOpendir = false;
   #nextDirFh = 1;
   #backing = new Map<number, { id: number; refs: number }>();
   #passthrough = false;
@@ -216,7 +220,7 @@ export class ProtocolServer {
 
   /** Open directory handles (for tests). */
   get openDirs(): number {
-    return this.#dirs.size;
+    return this.#dirs.size + this.#inoDirs.size;
   }
 
   /**
@@ -309,6 +313,7 @@ export class ProtocolServer {
     for (const { id } of this.#backing.values()) this.#opts.backing?.close(id);
     this.#backing.clear();
     this.#dirs.clear();
+    this.#inoDirs.clear();
   }
 
   // -- replies -----------------------------------------------------------------------------
@@ -378,7 +383,11 @@ export class ProtocolServer {
     this.#minor = Math.min(init.minor, OUR_MINOR);
     const want = InitFlag.ASYNC_READ | InitFlag.AUTO_INVAL_DATA | InitFlag.DO_READDIRPLUS |
       InitFlag.READDIRPLUS_AUTO | InitFlag.PARALLEL_DIROPS | InitFlag.MAX_PAGES |
-      InitFlag.CACHE_SYMLINKS | InitFlag.INIT_EXT;
+      InitFlag.CACHE_SYMLINKS | InitFlag.INIT_EXT |
+      // No OPENDIR/RELEASEDIR round trips; the kernel then caches every listing, so only
+      // when listings are cached anyway (and the filesystem invalidates them).
+      (this.#opts.cacheDirs ? InitFlag.NO_OPENDIR_SUPPORT : 0);
+    this.#noOpendir = (init.flags & want & InitFlag.NO_OPENDIR_SUPPORT) !== 0;
     let flags2 = 0;
     if (this.#opts.passthrough && this.#opts.backing && init.flags2 & INIT2_PASSTHROUGH) {
       flags2 |= INIT2_PASSTHROUGH;
@@ -590,8 +599,12 @@ export class ProtocolServer {
     }
   }
 
-  /** OPENDIR `h.nodeid`: take the listing snapshot READDIR pages through. */
+  /**
+   * OPENDIR `h.nodeid`: take the listing snapshot READDIR pages through. With
+   * NO_OPENDIR_SUPPORT, ENOSYS: the kernel opens directories itself from then on.
+   */
   opendir(h: InHeader): void {
+    if (this.#noOpendir) return this.replyError(h.unique, Errno.ENOSYS);
     const ctx = this.#ctx(h);
     this.#track(ctx, this.#opendir(ctx, h.nodeid));
   }
@@ -617,14 +630,49 @@ export class ProtocolServer {
    * 1 = ".."). A record that does not fit ends the page; the kernel asks again from its cookie.
    */
   readdir(h: InHeader, r: ReadIn, plus: boolean): void {
+    if (r.fh === 0 && this.#noOpendir) return this.#readdirNoOpen(h, r, plus);
     const d = this.#dirs.get(r.fh);
     if (!d) return this.replyError(h.unique, Errno.EBADF);
+    this.#page(h.unique, d, r, plus);
+  }
+
+  // Without OPENDIR there is no handle: a listing from offset 0 takes a snapshot kept per
+  // inode, later pages read it, and the page that ends the listing drops it.
+  #readdirNoOpen(h: InHeader, r: ReadIn, plus: boolean): void {
+    const ino = h.nodeid;
+    const snap = r.offset === 0 ? undefined : this.#inoDirs.get(ino);
+    if (snap) {
+      if (this.#page(h.unique, snap, r, plus)) this.#inoDirs.delete(ino);
+      return;
+    }
+    const ctx = this.#ctx(h);
+    const req = { fh: 0, offset: r.offset, size: r.size };
+    this.#track(
+      ctx,
+      (async () => {
+        const d = { ino, entries: await this.#ops.readdir(ino, ctx) };
+        if (ctx.answered) return;
+        ctx.answered = true;
+        this.#inoDirs.delete(ino);
+        if (!this.#page(ctx.unique, d, req, plus)) {
+          this.#inoDirs.set(ino, d);
+          if (this.#inoDirs.size > MAX_INO_DIRS) {
+            this.#inoDirs.delete(this.#inoDirs.keys().next().value!);
+          }
+        }
+      })(),
+    );
+  }
+
+  // Encode one page of `d` from cookie `r.offset` and send it; true when it ends the listing.
+  #page(unique: number, d: DirHandle, r: ReadIn, plus: boolean): boolean {
     const v = this.#outView;
     const out = this.#out;
     const limit = OUT + Math.min(r.size, this.#maxRead);
     const head = plus ? FuseEntryOut.SIZE : 0;
     let pos = OUT;
     const total = d.entries.length + 2;
+    let next = r.offset;
     for (let i = r.offset; i < total; i++) {
       let name: string;
       let ino: number;
@@ -662,9 +710,11 @@ export class ProtocolServer {
         this.#share(attr.ino, out, pos + FuseEntryOut.attr, this.#attrTtl);
       }
       pos = start + writeDirent(v, out, start, ino, i + 1, written, mode);
+      next = i + 1;
     }
-    writeOutHeader(v, h.unique, pos);
+    writeOutHeader(v, unique, pos);
     this.#send(out, pos);
+    return next >= total;
   }
 
   /** READLINK of `h.nodeid`. */
