@@ -10,6 +10,7 @@
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { logger } from "../log/mod.ts";
 import { extensionOf } from "./tags.ts";
+import { integrityProblems } from "./integrity.ts";
 import type { Origin, Problem, Tags, TrackRecord } from "./types.ts";
 
 const log = logger("library", "db");
@@ -521,8 +522,9 @@ export class Database {
   }
 
   /**
-   * Like {@link open}, after `PRAGMA quick_check`: throws {@link DatabaseCorruptedError} when the
-   * check fails or the file is not a database at all.
+   * Like {@link open}, after the full integrity check (`PRAGMA integrity_check` and the
+   * schema's invariants, see integrity.ts): throws {@link DatabaseCorruptedError} when the check
+   * fails or the file is not a database at all.
    */
   static openWithIntegrityCheck(path: string, options: OpenOptions = {}): Database {
     return Database.#open(path, options, true);
@@ -546,9 +548,13 @@ export class Database {
         db.exec("PRAGMA synchronous = NORMAL");
       }
       if (check) {
-        const rows = db.prepare("PRAGMA quick_check(5)").all() as Row[];
-        const msgs = rows.map((r) => String(Object.values(r)[0]));
-        if (msgs.length !== 1 || msgs[0] !== "ok") {
+        const started = performance.now();
+        const msgs = integrityProblems(db);
+        log.debug("Integrity check of {path} took {ms} ms", {
+          path,
+          ms: Math.round(performance.now() - started),
+        });
+        if (msgs.length) {
           throw new DatabaseCorruptedError(path, `integrity check failed: ${msgs.join("; ")}`);
         }
       }
@@ -899,6 +905,15 @@ export class Database {
     const rows = this.#db.prepare("PRAGMA quick_check(5)").all() as Row[];
     const msgs = rows.map((r) => String(Object.values(r)[0]));
     return msgs.length === 1 && msgs[0] === "ok" ? [] : msgs;
+  }
+
+  /**
+   * The full integrity check on the open database (`PRAGMA integrity_check` plus the schema's
+   * invariants: no source listed twice, clean relative paths, known origins); empty when sound.
+   */
+  integrityCheck(): string[] {
+    this.#assertOpen();
+    return integrityProblems(this.#db);
   }
 
   /** Close the connection; further calls throw. Idempotent. */

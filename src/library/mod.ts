@@ -55,6 +55,13 @@ export {
   type ScanProgress,
   type ScanResult,
 } from "./scanner.ts";
+export {
+  checkSources,
+  integrityProblems,
+  type SourceCheck,
+  type SourceCheckOptions,
+  trackProblems,
+} from "./integrity.ts";
 export { Walker, WalkError } from "./walker.ts";
 export type { WalkBatch, WalkDir, WalkFile, WalkProblem, WalkSummary } from "./walk.ts";
 export { LibraryWatcher, watchLibrary, type WatchOptions, type WatchState } from "./watcher.ts";
