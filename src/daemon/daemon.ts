@@ -7,6 +7,7 @@ import { FuseSession, identity, prepareMountpoint } from "../fuse/mod.ts";
 import { MusicOps, TRACK_INO_BASE, VirtualTree } from "../fs/mod.ts";
 import type { Invalidation } from "../fs/mod.ts";
 import {
+  checkSources,
   type Database,
   type LibraryChange,
   LibraryWatcher,
@@ -14,6 +15,9 @@ import {
   type Origin,
   Scanner,
   type ScanProgress,
+  setAsideLibraryDatabase,
+  trackProblems,
+  type TrackRecord,
   type WatchState,
 } from "../library/mod.ts";
 import { LazySearch, runCommitter } from "../search/mod.ts";
@@ -80,6 +84,16 @@ export interface DaemonStatus {
   } | null;
   search: { state: string; documents: number };
   fuse: { requests: number; errors: number; inflight: number; passthrough: boolean };
+  /**
+   * The startup check of library.db (integrity_check, track invariants) and the cross-check
+   * of the tracks against their sources, run after the mount serves.
+   */
+  integrity: {
+    ok: boolean;
+    ms: number;
+    reason?: string;
+    sources?: { checked: number; missing: number; skipped: number; ms: number } | null;
+  } | null;
 }
 
 /** A daemon start that failed before the mount answered, with a one-line reason. */
@@ -102,12 +116,31 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
   const uninstallGuards = installCrashGuards();
   let db: Database | undefined;
   let session: FuseSession | undefined;
+  let integrity: DaemonStatus["integrity"] = null;
   try {
     // A bad mountpoint (a file, not empty, another live mount) is refused before any store is
     // opened or created: bad input changes nothing. A dead mount left there is detached.
     await prepareMountpoint(opts.mountpoint, true);
-    const opened = openLibraryDatabase(`${opts.stateDir}/library.db`);
+    const checkStarted = performance.now();
+    let opened = openLibraryDatabase(`${opts.stateDir}/library.db`);
+    // The rows themselves (every source once, clean paths), over the load the tree needs anyway.
+    let allTracks: TrackRecord[] = opened.db.allTracks();
+    const damage = trackProblems(allTracks, new Set(opened.db.origins().map((o) => o.id)));
+    if (damage.length) {
+      opened = setAsideLibraryDatabase(opened.db, `integrity check failed: ${damage.join("; ")}`);
+      allTracks = [];
+    }
     db = opened.db;
+    integrity = {
+      ok: !opened.recovered,
+      ms: Math.round(performance.now() - checkStarted),
+      reason: opened.recovered?.reason,
+    };
+    log.info("library.db checked in {ms} ms ({tracks} tracks): {result}", {
+      ms: integrity.ms,
+      tracks: allTracks.length,
+      result: opened.recovered ? "damaged, set aside; rescanning from scratch" : "ok",
+    });
     if (opened.recovered) {
       log.warn("library.db was damaged ({reason}); moved to {to}, rescanning from scratch", {
         reason: opened.recovered.reason,
@@ -188,10 +221,12 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         cache: cache?.stats() ?? null,
         search: { state: search.state, documents: search.index?.size ?? 0 },
         fuse: stats,
+        integrity,
       };
     };
 
-    const startTracks = ours(db.allTracks());
+    const startTracks = ours(allTracks);
+    allTracks = [];
     for (const t of startTracks) {
       if (!sample.has(t.originId)) {
         sample.set(t.originId, `${originPath.get(t.originId)}/${t.relPath}`);
@@ -372,6 +407,39 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       // Whatever changed while it was away (or a scan refused while its root looked empty).
       if (h.healthy) rescan();
     };
+    // The cross-check of every served track against its source file, off the loop: a path
+    // that does not exist (a file deleted while stopped, or a damaged row that passed every
+    // check) leaves the tree at once instead of when the rescan reaches it.
+    supervisor.spawnSupervised("source check", async (signal) => {
+      const result = await checkSources(startTracks, originPath, { signal });
+      const missing = result.missing.filter((t) => tree.get(TRACK_INO_BASE + t.id));
+      if (integrity) {
+        integrity.sources = {
+          checked: result.checked,
+          missing: result.missing.length,
+          skipped: result.skipped,
+          ms: result.ms,
+        };
+      }
+      if (missing.length) {
+        log.warn(
+          "{count} of {checked} tracks name a source that is not there (first: {first}); " +
+            "removed from the tree until a scan finds them",
+          {
+            count: missing.length,
+            checked: result.checked,
+            first: `${originPath.get(missing[0].originId)}/${missing[0].relPath}`,
+          },
+        );
+        invalidate(tree.apply({ removed: missing.map((t) => t.id) }));
+        for (const t of missing) search.remove(t.id);
+      } else {
+        log.info("Sources of {checked} tracks checked in {ms} ms: all there", {
+          checked: result.checked,
+          ms: result.ms,
+        });
+      }
+    });
     rescan();
     systemd.ready();
     opts.onReady?.({ mountpoint, tracks: tree.stats().tracks, pid: Deno.pid });

@@ -999,6 +999,30 @@ export function openLibraryDatabase(
   }
 }
 
+/**
+ * Set aside `db`, found damaged after it opened (e.g. by `trackProblems` over its rows),
+ * the way {@link openLibraryDatabase} does for damage found at open: closed, moved to
+ * `library.db.corrupt-<time>` with its `-wal`/`-shm`, and replaced by a fresh database.
+ */
+export function setAsideLibraryDatabase(
+  db: Database,
+  reason: string,
+  options: LibraryOpenOptions = {},
+): LibraryDatabaseOpen {
+  const path = db.path;
+  try {
+    // The WAL's content goes with the file set aside, for forensics.
+    db.checkpoint();
+  } catch { /* damaged enough to refuse: the -wal is moved along anyway */ }
+  db.close();
+  const movedTo = moveAside(path, options.keepCorrupt ?? 3);
+  log.warn(
+    "Library database {path} is damaged ({reason}); moved it to {movedTo} and starting a fresh one (full rescan)",
+    { path, reason, movedTo },
+  );
+  return { db: Database.open(path), fullRescan: true, recovered: { reason, movedTo } };
+}
+
 function exists(path: string): boolean {
   try {
     Deno.statSync(path);

@@ -33,6 +33,7 @@ export {
   type ScanProgressUpdate,
   type ScanStart,
   SCHEMA_VERSION,
+  setAsideLibraryDatabase,
   type WriteFailure,
 } from "./db.ts";
 export {

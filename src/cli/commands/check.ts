@@ -3,7 +3,8 @@
  * and prints one line each (SPEC.md section 4.5); `--repair` applies the recoveries the daemon
  * would apply at startup, so a check after a repair is clean.
  *
- * Stores: `library.db` (SQLite quick_check), the search snapshot (header, checksum, body, and
+ * Stores: `library.db` (PRAGMA integrity_check, the track rows' invariants, and every track
+ * cross-checked against its source file), the search snapshot (header, checksum, body, and
  * its generation against the database), the chunk cache (the LMDB index walked in a child
  * process, since lmdb can kill the process that opens a damaged file, and every chunk file
  * hashed), and the lock (a pid file left by a dead daemon).
@@ -21,7 +22,14 @@ import {
   lockPath,
   readLock,
 } from "../../daemon/mod.ts";
-import { Database, DatabaseCorruptedError, openLibraryDatabase } from "../../library/mod.ts";
+import {
+  checkSources,
+  Database,
+  DatabaseCorruptedError,
+  openLibraryDatabase,
+  setAsideLibraryDatabase,
+  trackProblems,
+} from "../../library/mod.ts";
 import {
   inspectSnapshot,
   SearchIndex,
@@ -204,7 +212,11 @@ async function checkDatabase(
     `${db.trackCount()} tracks, ${db.origins().length} libraries, generation ${db.generation}`;
   try {
     if (opts.repair) {
-      const opened = openLibraryDatabase(path);
+      let opened = openLibraryDatabase(path);
+      const damage = opened.recovered ? [] : rowProblems(opened.db);
+      if (damage.length) {
+        opened = setAsideLibraryDatabase(opened.db, `integrity check failed: ${damage.join("; ")}`);
+      }
       if (opened.recovered) {
         return {
           report: report(
@@ -218,13 +230,47 @@ async function checkDatabase(
       return { report: report("ok", describe(opened.db)), db: opened.db };
     }
     const db = Database.openWithIntegrityCheck(path, { readOnly: true });
-    return { report: report("ok", describe(db)), db };
+    const damage = rowProblems(db);
+    if (damage.length) {
+      db.close();
+      return {
+        report: report("damaged", `integrity check failed: ${damage.join("; ")}`),
+        db: null,
+      };
+    }
+    // The cross-check against the sources: a track whose file is gone is what a deletion
+    // while stopped leaves (or damage no check sees); the next mount drops it either way.
+    const sources = await checkSources(
+      db.allTracks(),
+      new Map(db.origins().map((o) => [o.id, o.path])),
+    );
+    if (sources.missing.length) {
+      const first = sources.missing[0];
+      const root = db.origins().find((o) => o.id === first.originId)?.path;
+      return {
+        report: report(
+          "stale",
+          `${describe(db)}; ${sources.missing.length} of ${sources.checked} tracks name a source ` +
+            `that is not there (first: ${root}/${first.relPath}); the next mount drops them`,
+        ),
+        db,
+      };
+    }
+    const checked = sources.skipped
+      ? `; ${sources.skipped} sources not checked (library root not there)`
+      : `; all ${sources.checked} sources there`;
+    return { report: report("ok", `${describe(db)}${checked}`), db };
   } catch (e) {
     if (e instanceof DatabaseCorruptedError) {
       return { report: report("damaged", reasonOf(e.message)), db: null };
     }
     return { report: report("error", messageOf(e)), db: null };
   }
+}
+
+/** The track rows' own invariants (every source once, clean paths): see trackProblems. */
+function rowProblems(db: Database): string[] {
+  return trackProblems(db.allTracks(), new Set(db.origins().map((o) => o.id)));
 }
 
 /** `Cannot open database /x/library.db: <reason>` -> `<reason>`. */
