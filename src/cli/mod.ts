@@ -12,6 +12,14 @@ import { statusCommand } from "./commands/status.ts";
 import { searchCommand } from "./commands/search.ts";
 import { rescanCommand } from "./commands/rescan.ts";
 import { unmountCommand } from "./commands/unmount.ts";
+import { forceUnmountCommand } from "./commands/force_unmount.ts";
+
+/** Flags of `musicfs unmount`. */
+interface UnmountFlags {
+  mountpoint?: string;
+  stateDir?: string;
+  force?: boolean;
+}
 import { checkCommand } from "./commands/check.ts";
 import { DemoFs, FuseSession, MountError } from "../fuse/mod.ts";
 
@@ -77,9 +85,25 @@ export async function main(args: string[]): Promise<number> {
 
   program.command("unmount")
     .description("stop the running daemon cleanly (or detach a dead mount)")
+    .argument("[mount]", "the mount to stop (same as --mountpoint)")
     .option("--mountpoint <dir>", "the mount to stop (default ~/MusicFS)")
     .option("--state-dir <dir>", "state dir of the daemon")
-    .action(async (o: { mountpoint?: string; stateDir?: string }) => {
+    .option(
+      "--force",
+      "abort the FUSE connection and detach the mount, for a stopped, stuck or dead daemon",
+    )
+    .action(async (mount: string | undefined, o: UnmountFlags) => {
+      if (mount !== undefined && o.mountpoint !== undefined && abs(mount) !== abs(o.mountpoint)) {
+        throw new UsageError(`Two mounts given: ${mount} and --mountpoint ${o.mountpoint}`);
+      }
+      o.mountpoint ??= mount;
+      if (o.force) {
+        code = await forceUnmountCommand({
+          stateDir: stateDirOf(o),
+          mountpoint: o.mountpoint === undefined ? undefined : abs(o.mountpoint),
+        });
+        return;
+      }
       code = await unmountCommand({
         stateDir: stateDirOf(o),
         mountpoint: abs(o.mountpoint ?? `${home}/MusicFS`),

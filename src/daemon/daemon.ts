@@ -3,7 +3,7 @@
  * mounts it, and runs every background job under the supervisor until an ordered shutdown.
  * Data flows one way: library (scanner, watcher) -> tree and search -> FUSE session.
  */
-import { FuseSession, identity, prepareMountpoint } from "../fuse/mod.ts";
+import { detach, findFuseMount, FuseSession, identity, prepareMountpoint } from "../fuse/mod.ts";
 import { MusicOps, TRACK_INO_BASE, VirtualTree } from "../fs/mod.ts";
 import type { Invalidation } from "../fs/mod.ts";
 import {
@@ -298,6 +298,9 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       cacheDirs: true,
     });
     const mountpoint = session.mountpoint;
+    // Which connection is ours: after an abort (fusectl) the session ends without unmounting,
+    // and only a mount of this very connection may be detached at shutdown.
+    const ourDevice = findFuseMount(mountpoint)?.device;
     log.info("Mounted {mountpoint} with {tracks} tracks", {
       mountpoint,
       tracks: tree.stats().tracks,
@@ -341,7 +344,13 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
             db!.close();
           },
         },
-        { name: "unmount", run: () => session!.unmount() },
+        {
+          name: "unmount",
+          run: async () => {
+            await session!.unmount();
+            await detachOwnDeadMount(mountpoint, ourDevice);
+          },
+        },
         { name: "close files", run: () => ops.closeAll() },
         {
           name: "release lock",
@@ -467,6 +476,20 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     uninstallGuards();
     await Promise.all(locks.map((l) => l.release().catch(() => {})));
     throw e;
+  }
+}
+
+/**
+ * Detach the mount at `mountpoint` when it is still the connection `device` (`major:minor`):
+ * what an aborted connection leaves (the session ends without unmounting), a dead mount that
+ * fails every access with ENOTCONN. A mount made there since by someone else is left alone.
+ */
+async function detachOwnDeadMount(mountpoint: string, device: string | undefined): Promise<void> {
+  if (!device) return;
+  const mount = findFuseMount(mountpoint);
+  if (mount?.device !== device) return;
+  if (await detach(mountpoint)) {
+    log.info("Detached {mountpoint}: its FUSE connection had been aborted", { mountpoint });
   }
 }
 

@@ -27,3 +27,11 @@ export {
   SyscallError,
 } from "./libc.ts";
 export { type DemoFault, DemoFs } from "./demo_fs.ts";
+export {
+  AbortError,
+  abortFuseMount,
+  type AbortResult,
+  connectionOf,
+  FUSECTL_DIR,
+  mountinfoPath,
+} from "./abort.ts";
