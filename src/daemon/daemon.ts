@@ -28,6 +28,7 @@ import { installCrashGuards, installSignalHandlers, runShutdown } from "./shutdo
 import * as systemd from "./sd_notify.ts";
 import { HealthMonitor } from "./health.ts";
 import { openDaemonCache } from "./cache.ts";
+import { FdBudget, type FdStats, guardOpens, raiseFdLimit } from "./fd_limit.ts";
 import { logger } from "../log/mod.ts";
 
 const log = logger("daemon");
@@ -94,6 +95,8 @@ export interface DaemonStatus {
     reason?: string;
     sources?: { checked: number; missing: number; skipped: number; ms: number } | null;
   } | null;
+  /** File descriptors: the limit, the reserve, source files open, opens refused (EMFILE). */
+  fds: FdStats | null;
 }
 
 /** A daemon start that failed before the mount answered, with a one-line reason. */
@@ -111,6 +114,10 @@ export class DaemonStartError extends Error {
  */
 export async function runDaemon(opts: DaemonOptions): Promise<number> {
   const startedAt = Date.now();
+  const limits = raiseFdLimit();
+  if (limits.from !== undefined) {
+    log.info("Raised the open files limit from {from} to {soft}", limits);
+  }
   await Deno.mkdir(opts.stateDir, { recursive: true });
   const locks: HeldLock[] = [await acquireLock(opts.stateDir, { name: "musicfs" })];
   const uninstallGuards = installCrashGuards();
@@ -222,6 +229,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         search: { state: search.state, documents: search.index?.size ?? 0 },
         fuse: stats,
         integrity,
+        fds: fds?.stats() ?? null,
       };
     };
 
@@ -259,6 +267,13 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       invalidate,
       cache: cache?.route,
       healthy: (id) => health.status(String(id))?.healthy ?? true,
+    });
+
+    // Source fds never eat the reserve the daemon itself needs (control API, SQLite, log).
+    const fds = new FdBudget({ limit: limits.soft });
+    guardOpens(ops, fds, (ino) => {
+      const kind = tree.get(ino)?.kind;
+      return kind === "track" || kind === "cover";
     });
 
     const onChange = (c: LibraryChange) => {
@@ -351,7 +366,13 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
             await detachOwnDeadMount(mountpoint, ourDevice);
           },
         },
-        { name: "close files", run: () => ops.closeAll() },
+        {
+          name: "close files",
+          run: () => {
+            ops.closeAll();
+            fds.close();
+          },
+        },
         {
           name: "release lock",
           run: async () => void await Promise.all(locks.map((l) => l.release())),
@@ -404,6 +425,11 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         },
       });
       await server.finished;
+    }, {
+      // Never given up on: it is how the user reaches the daemon. A listener lost (e.g. to
+      // EMFILE) comes back within seconds.
+      backoffMs: [200, 1000, 5000],
+      maxRestarts: 1000,
     });
     const wd = systemd.watchdogIntervalMs();
     if (wd) supervisor.spawnSupervised("watchdog", (signal) => systemd.runWatchdog(signal));
