@@ -23,7 +23,14 @@ import {
 import { LazySearch, runCommitter } from "../search/mod.ts";
 import { acquireLock, type HeldLock } from "./lock.ts";
 import { abortableSleep, taskReportToJson, TaskSupervisor } from "./supervisor.ts";
-import { controlSocketPath, type SearchHit, serveControl, toSearchHit } from "./control.ts";
+import {
+  type ControlHandlers,
+  type ControlServer,
+  controlSocketPath,
+  type SearchHit,
+  serveControl,
+  toSearchHit,
+} from "./control.ts";
 import { installCrashGuards, installSignalHandlers, runShutdown } from "./shutdown.ts";
 import * as systemd from "./sd_notify.ts";
 import { HealthMonitor } from "./health.ts";
@@ -386,6 +393,31 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       onRescan: () => void rescan(),
     });
 
+    const controlHandlers: ControlHandlers = {
+      status,
+      search: async (q, limit) => {
+        const hits = await search.search(q, limit, { timeoutMs: 2000 });
+        return {
+          results: hits.map((h) => describeHit(tree, h.id, h.score, db!)).filter(Boolean),
+        };
+      },
+      rescan: () => Promise.resolve({ started: rescan() }),
+      shutdown: () => signals.requestShutdown("control API"),
+    };
+    // The first listener is part of the start: a daemon nobody can reach (e.g. control.sock is
+    // a directory) must fail its start, not keep a mount that `musicfs unmount` cannot stop.
+    const firstStop = new AbortController();
+    let firstServer: ControlServer | undefined;
+    try {
+      firstServer = await serveControl({
+        socketPath: controlSocketPath(opts.stateDir),
+        signal: firstStop.signal,
+        handlers: controlHandlers,
+      });
+    } catch (e) {
+      signals.uninstall();
+      throw new DaemonStartError((e as Error).message, { cause: e });
+    }
     supervisor.spawnSupervised("fuse", async (signal) => {
       const aborted = new Promise<void>((r) =>
         signal.addEventListener("abort", () => r(), { once: true })
@@ -409,21 +441,16 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     });
     supervisor.spawnCritical("health monitor", (signal) => health.run(signal));
     supervisor.spawnCritical("control api", async (signal) => {
-      const server = await serveControl({
-        socketPath: controlSocketPath(opts.stateDir),
-        signal,
-        handlers: {
-          status,
-          search: async (q, limit) => {
-            const hits = await search.search(q, limit, { timeoutMs: 2000 });
-            return {
-              results: hits.map((h) => describeHit(tree, h.id, h.score, db!)).filter(Boolean),
-            };
-          },
-          rescan: () => Promise.resolve({ started: rescan() }),
-          shutdown: () => signals.requestShutdown("control API"),
-        },
-      });
+      let server = firstServer;
+      firstServer = undefined;
+      if (server) signal.addEventListener("abort", () => firstStop.abort(), { once: true });
+      else {
+        server = await serveControl({
+          socketPath: controlSocketPath(opts.stateDir),
+          signal,
+          handlers: controlHandlers,
+        });
+      }
       await server.finished;
     }, {
       // Never given up on: it is how the user reaches the daemon. A listener lost (e.g. to
