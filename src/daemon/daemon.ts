@@ -73,6 +73,8 @@ export interface DaemonStatus {
   uptimeMs: number;
   tracks: number;
   scan: { phase: string; seen: number; total: number; parsed: number; committed: number } | null;
+  /** Set while scans fail (e.g. a full state dir): the tree served is the stored one. */
+  scanRetry: { failures: number; reason?: string; nextAt?: string } | null;
   tasks: unknown[];
   origins: {
     id: number;
@@ -105,6 +107,9 @@ export interface DaemonStatus {
   /** File descriptors: the limit, the reserve, source files open, opens refused (EMFILE). */
   fds: FdStats | null;
 }
+
+/** Delays before scan retries 1, 2, 3...; the last repeats. */
+const SCAN_RETRY_MS = [2000, 5000, 15_000, 60_000];
 
 /** A daemon start that failed before the mount answered, with a one-line reason. */
 export class DaemonStartError extends Error {
@@ -175,6 +180,12 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     const { uid, gid } = identity();
 
     let scanProgress: ScanProgress | null = null;
+    const scanRetry: {
+      failures: number;
+      reason?: string;
+      at?: number;
+      timer?: ReturnType<typeof setTimeout>;
+    } = { failures: 0 };
     const watchStates = new Map<number, WatchState>();
     // The supervisor logs every transition itself.
     const supervisor = new TaskSupervisor();
@@ -219,6 +230,13 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
           parsed: scanProgress.parsed,
           committed: scanProgress.committed,
         },
+        scanRetry: scanRetry.failures
+          ? {
+            failures: scanRetry.failures,
+            reason: scanRetry.reason,
+            nextAt: scanRetry.at === undefined ? undefined : new Date(scanRetry.at).toISOString(),
+          }
+          : null,
         tasks: supervisor.checkAll().map(taskReportToJson),
         origins: origins.map((o) => {
           const h = health.status(String(o.id));
@@ -328,16 +346,41 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       tracks: tree.stats().tracks,
     });
 
-    const rescan = () => {
+    // A scan that fails (a full state dir, an I/O error) is retried with backoff; the tree
+    // already served stays as it is meanwhile. Status shows the retry.
+    const rescan = (): boolean => {
       if (supervisor.status("scanner")?.state === "running") return false;
+      if (scanRetry.timer !== undefined) clearTimeout(scanRetry.timer);
+      scanRetry.timer = undefined;
+      scanRetry.at = undefined;
       supervisor.spawnSupervised("scanner", async (signal) => {
-        await scanner.scan(origins.map((o) => o.path), {
-          signal,
-          onProgress: (p) => {
-            scanProgress = p;
-            systemd.status(`scan ${p.phase}: ${p.committed}/${p.total} files`);
-          },
-        });
+        try {
+          await scanner.scan(origins.map((o) => o.path), {
+            signal,
+            onProgress: (p) => {
+              scanProgress = p;
+              systemd.status(`scan ${p.phase}: ${p.committed}/${p.total} files`);
+            },
+          });
+        } catch (e) {
+          if (signal.aborted || signals.shuttingDown) throw e;
+          const delayMs = SCAN_RETRY_MS[Math.min(scanRetry.failures, SCAN_RETRY_MS.length - 1)];
+          scanRetry.failures++;
+          scanRetry.reason = (e as Error).message;
+          scanRetry.at = Date.now() + delayMs;
+          log.warn("The scan failed ({reason}); serving the stored tree, retry {n} in {s} s", {
+            reason: scanRetry.reason,
+            n: scanRetry.failures,
+            s: delayMs / 1000,
+          });
+          scanRetry.timer = setTimeout(() => {
+            scanRetry.timer = undefined;
+            if (!signals.shuttingDown) rescan();
+          }, delayMs);
+          throw e;
+        }
+        scanRetry.failures = 0;
+        scanRetry.reason = undefined;
         systemd.status(`serving ${tree.stats().tracks} tracks`);
       });
       return true;
@@ -349,6 +392,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         {
           name: "stop tasks",
           run: async () => {
+            if (scanRetry.timer !== undefined) clearTimeout(scanRetry.timer);
             const stragglers = await supervisor.stopAll(5000);
             if (stragglers.length) {
               log.warn("Tasks still running at shutdown: {stragglers}", { stragglers });

@@ -76,6 +76,17 @@ export interface DaemonStatus {
     lastWriteError?: string;
   } | null;
   search: { state: "loading" | "ready" | "failed"; documents: number };
+  /** Set while scans fail (e.g. a full state dir): the stored tree is served meanwhile. */
+  scanRetry?: { failures: number; reason?: string; nextAt?: string } | null;
+  /** File descriptors: limit, sources open, opens refused with EMFILE. */
+  fds?: { limit: number; sourcesOpen: number; refused: number; lastRefusedAt?: string } | null;
+  /** The startup check of library.db and the cross-check against the sources. */
+  integrity?: {
+    ok: boolean;
+    ms: number;
+    reason?: string;
+    sources?: { checked: number; missing: number; skipped: number; ms: number } | null;
+  } | null;
 }
 
 /** Options of {@link statusCommand}. */
@@ -128,6 +139,34 @@ export function formatStatus(s: Partial<DaemonStatus>, now = Date.now()): string
   row("mountpoint", s.mountpoint ?? "?");
   row("tracks", String(s.tracks ?? "?"));
   row("scan", s.scan ? formatScan(s.scan) : "idle");
+  if (s.scanRetry) {
+    const next = s.scanRetry.nextAt
+      ? `, next try ${new Date(s.scanRetry.nextAt).toLocaleString()}`
+      : "";
+    row(
+      "",
+      `serving the stored tree: ${s.scanRetry.failures} scan(s) failed (${
+        s.scanRetry.reason ?? "?"
+      })${next}`,
+    );
+  }
+  if (s.integrity) {
+    const i = s.integrity;
+    const src = i.sources
+      ? `; ${i.sources.checked} sources checked, ${i.sources.missing} missing`
+      : "";
+    row(
+      "library.db",
+      i.ok ? `sound (checked in ${i.ms} ms${src})` : `was damaged, rebuilt: ${i.reason ?? "?"}`,
+    );
+  }
+  if (s.fds?.refused) {
+    row(
+      "files",
+      `${s.fds.refused} opens refused for lack of file descriptors (limit ${s.fds.limit}, ` +
+        `${s.fds.sourcesOpen} open now)`,
+    );
+  }
   if (s.search) {
     const docs = `${s.search.documents ?? "?"} documents`;
     row("search", `${s.search.state} (${docs})`);
