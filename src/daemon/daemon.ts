@@ -36,6 +36,7 @@ import * as systemd from "./sd_notify.ts";
 import { HealthMonitor } from "./health.ts";
 import { openDaemonCache } from "./cache.ts";
 import { FdBudget, type FdStats, guardOpens, raiseFdLimit } from "./fd_limit.ts";
+import { guardVanishedRoots } from "./root_guard.ts";
 import { logger } from "../log/mod.ts";
 
 const log = logger("daemon");
@@ -299,6 +300,17 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     guardOpens(ops, fds, (ino) => {
       const kind = tree.get(ino)?.kind;
       return kind === "track" || kind === "cover";
+    });
+
+    guardVanishedRoots(ops, {
+      originOf: (ino) => {
+        const n = tree.get(ino);
+        if (n?.kind !== "track" && n?.kind !== "cover") return undefined;
+        const source = tree.sourcePath(n);
+        const o = origins.find((o) => source.startsWith(`${o.path}/`));
+        return o && { id: o.id, root: o.path };
+      },
+      onRootGone: () => void health.probeNow(),
     });
 
     const onChange = (c: LibraryChange) => {
