@@ -119,7 +119,9 @@ export class FdBudget {
   /** A budget under `limit` (default the soft RLIMIT_NOFILE). */
   constructor(opts: { limit?: number; reserve?: number; count?: () => number } = {}) {
     this.limit = opts.limit ?? fdLimit().soft;
-    this.reserve = opts.reserve ?? Math.max(16, Math.min(256, this.limit >> 3));
+    // A control request needs one fd (the accepted connection); SQLite, the log and the FUSE
+    // loop hold theirs already. Under `ulimit -n 64` the daemon itself uses about 57.
+    this.reserve = opts.reserve ?? Math.max(4, Math.min(256, this.limit >> 4));
     this.#count = opts.count ?? fdsInUse;
   }
 
