@@ -414,7 +414,7 @@ export async function brokenStateDir(t: Torture): Promise<void> {
 }
 
 /**
- * Fresh state on a 512 KiB tmpfs: the first scan fails for lack of space, the daemon keeps
+ * Fresh state on a 160 KiB tmpfs: the first scan fails for lack of space, the daemon keeps
  * serving, status reports the retry; once the tmpfs is grown, a retry completes the scan
  * without anyone asking. Root only.
  */
@@ -423,10 +423,10 @@ export async function tinyStateDir(t: Torture): Promise<void> {
   if (t.daemon) await t.stopClean();
   const state = `${t.dirs.root}/tinystate`;
   await Deno.mkdir(state, { recursive: true });
-  const m = await run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", state]);
+  const m = await run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", state]);
   if (m.code !== 0) throw new Error(`mount tmpfs: ${m.stderr}`);
   try {
-    const d = await step(t, "start on a 512 KiB state dir", () => t.start({ stateDir: state }));
+    const d = await step(t, "start on a 160 KiB state dir", () => t.start({ stateDir: state }));
     let failures = 0;
     const sawRetry = await step(t, "the scan to fail and be retried", () =>
       waitFor(async () => {
@@ -455,7 +455,7 @@ export async function tinyStateDir(t: Torture): Promise<void> {
     if (await t.checkOnline()) t.stats.recoveries++;
     await t.stopClean();
     t.stats.extras.push([
-      "fresh state on a 512 KiB tmpfs: failed scans / complete after space came back",
+      "fresh state on a 160 KiB tmpfs: failed scans / complete after space came back",
       `${failures} / ${(retriedMs / 1000).toFixed(1)} s`,
     ]);
   } finally {
