@@ -63,11 +63,11 @@ Deno.test("FdBudget keeps the reserve free and re-reads the count after a refusa
 Deno.test("guardOpens answers EMFILE at the reserve, counts real EMFILE, and frees slots", async () => {
   let nextFd = 100;
   let live = 0;
-  let fail: Error | undefined;
+  const state: { fail?: Error } = {};
   const released: number[] = [];
   const ops = {
     open: (ino: number): Promise<OpenResult> => {
-      if (fail) return Promise.reject(fail);
+      if (state.fail) return Promise.reject(state.fail);
       // Inode 1 is a generated file: no fd.
       if (ino === 1) return Promise.resolve({ fh: 1 });
       live++;
@@ -94,7 +94,7 @@ Deno.test("guardOpens answers EMFILE at the reserve, counts real EMFILE, and fre
   await ops.release!(2, a.fh!);
   assert.deepEqual(released, [a.fh]);
   assert.equal(b.stats().sourcesOpen, 1);
-  fail = new SyscallError("open /x", 24);
+  state.fail = new SyscallError("open /x", 24);
   await assert.rejects(ops.open(2, 0, ctx), (e: unknown) => (e as FsError).errno === 24);
   assert.equal(b.stats().refused, 2, "an EMFILE met anyway is counted");
   assert.equal(b.stats().sourcesOpen, 1);
