@@ -11,7 +11,7 @@
  * @module
  */
 import { basename, dirname, resolve } from "node:path";
-import { cstr, errno, identity, libc, SyscallError } from "./libc.ts";
+import { cstr, errno, identity, libc, SyscallError } from "../sys/libc.ts";
 import { detach, findFuseMount, type MountInfo } from "./mount.ts";
 
 /** Where the kernel's fusectl filesystem lists FUSE connections. */

@@ -66,3 +66,10 @@ export {
 export { Walker, WalkError } from "./walker.ts";
 export type { WalkBatch, WalkDir, WalkFile, WalkProblem, WalkSummary } from "./walk.ts";
 export { LibraryWatcher, watchLibrary, type WatchOptions, type WatchState } from "./watcher.ts";
+export {
+  type LibraryReport,
+  type LibraryState,
+  repair as repairLibrary,
+  verify as verifyLibrary,
+  verifySources as verifyLibrarySources,
+} from "./verify.ts";
