@@ -130,7 +130,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       ms: Math.round(performance.now() - checkStarted),
       reason: opened.recovered?.reason,
     };
-    log.info("library.db checked in {ms} ms ({tracks} tracks): {result}", {
+    log.debug("library.db checked in {ms} ms ({tracks} tracks): {result}", {
       ms: integrity.ms,
       tracks: allTracks.length,
       result: opened.recovered ? "damaged, set aside; rescanning from scratch" : "ok",
