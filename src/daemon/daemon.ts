@@ -8,8 +8,9 @@ import { MusicOps, TRACK_INO_BASE, VirtualTree } from "../fs/mod.ts";
 import type { Invalidation } from "../fs/mod.ts";
 import {
   checkSources,
-  type Database,
+  Database,
   type LibraryChange,
+  type LibraryDatabaseOpen,
   LibraryWatcher,
   openLibraryDatabase,
   type Origin,
@@ -110,13 +111,35 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
   let db: Database | undefined;
   let session: FuseSession | undefined;
   let integrity: DaemonStatus["integrity"] = null;
+  /** Why library.db is served read-only (a full state dir), until it can be written again. */
+  let readOnly: string | undefined;
   let unregister = () => Promise.resolve();
   try {
     // A bad mountpoint (a file, not empty, another live mount) is refused before any store is
     // opened or created: bad input changes nothing. A dead mount left there is detached.
     await prepareMountpoint(opts.mountpoint, true);
     const checkStarted = performance.now();
-    let opened = openLibraryDatabase(`${opts.stateDir}/library.db`);
+    const dbPath = `${opts.stateDir}/library.db`;
+    let opened: LibraryDatabaseOpen;
+    try {
+      opened = openLibraryDatabase(dbPath);
+    } catch (e) {
+      // A full (or read-only) state dir: a WAL database cannot even be opened for reading
+      // there. What is stored is served as it is, read-only, and the scan is retried until
+      // the database can be written again.
+      if (!(await Deno.lstat(dbPath).then(() => true, () => false))) throw e;
+      try {
+        opened = { db: Database.openFrozen(dbPath), fullRescan: false };
+      } catch {
+        throw e;
+      }
+      readOnly = (e as Error).message;
+      log.warn(
+        "Cannot open library.db for writing ({reason}); serving the stored library read-only " +
+          "and retrying the scan until the state dir can be written",
+        { reason: readOnly },
+      );
+    }
     // The rows themselves (every source once, clean paths), over the load the tree needs anyway.
     let allTracks: TrackRecord[] = opened.db.allTracks();
     const damage = trackProblems(allTracks, new Set(opened.db.origins().map((o) => o.id)));
@@ -141,13 +164,30 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         to: opened.recovered.movedTo,
       });
     }
-    const origins: Origin[] = opts.libraries.map((p) => db!.ensureOrigin(p));
+    const origins: Origin[] = opts.libraries.map((p) => {
+      try {
+        return db!.ensureOrigin(p);
+      } catch (e) {
+        if (!readOnly) throw e;
+        throw new DaemonStartError(
+          `Cannot add library ${p} while the state dir cannot be written (${readOnly})`,
+          { cause: e },
+        );
+      }
+    });
     const originPath = new Map(origins.map((o) => [o.id, o.path]));
     // Offline `musicfs search` prints /Artists paths; it needs the layout the daemon used.
+    // Best effort: a full state dir must not keep the stored library from being served.
     const layoutFile = `${opts.stateDir}/layout`;
-    if (opts.layout) await Deno.writeTextFile(layoutFile, opts.layout);
-    else await Deno.remove(layoutFile).catch(() => {});
-    await Deno.writeTextFile(`${opts.stateDir}/mountpoint`, opts.mountpoint);
+    try {
+      if (opts.layout) await Deno.writeTextFile(layoutFile, opts.layout);
+      else await Deno.remove(layoutFile).catch(() => {});
+      await Deno.writeTextFile(`${opts.stateDir}/mountpoint`, opts.mountpoint);
+    } catch (e) {
+      log.warn("Cannot record the layout and mountpoint in the state dir: {error}", {
+        error: (e as Error).message,
+      });
+    }
     const originIds = new Set(origins.map((o) => o.id));
     // Rows of libraries not given this time stay in the database but out of the tree.
     const ours = <T extends { originId: number }>(xs: T[]) =>
@@ -240,6 +280,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         fuse: stats,
         integrity,
         fds: fds?.stats() ?? null,
+        readOnly: readOnly ?? null,
       };
     };
 
@@ -354,6 +395,13 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       scanRetry.at = undefined;
       supervisor.spawnSupervised("scanner", async (signal) => {
         try {
+          if (db!.frozen && !db!.unfreeze()) {
+            throw new Error(`library.db cannot be written yet (${readOnly})`);
+          }
+          if (readOnly && !db!.frozen) {
+            log.info("The state dir can be written again: scanning");
+            readOnly = undefined;
+          }
           await scanner.scan(origins.map((o) => o.path), {
             signal,
             onProgress: (p) => {

@@ -79,6 +79,8 @@ export interface DaemonStatus {
   } | null;
   search: { state: "loading" | "ready" | "failed" | string; documents: number };
   fuse?: { requests: number; errors: number; inflight: number; passthrough: boolean };
+  /** Why library.db is served read-only (a full state dir); null when it is writable. */
+  readOnly?: string | null;
   /** Set while scans fail (e.g. a full state dir): the stored tree is served meanwhile. */
   scanRetry?: { failures: number; reason?: string; nextAt?: string } | null;
   /**

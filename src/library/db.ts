@@ -431,19 +431,70 @@ function tagParams(f: FileUpsert): (string | number | null)[] {
 export interface OpenOptions {
   /** Open read-only (e.g. `musicfs search` next to a running daemon). */
   readOnly?: boolean;
+  /** With `readOnly`: an immutable snapshot, no WAL or `-shm` (see `Database.openFrozen`). */
+  frozen?: boolean;
 }
 
 /** The library database. Not safe for use from several threads; one instance per process. */
 export class Database {
   /** The database file. */
   readonly path: string;
-  readonly #db: DatabaseSync;
-  readonly #s: Record<string, StatementSync>;
+  #db: DatabaseSync;
+  #s!: Record<string, StatementSync>;
   #closed = false;
+  #frozen: boolean;
 
-  private constructor(path: string, db: DatabaseSync) {
+  private constructor(path: string, db: DatabaseSync, frozen = false) {
     this.path = path;
     this.#db = db;
+    this.#frozen = frozen;
+    this.#prepare(db);
+  }
+
+  /**
+   * Opened as a frozen snapshot (see {@link Database.openFrozen}): every write fails until
+   * {@link Database.unfreeze} succeeds.
+   */
+  get frozen(): boolean {
+    return this.#frozen;
+  }
+
+  /**
+   * Opens `path` read-only as an immutable snapshot, without its WAL and shared-memory files:
+   * what still works when the state dir is full (a normal open must create `-shm` and fails
+   * with "disk I/O error"). Committed changes still in a `-wal` are not seen. Checked like
+   * {@link openWithIntegrityCheck}.
+   */
+  static openFrozen(path: string): Database {
+    return Database.#open(path, { readOnly: true, frozen: true }, true);
+  }
+
+  /**
+   * Reopens a frozen database for writing (in place: every holder keeps its reference).
+   * Returns false, still frozen, when it cannot be opened so yet (e.g. the disk is still full).
+   */
+  unfreeze(): boolean {
+    this.#assertOpen();
+    if (!this.#frozen) return true;
+    let next: Database;
+    try {
+      next = Database.#open(this.path, {}, false);
+    } catch (e) {
+      log.debug("{path} cannot be opened for writing yet: {error}", {
+        path: this.path,
+        error: messageOf(e),
+      });
+      return false;
+    }
+    this.#db.close();
+    this.#db = next.#db;
+    this.#prepare(this.#db);
+    this.#frozen = false;
+    log.info("{path} is writable again", { path: this.path });
+    return true;
+  }
+
+  #prepare(db: DatabaseSync): void {
     const p = (sql: string) => db.prepare(sql);
     this.#s = {
       generation: p("SELECT value FROM meta WHERE key = 'generation'"),
@@ -536,7 +587,9 @@ export class Database {
   static #open(path: string, options: OpenOptions, check: boolean): Database {
     let db: DatabaseSync;
     try {
-      db = new DatabaseSync(path, { readOnly: options.readOnly ?? false });
+      db = options.frozen
+        ? new DatabaseSync(frozenUrl(path), { readOnly: true })
+        : new DatabaseSync(path, { readOnly: options.readOnly ?? false });
     } catch (e) {
       if (CORRUPT_PATTERN.test(messageOf(e))) {
         throw new DatabaseCorruptedError(path, messageOf(e), { cause: e });
@@ -570,7 +623,7 @@ export class Database {
           );
         }
       }
-      return new Database(path, db);
+      return new Database(path, db, options.frozen ?? false);
     } catch (e) {
       try {
         db.close();
@@ -890,6 +943,7 @@ export class Database {
    */
   checkpoint(): { busy: boolean; walPages: number; checkpointedPages: number } {
     this.#assertOpen();
+    if (this.#frozen) return { busy: false, walPages: 0, checkpointedPages: 0 };
     try {
       const r = this.#db.prepare("PRAGMA wal_checkpoint(TRUNCATE)").get() as Row;
       return {
@@ -925,6 +979,14 @@ export class Database {
     this.#closed = true;
     this.#db.close();
   }
+}
+
+/** A `file:` URL of `path` opening it as an immutable snapshot. */
+function frozenUrl(path: string): URL {
+  const url = new URL("file://");
+  url.pathname = path.startsWith("/") ? path : `${Deno.cwd()}/${path}`;
+  url.search = "immutable=1";
+  return url;
 }
 
 function userVersion(db: DatabaseSync): number {

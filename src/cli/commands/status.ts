@@ -105,6 +105,9 @@ export function formatStatus(s: Partial<DaemonStatus>, now = Date.now()): string
   if (s.stateDir) row("state dir", s.stateDir);
   row("tracks", formatTracks(s));
   row("scan", s.scan ? formatScan(s.scan) : "idle");
+  if (s.readOnly) {
+    row("", `library.db read-only: ${escapeControl(s.readOnly)}`);
+  }
   if (s.scanRetry) {
     const next = s.scanRetry.nextAt
       ? `, next try ${new Date(s.scanRetry.nextAt).toLocaleString()}`
