@@ -79,7 +79,7 @@ export interface DaemonOptions {
 }
 
 /** Delays before scan retries 1, 2, 3...; the last repeats. */
-const SCAN_RETRY_MS = [2000, 5000, 15_000, 60_000];
+const SCAN_RETRY_MS = [2000, 5000, 10_000, 20_000];
 
 /** A daemon start that failed before the mount answered, with a one-line reason. */
 export class DaemonStartError extends Error {

@@ -11,8 +11,9 @@
  *   names the way out, `search` answers offline, the continued daemon exits and detaches;
  * - concurrent /.search listings: 200 queries from 4 threads, 0 ENOENT;
  * - a broken state dir (control socket path is a directory: the background mount fails and
- *   stops its daemon) and a full one (fresh state on a tiny tmpfs: the scan is retried until
- *   it completes). Root only for the tmpfs.
+ *   stops its daemon) and full ones (fresh state on a tiny tmpfs: the scan is retried until it
+ *   completes; existing state on a full disk: served read-only, then written again once there
+ *   is space). Root only for the tmpfs.
  *
  * @module
  */
@@ -62,7 +63,10 @@ export async function recovery(t: Torture, opts: RecoveryOptions): Promise<void>
   await searchListings(t, { passes: opts.searchPasses });
   await fdExhaustion(t, { opens: 100 });
   await brokenStateDir(t);
-  if (Deno.uid() === 0) await tinyStateDir(t);
+  if (Deno.uid() === 0) {
+    await tinyStateDir(t);
+    await fullStateDir(t);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -457,6 +461,83 @@ export async function tinyStateDir(t: Torture): Promise<void> {
     t.stats.extras.push([
       "fresh state on a 160 KiB tmpfs: failed scans / complete after space came back",
       `${failures} / ${(retriedMs / 1000).toFixed(1)} s`,
+    ]);
+  } finally {
+    await t.shutdown();
+    await run(["umount", "-l", state]);
+  }
+}
+
+/** Fill the filesystem holding `path` with one file (ENOSPC ends it). */
+async function fill(path: string): Promise<void> {
+  const f = await Deno.open(path, { write: true, create: true });
+  try {
+    const block = new Uint8Array(4096).fill(0x55);
+    for (;;) await f.write(block);
+  } catch {
+    // ENOSPC: full.
+  } finally {
+    f.close();
+  }
+}
+
+/**
+ * Existing state on a full disk: the daemon starts anyway and serves every stored track
+ * read-only, status says so and shows the scan being retried; once space is freed, a retry
+ * writes library.db again and completes the scan, unasked. Root only.
+ */
+export async function fullStateDir(t: Torture): Promise<void> {
+  t.step = "full state dir";
+  if (t.daemon) await t.stopClean();
+  const state = `${t.dirs.root}/fullstate2`;
+  await Deno.mkdir(state, { recursive: true });
+  const m = await run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", state]);
+  if (m.code !== 0) throw new Error(`mount tmpfs: ${m.stderr}`);
+  try {
+    const first = await step(t, "first start", () => t.start({ stateDir: state }));
+    await first.waitScanDone(60_000);
+    await t.stopClean();
+    await fill(`${state}/filler`);
+    t.stats.corruptions++;
+    const started = performance.now();
+    const d = await step(t, "start on the full state dir", async () => {
+      try {
+        return await t.start({ afterFault: true, stateDir: state });
+      } catch (e) {
+        t.violation("the daemon did not start on a full state dir", tail(String(e), 30));
+        throw e;
+      }
+    });
+    const serveMs = Math.round(performance.now() - started);
+    const status = await d.getStatus().catch(() => undefined);
+    if (status?.tracks !== t.good.size) {
+      t.violation(`a full state dir served ${status?.tracks} tracks of ${t.good.size}`);
+    }
+    if (!status?.readOnly) t.violation("status does not say library.db is read-only");
+    const retried = await step(t, "a failed scan reported for retry", () =>
+      waitFor(async () => {
+        const s = await d.getStatus().catch(() => undefined);
+        return (s?.scanRetry?.failures ?? 0) > 0;
+      }, STEP_MS).then(() => true, () => false));
+    if (!retried) t.violation("no scan retry reported on a full state dir", tail(d.stderr, 10));
+    const sums = await sha256Mounted(t.rng.sample((await t.listMounted()) ?? [], 10));
+    if (sums.size < 10) t.violation(`${10 - sums.size} of 10 tracks unreadable read-only`);
+    // Space comes back: a retry (at most 20 s apart) writes again, unasked.
+    await Deno.remove(`${state}/filler`);
+    const freed = performance.now();
+    const writable = await step(t, "library.db writable again", () =>
+      waitFor(async () => {
+        const s = await d.getStatus().catch(() => undefined);
+        return !!s && !s.readOnly && s.scan?.phase === "done" && !s.scanRetry;
+      }, STEP_MS).then(() => true, () => false));
+    if (!writable) t.violation("library.db stayed read-only after space came back");
+    const backMs = Math.round(performance.now() - freed);
+    if (await t.checkOnline()) t.stats.recoveries++;
+    await t.stopClean();
+    if (await t.checkOffline({ stateDir: state })) t.stats.recoveries++;
+    t.stats.extras.push([
+      "existing state on a full disk: served read-only after / writable again after",
+      `${serveMs} ms (${status?.tracks} tracks) / ${(backMs / 1000).toFixed(1)} s`,
     ]);
   } finally {
     await t.shutdown();
