@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
-import { Database, DatabaseCorruptedError, openLibraryDatabase } from "./db.ts";
+import { Database, DatabaseCorruptedError, DatabaseWriteError, openLibraryDatabase } from "./db.ts";
 import { checkSources, integrityProblems, trackProblems } from "./integrity.ts";
 import type { TrackRecord } from "./types.ts";
 
@@ -181,5 +181,28 @@ Deno.test("checkSources finds tracks whose file is gone or is no regular file", 
     assert.equal(r.checked, 4);
     assert.equal(r.skipped, 1, "a root that is not there is skipped, not judged");
     assert.deepEqual(r.unreachable, [2]);
+  });
+});
+
+Deno.test("a frozen database reads, refuses writes, and unfreezes in place", async () => {
+  await withDir((dir) => {
+    const path = `${dir}/library.db`;
+    makeDb(path, 5);
+    const db = Database.openFrozen(path);
+    try {
+      assert.equal(db.frozen, true);
+      assert.equal(db.allTracks().length, 5);
+      assert.throws(
+        () => db.ensureOrigin("/elsewhere"),
+        (e: unknown) => e instanceof DatabaseWriteError && e.kind === "readonly",
+      );
+      assert.deepEqual(db.checkpoint(), { busy: false, walPages: 0, checkpointedPages: 0 });
+      assert.equal(db.unfreeze(), true);
+      assert.equal(db.frozen, false);
+      assert.ok(db.ensureOrigin("/elsewhere").id > 0, "writes work on the same object");
+      assert.equal(db.allTracks().length, 5);
+    } finally {
+      db.close();
+    }
   });
 });
