@@ -10,6 +10,7 @@
  * - SIGSTOP plus `musicfs unmount --force`: blocked readers return, the mount goes, `status`
  *   names the way out, `search` answers offline, the continued daemon exits and detaches;
  * - concurrent /.search listings: 200 queries from 4 threads, 0 ENOENT;
+ * - the library root renamed away: opens answer EIO at once, not ENOENT;
  * - a broken state dir (control socket path is a directory: the background mount fails and
  *   stops its daemon) and full ones (fresh state on a tiny tmpfs: the scan is retried until it
  *   completes; existing state on a full disk: served read-only, then written again once there
@@ -63,6 +64,7 @@ export async function recovery(t: Torture, opts: RecoveryOptions): Promise<void>
   await searchListings(t, { passes: opts.searchPasses });
   await fdExhaustion(t, { opens: 100 });
   await brokenStateDir(t);
+  await vanishedRoot(t);
   if (Deno.uid() === 0) {
     await tinyStateDir(t);
     await fullStateDir(t);
@@ -542,5 +544,68 @@ export async function fullStateDir(t: Torture): Promise<void> {
   } finally {
     await t.shutdown();
     await run(["umount", "-l", state]);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A library root that vanishes
+
+/**
+ * The library root is renamed away while the daemon serves it (reads straight from the
+ * source, no cache): an open of a track answers EIO at once, not ENOENT; once the root is
+ * back, tracks read right again within the health probe's interval.
+ */
+export async function vanishedRoot(t: Torture): Promise<void> {
+  t.step = "vanished root";
+  if (t.daemon) await t.stopClean();
+  const base = `${t.dirs.root}/vanish`;
+  const mnt = `${base}/mnt`;
+  const away = `${t.lib}.away`;
+  await Deno.mkdir(mnt, { recursive: true });
+  let d: DaemonProcess | undefined;
+  let moved = false;
+  try {
+    d = await step(t, "start", () =>
+      startDaemon({
+        libraries: [t.lib],
+        mountpoint: mnt,
+        stateDir: `${base}/state`,
+        cacheDir: `${base}/cache`,
+        args: ["--cache-reads", "never"],
+        readyTimeoutMs: 60_000,
+      }));
+    await d.waitScanDone(60_000);
+    const list = await run(["timeout", "30", "find", `${mnt}/Artists`, "-type", "f", "-print0"]);
+    const files = t.rng.sample(list.stdout.split("\0").filter(Boolean), 5);
+    await Deno.rename(t.lib, away);
+    moved = true;
+    t.stats.corruptions++;
+    const started = performance.now();
+    const r = await run(["timeout", "20", "cat", "--", files[0]]);
+    const ms = Math.round(performance.now() - started);
+    if (r.code === 124) t.violation("an open hung with the root gone");
+    else if (!/Input\/output error/.test(r.stderr)) {
+      t.violation(`an open with the root gone did not answer EIO: ${r.stderr.trim()}`);
+    }
+    if (ms > 2000) t.violation(`an open with the root gone took ${ms} ms`);
+    await Deno.rename(away, t.lib);
+    moved = false;
+    const back = performance.now();
+    const ok = await step(
+      t,
+      "reads after the root came back",
+      () =>
+        waitFor(async () => (await sha256Mounted(files)).size === files.length, STEP_MS)
+          .then(() => true, () => false),
+    );
+    if (!ok) t.violation("tracks stayed unreadable after the root came back");
+    t.stats.extras.push([
+      "library root renamed away: open answered EIO after / reads back after",
+      `${ms} ms / ${((performance.now() - back) / 1000).toFixed(1)} s`,
+    ]);
+  } finally {
+    if (moved) await Deno.rename(away, t.lib).catch(() => {});
+    await d?.stop(15_000);
+    if (await isMounted(mnt)) await abortFuseAt(mnt);
   }
 }
