@@ -292,6 +292,14 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       }
       if (sample.size === origins.length) break;
     }
+    const invalidate = (inv: Invalidation[]) => {
+      if (!session) return;
+      for (const i of inv) {
+        if (i.kind === "entry") session.notifyInvalEntry(i.parent, i.name);
+        else if (i.kind === "delete") session.notifyDelete(i.parent, i.child, i.name);
+        else session.notifyInvalInode(i.ino, 0, -1);
+      }
+    };
     const tree = new VirtualTree({
       origins,
       tracks: startTracks,
@@ -301,17 +309,13 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       gid,
       layout: opts.layout,
       status: () => JSON.stringify(status(), null, 2) + "\n",
-      permissions: opts.allowOther ? { shareSearch: opts.allowOtherSearch } : undefined,
+      // Owners and modes the records lack (covers, rows from before schema 2) are stat'ed in
+      // the background; until then those files show as ours alone.
+      permissions: opts.allowOther
+        ? { shareSearch: opts.allowOtherSearch, onAccessResolved: invalidate }
+        : undefined,
     });
 
-    const invalidate = (inv: Invalidation[]) => {
-      if (!session) return;
-      for (const i of inv) {
-        if (i.kind === "entry") session.notifyInvalEntry(i.parent, i.name);
-        else if (i.kind === "delete") session.notifyDelete(i.parent, i.child, i.name);
-        else session.notifyInvalInode(i.ino, 0, -1);
-      }
-    };
     const ops = new MusicOps({
       tree,
       search: async (q, limit) =>
