@@ -90,10 +90,12 @@ export async function probeMount(
 ): Promise<"live" | "dead" | "hung"> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<"hung">((r) => (timer = setTimeout(() => r("hung"), timeoutMs)));
-  // Opening the directory always reaches the daemon; a stat may be answered from the cache.
+  // A name never looked up always reaches the daemon: with NO_OPENDIR_SUPPORT a listing (and a
+  // stat) may be answered from the kernel's cache even on a dead connection.
+  const fresh = `${path}/.musicfs-probe-${crypto.randomUUID()}`;
   const stat = (async () => {
     try {
-      for await (const _ of Deno.readDir(path)) break;
+      await Deno.lstat(fresh);
       return "live" as const;
     } catch (e) {
       return (e as { code?: string }).code === "ENOTCONN" ? "dead" as const : "live" as const;
