@@ -9,6 +9,7 @@
  *   API keeps answering, EMFILE is logged with counts, opens work again afterwards;
  * - SIGSTOP plus `musicfs unmount --force`: blocked readers return, the mount goes, `status`
  *   names the way out, `search` answers offline, the continued daemon exits and detaches;
+ * - the FUSE connection aborted through fusectl alone: the daemon detaches before it exits;
  * - concurrent /.search listings: 200 queries from 4 threads, 0 ENOENT;
  * - the library root renamed away: opens answer EIO at once, not ENOENT;
  * - a broken state dir (control socket path is a directory: the background mount fails and
@@ -19,6 +20,7 @@
  * @module
  */
 import { controlSocketPath, readLock } from "../../src/daemon/mod.ts";
+import { findFuseMount, FUSECTL_DIR } from "../../src/fuse/mod.ts";
 import { Database, type TrackRecord } from "../../src/library/mod.ts";
 import { isMounted, run, waitFor } from "../support/helpers.ts";
 import { type DaemonProcess, detachIfMounted, musicfs, startDaemon } from "../support/daemon.ts";
@@ -61,6 +63,7 @@ async function step<T>(t: Torture, what: string, fn: () => Promise<T>, ms = STEP
 export async function recovery(t: Torture, opts: RecoveryOptions): Promise<void> {
   await dbDamage(t, { trials: opts.dbTrials });
   await stopAndForce(t);
+  await abortOnly(t);
   await searchListings(t, { passes: opts.searchPasses });
   await fdExhaustion(t, { opens: 100 });
   await brokenStateDir(t);
@@ -223,6 +226,51 @@ export async function stopAndForce(t: Torture): Promise<void> {
     if (t.daemon === d && d.exitStatus) t.daemon = undefined;
     await detachIfMounted(t.mnt);
   }
+  await step(t, "restart after the abort", () => t.restart());
+  if (await t.checkOnline()) t.stats.recoveries++;
+}
+
+/**
+ * The FUSE connection is aborted through fusectl and nothing else (as a user or an admin
+ * script may do): the daemon shuts down in order and detaches the dead mount before it
+ * exits, so the mountpoint is usable again at once.
+ */
+export async function abortOnly(t: Torture): Promise<void> {
+  t.step = "fusectl abort";
+  if (!t.daemon) await t.start();
+  const d = t.daemon!;
+  const mount = findFuseMount(t.mnt);
+  if (!mount) {
+    t.violation("no FUSE mount to abort");
+    return;
+  }
+  const minor = mount.device.split(":")[1];
+  await run([
+    "sh",
+    "-c",
+    `mountpoint -q ${FUSECTL_DIR} || mount -t fusectl none ${FUSECTL_DIR}; ` +
+    `echo 1 > ${FUSECTL_DIR}/${minor}/abort`,
+  ]);
+  const aborted = performance.now();
+  const st = await step(t, "the aborted daemon to exit", () => d.waitExit(STEP_MS))
+    .catch(() => undefined);
+  t.daemon = undefined;
+  const exitMs = Math.round(performance.now() - aborted);
+  if (!st) {
+    t.violation("the daemon did not exit after its connection was aborted", tail(d.stderr, 20));
+    await d.stop(5000);
+  } else if (st.code !== 0) {
+    t.violation(`the aborted daemon exited with ${st.code}`, tail(d.stderr, 20));
+  }
+  const left = await isMounted(t.mnt);
+  if (left) {
+    t.violation("the aborted daemon left its dead mount (ENOTCONN)");
+    await detachIfMounted(t.mnt);
+  }
+  t.stats.extras.push([
+    "FUSE connection aborted (fusectl): daemon exit after / dead mount left",
+    `${exitMs} ms / ${left ? "yes" : "no"}`,
+  ]);
   await step(t, "restart after the abort", () => t.restart());
   if (await t.checkOnline()) t.stats.recoveries++;
 }
