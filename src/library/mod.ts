@@ -55,6 +55,7 @@ export {
   type ScanOptions,
   type ScanProgress,
   type ScanResult,
+  type ScanStages,
 } from "./scanner.ts";
 export {
   checkSources,

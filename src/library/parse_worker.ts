@@ -16,7 +16,9 @@ export interface ParseRequest {
  * The results for files `from`, `from + 1`... of the {@link ParseRequest} `id`; or, once at
  * start, `ready` (module loading is not parsing: the pool's hang watchdog starts after it).
  */
-export type ParseResponse = { id: number; from: number; results: TagResult[] } | { ready: true };
+export type ParseResponse =
+  | { id: number; from: number; results: TagResult[]; /** ms spent reading them. */ ms: number }
+  | { ready: true };
 
 // Answers go in small groups: one message per file costs ~20% of the scan rate, and a group
 // still reports progress far more often than the pool's hang watchdog needs.
@@ -37,10 +39,9 @@ scope.onmessage = async (e) => {
   let since = performance.now();
   for (let index = 0; index < paths.length; index++) {
     results.push(await readTags(paths[index]));
-    if (
-      results.length >= GROUP || index === paths.length - 1 || performance.now() - since >= GROUP_MS
-    ) {
-      scope.postMessage({ id, from, results });
+    const now = performance.now();
+    if (results.length >= GROUP || index === paths.length - 1 || now - since >= GROUP_MS) {
+      scope.postMessage({ id, from, results, ms: now - since });
       from = index + 1;
       results = [];
       since = performance.now();

@@ -86,6 +86,7 @@ export class ParserPool {
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
   #parsed = 0;
+  #parseMs = 0;
   #workersStarted = 0;
   /** Workers hung or crashed since the last file answered. */
   #failStreak = 0;
@@ -103,6 +104,14 @@ export class ParserPool {
   /** Files answered since the pool was created (any outcome). */
   get parsed(): number {
     return this.#parsed;
+  }
+
+  /**
+   * Milliseconds the workers spent reading files since the pool was created, summed over the
+   * workers (the scan's stage figures; divided by {@link size} it bounds the parse wall time).
+   */
+  get parseMs(): number {
+    return this.#parseMs;
   }
 
   /** Workers started since the pool was created (replacements included). */
@@ -203,6 +212,7 @@ export class ParserPool {
       const jobs = slot.inflight.get(m.id);
       if (!jobs) return;
       this.#failStreak = 0;
+      this.#parseMs += m.ms;
       m.results.forEach((result, i) => {
         const job = jobs[m.from + i];
         if (!job || job.done) return;

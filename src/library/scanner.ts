@@ -97,6 +97,31 @@ export interface ScanProgress {
   walkDone: boolean;
 }
 
+/**
+ * Where a scan's time went (ms of wall time unless said otherwise), for the debug log and the
+ * scale bench: the daemon's first scan must keep up with the parser pool alone.
+ */
+export interface ScanStages {
+  /** From the start of the scope until the walk worker's last batch. */
+  walkMs: number;
+  /** Walk batches handed over by the walk worker. */
+  walkBatches: number;
+  /** Time the parse workers spent reading files, summed over the workers. */
+  parseMs: number;
+  /** Parse workers of the pool. */
+  workers: number;
+  /** From the end of the walk until the last parse answered. */
+  parseTailMs: number;
+  /** This thread's handling of walk batches and parse answers (commits and listener excluded). */
+  handleMs: number;
+  /** Batches committed. */
+  commits: number;
+  /** Time in {@link Database.applyBatch} (the SQLite writes). */
+  commitMs: number;
+  /** Time in the change listener (the daemon's tree, search and kernel invalidations). */
+  listenerMs: number;
+}
+
 /** The outcome of a scan of one origin (or of some paths in it). */
 export interface ScanResult {
   /** The origin scanned. */
@@ -123,6 +148,8 @@ export interface ScanResult {
   problems: number;
   /** Wall-clock duration of the scan, in milliseconds. */
   ms: number;
+  /** Where that time went. */
+  stages: ScanStages;
 }
 
 /** Options of {@link Scanner}. */
@@ -207,6 +234,17 @@ class ScanRun {
       removed: 0,
       problems: 0,
       ms: 0,
+      stages: {
+        walkMs: 0,
+        walkBatches: 0,
+        parseMs: 0,
+        workers: 0,
+        parseTailMs: 0,
+        handleMs: 0,
+        commits: 0,
+        commitMs: 0,
+        listenerMs: 0,
+      },
     };
   }
 
@@ -293,6 +331,13 @@ export class Scanner {
         "Scanned {root} in {ms} ms: {seen} files, {unchanged} unchanged, {parsed} read, {added} added, {changed} changed, {removed} removed, {problems} problems",
         { ...run.result },
       );
+      const st = run.result.stages;
+      log.debug(
+        "Scan stages of {root}: walk {walkMs} ms ({walkBatches} batches), parse {parseMs} ms " +
+          "over {workers} workers (tail after the walk {parseTailMs} ms), this thread: handling " +
+          "{handleMs} ms, SQLite {commitMs} ms in {commits} commits, change listener {listenerMs} ms",
+        { root: origin.path, ...st },
+      );
       return run.result;
     });
   }
@@ -337,7 +382,9 @@ export class Scanner {
     const parses: Promise<void>[] = [];
     let failed = false;
 
+    const stages = run.result.stages;
     const onResult = (f: WalkFile, r: TagResult, wasTrack: boolean) => {
+      const h0 = performance.now();
       run.progress.parsed++;
       run.result.parsed++;
       if (failed || signal.aborted) return;
@@ -376,6 +423,7 @@ export class Scanner {
         }
         run.pending.problems.push(p);
       }
+      stages.handleMs += performance.now() - h0;
       this.#maybeCommit(run);
       run.report();
     };
@@ -383,6 +431,8 @@ export class Scanner {
     const knownBefore = known.size;
     let found = 0;
     const onBatch = (b: WalkBatch) => {
+      const h0 = performance.now();
+      stages.walkBatches++;
       found += b.files.length + b.problems.length;
       for (const f of b.files) {
         run.progress.seen++;
@@ -428,6 +478,7 @@ export class Scanner {
         run.pending.problems.push({ originId: origin.id, relPath: p.relPath, reason: p.reason });
       }
       failedDirs.push(...b.failedDirs);
+      stages.handleMs += performance.now() - h0;
       this.#maybeCommit(run);
       run.report();
     };
@@ -436,11 +487,17 @@ export class Scanner {
       run.progress.phase = "walking";
       run.progress.walkDone = false;
       run.report(true);
+      const parse0 = this.#pool.parseMs;
       const summary = await this.#walker.walk(origin.path, scope, onBatch, signal);
+      const walked = performance.now();
+      stages.walkMs += walked - t0;
       run.progress.walkDone = true;
       run.progress.phase = "parsing";
       run.report(true);
       await this.#settle(parses, signal);
+      stages.parseTailMs += performance.now() - walked;
+      stages.parseMs += this.#pool.parseMs - parse0;
+      stages.workers = this.#pool.size;
       this.#commit(run);
 
       if (scope === "" && knownBefore > 0 && found === 0 && failedDirs.length === 0) {
@@ -480,6 +537,9 @@ export class Scanner {
     } finally {
       clearTimeout(run.timer);
       run.result.ms += Math.round(performance.now() - t0);
+      for (const k of Object.keys(stages) as (keyof ScanStages)[]) {
+        stages[k] = Math.round(stages[k]);
+      }
     }
   }
 
@@ -542,7 +602,11 @@ export class Scanner {
         parsed: run.progress.parsed,
       };
     }
+    const c0 = performance.now();
     const res = this.#db.applyBatch(batch);
+    const c1 = performance.now();
+    run.result.stages.commits++;
+    run.result.stages.commitMs += c1 - c0;
     run.progress.committed += batch.files!.length +
       batch.problems!.filter((x) => x.size !== undefined).length;
     run.progress.removed += res.removed.length;
@@ -550,6 +614,7 @@ export class Scanner {
     run.result.changed += res.changed.length;
     run.result.removed += res.removed.length;
     this.#notify(res);
+    run.result.stages.listenerMs += performance.now() - c1;
   }
 
   #notify(res: BatchResult): void {
