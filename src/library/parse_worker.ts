@@ -4,6 +4,8 @@
  * progress). readTags never throws, so a broken file costs a result, never the
  * worker.
  */
+import { open } from "node:fs/promises";
+import { constants } from "node:fs";
 import { readTags, type TagResult } from "./tags.ts";
 
 /** A batch of files to parse. */
@@ -30,14 +32,70 @@ const scope = globalThis as unknown as {
   postMessage(m: ParseResponse): void;
 };
 
+// Read-ahead. readTags reads synchronously, one file after the other, so on a cold page cache
+// (a first scan) each worker waits for the disk once per file and the disk sees two requests at
+// a time: the daemon's first scan ran at a third of the warm parser's rate. The heads (and tails,
+// where ID3v1 and APE tags live) of the next files are read here first, asynchronously and
+// several at once on the runtime's I/O threads, so the parser finds them in the page cache. Opens
+// are O_NONBLOCK|O_NOFOLLOW: a file swapped for a FIFO or a symlink since the walk is skipped,
+// never waited on (the parser itself reports it). A failed read-ahead costs nothing: the parser
+// reads the file anyway.
+const AHEAD = 16;
+const AHEAD_BYTES = 64 * 1024;
+const OPEN_FLAGS = constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW;
+/** A file to read ahead; `reached` once the parser got to it (then it is not read ahead). */
+interface Ahead {
+  path: string;
+  reached: boolean;
+}
+const aheadQueue: Ahead[] = [];
+const aheadBuffers: Uint8Array[] = [];
+let aheadRunning = 0;
+
+async function readAhead(path: string): Promise<void> {
+  const buf = aheadBuffers.pop() ?? new Uint8Array(AHEAD_BYTES);
+  const h = await open(path, OPEN_FLAGS).catch(() => undefined);
+  try {
+    if (!h) return;
+    const { bytesRead } = await h.read(buf, 0, AHEAD_BYTES, 0);
+    if (bytesRead === AHEAD_BYTES) {
+      const size = (await h.stat()).size;
+      if (size > AHEAD_BYTES) {
+        await h.read(buf, 0, AHEAD_BYTES, Math.max(AHEAD_BYTES, size - AHEAD_BYTES));
+      }
+    }
+  } catch {
+    /* the parser will say what is wrong */
+  } finally {
+    aheadBuffers.push(buf);
+    await h?.close().catch(() => {});
+  }
+}
+
+function pumpAhead(): void {
+  while (aheadRunning < AHEAD && aheadQueue.length > 0) {
+    const next = aheadQueue.shift()!;
+    if (next.reached) continue;
+    aheadRunning++;
+    readAhead(next.path).finally(() => {
+      aheadRunning--;
+      pumpAhead();
+    });
+  }
+}
+
 scope.postMessage({ ready: true });
 
 scope.onmessage = async (e) => {
   const { id, paths } = e.data;
+  const ahead = paths.map((path): Ahead => ({ path, reached: false }));
+  aheadQueue.push(...ahead);
+  pumpAhead();
   let from = 0;
   let results: TagResult[] = [];
   let since = performance.now();
   for (let index = 0; index < paths.length; index++) {
+    ahead[index].reached = true;
     results.push(await readTags(paths[index]));
     const now = performance.now();
     if (results.length >= GROUP || index === paths.length - 1 || now - since >= GROUP_MS) {
