@@ -12,7 +12,8 @@
  * - daemon RSS settled: search ready, revalidating scan done, then 5 s of idle;
  * - `find /Artists -type f`, cold (caches dropped) and warm, against `find` over the source.
  *
- * Sizes: 100k and 1M; `--quick` runs 100k only, `--sizes=10k,100k` picks others. Scale is
+ * Sizes: 100k and 1M; `--quick` runs 100k only, `--sizes=10k,100k` picks others;
+ * `--first-scan-only` stops after the cold first scan (a 1M run then takes minutes). Scale is
  * left out of a bare `deno task bench` (it needs minutes and, at 1M, ~7 GB of cache):
  * name it. Everything that touches the mount runs in child processes, as in daemon_bench.ts.
  */
@@ -31,6 +32,8 @@ import {
 } from "./daemon_bench.ts";
 import { scaleLibrary } from "./scale_library.ts";
 import { controlSocketPath } from "../src/daemon/mod.ts";
+import { ParserPool } from "../src/library/pool.ts";
+import { walkTree } from "../src/library/walk.ts";
 
 /** Only when named: `deno task bench scale`. */
 export const explicitOnly = true;
@@ -195,6 +198,26 @@ async function searchLatencies(d: Daemon, rounds: number): Promise<number[]> {
   return times;
 }
 
+/**
+ * The parser pool alone (the daemon's, same worker count) over up to `max` files of the library,
+ * page cache warm: the same-run baseline of the daemon's first scan.
+ */
+async function poolAlone(root: string, max: number): Promise<{ files: number; rate: number }> {
+  const paths: string[] = [];
+  walkTree(root, "", (b) => {
+    for (const f of b.files) if (paths.length < max) paths.push(`${root}/${f.relPath}`);
+  });
+  const pool = new ParserPool();
+  try {
+    for (const p of paths.slice(0, 200)) await pool.parse(p); // start the workers
+    const t0 = performance.now();
+    await Promise.all(paths.map((p) => pool.parse(p)));
+    return { files: paths.length, rate: paths.length / ((performance.now() - t0) / 1000) };
+  } finally {
+    pool.close();
+  }
+}
+
 /** ms from spawn to the first stderr line of a trivial script run like the daemon. */
 async function bareDenoStartup(script: string): Promise<number> {
   const t0 = performance.now();
@@ -265,7 +288,12 @@ async function measure(tracks: number): Promise<BenchRow[]> {
 
     // 1b. The same first scan on a warm page cache (a fresh state dir): what the daemon does
     // once the disk is out of the picture, comparable with the parser bench (library_bench.ts).
-    {
+    if (!Deno.args.includes("--first-scan-only")) {
+      const alone = await poolAlone(lib.root, 30_000);
+      rows.push({
+        name: `[${at}] parser pool alone, warm page cache (${fmt(alone.files)} files)`,
+        measured: `${fmt(alone.rate)} files/s`,
+      });
       const d = spawnDaemon(lib.root, mnt, `${dir}/state-warm`, `${dir}/cache-warm`);
       current = d;
       await untilServing(d);
@@ -283,6 +311,8 @@ async function measure(tracks: number): Promise<BenchRow[]> {
       await Deno.remove(`${dir}/state-warm`, { recursive: true }).catch(() => {});
       await Deno.remove(`${dir}/cache-warm`, { recursive: true }).catch(() => {});
     }
+
+    if (Deno.args.includes("--first-scan-only")) return rows;
 
     // 2. Second starts of the indexed library.
     const trivial = `${dir}/trivial.ts`;
