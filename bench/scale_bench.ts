@@ -304,6 +304,8 @@ async function measure(tracks: number): Promise<BenchRow[]> {
       rows.push({
         name: `[${at}] first scan, warm page cache, spawn -> complete tree`,
         measured: `${fmt(rate)} files/s (${secs(scanned)})`,
+        baseline: `${fmt(alone.rate)} files/s (parser pool alone)`,
+        ratio: rate / alone.rate,
         goal: `>= ${fmt(goals.filesPerS)} files/s`,
         ok: rate >= goals.filesPerS,
       });
