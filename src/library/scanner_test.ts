@@ -409,3 +409,35 @@ Deno.test({
     });
   },
 });
+
+Deno.test("a scan says where its time went: walk, parse, SQLite writes and the listener", async () => {
+  await withDirs(async (lib, state) => {
+    await writeAlbums(lib, 30);
+    const db = Database.open(`${state}/library.db`);
+    let heard = 0;
+    const scanner = scannerFor(db, {
+      batchSize: 10,
+      onChange: () => {
+        heard++;
+        // A slow listener shows up in the listener figure, not in the SQLite one.
+        const until = performance.now() + 20;
+        while (performance.now() < until) { /* busy */ }
+      },
+    });
+    try {
+      const [r] = await scanner.scan([lib]);
+      const s = r.stages;
+      assert.equal(r.parsed, 30);
+      assert.ok(s.walkBatches >= 1, "walk batches counted");
+      assert.equal(s.commits, heard, "one commit per change heard");
+      assert.ok(s.commits >= 3, `commits of 10: ${s.commits}`);
+      assert.ok(s.listenerMs >= 20 * heard - 1, `listener ${s.listenerMs} ms for ${heard} calls`);
+      assert.ok(s.parseMs > 0, "the workers' reading time is reported");
+      assert.equal(s.workers, pool.size);
+      assert.ok(s.walkMs <= r.ms && s.parseTailMs <= r.ms);
+    } finally {
+      scanner.close();
+      db.close();
+    }
+  });
+});
