@@ -13,7 +13,7 @@
  * - `find /Artists -type f`, cold (caches dropped) and warm, against `find` over the source.
  *
  * Sizes: 100k and 1M; `--quick` runs 100k only, `--sizes=10k,100k` picks others;
- * `--first-scan-only` stops after the cold first scan (a 1M run then takes minutes). Scale is
+ * `--first-scan-only` stops after the first scans (cold and warm). Scale is
  * left out of a bare `deno task bench` (it needs minutes and, at 1M, ~7 GB of cache):
  * name it. Everything that touches the mount runs in child processes, as in daemon_bench.ts.
  */
@@ -112,7 +112,7 @@ function numbersOf(d: Daemon, re: RegExp): Record<string, number> | undefined {
 function scanStages(d: Daemon): BenchRow[] {
   const s = numbersOf(
     d,
-    /Scan stages of .*: walk (?<walk>\d+) ms \((?<batches>\d+) batches\), parse (?<parse>\d+) ms over (?<workers>\d+) workers \(tail after the walk (?<tail>\d+) ms\), this thread: handling (?<handle>\d+) ms, SQLite (?<sqlite>\d+) ms in (?<commits>\d+) commits, change listener (?<listener>\d+) ms/,
+    /Scan stages of .*: walk (?<walk>\d+) ms \((?<batches>\d+) batches\), parse (?<parse>\d+) ms over (?<workers>\d+) workers \((?:idle (?<idle>\d+) ms; )?tail after the walk (?<tail>\d+) ms\), this thread: handling (?<handle>\d+) ms, SQLite (?<sqlite>\d+) ms in (?<commits>\d+) commits, change listener (?<listener>\d+) ms/,
   );
   const l = numbersOf(
     d,
@@ -124,6 +124,10 @@ function scanStages(d: Daemon): BenchRow[] {
     {
       name: `  stage: parse (workers' reading time / ${s.workers} workers)`,
       measured: `${ms(s.parse / s.workers)} (${ms(s.parse)} summed)`,
+    },
+    {
+      name: "  stage: parse workers idle, waiting for work (summed)",
+      measured: Number.isNaN(s.idle) ? "n/a" : ms(s.idle),
     },
     { name: "  stage: parses left after the walk", measured: ms(s.tail) },
     {
@@ -288,7 +292,7 @@ async function measure(tracks: number): Promise<BenchRow[]> {
 
     // 1b. The same first scan on a warm page cache (a fresh state dir): what the daemon does
     // once the disk is out of the picture, comparable with the parser bench (library_bench.ts).
-    if (!Deno.args.includes("--first-scan-only")) {
+    {
       const alone = await poolAlone(lib.root, 30_000);
       rows.push({
         name: `[${at}] parser pool alone, warm page cache (${fmt(alone.files)} files)`,

@@ -19,7 +19,15 @@ export interface ParseRequest {
  * start, `ready` (module loading is not parsing: the pool's hang watchdog starts after it).
  */
 export type ParseResponse =
-  | { id: number; from: number; results: TagResult[]; /** ms spent reading them. */ ms: number }
+  | {
+    id: number;
+    from: number;
+    results: TagResult[];
+    /** ms spent reading them. */
+    ms: number;
+    /** ms the worker sat without work before this batch (in the batch's first answer). */
+    idleMs: number;
+  }
   | { ready: true };
 
 // Answers go in small groups: one message per file costs ~20% of the scan rate, and a group
@@ -43,12 +51,8 @@ const scope = globalThis as unknown as {
 const AHEAD = 16;
 const AHEAD_BYTES = 64 * 1024;
 const OPEN_FLAGS = constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW;
-/** A file to read ahead; `reached` once the parser got to it (then it is not read ahead). */
-interface Ahead {
-  path: string;
-  reached: boolean;
-}
-const aheadQueue: Ahead[] = [];
+/** Files to read ahead, in the order the parser will read them. */
+const aheadQueue: string[] = [];
 const aheadBuffers: Uint8Array[] = [];
 let aheadRunning = 0;
 
@@ -72,37 +76,69 @@ async function readAhead(path: string): Promise<void> {
   }
 }
 
+/**
+ * The parser got to `path`: reading it ahead now would only repeat its read. Both go in the same
+ * order, so it is at the head of the queue if it is still there.
+ */
+function markReached(path: string): void {
+  if (aheadQueue[0] === path) aheadQueue.shift();
+}
+
 function pumpAhead(): void {
   while (aheadRunning < AHEAD && aheadQueue.length > 0) {
     const next = aheadQueue.shift()!;
-    if (next.reached) continue;
     aheadRunning++;
-    readAhead(next.path).finally(() => {
+    readAhead(next).finally(() => {
       aheadRunning--;
       pumpAhead();
     });
   }
 }
 
+/** Batches being read; when 0, the worker waits for work since `idleSince`. */
+let busy = 0;
+let idleSince = performance.now();
+
 scope.postMessage({ ready: true });
 
-scope.onmessage = async (e) => {
-  const { id, paths } = e.data;
-  const ahead = paths.map((path): Ahead => ({ path, reached: false }));
-  aheadQueue.push(...ahead);
+// Batches are read one after the other, in the order they came: the pool counts on it (the
+// first unanswered file of a dead worker is the one that killed it). An async handler alone
+// would interleave them whenever a read yields to the event loop (the read-ahead does).
+const batches: { req: ParseRequest; idleMs: number }[] = [];
+let draining = false;
+
+scope.onmessage = (e) => {
+  batches.push({ req: e.data, idleMs: busy === 0 ? performance.now() - idleSince : 0 });
+  busy++;
+  aheadQueue.push(...e.data.paths);
   pumpAhead();
+  if (!draining) void drain();
+};
+
+async function drain(): Promise<void> {
+  draining = true;
+  while (batches.length > 0) {
+    const { req, idleMs } = batches.shift()!;
+    await readBatch(req, idleMs);
+    if (--busy === 0) idleSince = performance.now();
+  }
+  draining = false;
+}
+
+async function readBatch({ id, paths }: ParseRequest, idleMs: number): Promise<void> {
   let from = 0;
   let results: TagResult[] = [];
   let since = performance.now();
   for (let index = 0; index < paths.length; index++) {
-    ahead[index].reached = true;
+    markReached(paths[index]);
     results.push(await readTags(paths[index]));
     const now = performance.now();
     if (results.length >= GROUP || index === paths.length - 1 || now - since >= GROUP_MS) {
-      scope.postMessage({ id, from, results, ms: now - since });
+      scope.postMessage({ id, from, results, ms: now - since, idleMs });
+      idleMs = 0;
       from = index + 1;
       results = [];
       since = performance.now();
     }
   }
-};
+}

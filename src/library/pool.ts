@@ -1,6 +1,7 @@
 /**
  * The pool of parse workers (Deno Web Workers running parse_worker.ts). Files are queued one by
- * one and sent in small batches, two batches in flight per worker so none idles between answers;
+ * one and sent in small batches, up to eight in flight per worker so none idles while the daemon's
+ * thread is busy committing a batch and updating the tree (`starvedMs` tells when they do);
  * each file is answered as soon as it is read.
  *
  * A worker that dies, or makes no progress for `timeoutMs` while it has work (a file on a stalled
@@ -25,6 +26,8 @@ export interface ParserPoolOptions {
   timeoutMs?: number;
   /** Files per message (default 32). */
   maxBatch?: number;
+  /** Batches in flight per worker (default 8). */
+  inflight?: number;
 }
 
 /** Rejects the {@link ParserPool.parse} calls dropped by `clear` or `close`. */
@@ -80,6 +83,7 @@ export class ParserPool {
   readonly #idleMs: number;
   readonly #timeoutMs: number;
   readonly #maxBatch: number;
+  readonly #inflight: number;
   #queue: Job[] = [];
   #slots: Slot[] = [];
   #nextId = 1;
@@ -87,6 +91,10 @@ export class ParserPool {
   #closed = false;
   #parsed = 0;
   #parseMs = 0;
+  #starvedMs = 0;
+  /** When work last arrived at an idle pool (a worker's wait before that is not starvation). */
+  #workSince = 0;
+  #idle = true;
   #workersStarted = 0;
   /** Workers hung or crashed since the last file answered. */
   #failStreak = 0;
@@ -99,6 +107,7 @@ export class ParserPool {
     this.#idleMs = options.idleMs ?? 30_000;
     this.#timeoutMs = options.timeoutMs ?? 20_000;
     this.#maxBatch = options.maxBatch ?? 32;
+    this.#inflight = Math.max(1, options.inflight ?? 8);
   }
 
   /** Files answered since the pool was created (any outcome). */
@@ -112,6 +121,14 @@ export class ParserPool {
    */
   get parseMs(): number {
     return this.#parseMs;
+  }
+
+  /**
+   * Milliseconds workers sat without work between batches (summed over the workers): time the
+   * feeding thread was too busy, or had nothing to send.
+   */
+  get starvedMs(): number {
+    return this.#starvedMs;
   }
 
   /** Workers started since the pool was created (replacements included). */
@@ -136,6 +153,10 @@ export class ParserPool {
   parse(path: string): Promise<TagResult> {
     if (this.#closed) return Promise.reject(new ParseCancelledError("Parser pool is closed"));
     if (Date.now() < this.#stalledUntil) return Promise.resolve(STALLED);
+    if (this.#idle) {
+      this.#idle = false;
+      this.#workSince = performance.now();
+    }
     return new Promise((resolve, reject) => {
       this.#queue.push({ path, resolve, reject, suspect: false, done: false });
       this.#dispatch();
@@ -168,7 +189,9 @@ export class ParserPool {
       // A suspect goes alone to an idle worker, and nothing queues behind it there.
       const slot = this.#slots.find((s) => s.inflight.size === 0) ??
         (this.#slots.length < this.size ? this.#spawn() : undefined) ??
-        (suspect ? undefined : this.#slots.find((s) => s.inflight.size < 2 && !runsSuspect(s)));
+        (suspect
+          ? undefined
+          : this.#slots.find((s) => s.inflight.size < this.#inflight && !runsSuspect(s)));
       if (!slot) break;
       let jobs: Job[];
       if (suspect) {
@@ -178,7 +201,7 @@ export class ParserPool {
         // the message cost when it is long.
         const n = Math.max(
           1,
-          Math.min(this.#maxBatch, Math.ceil(this.#queue.length / (this.size * 2))),
+          Math.min(this.#maxBatch, Math.ceil(this.#queue.length / (this.size * this.#inflight))),
         );
         let end = 0;
         while (end < n && end < this.#queue.length && !this.#queue[end].suspect) end++;
@@ -190,6 +213,7 @@ export class ParserPool {
       this.#queue.length === 0 && this.#slots.length > 0 &&
       this.#slots.every((s) => s.inflight.size === 0)
     ) {
+      this.#idle = true;
       this.#idleTimer = setTimeout(() => {
         for (const slot of this.#slots) this.#stop(slot, new ParseCancelledError());
         this.#slots = [];
@@ -213,6 +237,9 @@ export class ParserPool {
       if (!jobs) return;
       this.#failStreak = 0;
       this.#parseMs += m.ms;
+      if (m.idleMs > 0) {
+        this.#starvedMs += Math.min(m.idleMs, performance.now() - this.#workSince);
+      }
       m.results.forEach((result, i) => {
         const job = jobs[m.from + i];
         if (!job || job.done) return;

@@ -110,6 +110,8 @@ export interface ScanStages {
   parseMs: number;
   /** Parse workers of the pool. */
   workers: number;
+  /** Time parse workers sat without work during the scan, summed over the workers. */
+  workerIdleMs: number;
   /** From the end of the walk until the last parse answered. */
   parseTailMs: number;
   /** This thread's handling of walk batches and parse answers (commits and listener excluded). */
@@ -239,6 +241,7 @@ class ScanRun {
         walkBatches: 0,
         parseMs: 0,
         workers: 0,
+        workerIdleMs: 0,
         parseTailMs: 0,
         handleMs: 0,
         commits: 0,
@@ -334,7 +337,7 @@ export class Scanner {
       const st = run.result.stages;
       log.debug(
         "Scan stages of {root}: walk {walkMs} ms ({walkBatches} batches), parse {parseMs} ms " +
-          "over {workers} workers (tail after the walk {parseTailMs} ms), this thread: handling " +
+          "over {workers} workers (idle {workerIdleMs} ms; tail after the walk {parseTailMs} ms), this thread: handling " +
           "{handleMs} ms, SQLite {commitMs} ms in {commits} commits, change listener {listenerMs} ms",
         { root: origin.path, ...st },
       );
@@ -488,6 +491,7 @@ export class Scanner {
       run.progress.walkDone = false;
       run.report(true);
       const parse0 = this.#pool.parseMs;
+      const idle0 = this.#pool.starvedMs;
       const summary = await this.#walker.walk(origin.path, scope, onBatch, signal);
       const walked = performance.now();
       stages.walkMs += walked - t0;
@@ -497,6 +501,7 @@ export class Scanner {
       await this.#settle(parses, signal);
       stages.parseTailMs += performance.now() - walked;
       stages.parseMs += this.#pool.parseMs - parse0;
+      stages.workerIdleMs += this.#pool.starvedMs - idle0;
       stages.workers = this.#pool.size;
       this.#commit(run);
 
