@@ -13,7 +13,7 @@
  * - `find /Artists -type f`, cold (caches dropped) and warm, against `find` over the source.
  *
  * Sizes: 100k and 1M; `--quick` runs 100k only, `--sizes=10k,100k` picks others;
- * `--first-scan-only` stops after the first scans (cold and warm). Scale is
+ * `--first-scan-only` stops after the first scans (cold and warm), `--no-warm` skips the warm one. Scale is
  * left out of a bare `deno task bench` (it needs minutes and, at 1M, ~7 GB of cache):
  * name it. Everything that touches the mount runs in child processes, as in daemon_bench.ts.
  */
@@ -292,7 +292,7 @@ async function measure(tracks: number): Promise<BenchRow[]> {
 
     // 1b. The same first scan on a warm page cache (a fresh state dir): what the daemon does
     // once the disk is out of the picture, comparable with the parser bench (library_bench.ts).
-    {
+    if (!Deno.args.includes("--no-warm")) {
       const alone = await poolAlone(lib.root, 30_000);
       rows.push({
         name: `[${at}] parser pool alone, warm page cache (${fmt(alone.files)} files)`,
