@@ -124,6 +124,7 @@ Deno.test("every track appears once under each of the four views", () => {
     "Albums",
     "Artists",
     "Genres",
+    "Playlists",
     "Years",
   ]);
   const ino = TRACK_INO_BASE + 1;
@@ -284,7 +285,7 @@ Deno.test("attributes: modes, owner, link counts, source size and mtime", () => 
   assert.equal(dir.nlink, 4, "2 + two album subdirectories");
   assert.equal(dir.uid, 1234);
   assert.equal(tree.attr(at(tree, "/Artists/A/L")!).nlink, 2);
-  assert.equal(tree.attr(tree.get(INO.root)!).nlink, 2 + 6);
+  assert.equal(tree.attr(tree.get(INO.root)!).nlink, 2 + 7);
   const status = tree.get(INO.status)!;
   assert.equal(tree.attr(status).mode, 0o100444);
   assert.equal(tree.attr(status).size, tree.content(status as never).length);
@@ -479,6 +480,7 @@ Deno.test("apply(remove) deletes names and prunes directories left empty", () =>
     "Albums",
     "Artists",
     "Genres",
+    "Playlists",
     "Years",
   ]);
   assert.deepEqual(names(tree, "/Artists"), []);
@@ -496,20 +498,65 @@ Deno.test("apply: a track on disc 2 renames the rest of its album", () => {
   assert.ok(kinds(inv).includes(`entry ${at(tree, "/Artists/A/L")!.ino} 1-01 - T.mp3`));
 });
 
-Deno.test("apply: removing one of two colliding tracks gives the other its plain name back", () => {
+Deno.test("apply: a removed source frees its name; the other keeps its own, a newcomer takes the free one", () => {
   const tracks = [
     rec(1, "a/x.mp3", { albumArtist: "A", album: "L", title: "S", track: 1 }),
     rec(2, "b/x.mp3", { albumArtist: "A", album: "L", title: "S", track: 1 }),
   ];
   const tree = build(tracks);
   assert.deepEqual(names(tree, "/Artists/A/L"), ["01 - S (2).mp3", "01 - S.mp3"]);
-  const inv = tree.apply({ removed: [1] });
-  assert.deepEqual(names(tree, "/Artists/A/L"), ["01 - S.mp3"]);
-  assert.equal(at(tree, "/Artists/A/L/01 - S.mp3")!.ino, TRACK_INO_BASE + 2);
-  assert.equal(tree.collisions().length, 0);
-  assert.ok(kinds(inv).includes(`inode ${INO.problems}`));
+  tree.apply({ removed: [1] });
+  // Names stay put: "(2)" keeps serving b/x.mp3 for as long as it exists.
+  assert.deepEqual(names(tree, "/Artists/A/L"), ["01 - S (2).mp3"]);
+  assert.equal(at(tree, "/Artists/A/L/01 - S (2).mp3")!.ino, TRACK_INO_BASE + 2);
   const text = new TextDecoder().decode(tree.content(tree.get(INO.problems) as never));
-  assert.doesNotMatch(text, /^renamed:/m);
+  assert.match(text, /^renamed: \/Artists\/A\/L\/01 - S \(2\)\.mp3 \(name was taken/m);
+  // A newcomer that sorts first takes the freed plain name, not b's.
+  tree.apply({
+    added: [rec(3, "0/x.mp3", { albumArtist: "A", album: "L", title: "S", track: 1 })],
+  });
+  assert.equal(at(tree, "/Artists/A/L/01 - S.mp3")!.ino, TRACK_INO_BASE + 3);
+  assert.equal(at(tree, "/Artists/A/L/01 - S (2).mp3")!.ino, TRACK_INO_BASE + 2);
+});
+
+Deno.test("names stay put: a newcomer that sorts first takes the next free suffix, across restarts", () => {
+  const t = (id: number, path: string) =>
+    rec(id, path, { albumArtist: "A", album: "L", title: "Same", track: 1, genre: "G" });
+  const tree = build([t(5, "m/x.mp3")]);
+  const dir = "/Artists/A/L";
+  tree.takeNameChanges();
+  // Added while mounted: the old file keeps "01 - Same.mp3" although "a/..." sorts first.
+  tree.apply({ added: [t(6, "a/x.mp3")] });
+  assert.equal(at(tree, `${dir}/01 - Same.mp3`)!.ino, TRACK_INO_BASE + 5);
+  assert.equal(at(tree, `${dir}/01 - Same (2).mp3`)!.ino, TRACK_INO_BASE + 6);
+  const changes = tree.takeNameChanges();
+  // Every contested name is recorded, in each of the four views.
+  assert.equal(changes.length, 8);
+  assert.ok(changes.every((c) => c.name !== null));
+  // A restart from the stored rows gives the same names, whatever the input order.
+  const rows = tree.nameRows();
+  for (const order of [[t(5, "m/x.mp3"), t(6, "a/x.mp3")], [t(6, "a/x.mp3"), t(5, "m/x.mp3")]]) {
+    const again = build(order, { names: rows });
+    assert.deepEqual(snapshot(again), snapshot(tree));
+    assert.deepEqual(again.takeNameChanges(), []);
+  }
+  // Without the rows, source-path order decides (a fresh library).
+  const fresh = build([t(5, "m/x.mp3"), t(6, "a/x.mp3")]);
+  assert.equal(at(fresh, `${dir}/01 - Same.mp3`)!.ino, TRACK_INO_BASE + 6);
+  // A third one, added while another is re-read (tags unchanged), takes (3).
+  tree.apply({ added: [t(7, "0/x.mp3")], changed: [{ ...t(6, "a/x.mp3"), size: 99 }] });
+  assert.deepEqual(
+    tree.children(at(tree, dir)!.ino)!.map((e) => `${e.name} ${e.node.ino - TRACK_INO_BASE}`),
+    ["01 - Same (2).mp3 6", "01 - Same (3).mp3 7", "01 - Same.mp3 5"],
+  );
+  // Removal frees rows: the db drops them with the file; the tree forgets them too.
+  tree.apply({ removed: [5, 7] });
+  assert.deepEqual(names(tree, dir), ["01 - Same (2).mp3"]);
+  assert.ok(tree.nameRows().every((r) => r.fileId === 6));
+  // A row that no longer fits (the title changed) is ignored.
+  const retitled = build([{ ...t(6, "a/x.mp3"), title: "Other" }], { names: tree.nameRows() });
+  assert.deepEqual(names(retitled, dir), ["01 - Other.mp3"]);
+  assert.ok(retitled.takeNameChanges().every((c) => c.name === null));
 });
 
 Deno.test("apply converges to the tree a fresh build of the same library gives", () => {
@@ -545,7 +592,11 @@ Deno.test("apply converges to the tree a fresh build of the same library gives",
     for (const r of removedCovers) covers.delete(`${r.originId}:${r.dir}`);
     lib = new Map([...lib].sort((a, b) => a[0] - b[0]));
   }
-  const fresh = build([...lib.values()], { covers: [...covers.values()] });
+  // A restart: the stored names make the same tree.
+  const fresh = build([...lib.values()], {
+    covers: [...covers.values()],
+    names: tree.nameRows(),
+  });
   assert.deepEqual(snapshot(tree), snapshot(fresh));
   assert.deepEqual(tree.stats(), fresh.stats());
   assert.deepEqual(tree.collisions(), fresh.collisions());

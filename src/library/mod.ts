@@ -11,7 +11,7 @@
  *
  * @module
  */
-export type { Origin, Problem, Tags, TrackRecord } from "./types.ts";
+export type { Origin, Playlist, Problem, Tags, TrackRecord } from "./types.ts";
 export {
   type Batch,
   type BatchResult,
