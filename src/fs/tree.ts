@@ -304,10 +304,31 @@ class Dir implements DirNode {
   dead = false;
 }
 
+/** Upper-case letters in `s`. */
+function capitals(s: string): number {
+  let n = 0;
+  for (const c of s) if (c !== c.toLowerCase()) n++;
+  return n;
+}
+
+/**
+ * Tie-break between two equally common spellings: one starting with a capital first, then
+ * the one with fewer capitals, then code unit order. So `The Beatles` beats `the beatles`
+ * and `THE BEATLES`, and `Rock` beats `ROCK` and `rock`, whatever order tracks come in.
+ */
+function betterSpelling(a: string, b: string): boolean {
+  const ua = a !== "" && a[0] !== a[0].toLowerCase();
+  const ub = b !== "" && b[0] !== b[0].toLowerCase();
+  if (ua !== ub) return ua;
+  const ca = capitals(a);
+  const cb = capitals(b);
+  if (ca !== cb) return ca < cb;
+  return compare(a, b) < 0;
+}
+
 /**
  * Every spelling of one name that folds to the same key (see foldKey): the folder shows the
- * most common spelling; ties go to the one first in code unit order (capitals before
- * lower case: `The Beatles` over `the beatles`).
+ * most common spelling (NFC); ties go by {@link betterSpelling}.
  */
 class Group {
   readonly counts = new Map<string, number>();
@@ -320,7 +341,7 @@ class Group {
     let best = "";
     let n = 0;
     for (const [s, c] of this.counts) {
-      if (c > n || (c === n && compare(s, best) < 0)) {
+      if (c > n || (c === n && betterSpelling(s, best))) {
         best = s;
         n = c;
       }
@@ -412,7 +433,7 @@ class Album {
     let title = "";
     let n = 0;
     for (const [s, c] of this.titles) {
-      if (c > n || (c === n && compare(s, title) < 0)) {
+      if (c > n || (c === n && betterSpelling(s, title))) {
         title = s;
         n = c;
       }
@@ -1212,7 +1233,6 @@ export class VirtualTree {
 
   #nodeSource(n: FileNode): string {
     if (n instanceof Track) return this.#source(n.track.originId, n.track.relPath);
-    if (n instanceof Generated) return "";
     return n.sourcePath;
   }
 

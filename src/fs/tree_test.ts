@@ -678,3 +678,231 @@ Deno.test("search results are symlinks to the track's /Artists path", () => {
   tree.removeSearch("t");
   assert.deepEqual(names(tree, "/.search"), []);
 });
+
+Deno.test("one folder per artist, album and genre whatever the case or normalisation", () => {
+  const nfc = "Bj\u00f6rk";
+  const nfd = "Bjo\u0308rk";
+  const tree = build([
+    rec(1, "1.mp3", { albumArtist: nfc, album: "Post", title: "a", track: 1, genre: "Rock" }),
+    rec(2, "2.mp3", { albumArtist: nfd, album: "post", title: "b", track: 2, genre: "rock" }),
+    rec(3, "3.mp3", {
+      albumArtist: "bj\u00f6rk",
+      album: "Post",
+      title: "c",
+      track: 3,
+      genre: "ROCK",
+    }),
+    rec(4, "4.mp3", { artist: "The Beatles", album: "Help", title: "d", genre: "Pop" }),
+    rec(5, "5.mp3", { artist: "the beatles", album: "Help", title: "e", genre: "pop" }),
+  ]);
+  // Björk: NFC and NFD count as one spelling (2 tracks) against "björk" (1).
+  assert.deepEqual(names(tree, "/Artists"), ["Björk", "The Beatles"]);
+  assert.equal(names(tree, "/Artists")[0], nfc, "shown in NFC");
+  assert.deepEqual(names(tree, "/Artists/Björk"), ["Post"]);
+  assert.deepEqual(names(tree, "/Artists/Björk/Post"), ["01 - a.mp3", "02 - b.mp3", "03 - c.mp3"]);
+  // A tie goes to a leading capital, then fewer capitals: "Rock" over "ROCK" and "rock".
+  assert.deepEqual(names(tree, "/Genres"), ["Pop", "Rock"]);
+  assert.deepEqual(names(tree, "/Albums"), ["Help - The Beatles", "Post - Björk"]);
+  // Spellings count separately ("Rock" 1, "rock" 1, "ROCK" 1): two more "rock" make it the
+  // folder's name, and the folder moves as one.
+  const inv = tree.apply({
+    added: [
+      rec(6, "6.mp3", { albumArtist: nfc, album: "Post", title: "f", track: 4, genre: "rock" }),
+      rec(7, "7.mp3", { albumArtist: nfc, album: "Post", title: "g", track: 5, genre: "rock" }),
+    ],
+  });
+  assert.deepEqual(names(tree, "/Genres"), ["Pop", "rock"]);
+  assert.equal(names(tree, "/Genres/rock/Björk/Post").length, 5);
+  assert.ok(inv.some((i) => i.kind === "delete" && i.name === "Rock"));
+});
+
+Deno.test("an album is (album artist, album): per-track years and genres do not split it", () => {
+  const t = (id: number, year: number | undefined, genre: string) =>
+    rec(id, `x/${id}.flac`, {
+      albumArtist: "A",
+      album: "L",
+      title: `t${id}`,
+      track: id,
+      year,
+      genre,
+    });
+  const tree = build([
+    t(1, 2001, "Rock"),
+    t(2, 1999, "Jazz"),
+    t(3, 2001, "Rock"),
+    t(4, undefined, "Rock"),
+  ]);
+  assert.deepEqual(names(tree, "/Artists/A"), ["L (2001)"]);
+  assert.deepEqual(names(tree, "/Years"), ["2001"]);
+  assert.deepEqual(names(tree, "/Albums"), ["L (2001) - A"]);
+  assert.equal(names(tree, "/Artists/A/L (2001)").length, 4);
+  assert.deepEqual(names(tree, "/Genres/Jazz/A"), ["L (2001)"]);
+  assert.equal(tree.stats().albums, 1);
+  // A tie between years: the earliest.
+  const tie = build([t(1, 2001, "Rock"), t(2, 1999, "Rock")]);
+  assert.deepEqual(names(tie, "/Artists/A"), ["L (1999)"]);
+  // Live: the year follows the majority, the album moves as one.
+  tie.apply({ added: [t(3, 2001, "Rock")] });
+  assert.deepEqual(names(tie, "/Artists/A"), ["L (2001)"]);
+  assert.deepEqual(names(tie, "/Years"), ["2001"]);
+});
+
+Deno.test("a track with several genres is under each, as one inode", () => {
+  const tree = build([
+    rec(1, "x/1.opus", {
+      albumArtist: "A",
+      album: "L",
+      title: "T",
+      track: 1,
+      genre: "Rock",
+      genres: ["Rock", "Pop", "rock", " "],
+    }),
+    rec(2, "x/2.opus", { albumArtist: "A", album: "L", title: "U", track: 2, genre: "Jazz; Funk" }),
+  ]);
+  assert.deepEqual(names(tree, "/Genres"), ["Funk", "Jazz", "Pop", "Rock"]);
+  const a = at(tree, "/Genres/Rock/A/L/01 - T.opus")!;
+  const b = at(tree, "/Genres/Pop/A/L/01 - T.opus")!;
+  assert.equal(a.ino, TRACK_INO_BASE + 1);
+  assert.equal(b.ino, a.ino);
+  assert.equal(tree.attr(a).nlink, 5, "Artists, Albums, Years and two genres");
+  assert.equal(at(tree, "/Genres/Funk/A/L/02 - U.opus")!.ino, TRACK_INO_BASE + 2);
+  tree.apply({
+    changed: [rec(1, "x/1.opus", { albumArtist: "A", album: "L", title: "T", track: 1 })],
+  });
+  assert.deepEqual(names(tree, "/Genres"), ["Funk", "Jazz", "Unknown Genre"]);
+});
+
+Deno.test("sort-name layout fields group and fall back", () => {
+  const tree = build([
+    rec(1, "1.mp3", { albumArtist: "The Beatles", albumArtistSort: "Beatles, The", title: "a" }),
+    rec(2, "2.mp3", { albumArtist: "The Beatles", albumArtistSort: "beatles, the", title: "b" }),
+    rec(3, "3.mp3", { artist: "Nico", title: "c" }),
+  ], { layout: "{albumartistsort}/{title}" });
+  assert.deepEqual(names(tree, "/Artists"), ["Beatles, The", "Nico"]);
+  assert.deepEqual(names(tree, "/Artists/Beatles, The"), ["a.mp3", "b.mp3"]);
+});
+
+Deno.test("covers: the folder's image, else the parent of a disc folder, else the embedded picture", () => {
+  const tracks = [
+    rec(1, "Box/CD1/01.flac", { albumArtist: "A", album: "Box", title: "a", track: 1, disc: 1 }),
+    rec(2, "Box/CD2/01.flac", { albumArtist: "A", album: "Box", title: "b", track: 1, disc: 2 }),
+    rec(3, "Emb/01.mp3", { albumArtist: "A", album: "Emb", title: "c", picture: "image/png" }),
+    rec(4, "Emb/02.mp3", { albumArtist: "A", album: "Emb", title: "d", picture: "image/png" }),
+    rec(5, "Own/Disc 1/01.mp3", {
+      albumArtist: "A",
+      album: "Own",
+      title: "e",
+      picture: "image/jpeg",
+    }),
+  ];
+  const covers: CoverImage[] = [
+    { originId: 1, dir: "Box", relPath: "Box/AlbumArt_{X}_Large.jpg", ext: "jpg", size: 7 },
+    { originId: 1, dir: "Own/Disc 1", relPath: "Own/Disc 1/folder.png", ext: "png", size: 8 },
+    { originId: 1, dir: "Own", relPath: "Own/cover.jpg", ext: "jpg", size: 9 },
+  ];
+  const tree = build(tracks, { covers });
+  const box = at(tree, "/Artists/A/Box/cover.jpg")!;
+  assert.equal(box.kind === "cover" && tree.sourcePath(box), "/music/Box/AlbumArt_{X}_Large.jpg");
+  assert.equal(box.kind === "cover" && box.embedded, false);
+  // The disc folder's own image wins over its parent's.
+  const own = at(tree, "/Artists/A/Own/cover.png")!;
+  assert.equal(own.kind === "cover" && tree.sourcePath(own), "/music/Own/Disc 1/folder.png");
+  // No image: the first track's embedded picture, as cover.<ext of its type>.
+  const emb = at(tree, "/Artists/A/Emb/cover.png")!;
+  assert.equal(emb.kind, "cover");
+  assert.ok(emb.kind === "cover" && emb.embedded);
+  assert.equal(emb.kind === "cover" && tree.sourcePath(emb), "/music/Emb/01.mp3");
+  assert.equal(tree.attr(emb).size, 0, "unknown until extracted");
+  tree.setCoverSize(emb as never, 1234);
+  assert.equal(tree.attr(emb).size, 1234);
+  assert.equal(at(tree, "/Albums/Emb - A/cover.png")!.ino, emb.ino);
+  // The track holding it goes: the next track's picture takes over (a new object).
+  tree.apply({ removed: [3] });
+  const next = at(tree, "/Artists/A/Emb/cover.png")!;
+  assert.equal(next.kind === "cover" && tree.sourcePath(next), "/music/Emb/02.mp3");
+  // An image appears in the folder: it wins over the embedded picture.
+  tree.apply({
+    covers: [{ originId: 1, dir: "Emb", relPath: "Emb/front.jpg", ext: "jpg", size: 3 }],
+  });
+  assert.deepEqual(names(tree, "/Artists/A/Emb"), ["cover.jpg", "d.mp3"]);
+});
+
+Deno.test("playlists: entries rewritten to the mount, in order, following renames; missing ones listed", () => {
+  const tracks = [
+    rec(1, "x/1.mp3", { albumArtist: "A", album: "L", title: "One", track: 1, duration: 61.4 }),
+    rec(2, "x/2.mp3", { albumArtist: "A", album: "L", title: "Two", track: 2 }),
+  ];
+  const playlists = [{
+    originId: 1,
+    relPath: "lists/Road Trip.m3u",
+    size: 10,
+    mtimeMs: 1,
+    entries: ["/music/x/2.mp3", "/music/gone.mp3", "/music/x/1.mp3"],
+  }, {
+    originId: 2,
+    relPath: ".hidden/Road Trip.M3U8",
+    size: 10,
+    mtimeMs: 1,
+    entries: [],
+  }];
+  const tree = build(tracks, { playlists });
+  assert.deepEqual(names(tree, "/Playlists"), ["Road Trip (2).m3u8", "Road Trip.m3u8"]);
+  const pl = at(tree, "/Playlists/Road Trip.m3u8")!;
+  const text = () => new TextDecoder().decode(tree.content(pl as never));
+  assert.equal(
+    text(),
+    "#EXTM3U\n#EXTINF:-1,A - Two\n../Artists/A/L/02 - Two.mp3\n#EXTINF:61,A - One\n../Artists/A/L/01 - One.mp3\n",
+  );
+  assert.equal(tree.attr(pl).size, new TextEncoder().encode(text()).length);
+  const problems = () => new TextDecoder().decode(tree.content(tree.get(INO.problems) as never));
+  assert.match(
+    problems(),
+    /^playlist entry not found: \/music\/lists\/Road Trip\.m3u: \/music\/gone\.mp3$/m,
+  );
+  assert.equal(tree.stats().missingPlaylistEntries, 1);
+  // A rename in the tree: the playlist follows, and its inode is invalidated.
+  const inv = tree.apply({ changed: [{ ...tracks[1], title: "Deux" }] });
+  assert.ok(inv.some((i) => i.kind === "inode" && i.ino === pl.ino));
+  assert.match(text(), /\.\.\/Artists\/A\/L\/02 - Deux\.mp3\n#EXTINF:61/);
+  // The missing track appears: it joins the playlist and leaves problems.txt.
+  tree.apply({
+    added: [rec(3, "gone.mp3", { albumArtist: "A", album: "L", title: "Back", track: 3 })],
+  });
+  assert.match(
+    text(),
+    /02 - Deux\.mp3\n#EXTINF:-1,A - Back\n\.\.\/Artists\/A\/L\/03 - Back\.mp3\n/,
+  );
+  assert.doesNotMatch(problems(), /playlist entry not found/);
+  tree.apply({ removedPlaylists: [{ originId: 2, relPath: ".hidden/Road Trip.M3U8" }] });
+  assert.deepEqual(names(tree, "/Playlists"), ["Road Trip.m3u8"]);
+});
+
+Deno.test("no visible name starts with a dot; long names keep year and extension", () => {
+  const long = "Very Long Album Name ".repeat(15);
+  const tree = build([
+    rec(1, "1.mp3", {
+      artist: "...And You Will Know Us",
+      album: long,
+      title: "...Baby",
+      year: 1999,
+    }),
+  ]);
+  assert.deepEqual(names(tree, "/Artists"), ["_..And You Will Know Us"]);
+  const [album] = names(tree, "/Artists/_..And You Will Know Us");
+  assert.ok(album.endsWith(" (1999)"), album);
+  assert.ok(new TextEncoder().encode(album).length <= 255);
+  const [albums] = names(tree, "/Albums");
+  assert.ok(albums.endsWith(" (1999) - _..And You Will Know Us") || albums.includes(" (1999) - "));
+  assert.deepEqual(
+    names(tree, `/Artists/_..And You Will Know Us/${album}`),
+    ["_..Baby.mp3"],
+  );
+  const all = [...snapshot(tree).keys()];
+  for (const p of all) {
+    const parts = p.split("/").slice(1);
+    for (const c of parts) {
+      if (c === ".search" || c === ".musicfs") continue;
+      assert.ok(!c.startsWith("."), p);
+    }
+  }
+});
