@@ -203,11 +203,30 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       tracks: startTracks,
       covers: ours(db.covers()),
       problems: ours(db.problems()),
+      playlists: ours(db.playlists()),
+      names: db.names(),
       uid,
       gid,
       layout: opts.layout,
       status: () => JSON.stringify(status(), null, 2) + "\n",
     });
+    // Names that stay put: what the tree settled is stored right after each library batch
+    // (the next synchronous step after its commit), so a restart gives every file its name.
+    let unsavedNames: ReturnType<typeof tree.takeNameChanges> = [];
+    const saveNames = () => {
+      const changes = [...unsavedNames, ...tree.takeNameChanges()];
+      try {
+        db!.saveNames(changes);
+        unsavedNames = [];
+      } catch (e) {
+        unsavedNames = changes;
+        log.warn("Cannot store {n} name assignments (will retry): {error}", {
+          n: changes.length,
+          error: String(e),
+        });
+      }
+    };
+    saveNames();
 
     const invalidate = (inv: Invalidation[]) => {
       if (!session) return;
@@ -245,7 +264,10 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         covers: c.covers,
         removedCovers: c.removedCovers,
         problems: c.problemsChanged ? ours(db!.problems()) : undefined,
+        playlists: c.playlists,
+        removedPlaylists: c.removedPlaylists,
       });
+      saveNames();
       invalidate(inv);
       for (const t of c.added) search.indexFile(t);
       for (const t of c.changed) search.indexFile(t);

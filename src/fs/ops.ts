@@ -20,7 +20,15 @@ import {
   type RequestContext,
   type StatFs,
 } from "../fuse/mod.ts";
-import { INO, type Invalidation, type Node, type TrackNode, type VirtualTree } from "./tree.ts";
+import {
+  type CoverNode,
+  INO,
+  type Invalidation,
+  type Node,
+  type TrackNode,
+  type VirtualTree,
+} from "./tree.ts";
+import { readFrontPicture } from "../library/front_picture.ts";
 import { logger } from "../log/mod.ts";
 
 const log = logger("fs");
@@ -68,6 +76,8 @@ export interface MusicOpsOptions {
   cache?: CacheRoute;
   /** Whether an origin is reachable; reads of an unhealthy origin fail fast with EIO. */
   healthy?: (originId: number) => boolean;
+  /** Reads the embedded front picture of an audio file (default: music-metadata's). */
+  readPicture?: (path: string) => Promise<Uint8Array | null>;
 }
 
 type Handle =
@@ -84,11 +94,44 @@ export class MusicOps implements FuseOperations {
   #handles = new Map<number, Handle>();
   #nextFh = 1;
   #searchDirs: string[] = [];
+  /** Embedded covers being measured, so concurrent lookups extract once. */
+  #measuring = new Map<number, Promise<void>>();
+  readonly #readPicture: (path: string) => Promise<Uint8Array | null>;
 
   /** Serve `opts.tree`. */
   constructor(opts: MusicOpsOptions) {
     this.#tree = opts.tree;
     this.#opts = opts;
+    this.#readPicture = opts.readPicture ??
+      (async (path) => (await readFrontPicture(path))?.data ?? null);
+  }
+
+  /** The bytes of an embedded cover, read now (never kept beyond the open file). */
+  async #picture(n: CoverNode): Promise<Uint8Array> {
+    const path = this.#tree.sourcePath(n);
+    let data: Uint8Array | null;
+    try {
+      data = await this.#readPicture(path);
+    } catch (e) {
+      log.warn("Cannot read the embedded picture of {path}: {error}", { path, error: String(e) });
+      throw new FsError(Errno.EIO, `cannot read the picture in ${path}`);
+    }
+    if (!data) throw new FsError(Errno.EIO, `${path} has no embedded picture any more`);
+    if (data.length !== n.cover.size) this.#tree.setCoverSize(n, data.length);
+    return data;
+  }
+
+  /** An embedded cover's size is known only once its picture was read: read it once. */
+  async #measure(n: Node): Promise<void> {
+    if (n.kind !== "cover" || !n.embedded || n.cover.size !== undefined) return;
+    let p = this.#measuring.get(n.ino);
+    if (!p) {
+      p = this.#picture(n).then(() => {}, () => this.#tree.setCoverSize(n, 0)).finally(() =>
+        this.#measuring.delete(n.ino)
+      );
+      this.#measuring.set(n.ino, p);
+    }
+    await p;
   }
 
   #node(ino: number): Node {
@@ -100,7 +143,10 @@ export class MusicOps implements FuseOperations {
   /** See {@link FuseOperations.lookup}. */
   async lookup(parent: number, name: string): Promise<Entry | null> {
     const n = this.#tree.lookup(parent, name);
-    if (n) return { attr: this.#tree.attr(n) };
+    if (n) {
+      await this.#measure(n);
+      return { attr: this.#tree.attr(n) };
+    }
     if (parent !== INO.search || !this.#opts.search) return null;
     if (encoder.encode(name).length > SEARCH_QUERY_MAX_BYTES) throw new FsError(Errno.ENAMETOOLONG);
     const dir = await this.#searchDir(name);
@@ -123,33 +169,44 @@ export class MusicOps implements FuseOperations {
   }
 
   /** See {@link FuseOperations.getattr}. */
-  getattr(ino: number): Promise<Attr> {
-    return Promise.resolve(this.#tree.attr(this.#node(ino)));
+  async getattr(ino: number): Promise<Attr> {
+    const n = this.#node(ino);
+    await this.#measure(n);
+    return this.#tree.attr(n);
   }
 
   /** See {@link FuseOperations.readdir}. */
-  readdir(ino: number): Promise<DirEntry[]> {
+  async readdir(ino: number): Promise<DirEntry[]> {
     const list = this.#tree.children(ino);
-    if (!list) {
-      return Promise.reject(new FsError(this.#tree.get(ino) ? Errno.ENOTDIR : Errno.ENOENT));
+    if (!list) throw new FsError(this.#tree.get(ino) ? Errno.ENOTDIR : Errno.ENOENT);
+    for (const e of list) {
+      if (e.node.kind === "cover" && e.node.embedded) await this.#measure(e.node);
     }
     const out: DirEntry[] = new Array(list.length);
     for (let i = 0; i < list.length; i++) {
       out[i] = { name: list[i].name, attr: this.#tree.attr(list[i].node) };
     }
-    return Promise.resolve(out);
+    return out;
   }
 
   /** See {@link FuseOperations.open}. */
-  open(ino: number, _flags: number, _ctx: RequestContext): Promise<OpenResult> {
+  async open(ino: number, _flags: number, _ctx: RequestContext): Promise<OpenResult> {
     const n = this.#node(ino);
     if (n.kind === "dir") throw new FsError(Errno.EISDIR);
     if (n.kind === "symlink") throw new FsError(Errno.ELOOP);
-    const fh = this.#nextFh++;
     if (n.kind === "generated") {
+      const fh = this.#nextFh++;
       this.#handles.set(fh, { kind: "mem", data: this.#tree.content(n) });
-      return Promise.resolve({ fh, directIo: true });
+      return { fh, directIo: true };
     }
+    if (n.kind === "cover" && n.embedded) {
+      // Extracted per open: one picture in memory while it is read, none kept after.
+      const data = await this.#picture(n);
+      const fh = this.#nextFh++;
+      this.#handles.set(fh, { kind: "mem", data });
+      return { fh, keepCache: true };
+    }
+    const fh = this.#nextFh++;
     const path = this.#tree.sourcePath(n);
     const size = this.#tree.attr(n).size;
     if (n.kind === "track") {
@@ -157,7 +214,7 @@ export class MusicOps implements FuseOperations {
       if (this.#opts.cache?.routes(file.originId)) {
         this.#handles.set(fh, { kind: "cache", file });
         this.#opts.cache.opened?.(file);
-        return Promise.resolve({ fh, keepCache: true });
+        return { fh, keepCache: true };
       }
       if (this.#opts.healthy && !this.#opts.healthy(file.originId)) {
         throw new FsError(Errno.EIO, `origin of ${path} is unreachable`);
@@ -166,7 +223,7 @@ export class MusicOps implements FuseOperations {
     // A local open(2) costs microseconds; network origins never get here (cache route).
     const fd = openReadOnly(path);
     this.#handles.set(fh, { kind: "fd", fd, size, path });
-    return Promise.resolve({ fh, keepCache: true, backingFd: fd });
+    return { fh, keepCache: true, backingFd: fd };
   }
 
   #cachedFile(n: TrackNode, path: string): CachedFile {

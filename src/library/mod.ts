@@ -58,3 +58,5 @@ export {
 export { Walker, WalkError } from "./walker.ts";
 export type { WalkBatch, WalkDir, WalkFile, WalkProblem, WalkSummary } from "./walk.ts";
 export { LibraryWatcher, watchLibrary, type WatchOptions, type WatchState } from "./watcher.ts";
+export { decodePlaylist, isPlaylistName, MAX_PLAYLIST_BYTES, parsePlaylist } from "./playlist.ts";
+export { type FrontPicture, pickFront, readFrontPicture } from "./front_picture.ts";

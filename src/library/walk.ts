@@ -6,6 +6,7 @@
  * stalls only the worker).
  */
 import { extensionOf, isAudioName } from "./tags.ts";
+import { isPlaylistName } from "./playlist.ts";
 
 /** An audio file found by the walk. */
 export interface WalkFile {
@@ -67,6 +68,8 @@ export interface WalkBatch {
   problems: WalkProblem[];
   /** Directories that could not be listed: what is known under them must not be removed. */
   failedDirs: string[];
+  /** `.m3u`/`.m3u8` playlists found. */
+  playlists?: WalkFile[];
 }
 
 /** The end of a walk. */
@@ -151,6 +154,8 @@ export function walkTree(
     if (info.isFile) {
       if (isAudioName(scope)) {
         batch.files.push(walkFileOf(scope, info));
+      } else if (isPlaylistName(scope)) {
+        (batch.playlists ??= []).push(walkFileOf(scope, info));
       }
       flush(true);
       return { scope: "file" };
@@ -186,8 +191,9 @@ export function walkTree(
       let isFile = e.isFile;
       const audio = isAudioName(e.name);
       const cover = audio ? -1 : coverRank(e.name);
+      const playlist = !audio && cover < 0 && isPlaylistName(e.name);
       // Only what may be used is stat'ed: non-audio files cost nothing.
-      if (!isDir && !e.isSymlink && !(isFile && (audio || cover >= 0))) continue;
+      if (!isDir && !e.isSymlink && !(isFile && (audio || cover >= 0 || playlist))) continue;
       let info: Deno.FileInfo;
       try {
         info = Deno.statSync(childAbs);
@@ -220,6 +226,9 @@ export function walkTree(
         stack.push(childRel);
       } else if (isFile && audio) {
         batch.files.push(walkFileOf(childRel, info));
+        count++;
+      } else if (isFile && playlist) {
+        (batch.playlists ??= []).push(walkFileOf(childRel, info));
         count++;
       } else if (isFile && cover >= 0 && (bestCover < 0 || cover < bestCover)) {
         bestCover = cover;

@@ -187,6 +187,8 @@ export async function searchOffline(
       tracks: db.allTracks(),
       covers: db.covers() as CoverImage[],
       problems: db.problems(),
+      // The daemon's stored names, so offline paths are the ones the mount shows.
+      names: db.names(),
       uid: Deno.uid() ?? 0,
       gid: Deno.gid() ?? 0,
       layout: parsed,
