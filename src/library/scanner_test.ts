@@ -409,3 +409,48 @@ Deno.test({
     });
   },
 });
+
+Deno.test("playlists are found by the walk, read, changed and removed with the scan", async () => {
+  await withDirs(async (lib, state) => {
+    await writeMp3(`${lib}/A/01.mp3`, { title: "One", artist: "A", album: "L", track: 1 });
+    await writeMp3(`${lib}/A/02.mp3`, { title: "Two", artist: "A", album: "L", track: 2 });
+    await Deno.mkdir(`${lib}/Lists`);
+    await Deno.writeTextFile(
+      `${lib}/Lists/mix.m3u8`,
+      "#EXTM3U\n../A/02.mp3\n../A/01.mp3\nnope.mp3\n",
+    );
+    await Deno.writeTextFile(`${lib}/top.M3U`, "A\\01.mp3\n");
+    await Deno.writeTextFile(`${lib}/.hidden.m3u`, "A/01.mp3\n");
+    const db = Database.open(`${state}/library.db`);
+    const { changes, onChange } = collect();
+    const scanner = scannerFor(db, { onChange });
+    try {
+      await scanner.scan([lib]);
+      const root = Deno.realPathSync(lib);
+      assert.deepEqual(db.playlists().map((p) => [p.relPath, p.entries]), [
+        ["Lists/mix.m3u8", [`${root}/A/02.mp3`, `${root}/A/01.mp3`, `${root}/Lists/nope.mp3`]],
+        ["top.M3U", [`${root}/A/01.mp3`]],
+      ]);
+      assert.equal(changes.flatMap((c) => c.playlists ?? []).length, 2);
+      // Unchanged: not read again.
+      changes.length = 0;
+      await scanner.scan([lib]);
+      assert.equal(changes.flatMap((c) => c.playlists ?? []).length, 0);
+      // Changed and removed, through a full scan and through the watcher's path rescan.
+      await Deno.writeTextFile(`${lib}/Lists/mix.m3u8`, "../A/01.mp3\n");
+      await Deno.remove(`${lib}/top.M3U`);
+      const origin = db.origins()[0];
+      await scanner.rescanPaths(origin, ["Lists/mix.m3u8", "top.M3U"]);
+      assert.deepEqual(db.playlists().map((p) => [p.relPath, p.entries]), [
+        ["Lists/mix.m3u8", [`${root}/A/01.mp3`]],
+      ]);
+      assert.deepEqual(
+        changes.flatMap((c) => c.removedPlaylists ?? []).map((r) => r.relPath),
+        ["top.M3U"],
+      );
+    } finally {
+      scanner.close();
+      db.close();
+    }
+  });
+});
