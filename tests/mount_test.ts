@@ -188,7 +188,15 @@ function assertTrackName(
 async function verifyTree(mnt: string, lib: FixtureLibrary): Promise<void> {
   const top: string[] = [];
   for await (const e of Deno.readDir(mnt)) top.push(e.name);
-  assert.deepEqual(top.sort(), [".musicfs", ".search", "Albums", "Artists", "Genres", "Years"]);
+  assert.deepEqual(top.sort(), [
+    ".musicfs",
+    ".search",
+    "Albums",
+    "Artists",
+    "Genres",
+    "Playlists",
+    "Years",
+  ]);
   const problems = await Deno.readTextFile(`${mnt}/.musicfs/problems.txt`);
   const renamed = new Set(
     problems.split("\n").filter((l) => l.startsWith("renamed: ")).map((l) =>
