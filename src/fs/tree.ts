@@ -333,8 +333,10 @@ function betterSpelling(a: string, b: string): boolean {
 class Group {
   readonly counts = new Map<string, number>();
   display = "";
-  /** What shows this name: albums (album artists) or tracks (genres, layout fields). */
-  readonly members = new Set<Album | Track>();
+  /** The albums showing this name (album artists only; other groups are found by a scan). */
+  readonly albums = new Set<Album>();
+  /** `[this]`, shared by every track whose only genre this is (one array, not one per track). */
+  readonly single: readonly Group[] = [this];
   constructor(readonly key: string) {}
   /** Recompute the display spelling; true when it changed. */
   settle(): boolean {
@@ -371,7 +373,13 @@ function bump<K>(m: Map<K, number>, k: K, by: number): void {
 }
 
 /** Every genre of a track (several GENRE fields, `;`-separated), or `Unknown Genre`. */
-function genresOf(t: TrackRecord): string[] {
+function genresOf(t: TrackRecord): readonly string[] {
+  if (!t.genres?.length || (t.genres.length === 1 && t.genres[0] === t.genre)) {
+    // The common case: one genre (or none), no separators.
+    const g = present(t.genre);
+    if (g === undefined) return UNKNOWN_GENRES;
+    if (!g.includes(";") && !g.includes("\0")) return [g];
+  }
   const out: string[] = [];
   const list = t.genres && t.genres.length ? t.genres : t.genre !== undefined ? [t.genre] : [];
   for (const g of list) {
@@ -388,6 +396,8 @@ function genresOf(t: TrackRecord): string[] {
   if (out.length === 0) out.push(UNKNOWN_GENRE);
   return out;
 }
+
+const UNKNOWN_GENRES: readonly string[] = [UNKNOWN_GENRE];
 
 /** `{artistsort}` as the layout renders it. */
 function artistSortOf(t: TrackRecord): string {
@@ -479,7 +489,7 @@ class Track implements TrackNode {
   parents: Dir[] = [];
   album!: Album;
   aa!: Group;
-  genres: Group[] = [];
+  genres: readonly Group[] = [];
   /** Groups of the layout fields artist, artistsort, albumartistsort (custom layouts only). */
   lg: Group[] | undefined = undefined;
   /** Stored names (directory inode -> name) this track keeps where it has rivals. */
@@ -968,11 +978,18 @@ export class VirtualTree {
         placing.add(t);
       };
       // A spelling that becomes the most common renames the folders showing it.
+      const respelled = new Set<Group>();
       for (const g of groups) {
         if (g.counts.size === 0 || !g.settle()) continue;
-        for (const m of g.members) {
-          if (m instanceof Album) albums.add(m);
-          else replace(m);
+        if (this.#aaReg.get(g.key) === g) { for (const a of g.albums) albums.add(a); }
+        else respelled.add(g);
+      }
+      if (respelled.size) {
+        // Rare (a spelling overtaking another): one pass over the tracks finds their holders.
+        for (const t of this.#tracks.values()) {
+          if (
+            t.genres.some((g) => respelled.has(g)) || t.lg?.some((g) => g && respelled.has(g))
+          ) replace(t);
         }
       }
       for (const a of albums) {
@@ -1259,12 +1276,7 @@ export class VirtualTree {
     return n.base;
   }
 
-  #groupJoin(
-    reg: Map<string, Group>,
-    raw: string,
-    member: Album | Track | null,
-    touched: Set<Group>,
-  ): Group {
+  #groupJoin(reg: Map<string, Group>, raw: string, touched: Set<Group>): Group {
     const spelling = nfc(raw);
     const key = foldKey(spelling);
     let g = reg.get(key);
@@ -1273,20 +1285,12 @@ export class VirtualTree {
       reg.set(key, g);
     }
     bump(g.counts, spelling, 1);
-    if (member) g.members.add(member);
     touched.add(g);
     return g;
   }
 
-  #groupLeave(
-    reg: Map<string, Group>,
-    g: Group,
-    raw: string,
-    member: Track | null,
-    touched: Set<Group>,
-  ): void {
+  #groupLeave(reg: Map<string, Group>, g: Group, raw: string, touched: Set<Group>): void {
     bump(g.counts, nfc(raw), -1);
-    if (member) g.members.delete(member);
     if (g.counts.size === 0) reg.delete(g.key);
     else touched.add(g);
   }
@@ -1294,7 +1298,7 @@ export class VirtualTree {
   /** Count a track in its album and its spelling groups. */
   #join(t: Track, groups: Set<Group>, albums: Set<Album>): void {
     const rec = t.track;
-    const aa = this.#groupJoin(this.#aaReg, albumArtistName(rec), null, groups);
+    const aa = this.#groupJoin(this.#aaReg, albumArtistName(rec), groups);
     t.aa = aa;
     const title = albumName(rec);
     const key = `${aa.key}\0${foldKey(title)}`;
@@ -1302,7 +1306,7 @@ export class VirtualTree {
     if (!a) {
       a = new Album(key, aa);
       this.#albums.set(key, a);
-      aa.members.add(a);
+      aa.albums.add(a);
     }
     a.tracks.add(t);
     bump(a.titles, nfc(title), 1);
@@ -1311,17 +1315,22 @@ export class VirtualTree {
     a.discs = Math.max(a.discs, discsOf(rec));
     t.album = a;
     albums.add(a);
-    const seen = new Set<Group>();
-    for (const g of genresOf(rec)) {
-      const grp = this.#groupJoin(this.#genreReg, g, t, groups);
-      if (seen.has(grp)) bump(grp.counts, nfc(g), -1);
-      else seen.add(grp);
+    const list = genresOf(rec);
+    if (list.length === 1) t.genres = this.#groupJoin(this.#genreReg, list[0], groups).single;
+    else {
+      const seen: Group[] = [];
+      for (const g of list) {
+        const grp = this.#groupJoin(this.#genreReg, g, groups);
+        // The same genre twice (`Rock` and `rock`) counts once.
+        if (seen.includes(grp)) bump(grp.counts, nfc(g), -1);
+        else seen.push(grp);
+      }
+      t.genres = seen;
     }
-    t.genres = [...seen];
     if (this.#layoutUses.some(Boolean)) {
       const raws = [artistName(rec), artistSortOf(rec), albumArtistSortOf(rec)];
       t.lg = raws.map((r, i) =>
-        this.#layoutUses[i] ? this.#groupJoin(this.#layoutRegs[i], r, t, groups) : undefined!
+        this.#layoutUses[i] ? this.#groupJoin(this.#layoutRegs[i], r, groups) : undefined!
       );
     }
   }
@@ -1329,7 +1338,7 @@ export class VirtualTree {
   /** Undo {@link join} for the track's current record. */
   #leave(t: Track, groups: Set<Group>, albums: Set<Album>): void {
     const rec = t.track;
-    this.#groupLeave(this.#aaReg, t.aa, albumArtistName(rec), null, groups);
+    this.#groupLeave(this.#aaReg, t.aa, albumArtistName(rec), groups);
     const a = t.album;
     a.tracks.delete(t);
     bump(a.titles, nfc(albumName(rec)), -1);
@@ -1341,19 +1350,19 @@ export class VirtualTree {
       const grp = this.#genreReg.get(foldKey(nfc(g)));
       if (!grp || seen.has(grp)) continue;
       seen.add(grp);
-      this.#groupLeave(this.#genreReg, grp, g, t, groups);
+      this.#groupLeave(this.#genreReg, grp, g, groups);
     }
     if (t.lg) {
       const raws = [artistName(rec), artistSortOf(rec), albumArtistSortOf(rec)];
       for (let i = 0; i < 3; i++) {
-        if (t.lg[i]) this.#groupLeave(this.#layoutRegs[i], t.lg[i], raws[i], t, groups);
+        if (t.lg[i]) this.#groupLeave(this.#layoutRegs[i], t.lg[i], raws[i], groups);
       }
     }
   }
 
   #dropAlbum(a: Album): void {
     if (this.#albums.get(a.key) === a) this.#albums.delete(a.key);
-    a.aa.members.delete(a);
+    a.aa.albums.delete(a);
   }
 
   /** The record a custom layout renders: grouped spellings, the album's year. */
@@ -1406,18 +1415,6 @@ export class VirtualTree {
     d = a.leaves[ALBUMS];
     if (!d || d.dead) d = a.leaves[ALBUMS] = this.#subdir(this.#views[ALBUMS], a.albumsDir);
     const albums = d;
-    const genreDirs: Dir[] = [];
-    for (const g of t.genres) {
-      const leaf = a.genreLeaves.get(g);
-      if (leaf && !leaf[0].dead && leaf[1] === g.display) {
-        genreDirs.push(leaf[0]);
-        continue;
-      }
-      d = this.#subdir(this.#views[GENRES], sanitizeName(g.display));
-      d = this.#subdir(this.#subdir(d, a.artistDir), a.albumDir);
-      a.genreLeaves.set(g, [d, g.display]);
-      genreDirs.push(d);
-    }
     d = a.leaves[YEARS];
     if (!d || d.dead) {
       d = a.leaves[YEARS] = this.#subdir(
@@ -1426,12 +1423,22 @@ export class VirtualTree {
       );
     }
     // One exact-size array: growing it by push would reserve 17 slots per track.
-    const parents = new Array<Dir>(3 + genreDirs.length);
+    const genres = t.genres;
+    const parents = new Array<Dir>(3 + genres.length);
     parents[ARTISTS] = artists;
     parents[ALBUMS] = albums;
-    parents[GENRES] = genreDirs[0];
     parents[YEARS] = d;
-    for (let i = 1; i < genreDirs.length; i++) parents[3 + i] = genreDirs[i];
+    for (let i = 0; i < genres.length; i++) {
+      const g = genres[i];
+      const leaf = a.genreLeaves.get(g);
+      if (leaf && !leaf[0].dead && leaf[1] === g.display) d = leaf[0];
+      else {
+        d = this.#subdir(this.#views[GENRES], sanitizeName(g.display));
+        d = this.#subdir(this.#subdir(d, a.artistDir), a.albumDir);
+        a.genreLeaves.set(g, [d, g.display]);
+      }
+      parents[i === 0 ? GENRES : 3 + i] = d;
+    }
     t.parents = parents;
     for (const p of parents) this.#insert(p, t);
     if (t.assigned) {
