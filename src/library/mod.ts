@@ -60,3 +60,9 @@ export type { WalkBatch, WalkDir, WalkFile, WalkProblem, WalkSummary } from "./w
 export { LibraryWatcher, watchLibrary, type WatchOptions, type WatchState } from "./watcher.ts";
 export { decodePlaylist, isPlaylistName, MAX_PLAYLIST_BYTES, parsePlaylist } from "./playlist.ts";
 export { type FrontPicture, pickFront, readFrontPicture } from "./front_picture.ts";
+export {
+  type LibraryReport,
+  type LibraryState,
+  repair as repairLibrary,
+  verify as verifyLibrary,
+} from "./verify.ts";
