@@ -1806,6 +1806,9 @@ export class VirtualTree {
       const ext = this.#extOf(n);
       let kept = n instanceof Track ? n.assigned?.get(d.ino) : undefined;
       if (kept !== undefined && kept !== base && !isSuffixed(kept, base, ext)) kept = undefined;
+      // A file re-placed in this batch (re-read, or its album renamed) that held its plain
+      // name before keeps it against newcomers, stored row or not.
+      if (kept === undefined && this.#log?.get(`${d.ino}/${base}`)?.old === n.ino) kept = base;
       return { n, base, ext, kept, src: this.#nodeSource(n) };
     });
     claims.sort((a, b) =>

@@ -906,3 +906,18 @@ Deno.test("no visible name starts with a dot; long names keep year and extension
     }
   }
 });
+
+Deno.test("names stay put when the holder is re-read in the batch that brings a rival", () => {
+  const t = (id: number, path: string, size = 1) => ({
+    ...rec(id, path, { albumArtist: "A", album: "L", title: "Same", track: 1 }),
+    size,
+  });
+  const tree = build([t(5, "m/x.mp3")]);
+  tree.apply({ changed: [t(5, "m/x.mp3", 2)], added: [t(6, "a/x.mp3")] });
+  assert.equal(at(tree, "/Artists/A/L/01 - Same.mp3")!.ino, TRACK_INO_BASE + 5);
+  assert.equal(at(tree, "/Artists/A/L/01 - Same (2).mp3")!.ino, TRACK_INO_BASE + 6);
+  // Both arrive in one batch: source-path order.
+  const both = build([]);
+  both.apply({ added: [t(5, "m/x.mp3"), t(6, "a/x.mp3")] });
+  assert.equal(at(both, "/Artists/A/L/01 - Same.mp3")!.ino, TRACK_INO_BASE + 6);
+});
