@@ -511,6 +511,8 @@ class Track implements TrackNode {
   lg: Group[] | undefined = undefined;
   /** Stored names (directory inode -> name) this track keeps where it has rivals. */
   assigned: Map<number, string> | undefined = undefined;
+  /** Its stored names by place in {@link parents}, while it is being moved. */
+  carry: (string | undefined)[] | undefined = undefined;
   /** Access of {@link accOf} (permissions mode), for that record. */
   acc: Access | undefined = undefined;
   accOf: TrackRecord | undefined = undefined;
@@ -1575,6 +1577,15 @@ export class VirtualTree {
       parents[i === 0 ? GENRES : 3 + i] = d;
     }
     t.parents = parents;
+    if (t.carry) {
+      for (let i = 0; i < parents.length && i < t.carry.length; i++) {
+        const name = t.carry[i];
+        if (name !== undefined && !t.assigned?.has(parents[i].ino)) {
+          this.#setRow(t, parents[i].ino, name);
+        }
+      }
+      t.carry = undefined;
+    }
     for (const p of parents) this.#insert(p, t);
     if (t.assigned) {
       // Names kept in directories the track has left are free again.
@@ -1585,6 +1596,9 @@ export class VirtualTree {
   }
 
   #detach(t: Track): void {
+    // A track with stored names takes them along when its folder is renamed (a new year or
+    // spelling): the same place in the new folder keeps the same file name.
+    if (t.assigned) t.carry = t.parents.map((p) => t.assigned!.get(p.ino));
     for (const d of t.parents) this.#remove(d, t);
     t.parents = [];
   }

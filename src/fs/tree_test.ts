@@ -921,3 +921,27 @@ Deno.test("names stay put when the holder is re-read in the batch that brings a 
   both.apply({ added: [t(5, "m/x.mp3"), t(6, "a/x.mp3")] });
   assert.equal(at(both, "/Artists/A/L/01 - Same.mp3")!.ino, TRACK_INO_BASE + 6);
 });
+
+Deno.test("names stay put when their album folder is renamed (a new majority year)", () => {
+  const t = (id: number, path: string, year: number) =>
+    rec(id, path, { albumArtist: "A", album: "L", title: "Same", track: 1, year });
+  const tree = build([t(5, "m/x.mp3", 2000)]);
+  tree.apply({ added: [t(6, "a/x.mp3", 2000)] });
+  assert.equal(at(tree, "/Artists/A/L (2000)/01 - Same (2).mp3")!.ino, TRACK_INO_BASE + 6);
+  // Two more tracks of 1990: the album becomes "L (1990)", both files keep their names.
+  tree.apply({
+    added: [
+      rec(7, "m/y.mp3", { albumArtist: "A", album: "L", title: "Other", track: 2, year: 1990 }),
+      rec(8, "m/z.mp3", { albumArtist: "A", album: "L", title: "Third", track: 3, year: 1990 }),
+    ],
+  });
+  assert.deepEqual(names(tree, "/Artists/A"), ["L (1990)"]);
+  assert.equal(at(tree, "/Artists/A/L (1990)/01 - Same.mp3")!.ino, TRACK_INO_BASE + 5);
+  assert.equal(at(tree, "/Artists/A/L (1990)/01 - Same (2).mp3")!.ino, TRACK_INO_BASE + 6);
+  // And a restart from the stored rows agrees.
+  const lib = [t(5, "m/x.mp3", 2000), t(6, "a/x.mp3", 2000)].concat([
+    rec(7, "m/y.mp3", { albumArtist: "A", album: "L", title: "Other", track: 2, year: 1990 }),
+    rec(8, "m/z.mp3", { albumArtist: "A", album: "L", title: "Third", track: 3, year: 1990 }),
+  ]);
+  assert.deepEqual(snapshot(build(lib, { names: tree.nameRows() })), snapshot(tree));
+});
