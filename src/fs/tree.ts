@@ -5,30 +5,49 @@
  * ```
  * /Artists/<layout>                      (default: <AlbumArtist>/<Album>[ (<Year>)]/<file>)
  * /Albums/<Album>[ (<Year>)] - <AlbumArtist>/<file>
- * /Genres/<Genre>/<AlbumArtist>/<Album>[ (<Year>)]/<file>
+ * /Genres/<Genre>/<AlbumArtist>/<Album>[ (<Year>)]/<file>     (once per genre of the track)
  * /Years/<Year>/<AlbumArtist> - <Album>/<file>
+ * /Playlists/<name>.m3u8                 the library's playlists, entries pointing into the mount
  * /.search/<query>/<Artist> - <Title>.<ext>   symlinks (see setSearchResults)
  * /.musicfs/status.json, /.musicfs/problems.txt
  * ```
- * `<file>` is `[D-]NN - Title.<ext>`; album folders also hold `cover.<ext>` when the source
- * folder of one of their tracks has a cover (that of the first folder by path when several do).
+ * `<file>` is `[D-]NN - Title.<ext>`. The README's "How the tree names things" is the user's
+ * version of the rules below.
+ *
+ * Grouping: album artists, albums, genres (and the layout's artist fields) group by
+ * {@link foldKey}; a folder shows the spelling most of its tracks use (ties: a leading
+ * capital, then fewer capitals, then code unit order). An album is (album artist, album);
+ * its year is the most common one of its tracks (ties: the earliest). When a new spelling or
+ * year takes over, the album's tracks move together.
+ *
+ * Names that stay put: files keep the name they have; a newcomer that wants a taken name gets
+ * the first free ` (n)`; files arriving together settle by source path. The assignments that
+ * a restart could not work out again (a suffixed name, or a name several files want) are
+ * handed to the library as rows ({@link VirtualTree.takeNameChanges}) and come back through
+ * {@link TreeOptions.names}.
+ *
+ * Covers: an album folder shows one `cover.<ext>`: the image of a track's folder, else of the
+ * parent of a disc folder (`CD1`), else a track's embedded front picture (its bytes are read
+ * by MusicOps on demand; the tree knows only where it is).
  *
  * Inode numbers (stable across restarts for the same library, never reused for another object
  * during a mount):
- * - 1..9: the root, its six directories, status.json and problems.txt ({@link INO});
- * - a track file: 2^52 + its database id. A track is one object under four names (like a
+ * - 1..10: the root, its seven directories, status.json and problems.txt ({@link INO});
+ * - a track file: 2^52 + its database id. A track is one object under several names (like a
  *   hard link; nlink counts them), so the kernel caches its pages once for every view;
- * - directories, covers and /.search symlinks: a 52-bit hash (cyrb53, truncated) of a key
- *   naming the object: `d` + the virtual path for a directory, `c` + origin id + source path
- *   for a cover, `s` + query + track id for a symlink. Every number handed out is remembered
- *   with its key for the life of the tree; when a hash is already held by another key, the
- *   key is rehashed with a counter until a free number turns up (and a warning is logged).
- *   Only such a probe, astronomically rare, can make a number depend on build order. The hash
- *   function is part of the on-disk contract: changing it changes every directory inode.
+ * - directories, covers, playlists and /.search symlinks: a 52-bit hash (cyrb53, truncated)
+ *   of a key naming the object: `d` + the virtual path for a directory, `c` + origin id +
+ *   source path for a cover image, `e` + origin id + source path of the audio file for an
+ *   embedded picture, `p` + origin id + source path for a playlist, `s` + query + track id
+ *   for a symlink. Every number handed out is remembered with its key for the life of the
+ *   tree; when a hash is already held by another key, the key is rehashed with a counter
+ *   until a free number turns up (and a warning is logged). Only such a probe, astronomically
+ *   rare, can make a number depend on build order. The hash function is part of the on-disk
+ *   contract: changing it changes every directory inode (and the stored names' keys).
  *
  * Directories whose subtree holds no file disappear. A directory name is shared by everything
  * that lands there (two albums whose names sanitise alike merge); a file that wants the name
- * of a directory or of another file gets a collision suffix (see naming.ts).
+ * of a directory or of another file gets a collision suffix.
  *
  * @module
  */
