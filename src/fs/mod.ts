@@ -73,6 +73,7 @@ export {
 } from "./naming.ts";
 export {
   type Access,
+  AccessTally,
   dirAccess,
   fileAccess,
   PRIVATE_DIR_MODE,
