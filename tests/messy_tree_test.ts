@@ -42,7 +42,6 @@ async function survey(mnt: string): Promise<{ files: Seen[]; names: string[] }> 
 /** The mount paths of a source file under one view. */
 function placesOf(files: Seen[], mnt: string, lib: MessyLibrary, rel: string, view: string) {
   const src = `${Deno.realPathSync(lib.root)}/${rel}`;
-  // An embedded cover names the audio file holding it as its source too: not a track.
   return files.filter((f) =>
     f.source === src && f.path.startsWith(`${mnt}/${view}/`) && !COVER.test(f.path)
   );
@@ -184,6 +183,12 @@ Deno.test(
               c.embedded!.mime === "image/png" ? "png" : "jpg",
             );
             assert.equal((await Deno.stat(cover[0].path)).size, c.embedded!.bytes.length);
+            // Not a second copy of the track: it names the track as its holder instead.
+            assert.equal(cover[0].source, null);
+            assert.equal(
+              await getXattr(cover[0].path, "user.musicfs.embedded-in"),
+              `${Deno.realPathSync(lib.root)}/${c.embedded!.relPath}`,
+            );
           }
         }
 

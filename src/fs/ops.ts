@@ -92,6 +92,12 @@ type Handle =
 const encoder = new TextEncoder();
 /** The extended attribute naming a file's source. */
 const SOURCE_XATTR = "user.musicfs.source";
+/**
+ * The extended attribute of an embedded cover, naming the audio file holding the picture: not
+ * `user.musicfs.source`, whose bytes are the file's own (tools that pair mount files with
+ * their sources must not take the cover for a second copy of the track).
+ */
+const EMBEDDED_XATTR = "user.musicfs.embedded-in";
 
 /** {@link FuseOperations} over a {@link VirtualTree}. */
 export class MusicOps implements FuseOperations {
@@ -364,7 +370,8 @@ export class MusicOps implements FuseOperations {
    */
   getxattr(ino: number, name: string, ctx: RequestContext): Promise<Uint8Array | null> {
     const n = this.#node(ino);
-    if (name !== SOURCE_XATTR || (n.kind !== "track" && n.kind !== "cover")) {
+    if (n.kind !== "track" && n.kind !== "cover") return Promise.resolve(null);
+    if (name !== (n.kind === "cover" && n.embedded ? EMBEDDED_XATTR : SOURCE_XATTR)) {
       return Promise.resolve(null);
     }
     if (!this.#mayKnowSource(n, ctx)) throw new FsError(Errno.EACCES);
@@ -376,7 +383,7 @@ export class MusicOps implements FuseOperations {
     const n = this.#node(ino);
     return Promise.resolve(
       (n.kind === "track" || n.kind === "cover") && this.#mayKnowSource(n, ctx)
-        ? [SOURCE_XATTR]
+        ? [n.kind === "cover" && n.embedded ? EMBEDDED_XATTR : SOURCE_XATTR]
         : [],
     );
   }

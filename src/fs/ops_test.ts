@@ -56,6 +56,13 @@ Deno.test("an embedded cover is read on first look, sized exactly, and served pe
   const n = await ops.read(a!.attr.ino, fh, 0, dst);
   assert.deepEqual(dst.subarray(0, n), picture);
   await ops.release(a!.attr.ino, fh);
+  // Its xattr names the audio file as the picture's holder, not as its source.
+  assert.equal(await ops.getxattr(a!.attr.ino, "user.musicfs.source", ctx), null);
+  assert.deepEqual(await ops.listxattr(a!.attr.ino, ctx), ["user.musicfs.embedded-in"]);
+  assert.equal(
+    new TextDecoder().decode((await ops.getxattr(a!.attr.ino, "user.musicfs.embedded-in", ctx))!),
+    "/music/A/01.mp3",
+  );
 });
 
 Deno.test("an embedded cover that cannot be read answers EIO, not garbage", async () => {
