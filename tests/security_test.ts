@@ -267,6 +267,8 @@ Deno.test(
               "the chunk to be stored",
             );
             await restIsPrivate(probe, [dirs.state, dirs.cache]);
+            // The control socket, wherever it lives (the runtime dir or the state dir).
+            assert.equal((await Deno.lstat(d.socket)).mode! & 0o777, 0o600, d.socket);
           },
         );
         await restIsPrivate(probe, [dirs.state, dirs.cache]);
