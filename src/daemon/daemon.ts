@@ -273,10 +273,18 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       if (supervisor.status("scanner")?.state === "running") return false;
       supervisor.spawnSupervised("scanner", async (signal) => {
         try {
+          let told = 0;
           await scanner.scan(origins.map((o) => o.path), {
             signal,
+            // Every file: status must never show fewer files read than tracks in the tree
+            // (the tree fills from commits, which follow the reads). Only the kept copy is
+            // per file; systemd and the progress bar hear at most every 250 ms.
+            progressMs: 0,
             onProgress: (p) => {
               scanProgress = p;
+              const now = performance.now();
+              if (now - told < 250 && p.phase !== "done") return;
+              told = now;
               systemd.status(`scan ${p.phase}: ${p.parsed}/${p.total} files read`);
               opts.onScanProgress?.(status());
             },
