@@ -6,7 +6,13 @@
  */
 import assert from "node:assert/strict";
 import { makeLibrary } from "./fixtures/mod.ts";
-import { controlSocketPath, registryDir, serveControl } from "../src/daemon/mod.ts";
+import {
+  controlRequest,
+  controlSocketPath,
+  type DaemonStatus,
+  registryDir,
+  serveControl,
+} from "../src/daemon/mod.ts";
 import { detachIfMounted, musicfs, musicfsArgv, processAlive } from "./support/daemon.ts";
 import { isMounted, needsFuse, run, tempDir, waitFor } from "./support/helpers.ts";
 
@@ -211,6 +217,57 @@ Deno.test({
         await musicfs(["unmount", "--lazy", "--state-dir", d.state, d.mnt]).catch(() => {});
         await detachIfMounted(d.mnt);
       }
+      await dir.cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name: "cli: during a first scan, status never shows more tracks than files read",
+  ...needsFuse,
+  async fn() {
+    const dir = await tempDir();
+    const mnt = `${dir.path}/mnt`;
+    const state = `${dir.path}/state`;
+    try {
+      await makeLibrary(`${dir.path}/lib`, { tracks: 1500, seed: 43, broken: 2, formats: ["wav"] });
+      const m = await musicfs([
+        "mount",
+        `${dir.path}/lib`,
+        "--mountpoint",
+        mnt,
+        "--state-dir",
+        state,
+        "--cache-dir",
+        `${dir.path}/cache`,
+      ]);
+      assert.equal(m.code, 0, m.stderr);
+      const sock = controlSocketPath(state);
+      let samples = 0;
+      let during = 0;
+      for (;;) {
+        const st = await controlRequest(sock, "GET", "/status") as DaemonStatus;
+        samples++;
+        if (st.scan?.active) {
+          during++;
+          assert.ok(
+            st.tracks <= st.scan.parsed,
+            `tracks ${st.tracks} > ${st.scan.parsed} files read (${JSON.stringify(st.scan)})`,
+          );
+        }
+        if (st.firstScanDone) {
+          assert.equal(st.tracks, 1500);
+          assert.equal(st.problems, 2);
+          assert.equal(st.scan?.parsed, 1502);
+          break;
+        }
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      assert.ok(samples > 0);
+      if (during === 0) console.error("*** the scan ended before status could sample it");
+    } finally {
+      await musicfs(["unmount", "--lazy", mnt]).catch(() => {});
+      await detachIfMounted(mnt);
       await dir.cleanup();
     }
   },
