@@ -106,7 +106,7 @@ Deno.test({
     let holder: Deno.ChildProcess | undefined;
     try {
       const libA = await makeLibrary(a.lib, { tracks: 8, seed: 41, broken: 1 });
-      await makeLibrary(b.lib, { tracks: 3, seed: 42 });
+      const libB = await makeLibrary(b.lib, { tracks: 12, seed: 42 });
       const mount = (d: typeof a, ...more: string[]) =>
         musicfs([
           "mount",
@@ -156,6 +156,15 @@ Deno.test({
       assert.equal(rb.code, 0, rb.stderr);
       const none = oneLine(await musicfs(["status", "--mountpoint", `${dir.path}/elsewhere`]), 1);
       assert.match(none, /no running musicfs serves .*elsewhere \(running: /);
+      const nowhere = await musicfs(["search", "a", "--mountpoint", `${dir.path}/elsewhere`]);
+      assert.match(oneLine(nowhere, 1), /no running musicfs serves .*elsewhere/);
+      const titled = libB.good.find((t) => t.tags.title);
+      assert.ok(titled, "fixture B has a titled track");
+      const found = await musicfs(["search", String(titled.tags.title), "--mountpoint", b.mnt]);
+      assert.equal(found.code, 0, found.stderr);
+      const paths = found.stdout.trimEnd().split("\n");
+      assert.ok(paths[0] !== "", `no match for ${titled.tags.title}: ${found.stderr}`);
+      for (const p of paths) assert.ok(p.startsWith(`${b.mnt}/Artists/`), p);
 
       // A stale entry (a daemon killed without cleanup) is ignored, and removed.
       const dead = new Deno.Command("true").spawn();
@@ -246,7 +255,10 @@ Deno.test({
       let samples = 0;
       let during = 0;
       for (;;) {
-        const st = await controlRequest(sock, "GET", "/status") as DaemonStatus;
+        // Generous: the machine may be loaded, and a slow answer is not what is tested here.
+        const st = await controlRequest(sock, "GET", "/status", {
+          timeoutMs: 30_000,
+        }) as DaemonStatus;
         samples++;
         if (st.scan?.active) {
           during++;
