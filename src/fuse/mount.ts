@@ -80,8 +80,9 @@ export function findFuseMount(path: string): MountInfo | undefined {
 }
 
 /**
- * The state of the FUSE mount at `path`: `dead` when listing it fails with ENOTCONN (its daemon is
- * gone), `hung` when stat does not answer within `timeoutMs`, else `live`. The stat is async
+ * The state of the FUSE mount at `path`: `dead` when a lookup in it fails with ENOTCONN or
+ * ECONNABORTED (its daemon is gone, or its connection was aborted), `hung` when the lookup does
+ * not answer within `timeoutMs`, else `live`. The stat is async
  * with a bound because a sync one would hang us on a stopped daemon, or deadlock on our own.
  */
 export async function probeMount(
@@ -90,13 +91,16 @@ export async function probeMount(
 ): Promise<"live" | "dead" | "hung"> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<"hung">((r) => (timer = setTimeout(() => r("hung"), timeoutMs)));
-  // Opening the directory always reaches the daemon; a stat may be answered from the cache.
+  // A lookup of a name nobody has asked for always reaches the daemon: a dead connection can
+  // still answer a listing (FUSE serves cached directory pages without checking it is alive).
+  const probe = `${path}/.musicfs-probe-${crypto.randomUUID()}`;
   const stat = (async () => {
     try {
-      for await (const _ of Deno.readDir(path)) break;
+      await Deno.lstat(probe);
       return "live" as const;
     } catch (e) {
-      return (e as { code?: string }).code === "ENOTCONN" ? "dead" as const : "live" as const;
+      const code = (e as { code?: string }).code;
+      return code === "ENOTCONN" || code === "ECONNABORTED" ? "dead" as const : "live" as const;
     }
   })();
   try {
