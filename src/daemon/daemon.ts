@@ -375,9 +375,10 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       allowOther: opts.allowOther,
       // Other users get exactly what the sources give them; the kernel checks the modes.
       defaultPermissions: opts.allowOther,
-      // The tree tells the kernel about every change, so its caches may live long.
-      entryTtlMs: 10_000,
-      attrTtlMs: 10_000,
+      // The tree tells the kernel about every change, so its caches may live long (generated
+      // files, which change without a notice, get 1 s: see MusicOps.shareAttrs).
+      entryTtlMs: 3_600_000,
+      attrTtlMs: 3_600_000,
       // Listings too: apply() invalidates a directory's inode whenever its entries change.
       cacheDirs: true,
     });
