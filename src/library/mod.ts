@@ -44,6 +44,7 @@ export {
   readTags,
   type TagPosition,
   type TagResult,
+  VARIOUS_ARTISTS,
 } from "./tags.ts";
 export { ParseCancelledError, ParserPool, type ParserPoolOptions } from "./pool.ts";
 export {
@@ -57,4 +58,18 @@ export {
 } from "./scanner.ts";
 export { Walker, WalkError } from "./walker.ts";
 export type { WalkBatch, WalkDir, WalkFile, WalkProblem, WalkSummary } from "./walk.ts";
-export { LibraryWatcher, watchLibrary, type WatchOptions, type WatchState } from "./watcher.ts";
+export { coverRank, isHiddenName, isHiddenPath } from "./walk.ts";
+export {
+  LibraryWatcher,
+  REVALIDATE_MS,
+  watchLibrary,
+  type WatchOptions,
+  type WatchState,
+} from "./watcher.ts";
+export {
+  type EmbeddedPicture,
+  embeddedPictureRange,
+  locatePicture,
+  readEmbeddedPicture,
+} from "./embedded_picture.ts";
+export { cleanText, fixMojibake } from "./text.ts";

@@ -29,7 +29,8 @@ async function withDirs(fn: (lib: string, state: string) => Promise<void>): Prom
 function expectedTags(tags: FixtureTags): Tags {
   const out: Tags = {};
   for (const [k, v] of Object.entries(tags)) {
-    const t = typeof v === "string" ? v.trim() : v;
+    // Tag text comes out NFC-normalised (rule 2 of issue 10).
+    const t = typeof v === "string" ? v.trim().normalize("NFC") : v;
     if (t !== undefined && t !== "") (out as Record<string, unknown>)[k] = t;
   }
   return out;
@@ -104,11 +105,14 @@ Deno.test("scan of a library with broken files records each problem and keeps ev
         [...broken].sort(),
       );
       for (const p of problems) assert.ok(p.reason.length > 0, `${p.relPath} has a reason`);
-      // Everything else listed is a symlink loop, skipped without hanging.
+      // Everything else listed is a symlink loop, skipped without hanging, and the count of
+      // hidden folders (at the root's own path).
       assert.deepEqual(
-        problems.filter((p) => !broken.has(p.relPath)).map((p) => p.relPath).sort(),
+        problems.filter((p) => !broken.has(p.relPath) && p.relPath !== "").map((p) => p.relPath)
+          .sort(),
         [...fx.symlinks].sort(),
       );
+      assert.match(problems.find((p) => p.relPath === "")!.reason, /^1 hidden folder skipped/);
 
       assert.deepEqual(db.covers().map((c) => c.relPath).sort(), [...fx.covers].sort());
 
