@@ -7,7 +7,7 @@ import { DROP_DAC_ARGV, makeMessyLibrary } from "../../tests/fixtures/mod.ts";
 import { coverRank, isHiddenName, isHiddenPath, type WalkBatch, walkTree } from "./walk.ts";
 
 async function withMessy(
-  fn: (root: string, lib: Awaited<ReturnType<typeof makeMessyLibrary>>) => Promise<void>,
+  fn: (root: string, lib: Awaited<ReturnType<typeof makeMessyLibrary>>) => Promise<void> | void,
 ) {
   const dir = await Deno.makeTempDir({ prefix: "musicfs-walk-" });
   try {
@@ -58,7 +58,7 @@ Deno.test("cover ranking: cover, folder, front, then AlbumArt large before small
 });
 
 Deno.test("walk of the messy library: every track, nothing hidden, every skip named", async () => {
-  await withMessy(async (root, lib) => {
+  await withMessy((root, lib) => {
     const batches: WalkBatch[] = [];
     walkTree(root, "", (b) => batches.push(b));
     const w = merge(batches);
