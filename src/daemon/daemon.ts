@@ -10,6 +10,7 @@ import {
   type Database,
   type LibraryChange,
   LibraryWatcher,
+  mergeRoots,
   openLibraryDatabase,
   type Origin,
   Scanner,
@@ -114,7 +115,10 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         to: opened.recovered.movedTo,
       });
     }
-    const origins: Origin[] = opts.libraries.map((p) => db!.ensureOrigin(p));
+    // A root inside another one (or given twice) would show its files twice: merged, one line.
+    const { roots, merged } = mergeRoots(opts.libraries);
+    for (const m of merged) log.warn("{message}", { message: m.message });
+    const origins: Origin[] = roots.map((p) => db!.ensureOrigin(p));
     const originPath = new Map(origins.map((o) => [o.id, o.path]));
     // Offline `musicfs search` prints /Artists paths; it needs the layout the daemon used.
     const layoutFile = `${opts.stateDir}/layout`;

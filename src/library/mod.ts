@@ -73,3 +73,4 @@ export {
   readEmbeddedPicture,
 } from "./embedded_picture.ts";
 export { cleanText, fixMojibake } from "./text.ts";
+export { type MergedRoot, mergeRoots } from "./roots.ts";
