@@ -7,12 +7,14 @@ import { FuseSession, identity, prepareMountpoint } from "../fuse/mod.ts";
 import { MusicOps, TRACK_INO_BASE, VirtualTree } from "../fs/mod.ts";
 import type { Invalidation } from "../fs/mod.ts";
 import {
+  countProblems,
   type Database,
   type LibraryChange,
   LibraryWatcher,
   mergeRoots,
   openLibraryDatabase,
   type Origin,
+  type ProblemCounts,
   Scanner,
   type ScanProgress,
   type WatchState,
@@ -61,6 +63,8 @@ export interface DaemonStatus {
   startedAt: number;
   uptimeMs: number;
   tracks: number;
+  /** What the library could not use, by kind (each entry is a line of problems.txt). */
+  problems: ProblemCounts;
   scan: { phase: string; seen: number; total: number; parsed: number; committed: number } | null;
   tasks: unknown[];
   origins: {
@@ -169,6 +173,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         startedAt,
         uptimeMs: Date.now() - startedAt,
         tracks: tree.stats().tracks,
+        problems: countProblems(tree.problems()),
         scan: scanProgress && {
           phase: scanProgress.phase,
           seen: scanProgress.seen,

@@ -74,3 +74,4 @@ export {
 } from "./embedded_picture.ts";
 export { cleanText, fixMojibake } from "./text.ts";
 export { type MergedRoot, mergeRoots } from "./roots.ts";
+export { countProblems, type ProblemCounts } from "./problems.ts";

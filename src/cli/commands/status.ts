@@ -60,6 +60,8 @@ export interface DaemonStatus {
   startedAt: number;
   uptimeMs: number;
   tracks: number;
+  /** What the library could not use, by kind (absent from older daemons). */
+  problems?: { files: number; folders: number; symlinks: number; hiddenFolders: number };
   /** Null when no scan runs. */
   scan: ScanStatus | null;
   tasks: TaskStatusJson[];
@@ -127,6 +129,13 @@ export function formatStatus(s: Partial<DaemonStatus>, now = Date.now()): string
   const row = (label: string, value: string) => lines.push(`${label.padEnd(11)} ${value}`);
   row("mountpoint", s.mountpoint ?? "?");
   row("tracks", String(s.tracks ?? "?"));
+  if (s.problems) {
+    const p = s.problems;
+    row(
+      "skipped",
+      `${p.files} unreadable files, ${p.folders} folders, ${p.symlinks} symlinks, ${p.hiddenFolders} hidden folders (see problems.txt)`,
+    );
+  }
   row("scan", s.scan ? formatScan(s.scan) : "idle");
   if (s.search) {
     const docs = `${s.search.documents ?? "?"} documents`;
