@@ -15,6 +15,7 @@ import {
   openLibraryDatabase,
   type Origin,
   type ProblemCounts,
+  revalidateMsFromEnv,
   Scanner,
   type ScanProgress,
   type WatchState,
@@ -388,6 +389,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     // once the mount is up and reported ready.
     supervisor.spawnCritical("watcher", (signal) => {
       const watcher = new LibraryWatcher(scanner, origins, {
+        revalidateMs: revalidateMsFromEnv(),
         onState: (s: WatchState) => {
           for (const o of origins) watchStates.set(o.id, s);
           if (s.mode === "polling") {

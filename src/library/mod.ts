@@ -62,6 +62,7 @@ export { coverRank, isHiddenName, isHiddenPath } from "./walk.ts";
 export {
   LibraryWatcher,
   REVALIDATE_MS,
+  revalidateMsFromEnv,
   watchLibrary,
   type WatchOptions,
   type WatchState,
