@@ -10,7 +10,13 @@
 import assert from "node:assert/strict";
 import { DROP_DAC_ARGV, makeMessyLibrary, type MessyTrack } from "./fixtures/mod.ts";
 import { getXattr, needsFuse, waitFor } from "./support/helpers.ts";
-import { daemonOptions, type DaemonProcess, withDaemon, withDirs } from "./support/daemon.ts";
+import {
+  daemonOptions,
+  type DaemonProcess,
+  musicfs,
+  withDaemon,
+  withDirs,
+} from "./support/daemon.ts";
 
 const SOURCE_XATTR = "user.musicfs.source";
 
@@ -134,12 +140,16 @@ Deno.test({
           assert.ok(!lines.some(([path]) => path.includes(`/${h}`)), `hidden ${h} listed`);
         }
         const status = await d.getStatus();
-        assert.equal(status.problems.hiddenFolders, 2);
-        assert.ok(status.problems.symlinks >= 2, JSON.stringify(status.problems));
-        assert.ok(status.problems.folders >= 2, JSON.stringify(status.problems));
-        assert.ok(status.problems.files >= 5, JSON.stringify(status.problems));
+        const kinds = status.problemKinds!;
+        assert.equal(kinds.hiddenFolders, 2);
+        assert.ok(kinds.symlinks >= 2, JSON.stringify(kinds));
+        assert.ok(kinds.folders >= 2, JSON.stringify(kinds));
+        assert.ok(kinds.files >= 5, JSON.stringify(kinds));
+        assert.equal(status.problems, lines.length, "status counts every problems.txt line");
         const statusFile = JSON.parse(await Deno.readTextFile(`${mnt}/.musicfs/status.json`));
-        assert.deepEqual(statusFile.problems, status.problems);
+        assert.deepEqual(statusFile.problemKinds, kinds);
+        const cli = await musicfs(["status", "--state-dir", dirs.state]);
+        assert.match(cli.stdout, /2 hidden folders skipped/, cli.stdout + cli.stderr);
 
         // The watcher: a file made readable and a symlinked folder added appear on their own.
         await lib.unlock();

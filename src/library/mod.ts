@@ -76,3 +76,9 @@ export {
 export { cleanText, fixMojibake } from "./text.ts";
 export { type MergedRoot, mergeRoots } from "./roots.ts";
 export { countProblems, type ProblemCounts } from "./problems.ts";
+export {
+  type LibraryReport,
+  type LibraryState,
+  repair as repairLibrary,
+  verify as verifyLibrary,
+} from "./verify.ts";
