@@ -140,6 +140,8 @@ Deno.test({
           assert.ok(!lines.some(([path]) => path.includes(`/${h}`)), `hidden ${h} listed`);
         }
         const status = await d.getStatus();
+        // One origin (the nested root merged), watched live despite the folders it cannot enter.
+        assert.deepEqual(status.origins.map((o) => [o.path, o.watch]), [[lib.root, "watching"]]);
         const kinds = status.problemKinds!;
         assert.equal(kinds.hiddenFolders, 2);
         assert.ok(kinds.symlinks >= 2, JSON.stringify(kinds));

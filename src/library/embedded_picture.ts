@@ -71,18 +71,22 @@ function id3v2Picture(r: BlockReader, best: Best): number {
   const version = h[3];
   const end = 10 + syncsafe(h, 6);
   if (version < 3 || version > 4 || (h[5] & 0x80)) return end; // v2.2 or unsynchronised
+  // Frame headers are walked in one read of the tag, but for its picture data: a large
+  // picture stays unread (only the first KiB of an APIC frame is needed).
   let pos = 10;
   if (h[5] & 0x40) {
     const x = r.read(10, 14);
     pos += version === 4 ? syncsafe(x, 0) : be32(x, 0) + 4;
   }
+  let tag = r.read(0, Math.min(end, 64 * 1024));
   while (pos + 10 <= end) {
-    const f = r.read(pos, pos + 10);
+    if (pos + 10 > tag.length) tag = r.read(0, Math.min(end, pos + 64 * 1024));
+    const f = tag.subarray(pos, pos + 10);
     if (f[0] === 0) break; // padding
     const size = version === 4 ? syncsafe(f, 4) : be32(f, 4);
     const body = pos + 10;
     pos = body + size;
-    if (!ascii(f, 0, "APIC") || pos > end) continue;
+    if (f[0] !== 0x41 || !ascii(f, 0, "APIC") || pos > end) continue;
     let start = body;
     if (version === 4) {
       if (f[9] & 0x0e) continue; // compressed, encrypted or unsynchronised

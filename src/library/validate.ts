@@ -123,7 +123,8 @@ function checkMpeg(r: BlockReader): string | undefined {
       }
     }
     if (!ok) continue;
-    return checkXing(head, p, first, end - start - p) ?? checkMpegTail(r, start, end, first.key);
+    return checkXing(head, p, first, end - start - p) ??
+      checkMpegTail(r, start, end, first.key, first.len);
   }
   return "not an MPEG audio stream: no run of valid frame headers";
 }
@@ -150,8 +151,10 @@ function checkXing(b: Uint8Array, p: number, h: FrameHeader, have: number): stri
  * last frame runs past it was cut; one broken by junk (trailing garbage some rippers leave)
  * passes, as nothing certain can be said.
  */
-function checkMpegTail(r: BlockReader, start: number, end: number, key: number) {
-  const from = Math.max(start, end - 8192);
+function checkMpegTail(r: BlockReader, start: number, end: number, key: number, len: number) {
+  // Room for six frames of the size seen at the start (VBR frames may be larger: then fewer
+  // fit, and with fewer than three in sync nothing is judged).
+  const from = Math.max(start, end - Math.min(8192, 6 * len + 64));
   const b = r.read(from, end);
   for (let p = 0; p + 7 <= b.length; p++) {
     const first = frameHeader(b, p);
