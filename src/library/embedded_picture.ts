@@ -1,7 +1,7 @@
 /**
  * Where a file's embedded front picture lies: its MIME type and its exact byte range in the
- * source file, for ID3v2 APIC frames (MP3, MP2, AAC, and ID3v2 in WAV/AIFF is not covered),
- * FLAC PICTURE blocks and MP4 `covr` items.
+ * source file, for ID3v2 APIC frames (MP3, MP2, AAC, and the `id3 ` chunk of WAV and AIFF), FLAC
+ * PICTURE blocks and MP4 `covr` items.
  *
  * Why hand-written: music-metadata only hands pictures over as copied byte arrays (reading the
  * whole picture into memory, which the scan skips on purpose with `skipCovers`), and never says
@@ -65,23 +65,23 @@ class Best {
   }
 }
 
-function id3v2Picture(r: BlockReader, best: Best): number {
-  const h = r.read(0, 10);
-  if (h.length < 10 || !ascii(h, 0, "ID3")) return 0;
+function id3v2Picture(r: BlockReader, best: Best, base = 0): number {
+  const h = r.read(base, base + 10);
+  if (h.length < 10 || !ascii(h, 0, "ID3")) return base;
   const version = h[3];
-  const end = 10 + syncsafe(h, 6);
+  const end = base + 10 + syncsafe(h, 6);
   if (version < 3 || version > 4 || (h[5] & 0x80)) return end; // v2.2 or unsynchronised
   // Frame headers are walked in one read of the tag, but for its picture data: a large
   // picture stays unread (only the first KiB of an APIC frame is needed).
-  let pos = 10;
+  let pos = base + 10;
   if (h[5] & 0x40) {
-    const x = r.read(10, 14);
+    const x = r.read(base + 10, base + 14);
     pos += version === 4 ? syncsafe(x, 0) : be32(x, 0) + 4;
   }
-  let tag = r.read(0, Math.min(end, 64 * 1024));
+  let tag = r.read(base, Math.min(end, base + 64 * 1024));
   while (pos + 10 <= end) {
-    if (pos + 10 > tag.length) tag = r.read(0, Math.min(end, pos + 64 * 1024));
-    const f = tag.subarray(pos, pos + 10);
+    if (pos + 10 > base + tag.length) tag = r.read(base, Math.min(end, pos + 64 * 1024));
+    const f = tag.subarray(pos - base, pos - base + 10);
     if (f[0] === 0) break; // padding
     const size = version === 4 ? syncsafe(f, 4) : be32(f, 4);
     const body = pos + 10;
@@ -115,6 +115,21 @@ function id3v2Picture(r: BlockReader, best: Best): number {
     if (best.offer({ mime, offset: start + i, size: pos - start - i }, type)) break;
   }
   return end;
+}
+
+/** The ID3v2 tag in the `id3 ` chunk of a RIFF (WAV, little-endian) or FORM (AIFF) file. */
+function chunkPicture(r: BlockReader, littleEndian: boolean, best: Best): void {
+  let pos = 12;
+  for (let n = 0; pos + 8 <= r.size && n < 1000; n++) {
+    const h = r.read(pos, pos + 8);
+    const size = new DataView(h.buffer, h.byteOffset, 8).getUint32(4, littleEndian);
+    const id = latin1(h.subarray(0, 4)).toLowerCase();
+    if (id === "id3 ") {
+      id3v2Picture(r, best, pos + 8);
+      return;
+    }
+    pos += 8 + size + (size & 1);
+  }
 }
 
 function flacPicture(r: BlockReader, at: number, best: Best): void {
@@ -205,6 +220,8 @@ export function locatePicture(
   try {
     if (c === "flac") flacPicture(r, id3v2Picture(r, new Best()), best);
     else if (c === "mpeg" || c.startsWith("adts")) id3v2Picture(r, best);
+    else if (c === "wave") chunkPicture(r, true, best);
+    else if (c.startsWith("aiff")) chunkPicture(r, false, best);
     else if (c.startsWith("m4a") || c.startsWith("mp4") || c.includes("isom") || c === "3gp") {
       mp4Picture(r, best);
     }
@@ -260,6 +277,8 @@ export async function readEmbeddedPicture(
 function sniffContainer(r: BlockReader): string | undefined {
   const h = r.read(0, 12);
   if (ascii(h, 4, "ftyp")) return "mp4";
+  if (ascii(h, 0, "RIFF") && ascii(h, 8, "WAVE")) return "wave";
+  if (ascii(h, 0, "FORM") && ascii(h, 8, "AIF")) return "aiff";
   let pos = 0;
   if (ascii(h, 0, "ID3")) pos = 10 + syncsafe(h, 6);
   if (ascii(r.read(pos, pos + 4), 0, "fLaC")) return "flac";
