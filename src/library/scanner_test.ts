@@ -245,11 +245,12 @@ Deno.test("a library root left empty (unmounted share) keeps its tracks; deletin
       const origin = db.origins().find((o) => o.id === first.originId)!;
       // The share goes away: its mountpoint stays, empty.
       await Deno.rename(`${lib}/music`, `${lib}/away`);
-      await Deno.mkdir(`${lib}/music`);
+      // Only a hidden folder left in it (a desktop's trash): still empty.
+      await Deno.mkdir(`${lib}/music/.Trash-1000`, { recursive: true });
       await assert.rejects(() => scanner.scanOrigin(origin), EmptyRootError);
       assert.equal(db.trackCount(), 5);
       // It comes back with one track fewer: that one really is gone.
-      await Deno.remove(`${lib}/music`);
+      await Deno.remove(`${lib}/music`, { recursive: true });
       await Deno.rename(`${lib}/away`, `${lib}/music`);
       await Deno.remove(`${lib}/music/${written[0]}`);
       await scanner.scanOrigin(origin);
