@@ -67,7 +67,7 @@ Deno.test({
         ...daemonOptions(dirs),
         // The root and a root inside it: merged, each file once (rule 7).
         libraries: [lib.root, lib.nestedRoot],
-        wrap: DROP_DAC_ARGV,
+        wrap: [...DROP_DAC_ARGV],
         // inotify reports no symlink made to a folder: the periodic revalidation finds it.
         env: { MUSICFS_REVALIDATE_SECONDS: "3" },
       };

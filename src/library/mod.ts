@@ -33,6 +33,7 @@ export {
   type ScanProgressUpdate,
   type ScanStart,
   SCHEMA_VERSION,
+  setAsideLibraryDatabase,
   type WriteFailure,
 } from "./db.ts";
 export {
@@ -56,6 +57,13 @@ export {
   type ScanProgress,
   type ScanResult,
 } from "./scanner.ts";
+export {
+  checkSources,
+  integrityProblems,
+  type SourceCheck,
+  type SourceCheckOptions,
+  trackProblems,
+} from "./integrity.ts";
 export { Walker, WalkError } from "./walker.ts";
 export type { WalkBatch, WalkDir, WalkFile, WalkProblem, WalkSummary } from "./walk.ts";
 export { coverRank, isHiddenName, isHiddenPath } from "./walk.ts";
@@ -81,4 +89,5 @@ export {
   type LibraryState,
   repair as repairLibrary,
   verify as verifyLibrary,
+  verifySources as verifyLibrarySources,
 } from "./verify.ts";

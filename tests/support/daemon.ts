@@ -102,8 +102,8 @@ export interface StartOptions {
   env?: Record<string, string>;
   /** How long the mount may take to answer; default 60 s. */
   readyTimeoutMs?: number;
-  /** A command the daemon runs under, e.g. `setpriv` arguments ending in `--`. */
-  wrap?: readonly string[];
+  /** A command that execs the daemon, e.g. `["prlimit", "--nofile=64:64", "--"]`. */
+  wrap?: string[];
 }
 
 /** Thrown by {@link startDaemon} when the daemon exits or hangs before serving. */
