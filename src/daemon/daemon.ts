@@ -8,12 +8,15 @@ import { MusicOps, TRACK_INO_BASE, VirtualTree } from "../fs/mod.ts";
 import type { Invalidation } from "../fs/mod.ts";
 import {
   checkSources,
+  countProblems,
   Database,
   type LibraryChange,
   type LibraryDatabaseOpen,
   LibraryWatcher,
+  mergeRoots,
   openLibraryDatabase,
   type Origin,
+  revalidateMsFromEnv,
   Scanner,
   type ScanProgress,
   setAsideLibraryDatabase,
@@ -164,7 +167,10 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         to: opened.recovered.movedTo,
       });
     }
-    const origins: Origin[] = opts.libraries.map((p) => {
+    // A root inside another one (or given twice) would show its files twice: merged, one line.
+    const { roots, merged } = mergeRoots(opts.libraries);
+    for (const m of merged) log.warn("{message}", { message: m.message });
+    const origins: Origin[] = roots.map((p) => {
       try {
         return db!.ensureOrigin(p);
       } catch (e) {
@@ -243,6 +249,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         stateDir: opts.stateDir,
         tracks: treeStats.tracks,
         problems: treeStats.problems,
+        problemKinds: countProblems(tree.problems()),
         scan: scanProgress && {
           active: scanning(),
           phase: scanProgress.phase,
@@ -635,6 +642,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     // once the mount is up and reported ready.
     supervisor.spawnCritical("watcher", (signal) => {
       const watcher = new LibraryWatcher(scanner, origins, {
+        revalidateMs: revalidateMsFromEnv(),
         onState: (s: WatchState) => {
           for (const o of origins) watchStates.set(o.id, s);
           if (s.mode === "polling") {
