@@ -81,7 +81,7 @@ export function findFuseMount(path: string): MountInfo | undefined {
 
 /**
  * The state of the FUSE mount at `path`: `dead` when a lookup in it fails with ENOTCONN or
- * ECONNABORTED (its daemon is gone, or its connection was aborted), `hung` when the lookup does
+ * ECONNABORTED (its daemon is gone or its connection was aborted), `hung` when the lookup does
  * not answer within `timeoutMs`, else `live`. The stat is async
  * with a bound because a sync one would hang us on a stopped daemon, or deadlock on our own.
  */
@@ -91,14 +91,15 @@ export async function probeMount(
 ): Promise<"live" | "dead" | "hung"> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<"hung">((r) => (timer = setTimeout(() => r("hung"), timeoutMs)));
-  // A lookup of a name nobody has asked for always reaches the daemon: a dead connection can
-  // still answer a listing (FUSE serves cached directory pages without checking it is alive).
-  const probe = `${path}/.musicfs-probe-${crypto.randomUUID()}`;
+  // A name never looked up always reaches the daemon: with NO_OPENDIR_SUPPORT a listing (and a
+  // stat) may be answered from the kernel's cache even on a dead connection.
+  const fresh = `${path}/.musicfs-probe-${crypto.randomUUID()}`;
   const stat = (async () => {
     try {
-      await Deno.lstat(probe);
+      await Deno.lstat(fresh);
       return "live" as const;
     } catch (e) {
+      // ECONNABORTED: the connection was aborted through /sys/fs/fuse/connections.
       const code = (e as { code?: string }).code;
       return code === "ENOTCONN" || code === "ECONNABORTED" ? "dead" as const : "live" as const;
     }
