@@ -1,11 +1,17 @@
 /**
- * Query execution over minisearch's inverted index (see ./engine.ts for why not
- * `MiniSearch.search`). Semantics follow minisearch with `combineWith: "AND"`: every query term
- * must match, each through its exact form, a prefix expansion or a fuzzy neighbour; scores are
- * minisearch's BM25+ with its prefix and fuzzy weights, so rankings agree with it.
+ * Queries: each query word becomes an FTS5 expression of its whole word, its prefix expansion
+ * (2+ characters) and its typo neighbours (from ./vocab.ts); the words are ANDed. Ranking is
+ * FTS5's BM25 with the field boosts of ./text.ts, where a whole word also matches its own prefix
+ * expansion and so scores above a word it is only the prefix of.
+ *
+ * BM25 costs about 0.5 us per matching row, so a query matching more than
+ * {@link RANK_LIMIT} tracks (one common word at a million tracks matches half a million) is not
+ * ranked row by row: it lists whole-word matches in titles and artists first, then the others,
+ * each tier by track id, its score the same within a tier.
  */
-import { type Engine, internals, type TermData } from "./engine.ts";
+import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { BOOSTS, FIELDS, MAX_TERM_LENGTH, terms, truncateUtf8 } from "./text.ts";
+import type { Vocabulary } from "./vocab.ts";
 
 /** One match: the track id and its relevance (higher is better). */
 export interface SearchResult {
@@ -33,11 +39,12 @@ export const MIN_FUZZY_LENGTH = 4;
 export const FUZZY = 0.2;
 /** Upper bound of edits, whatever the term length. */
 export const MAX_FUZZY = 2;
+/** Most typo neighbours a term expands to (the closest are kept). */
+export const MAX_FUZZY_TERMS = 64;
+/** Queries matching more tracks than this are listed by tiers instead of ranked row by row. */
+export const RANK_LIMIT = 10_000;
 
-const PREFIX_WEIGHT = 0.375;
-const FUZZY_WEIGHT = 0.45;
-const BM25 = { k: 1.2, b: 0.7, d: 0.5 };
-const BOOST_BY_ID = FIELDS.map((f) => BOOSTS[f]);
+const WEIGHTS = FIELDS.map((f) => BOOSTS[f]).join(", ");
 
 /** The normalised, de-duplicated terms `query` is searched for. */
 export function queryTerms(query: string, opts: QueryOptions = {}): string[] {
@@ -45,217 +52,107 @@ export function queryTerms(query: string, opts: QueryOptions = {}): string[] {
   return [...new Set(terms(text))].slice(0, MAX_QUERY_TERMS);
 }
 
-/** One (derived term, field) posting list and the constant part of its BM25 score. */
-interface Postings {
-  freqs: Map<number, number>;
-  fieldId: number;
-  /** expansion weight * field boost * idf */
-  weight: number;
-  avgLength: number;
+const quote = (t: string) => `"${t.replaceAll('"', '""')}"`;
+
+/** The FTS5 expressions of one term: every expansion, and the whole word only. */
+interface TermExpr {
+  any: string;
+  exact: string | undefined;
 }
 
-interface TermPlan {
-  lists: Postings[];
-  /** Postings to walk when scanning this term. */
-  cost: number;
-}
-
-function plan(ms: Engine, term: string): TermPlan {
-  const m = internals(ms);
-  const total = m._documentCount;
-  const lists: Postings[] = [];
-  let cost = 0;
-  const addData = (data: TermData | undefined, weight: number) => {
-    if (!data) return;
-    for (const [fieldId, freqs] of data) {
-      if (freqs.size === 0) continue;
-      const df = freqs.size;
-      const idf = Math.log(1 + (total - df + 0.5) / (df + 0.5));
-      const boost = BOOST_BY_ID[fieldId] ?? 1;
-      lists.push({
-        freqs,
-        fieldId,
-        weight: weight * boost * idf,
-        avgLength: m._avgFieldLength[fieldId] || 1,
-      });
-      cost += df;
-    }
-  };
-  addData(m._index.get(term), 1);
-  const seen = new Set<string>([term]);
-  if (term.length >= MIN_PREFIX_LENGTH) {
-    for (const [t, data] of m._index.atPrefix(term)) {
-      if (seen.has(t)) continue;
-      seen.add(t);
-      const distance = t.length - term.length;
-      addData(data, PREFIX_WEIGHT * t.length / (t.length + 0.3 * distance));
-    }
-  }
+/** The expressions of `term`, or undefined when no indexed word can match it. */
+function expand(vocab: Vocabulary, term: string): TermExpr | undefined {
+  const parts: string[] = [];
+  const known = vocab.has(term);
+  if (known) parts.push(quote(term));
+  const prefix = term.length >= MIN_PREFIX_LENGTH;
+  if (prefix && vocab.hasPrefix(term)) parts.push(`${quote(term)} *`);
   if (term.length >= MIN_FUZZY_LENGTH && !/^\d+$/.test(term)) {
     const maxDistance = Math.min(MAX_FUZZY, Math.round(term.length * FUZZY));
-    if (maxDistance > 0) {
-      for (const [t, [data, distance]] of m._index.fuzzyGet(term, maxDistance)) {
-        if (seen.has(t)) continue;
-        seen.add(t);
-        addData(data, FUZZY_WEIGHT * t.length / (t.length + distance));
-      }
+    for (const w of vocab.fuzzy(term, maxDistance, MAX_FUZZY_TERMS).keys()) {
+      if (w === term || (prefix && w.startsWith(term))) continue;
+      parts.push(quote(w));
     }
   }
-  return { lists, cost };
+  if (parts.length === 0) return undefined;
+  return { any: `(${parts.join(" OR ")})`, exact: known ? quote(term) : undefined };
+}
+
+/** Prepared statements of one connection. */
+export class QueryStatements {
+  readonly ranked: StatementSync;
+  readonly ids: StatementSync;
+  readonly capped: StatementSync;
+
+  /** Prepare on `db` (an index database of ./store.ts). */
+  constructor(db: DatabaseSync) {
+    this.ranked = db.prepare(
+      `SELECT rowid AS id, bm25(docs, ${WEIGHTS}) AS s FROM docs WHERE docs MATCH ?
+       ORDER BY s, rowid LIMIT ?`,
+    );
+    this.ids = db.prepare("SELECT rowid AS id FROM docs WHERE docs MATCH ? LIMIT ?");
+    this.capped = db.prepare(
+      "SELECT count(*) AS n FROM (SELECT rowid FROM docs WHERE docs MATCH ? LIMIT ?)",
+    );
+  }
 }
 
 /**
  * The best `limit` matches of `query`, best first (ties by ascending id). Never throws on odd
- * input: a query without any word (empty, only punctuation) has no matches.
+ * input: a query without any word (empty, only punctuation) has no matches. SQLite errors (a
+ * damaged file) do throw.
  */
 export function executeQuery(
-  ms: Engine,
+  st: QueryStatements,
+  vocab: Vocabulary,
   query: string,
   limit: number,
   opts: QueryOptions = {},
 ): SearchResult[] {
   const max = Number.isNaN(limit) ? 0 : Math.max(0, Math.floor(limit));
-  if (max === 0 || ms.documentCount === 0) return [];
-  const qs = queryTerms(query, opts);
-  if (qs.length === 0) return [];
-  const plans: TermPlan[] = [];
-  for (const t of qs) {
-    const p = plan(ms, t.slice(0, MAX_TERM_LENGTH));
-    // A word that matches nothing empties an AND query: skip planning the others.
-    if (p.cost === 0) return [];
-    plans.push(p);
+  if (max === 0) return [];
+  const exprs: TermExpr[] = [];
+  for (const t of queryTerms(query, opts)) {
+    const e = expand(vocab, t.slice(0, MAX_TERM_LENGTH));
+    // A word that matches nothing empties an AND query.
+    if (!e) return [];
+    exprs.push(e);
   }
-  // Rarest term first: later terms only need to score the shrinking candidate set.
-  plans.sort((a, b) => a.cost - b.cost);
-  const m = internals(ms);
-  const live = m._documentIds;
-  const lengths = m._fieldLength;
-  const { k, b, d } = BM25;
-  const score = (p: Postings, short: number, tf: number): number => {
-    const len = lengths.get(short)?.[p.fieldId] ?? 0;
-    return p.weight * (d + tf * (k + 1) / (tf + k * (1 - b + b * len / p.avgLength)));
-  };
-  const scratch = scratchFor(m._nextId);
-  const { hits, scores } = scratch;
-  // Dead postings (of discarded documents) exist only until the next vacuum.
-  const checkLive = m._dirtCount > 0;
-  // hits[short] = how many query terms (in plan order) the document matched so far.
-  let candidates: number[] = [];
-  try {
-    for (let j = 0; j < plans.length; j++) {
-      const p = plans[j];
-      if (j === 0) {
-        for (const list of p.lists) {
-          for (const [short, tf] of list.freqs) {
-            if (checkLive && !live.has(short)) continue;
-            if (hits[short] === 0) {
-              hits[short] = 1;
-              candidates.push(short);
-            }
-            scores[short] += score(list, short, tf);
-          }
-        }
-      } else if (candidates.length * p.lists.length < p.cost) {
-        // Few candidates left: look them up instead of walking long posting lists.
-        for (const short of candidates) {
-          for (const list of p.lists) {
-            const tf = list.freqs.get(short);
-            if (tf === undefined) continue;
-            hits[short] = j + 1;
-            scores[short] += score(list, short, tf);
-          }
-        }
-      } else {
-        for (const list of p.lists) {
-          for (const [short, tf] of list.freqs) {
-            const h = hits[short];
-            if (h !== j && h !== j + 1) continue;
-            hits[short] = j + 1;
-            scores[short] += score(list, short, tf);
-          }
-        }
-      }
-      if (j > 0) {
-        const kept: number[] = [];
-        for (const short of candidates) {
-          if (hits[short] === j + 1) kept.push(short);
-          else {
-            hits[short] = 0;
-            scores[short] = 0;
-          }
-        }
-        candidates = kept;
-      }
-      if (candidates.length === 0) return [];
-    }
-    return topK(candidates, scores, live, max);
-  } finally {
-    for (const short of candidates) {
-      hits[short] = 0;
-      scores[short] = 0;
-    }
+  if (exprs.length === 0) return [];
+  const match = exprs.map((e) => e.any).join(" AND ");
+  const sqlLimit = Number.isFinite(max) ? max : -1;
+  if (max > RANK_LIMIT || countUpTo(st, match, RANK_LIMIT + 1) <= RANK_LIMIT) {
+    const rows = st.ranked.all(match, sqlLimit) as { id: number; s: number }[];
+    // bm25() is negative, lower is better.
+    return rows.map((r) => ({ id: Number(r.id), score: -r.s || 0 }));
   }
+  // Too many matches to rank: whole words in titles and artists first, then the rest.
+  const out: SearchResult[] = [];
+  const seen = new Set<number>();
+  const tiers: [string | undefined, number][] = [
+    [
+      exprs.every((e) => e.exact)
+        ? exprs.map((e) => `{title artist} : ${e.exact}`).join(" AND ")
+        : undefined,
+      2,
+    ],
+    [match, 1],
+  ];
+  for (const [expr, score] of tiers) {
+    if (!expr) continue;
+    for (const r of st.ids.all(expr, max + seen.size) as { id: number }[]) {
+      const id = Number(r.id);
+      if (seen.has(id)) continue;
+      seen.add(id);
+      out.push({ id, score });
+      if (out.length >= max) break;
+    }
+    if (out.length >= max) break;
+  }
+  // Each tier came in id order: keep it, best tier first.
+  return out;
 }
 
-/** Per-document accumulators, reused by every query (searches are synchronous). */
-interface Scratch {
-  hits: Uint8Array;
-  scores: Float64Array;
-}
-let scratch: Scratch = { hits: new Uint8Array(0), scores: new Float64Array(0) };
-
-function scratchFor(size: number): Scratch {
-  if (scratch.hits.length < size) {
-    const n = Math.max(size, Math.ceil(scratch.hits.length * 1.5), 1024);
-    scratch = { hits: new Uint8Array(n), scores: new Float64Array(n) };
-  }
-  return scratch;
-}
-
-/** The `max` best candidates as results, best first, ties by ascending id. */
-function topK(
-  candidates: number[],
-  scores: Float64Array,
-  ids: Map<number, number>,
-  max: number,
-): SearchResult[] {
-  const better = (a: SearchResult, b: SearchResult) =>
-    a.score > b.score || (a.score === b.score && a.id < b.id);
-  const order = (a: SearchResult, b: SearchResult) => (better(a, b) ? -1 : better(b, a) ? 1 : 0);
-  if (candidates.length <= max * 2) {
-    return candidates.map((short) => ({ id: ids.get(short)!, score: scores[short] })).sort(order)
-      .slice(0, max);
-  }
-  // A min-heap of the best `max` so far: O(n log max) instead of sorting every match.
-  const heap: SearchResult[] = [];
-  const down = (i: number) => {
-    for (;;) {
-      const l = 2 * i + 1;
-      const r = l + 1;
-      let w = i;
-      if (l < heap.length && better(heap[w], heap[l])) w = l;
-      if (r < heap.length && better(heap[w], heap[r])) w = r;
-      if (w === i) return;
-      [heap[i], heap[w]] = [heap[w], heap[i]];
-      i = w;
-    }
-  };
-  for (const short of candidates) {
-    const score = scores[short];
-    if (heap.length === max && score < heap[0].score) continue;
-    const item = { id: ids.get(short)!, score };
-    if (heap.length < max) {
-      heap.push(item);
-      for (let i = heap.length - 1; i > 0;) {
-        const parent = (i - 1) >> 1;
-        if (!better(heap[parent], heap[i])) break;
-        [heap[i], heap[parent]] = [heap[parent], heap[i]];
-        i = parent;
-      }
-    } else if (better(item, heap[0])) {
-      heap[0] = item;
-      down(0);
-    }
-  }
-  return heap.sort(order);
+function countUpTo(st: QueryStatements, match: string, cap: number): number {
+  return Number((st.capped.get(match, cap) as { n: number }).n);
 }
