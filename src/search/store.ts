@@ -239,8 +239,14 @@ export function verifyStore(db: DatabaseSync, path: string, documentCount?: numb
     const rows = db.prepare("PRAGMA quick_check").all() as { quick_check: string }[];
     const bad = rows.map((r) => r.quick_check).filter((r) => r !== "ok");
     if (bad.length) throw new Error(`integrity check failed: ${bad.slice(0, 3).join("; ")}`);
-    // FTS5 checks its own structure and every doclist (a statement that writes nothing).
-    db.exec("INSERT INTO docs(docs, rank) VALUES ('integrity-check', 0)");
+    // FTS5 checks its own structure and every doclist: a statement that writes nothing, but
+    // needs a write transaction (rolled back).
+    db.exec("BEGIN IMMEDIATE");
+    try {
+      db.exec("INSERT INTO docs(docs, rank) VALUES ('integrity-check', 0)");
+    } finally {
+      db.exec("ROLLBACK");
+    }
   } catch (e) {
     throw new SearchSnapshotCorruptError("checksum", path, message(e), { cause: e, documentCount });
   }
@@ -337,7 +343,8 @@ function message(e: unknown): string {
 }
 
 /**
- * Check the index file at `path` fully without changing it (for `musicfs check`): resolves to
+ * Check the index file at `path` fully without changing it (for `musicfs check`; FTS5's check
+ * needs a write lock, taken and released): resolves to
  * its stamped values, or throws the {@link SearchSnapshotError} subclass `SearchIndex.open`
  * would, or a {@link SearchSnapshotCorruptError} when the full check finds damage.
  */
@@ -346,7 +353,7 @@ export function inspectSnapshot(
   opts: { generation?: number } = {},
 ): Promise<StoreHeader> {
   try {
-    const { db, header } = openStore(path, { readOnly: true, generation: opts.generation });
+    const { db, header } = openStore(path, { readOnly: false, generation: opts.generation });
     try {
       verifyStore(db, path, header.documentCount);
       return Promise.resolve(header);
