@@ -300,3 +300,73 @@ Deno.test("read-only recovery rebuilds in memory and writes nothing", async () =
     assert.equal(intact.readOnly, true);
   });
 });
+
+Deno.test("damage only the full check sees is found in the background and rebuilt", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/s`;
+    const tracks = syntheticTracks(3000, 12);
+    const good = await snapshotOf(path, tracks);
+    // A page whose garbage passes the checks made when opening, not the full one.
+    let torn: Uint8Array | undefined;
+    const r = prng(4);
+    for (let page = 2; page < good.bytes.length / PAGE && !torn; page++) {
+      const b = good.bytes.slice();
+      for (let i = page * PAGE + 200; i < (page + 1) * PAGE - 200; i++) {
+        b[i] = Math.floor(r() * 256);
+      }
+      await Deno.writeFile(path, b);
+      try {
+        (await SearchIndex.open(path)).close();
+      } catch {
+        continue;
+      }
+      if (await inspectSnapshot(path).then(() => false, () => true)) torn = b;
+    }
+    assert.ok(torn, "some page damage is only seen by the full check");
+    await Deno.writeFile(path, torn);
+    using logs = captureLogs();
+    const index = await SearchIndex.openWithRecovery(path, {
+      rebuildFrom: () => tracks,
+      generation: GENERATION,
+      verify: true,
+    });
+    // Changes made while the check runs wait for it, and survive the rebuild.
+    index.indexFile(track(90_001, { title: "During The Check" }));
+    await index.checked;
+    const warn = logs.records.find((r) => r.level === "warning");
+    assert.ok(warn, "a WARN is logged");
+    assert.equal(warn.properties.before, 3000);
+    assert.equal(warn.properties.after, 3001);
+    assert.deepEqual(ids(index.search("during the check")), [90_001]);
+    for (const q of good.queries.slice(0, 10)) {
+      assert.deepEqual(ids(index.search(q, 1000)), ids(good.results.get(q)!), q);
+    }
+    await index.commit();
+    index.close();
+    const header = await inspectSnapshot(path, { generation: GENERATION });
+    assert.equal(header.documentCount, 3001, "the rebuilt file passes the full check");
+  });
+});
+
+Deno.test("an intact file passes the background check; held changes are applied", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/s`;
+    await snapshotOf(path, syntheticTracks(500, 13));
+    using logs = captureLogs();
+    const index = await SearchIndex.openWithRecovery(path, {
+      rebuildFrom: () => {
+        throw new Error("must not rebuild");
+      },
+      generation: GENERATION,
+      verify: true,
+    });
+    index.indexFile(track(90_002, { title: "Held Back" }));
+    await index.checked;
+    assert.deepEqual(ids(index.search("held back")), [90_002]);
+    assert.equal(index.size, 501);
+    assert.equal(logs.records.filter((r) => r.level === "warning").length, 0);
+    await index.commit();
+    index.close();
+    assert.equal((await inspectSnapshot(path)).documentCount, 501);
+  });
+});

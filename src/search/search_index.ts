@@ -16,6 +16,7 @@ import {
   readHeader,
   removeStaleTemps,
   type StoreHeader,
+  verifyInBackground,
   verifyStore,
   writeCopy,
 } from "./store.ts";
@@ -54,6 +55,12 @@ export interface RecoveryOptions {
    * `musicfs search` without a daemon, next to a daemon that may be starting.
    */
   readOnly?: boolean;
+  /**
+   * After opening, check the whole file in the background (SQLite quick_check and FTS5
+   * integrity-check in a worker, seconds at a million tracks) and rebuild it when damaged.
+   * Searches are served meanwhile; changes wait until the check is over. For the daemon.
+   */
+  verify?: boolean;
 }
 
 /** What {@link SearchIndex.commit} did. */
@@ -140,6 +147,12 @@ export class SearchIndex {
   #replay = false;
   #changed = false;
   #commits: Promise<unknown> = Promise.resolve();
+  /** Changes only go to the journal while the file is checked or rebuilt. */
+  #holding = false;
+  /** The background check and any rebuild it caused. */
+  #checking: Promise<void> = Promise.resolve();
+  #recovery: RecoveryOptions | undefined;
+  #rebuilding = false;
 
   private constructor(
     path: string,
@@ -200,7 +213,10 @@ export class SearchIndex {
     if (!readOnly) await removeStaleTemps(path);
     let problem: SearchSnapshotError;
     try {
-      return await SearchIndex.open(path, { generation: opts.generation, readOnly });
+      const index = await SearchIndex.open(path, { generation: opts.generation, readOnly });
+      index.#recovery = opts;
+      if (opts.verify && !readOnly) index.#verifyInBackground();
+      return index;
     } catch (e) {
       problem = e instanceof SearchSnapshotError ? e : new SearchSnapshotCorruptError(
         "unreadable",
@@ -289,7 +305,7 @@ export class SearchIndex {
     // A rebuilt index in memory commits as a whole: nothing to replay.
     if (this.#atPath) this.#journal.set(id, track);
     this.#changed = true;
-    if (this.#replay) return;
+    if (this.#replay || this.#holding) return;
     try {
       this.#begin();
       this.#apply(id, track);
@@ -368,18 +384,117 @@ export class SearchIndex {
     }
   }
 
-  /** The file is damaged under us: remove it so that the next start rebuilds it. */
+  /**
+   * The file is damaged under us: rebuild it from the source when there is one, else remove it
+   * so that the next start rebuilds it.
+   */
   #damaged(e: unknown): void {
-    if (!this.#atPath || this.#readOnly) return;
-    log.warn("Search index {path} is damaged ({error}); removed, the next start rebuilds it", {
+    if (!this.#atPath || this.#readOnly || this.#rebuilding) return;
+    const reason = e instanceof Error ? e.message : String(e);
+    if (this.#recovery?.rebuildFrom) {
+      this.#holding = true;
+      this.#checking = this.#rebuild(reason);
+      return;
+    }
+    log.warn("Search index {path} is damaged ({reason}); removed, the next start rebuilds it", {
       path: this.path,
-      error: e instanceof Error ? e.message : String(e),
+      reason,
     });
     for (const p of [this.path, `${this.path}-wal`, `${this.path}-shm`]) {
       try {
         Deno.removeSync(p);
       } catch { /* gone already */ }
     }
+  }
+
+  /** Resolves once the background check, and any rebuild it caused, is over. */
+  get checked(): Promise<void> {
+    return this.#checking;
+  }
+
+  #verifyInBackground(): void {
+    this.#holding = true;
+    const check = verifyInBackground(this.path);
+    this.#checking = check.done.then(async (v) => {
+      if (v.ok || !v.damaged) {
+        if (!v.ok) {
+          log.warn("Cannot check search index {path} in the background: {reason}", {
+            path: this.path,
+            reason: v.reason,
+          });
+        }
+        this.#release();
+        return;
+      }
+      await this.#rebuild(`damaged (${v.reason})`);
+    });
+  }
+
+  /** Apply the changes held during a check. */
+  #release(): void {
+    this.#holding = false;
+    if (this.#replay || this.#journal.size === 0) return;
+    try {
+      this.#begin();
+      for (const [id, track] of this.#journal) this.#apply(id, track);
+    } catch (e) {
+      this.#failed(e);
+    }
+  }
+
+  /**
+   * Replace a damaged file: rebuild in memory from the source (searches keep using the old
+   * file meanwhile), swap, apply the changes held meanwhile, and write the new file.
+   */
+  async #rebuild(reason: string): Promise<void> {
+    this.#rebuilding = true;
+    const before = this.#size;
+    const fresh = SearchIndex.create(this.path, { generation: this.#generation });
+    try {
+      const source = this.#recovery?.rebuildFrom;
+      if (source) await fresh.indexAll(await source());
+    } catch (e) {
+      fresh.close();
+      log.error("Cannot rebuild damaged search index {path}: {error}", {
+        path: this.path,
+        error: e instanceof Error ? e.message : String(e),
+      });
+      this.#rebuilding = false;
+      this.#release();
+      return;
+    }
+    try {
+      if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
+      this.#db.close();
+    } catch { /* damaged: closing anyway */ }
+    this.#db = fresh.#db;
+    this.#query = fresh.#query;
+    this.#write = fresh.#write;
+    this.#vocab = fresh.#vocab;
+    this.#size = fresh.#size;
+    this.#atPath = false;
+    this.#replay = false;
+    this.#holding = false;
+    const held = this.#journal;
+    this.#journal = new Map();
+    for (const [id, track] of held) this.#change(id, track);
+    log.warn("Search index {reason}; rebuilt: {before} -> {after} documents", {
+      reason,
+      problem: "checksum",
+      before,
+      after: this.#size,
+      path: this.path,
+      readOnly: false,
+    });
+    try {
+      this.#commit(this.#generation, true);
+    } catch (e) {
+      log.error("Cannot commit rebuilt search index: {error}", {
+        error: String(e),
+        path: this.path,
+      });
+    }
+    this.#rebuilding = false;
   }
 
   /**
@@ -393,7 +508,11 @@ export class SearchIndex {
     if (this.#readOnly) {
       return Promise.reject(new SearchCommitError(this.path, "the index was opened read-only"));
     }
-    const run = () => this.#commit(generation ?? this.#generation, opts.force ?? false);
+    // The background check holds the write lock: a commit waits for it.
+    const run = async () => {
+      await this.#checking;
+      return this.#commit(generation ?? this.#generation, opts.force ?? false);
+    };
     const result = this.#commits.then(run, run);
     this.#commits = result.catch(() => {});
     return result;

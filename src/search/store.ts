@@ -364,3 +364,44 @@ export function inspectSnapshot(
     return Promise.reject(e);
   }
 }
+
+/** What {@link verifyInBackground} found. */
+export type Verification =
+  | { ok: true }
+  | { ok: false; reason: string; damaged: boolean };
+
+/** A running background check; `cancel` ends it (its promise then resolves `ok`). */
+export interface BackgroundCheck {
+  done: Promise<Verification>;
+  cancel(): void;
+}
+
+/**
+ * The full check of `path` (as {@link verifyStore}) in a worker, so the event loop keeps
+ * serving. The caller must not write to the file meanwhile (the FTS5 check takes the write
+ * lock). `damaged: false` means the check itself could not run (no worker, a busy lock).
+ */
+export function verifyInBackground(path: string): BackgroundCheck {
+  let worker: Worker;
+  try {
+    worker = new Worker(new URL("./verify_worker.ts", import.meta.url).href, { type: "module" });
+  } catch (e) {
+    return {
+      done: Promise.resolve({ ok: false, reason: `no worker: ${message(e)}`, damaged: false }),
+      cancel() {},
+    };
+  }
+  let settle!: (v: Verification) => void;
+  const done = new Promise<Verification>((resolve) => settle = resolve);
+  const end = (v: Verification) => {
+    worker.terminate();
+    settle(v);
+  };
+  worker.onmessage = (e: MessageEvent<Verification>) => end(e.data);
+  worker.onerror = (e: ErrorEvent) => {
+    e.preventDefault();
+    end({ ok: false, reason: `worker failed: ${e.message}`, damaged: false });
+  };
+  worker.postMessage({ path });
+  return { done, cancel: () => end({ ok: true }) };
+}
