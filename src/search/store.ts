@@ -202,8 +202,9 @@ function checkContents(db: DatabaseSync, path: string, bodySize: number): StoreH
   let header: StoreHeader | undefined;
   try {
     header = readHeader(db, bodySize);
-  } catch {
-    // No meta table: reported by version below, or as garbage.
+  } catch (e) {
+    // No meta table is reported by version below, or as garbage; a damaged one as damage.
+    if (isCorruption(e)) throw e;
   }
   if (version !== SEARCH_FORMAT_VERSION) {
     throw new SearchSnapshotVersionError(path, version, SEARCH_FORMAT_VERSION, {

@@ -285,6 +285,7 @@ async function checkSnapshot(
     const index = SearchIndex.create(path, { generation: db.generation });
     await index.indexAll(db.allTracks());
     const done = await index.commit(undefined, { force: true });
+    index.close();
     return report(
       "repaired",
       `was ${finding.state}; rebuilt from library.db: ${done.documentCount} documents, ` +
