@@ -4,10 +4,10 @@
  * FTS5's BM25 with the field boosts of ./text.ts, where a whole word also matches its own prefix
  * expansion and so scores above a word it is only the prefix of.
  *
- * BM25 costs about 0.5 us per matching row, so a query matching more than
+ * BM25 costs about 1 us per matching row (per query word), so a query matching more than
  * {@link RANK_LIMIT} tracks (one common word at a million tracks matches half a million) is not
- * ranked row by row: it lists whole-word matches in titles and artists first, then the others,
- * each tier by track id, its score the same within a tier.
+ * ranked row by row: it lists whole-word matches in titles and artists first, then the others;
+ * each tier ranked when it is small enough, else in track id order with one score.
  */
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { BOOSTS, FIELDS, MAX_TERM_LENGTH, terms, truncateUtf8 } from "./text.ts";
@@ -42,7 +42,7 @@ export const MAX_FUZZY = 2;
 /** Most typo neighbours a term expands to (the closest are kept). */
 export const MAX_FUZZY_TERMS = 64;
 /** Queries matching more tracks than this are listed by tiers instead of ranked row by row. */
-export const RANK_LIMIT = 10_000;
+export const RANK_LIMIT = 2000;
 
 const WEIGHTS = FIELDS.map((f) => BOOSTS[f]).join(", ");
 
@@ -126,7 +126,8 @@ export function executeQuery(
     // bm25() is negative, lower is better.
     return rows.map((r) => ({ id: Number(r.id), score: -r.s || 0 }));
   }
-  // Too many matches to rank: whole words in titles and artists first, then the rest.
+  // Too many matches to rank: whole words in titles and artists first, then the rest. A tier
+  // small enough is ranked; scores stay in [tier, tier + 1), so tiers never interleave.
   const out: SearchResult[] = [];
   const seen = new Set<number>();
   const tiers: [string | undefined, number][] = [
@@ -138,18 +139,21 @@ export function executeQuery(
     ],
     [match, 1],
   ];
-  for (const [expr, score] of tiers) {
+  for (const [expr, tier] of tiers) {
     if (!expr) continue;
-    for (const r of st.ids.all(expr, max + seen.size) as { id: number }[]) {
+    const want = max + seen.size;
+    const rows = countUpTo(st, expr, RANK_LIMIT + 1) <= RANK_LIMIT
+      ? (st.ranked.all(expr, want) as { id: number; s: number }[])
+      : (st.ids.all(expr, want) as { id: number; s?: number }[]);
+    for (const r of rows) {
       const id = Number(r.id);
       if (seen.has(id)) continue;
       seen.add(id);
-      out.push({ id, score });
-      if (out.length >= max) break;
+      const relevance = r.s === undefined ? 0 : -r.s || 0;
+      out.push({ id, score: tier + relevance / (1 + relevance) });
+      if (out.length >= max) return out;
     }
-    if (out.length >= max) break;
   }
-  // Each tier came in id order: keep it, best tier first.
   return out;
 }
 
