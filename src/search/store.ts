@@ -293,6 +293,8 @@ export function writeCopy(db: DatabaseSync, path: string): void {
   const tmp = tempPath(path, ++tempSeq);
   try {
     db.prepare("VACUUM INTO ?").run(tmp);
+    // Private like the rest of the state dir; SQLite gives the -wal and -shm the same mode.
+    Deno.chmodSync(tmp, 0o600);
     const f = Deno.openSync(tmp, { read: true, write: true });
     try {
       f.syncSync();
