@@ -1,10 +1,13 @@
 /**
  * Queries: each query word becomes an FTS5 expression of its whole word, its prefix expansion
- * (2+ characters) and its typo neighbours (from ./vocab.ts); the words are ANDed. Ranking is
- * FTS5's BM25 with the field boosts of ./text.ts, where a whole word also matches its own prefix
- * expansion and so scores above a word it is only the prefix of.
+ * (2+ characters) and its typo neighbours (from ./vocab.ts); the words are ANDed. FTS5 finds
+ * the matches; they are ranked here with minisearch's BM25+ (the ranking musicfs always had):
+ * field boosts of ./text.ts, a prefix or typo match weighing less than the whole word, and
+ * document frequencies from the word list in memory. FTS5's own bm25() is not used: it counts
+ * each query word's documents by walking its whole posting list, 17 ms for "the" at a million
+ * tracks.
  *
- * BM25 costs about 1 us per matching row (per query word), so a query matching more than
+ * Ranking reads each match's fields, about 3 us a row, so a query matching more than
  * {@link RANK_LIMIT} tracks (one common word at a million tracks matches half a million) is not
  * ranked row by row: it lists whole-word matches in titles and artists first, then the others;
  * each tier ranked when it is small enough, else in track id order with one score.
@@ -41,10 +44,18 @@ export const FUZZY = 0.2;
 export const MAX_FUZZY = 2;
 /** Most typo neighbours a term expands to (the closest are kept). */
 export const MAX_FUZZY_TERMS = 64;
+/** The prefix lengths FTS5 keeps an index for (`prefix = '2 3'` in ./store.ts). */
+const MAX_INDEXED_PREFIX = 3;
+/** A longer prefix is expanded to the words it covers when there are at most this many. */
+export const MAX_PREFIX_TERMS = 48;
 /** Queries matching more tracks than this are listed by tiers instead of ranked row by row. */
 export const RANK_LIMIT = 2000;
 
-const WEIGHTS = FIELDS.map((f) => BOOSTS[f]).join(", ");
+const PREFIX_WEIGHT = 0.375;
+const FUZZY_WEIGHT = 0.45;
+const BM25 = { k: 1.2, b: 0.7, d: 0.5 };
+const BOOST_BY_FIELD = FIELDS.map((f) => BOOSTS[f]);
+const COLUMNS = FIELDS.join(", ");
 
 /** The normalised, de-duplicated terms `query` is searched for. */
 export function queryTerms(query: string, opts: QueryOptions = {}): string[] {
@@ -54,48 +65,141 @@ export function queryTerms(query: string, opts: QueryOptions = {}): string[] {
 
 const quote = (t: string) => `"${t.replaceAll('"', '""')}"`;
 
-/** The FTS5 expressions of one term: every expansion, and the whole word only. */
-interface TermExpr {
+/** One query term: its FTS5 expressions and the weight of each word it matches. */
+interface TermPlan {
+  term: string;
+  /** Every expansion. */
   any: string;
+  /** The whole word only, when some document holds it. */
   exact: string | undefined;
+  /** Weights of the listed words (whole word 1, prefix and typo words less). */
+  words: Map<string, number>;
+  /** Prefix matched by FTS5 itself (not listed in `words`). */
+  openPrefix: boolean;
 }
 
-/** The expressions of `term`, or undefined when no indexed word can match it. */
-function expand(vocab: Vocabulary, term: string): TermExpr | undefined {
+const prefixWeight = (word: string, term: string) =>
+  PREFIX_WEIGHT * word.length / (word.length + 0.3 * (word.length - term.length));
+
+/** The plan of `term`, or undefined when no indexed word can match it. */
+function plan(vocab: Vocabulary, term: string): TermPlan | undefined {
   const parts: string[] = [];
+  const words = new Map<string, number>();
   const known = vocab.has(term);
-  if (known) parts.push(quote(term));
-  const prefix = term.length >= MIN_PREFIX_LENGTH;
-  if (prefix && vocab.hasPrefix(term)) parts.push(`${quote(term)} *`);
+  if (known) {
+    parts.push(quote(term));
+    words.set(term, 1);
+  }
+  let openPrefix = false;
+  if (term.length >= MIN_PREFIX_LENGTH) {
+    // FTS5 answers a prefix longer than its prefix indexes by merging the posting lists of
+    // every word it covers, whole, before the AND can skip: at a million tracks, 20-50 ms for
+    // "rock". The words themselves are each skipped through: listed when there are few.
+    const listed = term.length > MAX_INDEXED_PREFIX
+      ? vocab.withPrefix(term, MAX_PREFIX_TERMS + 1)
+      : undefined;
+    if (listed && listed.length <= MAX_PREFIX_TERMS) {
+      for (const w of listed) {
+        if (words.has(w)) continue;
+        parts.push(quote(w));
+        words.set(w, prefixWeight(w, term));
+      }
+    } else if (vocab.hasPrefix(term)) {
+      parts.push(`${quote(term)} *`);
+      openPrefix = true;
+    }
+  }
   if (term.length >= MIN_FUZZY_LENGTH && !/^\d+$/.test(term)) {
     const maxDistance = Math.min(MAX_FUZZY, Math.round(term.length * FUZZY));
-    for (const w of vocab.fuzzy(term, maxDistance, MAX_FUZZY_TERMS).keys()) {
-      if (w === term || (prefix && w.startsWith(term))) continue;
+    for (const [w, d] of vocab.fuzzy(term, maxDistance, MAX_FUZZY_TERMS)) {
+      if (words.has(w) || (openPrefix && w.startsWith(term))) continue;
       parts.push(quote(w));
+      words.set(w, FUZZY_WEIGHT * w.length / (w.length + d));
     }
   }
   if (parts.length === 0) return undefined;
-  return { any: `(${parts.join(" OR ")})`, exact: known ? quote(term) : undefined };
+  return {
+    term,
+    any: `(${parts.join(" OR ")})`,
+    exact: known ? quote(term) : undefined,
+    words,
+    openPrefix,
+  };
 }
 
 /** Prepared statements of one connection. */
 export class QueryStatements {
-  readonly ranked: StatementSync;
+  /** Matching rows with their fields. */
+  readonly rows: StatementSync;
+  /** Matching ids only. */
   readonly ids: StatementSync;
-  readonly capped: StatementSync;
 
   /** Prepare on `db` (an index database of ./store.ts). */
   constructor(db: DatabaseSync) {
-    this.ranked = db.prepare(
-      `SELECT rowid AS id, bm25(docs, ${WEIGHTS}) AS s FROM docs WHERE docs MATCH ?
-       ORDER BY s, rowid LIMIT ?`,
+    this.rows = db.prepare(
+      `SELECT rowid AS id, ${COLUMNS} FROM docs WHERE docs MATCH ? LIMIT ?`,
     );
+    this.rows.setReturnArrays(true);
     this.ids = db.prepare("SELECT rowid AS id FROM docs WHERE docs MATCH ? LIMIT ?");
-    this.capped = db.prepare(
-      "SELECT count(*) AS n FROM (SELECT rowid FROM docs WHERE docs MATCH ? LIMIT ?)",
-    );
   }
 }
+
+/** What ranking needs besides the rows. */
+export interface RankContext {
+  vocab: Vocabulary;
+  /** Documents in the index. */
+  documents: number;
+  /** Average words per field (FIELDS order). */
+  avgLength: ArrayLike<number>;
+}
+
+type Row = [number | bigint, ...(string | null)[]];
+
+/** BM25+ scores of `rows` for `plans`, as minisearch computes them. */
+function score(rows: Row[], plans: TermPlan[], ctx: RankContext): SearchResult[] {
+  const { k, b, d } = BM25;
+  const idf = new Map<string, number>();
+  const idfOf = (w: string) => {
+    let v = idf.get(w);
+    if (v === undefined) {
+      const df = Math.max(1, ctx.vocab.count(w));
+      v = Math.log(1 + (ctx.documents - df + 0.5) / (df + 0.5));
+      idf.set(w, v);
+    }
+    return v;
+  };
+  const out: SearchResult[] = new Array(rows.length);
+  for (let r = 0; r < rows.length; r++) {
+    const row = rows[r];
+    let total = 0;
+    for (let f = 0; f < FIELDS.length; f++) {
+      const text = row[f + 1] as string | null;
+      if (!text) continue;
+      const tokens = text.split(" ");
+      const norm = k * (1 - b + b * tokens.length / (ctx.avgLength[f] || 1));
+      const boost = BOOST_BY_FIELD[f];
+      for (const p of plans) {
+        // Each distinct matching word once, with its frequency in the field.
+        for (let t = 0; t < tokens.length; t++) {
+          const w = tokens[t];
+          let weight = p.words.get(w);
+          if (weight === undefined) {
+            if (!p.openPrefix || !w.startsWith(p.term)) continue;
+            weight = w === p.term ? 1 : prefixWeight(w, p.term);
+          }
+          if (tokens.indexOf(w) !== t) continue;
+          let tf = 1;
+          for (let u = t + 1; u < tokens.length; u++) if (tokens[u] === w) tf++;
+          total += weight * boost * idfOf(w) * (d + tf * (k + 1) / (tf + norm));
+        }
+      }
+    }
+    out[r] = { id: Number(row[0]), score: total };
+  }
+  return out;
+}
+
+const byScore = (a: SearchResult, b: SearchResult) => b.score - a.score || a.id - b.id;
 
 /**
  * The best `limit` matches of `query`, best first (ties by ascending id). Never throws on odd
@@ -104,27 +208,26 @@ export class QueryStatements {
  */
 export function executeQuery(
   st: QueryStatements,
-  vocab: Vocabulary,
+  ctx: RankContext,
   query: string,
   limit: number,
   opts: QueryOptions = {},
 ): SearchResult[] {
   const max = Number.isNaN(limit) ? 0 : Math.max(0, Math.floor(limit));
   if (max === 0) return [];
-  const exprs: TermExpr[] = [];
+  const plans: TermPlan[] = [];
   for (const t of queryTerms(query, opts)) {
-    const e = expand(vocab, t.slice(0, MAX_TERM_LENGTH));
+    const p = plan(ctx.vocab, t.slice(0, MAX_TERM_LENGTH));
     // A word that matches nothing empties an AND query.
-    if (!e) return [];
-    exprs.push(e);
+    if (!p) return [];
+    plans.push(p);
   }
-  if (exprs.length === 0) return [];
-  const match = exprs.map((e) => e.any).join(" AND ");
-  const sqlLimit = Number.isFinite(max) ? max : -1;
-  if (max > RANK_LIMIT || countUpTo(st, match, RANK_LIMIT + 1) <= RANK_LIMIT) {
-    const rows = st.ranked.all(match, sqlLimit) as { id: number; s: number }[];
-    // bm25() is negative, lower is better.
-    return rows.map((r) => ({ id: Number(r.id), score: -r.s || 0 }));
+  if (plans.length === 0) return [];
+  const match = plans.map((p) => p.any).join(" AND ");
+  const all = max > RANK_LIMIT;
+  const rows = st.rows.all(match, all ? -1 : RANK_LIMIT + 1) as unknown as Row[];
+  if (all || rows.length <= RANK_LIMIT) {
+    return score(rows, plans, ctx).sort(byScore).slice(0, max);
   }
   // Too many matches to rank: whole words in titles and artists first, then the rest. A tier
   // small enough is ranked; scores stay in [tier, tier + 1), so tiers never interleave.
@@ -132,8 +235,8 @@ export function executeQuery(
   const seen = new Set<number>();
   const tiers: [string | undefined, number][] = [
     [
-      exprs.every((e) => e.exact)
-        ? exprs.map((e) => `{title artist} : ${e.exact}`).join(" AND ")
+      plans.every((p) => p.exact)
+        ? plans.map((p) => `{title artist} : ${p.exact}`).join(" AND ")
         : undefined,
       2,
     ],
@@ -142,21 +245,22 @@ export function executeQuery(
   for (const [expr, tier] of tiers) {
     if (!expr) continue;
     const want = max + seen.size;
-    const rows = countUpTo(st, expr, RANK_LIMIT + 1) <= RANK_LIMIT
-      ? (st.ranked.all(expr, want) as { id: number; s: number }[])
-      : (st.ids.all(expr, want) as { id: number; s?: number }[]);
-    for (const r of rows) {
-      const id = Number(r.id);
-      if (seen.has(id)) continue;
-      seen.add(id);
-      const relevance = r.s === undefined ? 0 : -r.s || 0;
-      out.push({ id, score: tier + relevance / (1 + relevance) });
+    let found: SearchResult[];
+    const tierRows = expr === match ? rows : st.rows.all(expr, RANK_LIMIT + 1) as unknown as Row[];
+    if (tierRows.length <= RANK_LIMIT) {
+      found = score(tierRows, plans, ctx).sort(byScore);
+    } else {
+      found = (st.ids.all(expr, want) as { id: number }[]).map((r) => ({
+        id: Number(r.id),
+        score: 0,
+      }));
+    }
+    for (const r of found) {
+      if (seen.has(r.id)) continue;
+      seen.add(r.id);
+      out.push({ id: r.id, score: tier + r.score / (1 + r.score) });
       if (out.length >= max) return out;
     }
   }
   return out;
-}
-
-function countUpTo(st: QueryStatements, match: string, cap: number): number {
-  return Number((st.capped.get(match, cap) as { n: number }).n);
 }

@@ -60,7 +60,7 @@ async function snapshotOf(path: string, tracks: TrackRecord[]) {
 function dropDocumentRow(path: string): void {
   const db = new DatabaseSync(path);
   try {
-    db.exec("DELETE FROM docs WHERE rowid = (SELECT max(id) FROM docs_docsize)");
+    db.exec("DELETE FROM docs WHERE rowid = (SELECT max(id) FROM docs_content)");
   } finally {
     db.close();
   }

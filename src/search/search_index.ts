@@ -115,14 +115,16 @@ function fileBytes(path: string): number {
 class WriteStatements {
   readonly insert: StatementSync;
   readonly remove: StatementSync;
-  readonly exists: StatementSync;
+  /** The fields of a document, as arrays. */
+  readonly fields: StatementSync;
   readonly setMeta: StatementSync;
   constructor(db: DatabaseSync) {
     this.insert = db.prepare(
       `INSERT INTO docs(rowid, ${FIELDS.join(", ")}) VALUES (?${", ?".repeat(FIELDS.length)})`,
     );
     this.remove = db.prepare("DELETE FROM docs WHERE rowid = ?");
-    this.exists = db.prepare("SELECT 1 AS x FROM docs_docsize WHERE id = ?");
+    this.fields = db.prepare(`SELECT ${FIELDS.join(", ")} FROM docs WHERE rowid = ?`);
+    this.fields.setReturnArrays(true);
     this.setMeta = db.prepare("UPDATE meta SET value = ? WHERE key = ?");
   }
 }
@@ -142,6 +144,10 @@ export class SearchIndex {
   #write: WriteStatements;
   #generation: number;
   #size: number;
+  /** Words per field over all documents, for average field lengths. */
+  #fieldWords: Float64Array;
+  /** Documents with each field. */
+  #fieldHolders: Float64Array;
   /** Changes since the last commit, replayed when a failed write rolled them back. */
   #journal = new Map<number, TrackRecord | null>();
   #replay = false;
@@ -169,6 +175,8 @@ export class SearchIndex {
     this.#vocab = vocab;
     this.#generation = header.generation;
     this.#size = header.documentCount;
+    this.#fieldWords = Float64Array.from(header.fieldWords ?? FIELDS.map(() => 0));
+    this.#fieldHolders = Float64Array.from(header.fieldHolders ?? FIELDS.map(() => 0));
     this.#query = new QueryStatements(db);
     this.#write = new WriteStatements(db);
   }
@@ -285,7 +293,7 @@ export class SearchIndex {
 
   /** Whether track `id` is indexed. */
   has(id: number): boolean {
-    return this.#write.exists.get(id) !== undefined;
+    return this.#write.fields.get(id) !== undefined;
   }
 
   /** Add `track`, or replace the indexed version of the same id. */
@@ -320,15 +328,35 @@ export class SearchIndex {
 
   #apply(id: number, track: TrackRecord | null): void {
     const w = this.#write;
-    const existed = w.exists.get(id) !== undefined;
-    if (existed) w.remove.run(id);
+    const old = w.fields.get(id) as unknown as (string | null)[] | undefined;
+    if (old) {
+      w.remove.run(id);
+      this.#count(old, -1);
+    }
     if (track) {
       const doc = toDocument(track);
       const values = FIELDS.map((f) => doc[f] ?? null);
       w.insert.run(id, ...values);
-      for (const v of values) if (v) { for (const t of v.split(" ")) this.#vocab.add(t); }
+      this.#count(values, 1);
     }
-    this.#size += (track ? 1 : 0) - (existed ? 1 : 0);
+    this.#size += (track ? 1 : 0) - (old ? 1 : 0);
+  }
+
+  /** Document frequencies and field lengths of one document coming (1) or going (-1). */
+  #count(values: (string | null)[], sign: 1 | -1): void {
+    const distinct = new Set<string>();
+    for (let f = 0; f < values.length; f++) {
+      const v = values[f];
+      if (!v) continue;
+      const tokens = v.split(" ");
+      this.#fieldWords[f] += sign * tokens.length;
+      this.#fieldHolders[f] += sign;
+      for (const t of tokens) distinct.add(t);
+    }
+    for (const t of distinct) {
+      if (sign > 0) this.#vocab.add(t);
+      else this.#vocab.remove(t);
+    }
   }
 
   /** A write failed: SQLite may have rolled the transaction back; replay at the next commit. */
@@ -348,12 +376,17 @@ export class SearchIndex {
     } catch { /* already rolled back */ }
     if (this.#atPath) {
       this.#replay = true;
-      this.#size = this.#committedSize();
+      // Counts kept in memory included the rolled-back changes: read the committed ones.
+      try {
+        const header = readHeader(this.#db);
+        this.#size = header.documentCount;
+        this.#fieldWords = Float64Array.from(header.fieldWords ?? FIELDS.map(() => 0));
+        this.#fieldHolders = Float64Array.from(header.fieldHolders ?? FIELDS.map(() => 0));
+        this.#vocab = loadVocabularySync(this.#db);
+      } catch (e) {
+        log.error("Cannot reread search index counts: {error}", { error: String(e) });
+      }
     }
-  }
-
-  #committedSize(): number {
-    return readHeader(this.#db).documentCount;
   }
 
   /**
@@ -377,7 +410,13 @@ export class SearchIndex {
    */
   search(query: string, limit: number = DEFAULT_LIMIT, opts: QueryOptions = {}): SearchResult[] {
     try {
-      return executeQuery(this.#query, this.#vocab, query, limit, opts);
+      const holders = this.#fieldHolders;
+      const ctx = {
+        vocab: this.#vocab,
+        documents: this.#size,
+        avgLength: Array.from(this.#fieldWords, (w, i) => w / Math.max(1, holders[i])),
+      };
+      return executeQuery(this.#query, ctx, query, limit, opts);
     } catch (e) {
       if (isCorruption(e)) this.#damaged(e);
       throw e;
@@ -472,6 +511,8 @@ export class SearchIndex {
     this.#write = fresh.#write;
     this.#vocab = fresh.#vocab;
     this.#size = fresh.#size;
+    this.#fieldWords = fresh.#fieldWords;
+    this.#fieldHolders = fresh.#fieldHolders;
     this.#atPath = false;
     this.#replay = false;
     this.#holding = false;
@@ -531,6 +572,8 @@ export class SearchIndex {
       }
       this.#write.setMeta.run(generation, "generation");
       this.#write.setMeta.run(this.#size, "documents");
+      this.#fieldWords.forEach((w, i) => this.#write.setMeta.run(w, `words${i}`));
+      this.#fieldHolders.forEach((n, i) => this.#write.setMeta.run(n, `holders${i}`));
       this.#db.exec("COMMIT");
     } catch (e) {
       this.#rollback();
@@ -593,17 +636,28 @@ export class SearchIndex {
   }
 }
 
-/** The distinct words of the index, read in slices so the event loop keeps running. */
+/** The words of the index and their document counts, read in slices (the loop keeps going). */
 async function loadVocabulary(db: DatabaseSync): Promise<Vocabulary> {
   const words: string[] = [];
-  const st = db.prepare("SELECT term FROM vocab WHERE term > ? ORDER BY term LIMIT ?");
+  const counts: number[] = [];
+  const st = db.prepare("SELECT term, doc FROM vocab WHERE term > ? ORDER BY term LIMIT ?");
+  st.setReturnArrays(true);
   let last = "";
   for (;;) {
-    const rows = st.all(last, VOCAB_SLICE) as { term: string }[];
-    for (const r of rows) words.push(r.term);
+    const rows = st.all(last, VOCAB_SLICE) as unknown as [string, number][];
+    for (const [term, doc] of rows) {
+      words.push(term);
+      counts.push(doc);
+    }
     if (rows.length < VOCAB_SLICE) break;
-    last = rows[rows.length - 1].term;
+    last = rows[rows.length - 1][0];
     await tick();
   }
-  return new Vocabulary(words);
+  return new Vocabulary(words, counts);
+}
+
+/** {@link loadVocabulary} at once (after a failed write, a rare path). */
+function loadVocabularySync(db: DatabaseSync): Vocabulary {
+  const rows = db.prepare("SELECT term, doc FROM vocab").all() as { term: string; doc: number }[];
+  return new Vocabulary(rows.map((r) => r.term), rows.map((r) => r.doc));
 }

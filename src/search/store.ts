@@ -4,13 +4,15 @@
  *
  * ```
  * PRAGMA application_id = 0x4d465353 ("MFSS"), user_version = SEARCH_FORMAT_VERSION
- * meta(key, value)   format, generation (of library.db), documents
- * docs               FTS5, contentless with deletes, one column per field of ./text.ts,
- *                    terms pre-normalised by ./text.ts and split on spaces (the `ascii`
- *                    tokenizer: every non-ASCII character is a word character, so it keeps our
- *                    terms exactly), prefix indexes of 2 and 3 characters, full detail (BM25 needs the
- *                    positions: without content, column detail scores every row 0)
- * vocab              fts5vocab rows of docs: the distinct words (loaded for typo lookups)
+ * meta(key, value)   format, generation (of library.db), documents, and per field the words
+ *                    and the documents holding it (`words0`.., `holders0`..: average field
+ *                    lengths for the ranking, see ./query.ts)
+ * docs               FTS5, one column per field of ./text.ts, holding the terms of ./text.ts
+ *                    joined by spaces (the `ascii` tokenizer: every non-ASCII character is a
+ *                    word character, so it keeps those terms exactly), prefix indexes of 2 and 3
+ *                    characters, column detail (for `{title artist}:` filters), no column sizes
+ * vocab              fts5vocab rows of docs: each word and how many documents hold it (loaded
+ *                    for typo lookups and the ranking)
  * ```
  * Commits are SQLite transactions in WAL mode: a crash keeps the last committed state, and the
  * generation is committed with the documents it describes. Opening checks, cheaply: the SQLite
@@ -37,6 +39,10 @@ const SQLITE_MAGIC = "SQLite format 3\0";
 
 /** What the stamped values of an index file say. */
 export interface StoreHeader {
+  /** Words in each field over all documents (FIELDS order), for average field lengths. */
+  fieldWords?: number[];
+  /** Documents with each field (FIELDS order). */
+  fieldHolders?: number[];
   /** Format version (SEARCH_FORMAT_VERSION). */
   version: number;
   /** Documents in the index. */
@@ -52,9 +58,9 @@ const SCHEMA = `
   PRAGMA user_version = ${SEARCH_FORMAT_VERSION};
   CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
   INSERT INTO meta VALUES ('format', ${SEARCH_FORMAT_VERSION}), ('generation', 0),
-    ('documents', 0);
+    ('documents', 0), ${FIELDS.map((_, i) => `('words${i}', 0), ('holders${i}', 0)`).join(", ")};
   CREATE VIRTUAL TABLE docs USING fts5(${FIELDS.join(", ")}, tokenize = 'ascii',
-    content = '', contentless_delete = 1, prefix = '2 3', detail = full);
+    prefix = '2 3', detail = column, columnsize = 0);
   CREATE VIRTUAL TABLE vocab USING fts5vocab(docs, 'row');
 `;
 
@@ -89,6 +95,8 @@ export function readHeader(db: DatabaseSync, bodySize = 0): StoreHeader {
     documentCount: meta.get("documents") ?? -1,
     generation: meta.get("generation") ?? -1,
     bodySize,
+    fieldWords: FIELDS.map((_, i) => meta.get(`words${i}`) ?? 0),
+    fieldHolders: FIELDS.map((_, i) => meta.get(`holders${i}`) ?? 0),
   };
 }
 
@@ -216,7 +224,7 @@ function checkContents(db: DatabaseSync, path: string, bodySize: number): StoreH
   }
   const claimed = { documentCount: header.documentCount };
   const rows = Number(
-    (db.prepare("SELECT count(*) AS n FROM docs_docsize").get() as { n: number }).n,
+    (db.prepare("SELECT count(*) AS n FROM docs_content").get() as { n: number }).n,
   );
   if (rows !== header.documentCount) {
     throw new SearchSnapshotCorruptError(
@@ -365,7 +373,8 @@ export function inspectSnapshot(
     const { db, header } = openStore(path, { readOnly: false, generation: opts.generation });
     try {
       verifyStore(db, path, header.documentCount);
-      return Promise.resolve(header);
+      const { version, documentCount, generation, bodySize } = header;
+      return Promise.resolve({ version, documentCount, generation, bodySize });
     } finally {
       db.close();
     }

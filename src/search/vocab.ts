@@ -1,74 +1,124 @@
 /**
- * The indexed words, in memory, for typo-tolerant lookups.
+ * The indexed words and their document frequencies, in memory, for typo-tolerant lookups and
+ * the ranking.
  *
  * Hand-written because SQLite FTS5 (where the postings live, see ./store.ts) has no fuzzy
- * matching, and keeping minisearch's radix tree for it is what cost the memory (see the README).
- * The words sit in one sorted array; a Levenshtein walk visits it as the trie it implies (the
- * words sharing a prefix are one contiguous run), pruning every prefix already too far from the
- * query. New words wait in a small unsorted side list, merged in once it grows.
+ * matching, and its BM25 counts the documents of every query word by walking its whole posting
+ * list (17 ms for "the" at a million tracks), where this list answers at once. Keeping
+ * minisearch's radix tree instead is what cost the memory (see the README). The words sit in one
+ * sorted array with their counts beside it; a Levenshtein walk visits the array as the trie it
+ * implies (the words sharing a prefix are one contiguous run), pruning every prefix already too
+ * far from the query. New words wait in a small side map, merged in once it grows.
  */
 
 /** Words added since the last merge, at most this share of the sorted ones (and 4096). */
 const MERGE_RATIO = 8;
 const MERGE_MIN = 4096;
 
-/** A growing set of words with exact, prefix and fuzzy lookups. */
+/** A growing set of words, each with the number of documents holding it. */
 export class Vocabulary {
   #sorted: string[];
-  #extra: string[] = [];
-  #extraSet = new Set<string>();
+  #counts: Int32Array;
+  #extra = new Map<string, number>();
 
-  /** `words` in any order, without duplicates. */
-  constructor(words: string[] = []) {
+  /** `words` without duplicates, `counts[i]` the documents holding `words[i]` (default 1). */
+  constructor(words: string[] = [], counts?: ArrayLike<number>) {
+    const pairs = words.map((w, i) => [w, counts?.[i] ?? 1] as const);
     // Already sorted by SQLite (code point order): TimSort finds the runs in linear time.
-    this.#sorted = words.sort();
+    pairs.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    this.#sorted = pairs.map((p) => p[0]);
+    this.#counts = Int32Array.from(pairs, (p) => p[1]);
   }
 
-  /** Number of words. */
+  /** Number of words (including those no document holds any more). */
   get size(): number {
-    return this.#sorted.length + this.#extra.length;
+    return this.#sorted.length + this.#extra.size;
   }
 
-  /** Whether `word` is known. */
-  has(word: string): boolean {
+  #index(word: string): number {
     const s = this.#sorted;
     const i = lowerBound(s, word);
-    return (i < s.length && s[i] === word) || this.#extraSet.has(word);
+    return i < s.length && s[i] === word ? i : -1;
   }
 
-  /** Add `word` (a no-op when known). */
+  /** Documents holding `word` (0 when unknown). */
+  count(word: string): number {
+    const i = this.#index(word);
+    return i >= 0 ? this.#counts[i] : this.#extra.get(word) ?? 0;
+  }
+
+  /** Whether some document holds `word`. */
+  has(word: string): boolean {
+    return this.count(word) > 0;
+  }
+
+  /** One more document holds `word`. */
   add(word: string): void {
-    if (this.has(word)) return;
-    this.#extra.push(word);
-    this.#extraSet.add(word);
-    if (this.#extra.length >= Math.max(MERGE_MIN, this.#sorted.length / MERGE_RATIO)) this.#merge();
+    const i = this.#index(word);
+    if (i >= 0) {
+      this.#counts[i]++;
+      return;
+    }
+    this.#extra.set(word, (this.#extra.get(word) ?? 0) + 1);
+    if (this.#extra.size >= Math.max(MERGE_MIN, this.#sorted.length / MERGE_RATIO)) this.#merge();
+  }
+
+  /** One document fewer holds `word`. */
+  remove(word: string): void {
+    const i = this.#index(word);
+    if (i >= 0) {
+      if (this.#counts[i] > 0) this.#counts[i]--;
+      return;
+    }
+    const n = this.#extra.get(word);
+    if (n !== undefined && n > 0) this.#extra.set(word, n - 1);
   }
 
   #merge(): void {
-    const extra = this.#extra.sort();
+    const extra = [...this.#extra.keys()].sort();
     const s = this.#sorted;
-    const out = new Array<string>(s.length + extra.length);
+    const c = this.#counts;
+    const n = s.length + extra.length;
+    const out = new Array<string>(n);
+    const counts = new Int32Array(n);
     let i = 0, j = 0, k = 0;
-    while (i < s.length && j < extra.length) out[k++] = s[i] < extra[j] ? s[i++] : extra[j++];
-    while (i < s.length) out[k++] = s[i++];
-    while (j < extra.length) out[k++] = extra[j++];
+    while (i < s.length || j < extra.length) {
+      if (j >= extra.length || (i < s.length && s[i] < extra[j])) {
+        counts[k] = c[i];
+        out[k++] = s[i++];
+      } else {
+        counts[k] = this.#extra.get(extra[j])!;
+        out[k++] = extra[j++];
+      }
+    }
     this.#sorted = out;
-    this.#extra = [];
-    this.#extraSet.clear();
+    this.#counts = counts;
+    this.#extra.clear();
   }
 
-  /** Whether some word starts with `prefix` (the word itself included). */
+  /** Whether some document holds a word starting with `prefix` (the word itself included). */
   hasPrefix(prefix: string): boolean {
+    return this.withPrefix(prefix, 1).length > 0;
+  }
+
+  /** Up to `max` held words starting with `prefix` (the word itself included), in no order. */
+  withPrefix(prefix: string, max: number): string[] {
+    const out: string[] = [];
     const s = this.#sorted;
-    const i = lowerBound(s, prefix);
-    if (i < s.length && s[i].startsWith(prefix)) return true;
-    for (const w of this.#extra) if (w.startsWith(prefix)) return true;
-    return false;
+    for (let i = lowerBound(s, prefix); i < s.length && out.length < max; i++) {
+      if (!s[i].startsWith(prefix)) break;
+      if (this.#counts[i] > 0) out.push(s[i]);
+    }
+    for (const [w, n] of this.#extra) {
+      if (out.length >= max) break;
+      if (n > 0 && w.startsWith(prefix)) out.push(w);
+    }
+    return out;
   }
 
   /**
-   * Words within `maxDistance` edits (Levenshtein: insert, delete, substitute) of `term`, with
-   * their distance; `term` itself included when known. At most `max` words, the closest first.
+   * Held words within `maxDistance` edits (Levenshtein: insert, delete, substitute) of `term`,
+   * with their distance; `term` itself included when held. At most `max`, the closest first.
    */
   fuzzy(term: string, maxDistance: number, max = Infinity): Map<string, number> {
     const found: [string, number][] = [];
@@ -86,12 +136,13 @@ export class Vocabulary {
       return rows[depth];
     };
     const s = this.#sorted;
+    const counts = this.#counts;
     // Visit the words of s[lo, hi), which share their first `depth` characters.
     const visit = (lo: number, hi: number, depth: number) => {
       const prev = rows[depth];
       let i = lo;
       if (s[i].length === depth) {
-        if (prev[n] <= maxDistance) found.push([s[i], prev[n]]);
+        if (prev[n] <= maxDistance && counts[i] > 0) found.push([s[i], prev[n]]);
         i++;
       }
       while (i < hi) {
@@ -115,7 +166,8 @@ export class Vocabulary {
       }
     };
     if (s.length > 0) visit(0, s.length, 0);
-    for (const w of this.#extra) {
+    for (const [w, count] of this.#extra) {
+      if (count === 0) continue;
       const d = distance(term, w, maxDistance);
       if (d <= maxDistance) found.push([w, d]);
     }
