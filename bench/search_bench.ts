@@ -215,6 +215,7 @@ async function serve(path: string, queriesFile: string): Promise<Record<string, 
   index.search(queries[0], 1000);
   const firstMs = performance.now() - t;
   const readyMs = performance.now() - start;
+  const rssReady = Deno.memoryUsage().rss;
   // The full check runs in a worker meanwhile: the event loop must keep running.
   const check = await timed(() => index.checked);
   const checkMs = performance.now() - start;
@@ -257,6 +258,7 @@ async function serve(path: string, queriesFile: string): Promise<Record<string, 
     load: Deno.loadavg()[0],
     hostileMax,
     rss: mem.rss,
+    rssReady,
     heap: mem.heapUsed,
   };
   index.close();

@@ -7,7 +7,7 @@
  * each query word's documents by walking its whole posting list, 17 ms for "the" at a million
  * tracks.
  *
- * Ranking reads each match's fields, about 3 us a row, so a query matching more than
+ * Ranking reads each match's fields, 5-8 us a row at a million tracks, so a query matching more than
  * {@link RANK_LIMIT} tracks (one common word at a million tracks matches half a million) is not
  * ranked row by row: it lists whole-word matches in titles and artists first, then the others;
  * each tier ranked when it is small enough, else in track id order with one score.
@@ -48,8 +48,10 @@ export const MAX_FUZZY_TERMS = 64;
 const MAX_INDEXED_PREFIX = 3;
 /** A longer prefix is expanded to the words it covers when there are at most this many. */
 export const MAX_PREFIX_TERMS = 48;
+/** A query word held by more than this share of the tracks is "common" (see executeQuery). */
+const COMMON_SHARE = 0.02;
 /** Queries matching more tracks than this are listed by tiers instead of ranked row by row. */
-export const RANK_LIMIT = 2000;
+export const RANK_LIMIT = 1000;
 
 const PREFIX_WEIGHT = 0.375;
 const FUZZY_WEIGHT = 0.45;
@@ -76,6 +78,8 @@ interface TermPlan {
   words: Map<string, number>;
   /** Prefix matched by FTS5 itself (not listed in `words`). */
   openPrefix: boolean;
+  /** Documents it may match at most (sum over its words; Infinity with an open prefix). */
+  cost: number;
 }
 
 const prefixWeight = (word: string, term: string) =>
@@ -118,12 +122,15 @@ function plan(vocab: Vocabulary, term: string): TermPlan | undefined {
     }
   }
   if (parts.length === 0) return undefined;
+  let cost = openPrefix ? Infinity : 0;
+  for (const w of words.keys()) cost += vocab.count(w);
   return {
     term,
     any: `(${parts.join(" OR ")})`,
     exact: known ? quote(term) : undefined,
     words,
     openPrefix,
+    cost,
   };
 }
 
@@ -133,6 +140,8 @@ export class QueryStatements {
   readonly rows: StatementSync;
   /** Matching ids only. */
   readonly ids: StatementSync;
+  /** How many rows match, counting no further than a limit. */
+  readonly capped: StatementSync;
 
   /** Prepare on `db` (an index database of ./store.ts). */
   constructor(db: DatabaseSync) {
@@ -141,6 +150,9 @@ export class QueryStatements {
     );
     this.rows.setReturnArrays(true);
     this.ids = db.prepare("SELECT rowid AS id FROM docs WHERE docs MATCH ? LIMIT ?");
+    this.capped = db.prepare(
+      "SELECT count(*) AS n FROM (SELECT rowid FROM docs WHERE docs MATCH ? LIMIT ?)",
+    );
   }
 }
 
@@ -154,6 +166,23 @@ export interface RankContext {
 }
 
 type Row = [number | bigint, ...(string | null)[]];
+
+/** The weight of `word` as a match of `p`, or undefined. */
+function weightOf(p: TermPlan, word: string): number | undefined {
+  const weight = p.words.get(word);
+  if (weight !== undefined || !p.openPrefix || !word.startsWith(p.term)) return weight;
+  return word === p.term ? 1 : prefixWeight(word, p.term);
+}
+
+/** Whether some field of `row` holds a match of `p` (what FTS5 checks for one AND operand). */
+function rowMatches(row: Row, p: TermPlan): boolean {
+  for (let f = 1; f < row.length; f++) {
+    const text = row[f] as string | null;
+    if (!text) continue;
+    for (const w of text.split(" ")) if (weightOf(p, w) !== undefined) return true;
+  }
+  return false;
+}
 
 /** BM25+ scores of `rows` for `plans`, as minisearch computes them. */
 function score(rows: Row[], plans: TermPlan[], ctx: RankContext): SearchResult[] {
@@ -182,11 +211,8 @@ function score(rows: Row[], plans: TermPlan[], ctx: RankContext): SearchResult[]
         // Each distinct matching word once, with its frequency in the field.
         for (let t = 0; t < tokens.length; t++) {
           const w = tokens[t];
-          let weight = p.words.get(w);
-          if (weight === undefined) {
-            if (!p.openPrefix || !w.startsWith(p.term)) continue;
-            weight = w === p.term ? 1 : prefixWeight(w, p.term);
-          }
+          const weight = weightOf(p, w);
+          if (weight === undefined) continue;
           if (tokens.indexOf(w) !== t) continue;
           let tf = 1;
           for (let u = t + 1; u < tokens.length; u++) if (tokens[u] === w) tf++;
@@ -224,9 +250,22 @@ export function executeQuery(
   }
   if (plans.length === 0) return [];
   const match = plans.map((p) => p.any).join(" AND ");
-  const all = max > RANK_LIMIT;
-  const rows = st.rows.all(match, all ? -1 : RANK_LIMIT + 1) as unknown as Row[];
-  if (all || rows.length <= RANK_LIMIT) {
+  // Words held by a large share of the library ("the", "a", "rock") cost FTS5 most of a query
+  // ANDed with rare ones: when the rare ones alone match few tracks, the common ones are
+  // checked here on the fields read for the ranking anyway.
+  const rarest = Math.min(...plans.map((p) => p.cost));
+  const common = plans.filter((p) => p.cost > ctx.documents * COMMON_SHARE && p.cost > 20 * rarest);
+  if (common.length > 0 && max <= RANK_LIMIT) {
+    const rare = plans.filter((p) => !common.includes(p)).map((p) => p.any).join(" AND ");
+    if (countUpTo(st, rare, RANK_LIMIT + 1) <= RANK_LIMIT) {
+      const rows = (st.rows.all(rare, RANK_LIMIT) as unknown as Row[])
+        .filter((row) => common.every((p) => rowMatches(row, p)));
+      return score(rows, plans, ctx).sort(byScore).slice(0, max);
+    }
+  }
+  // Counting reads no fields: cheap next to fetching rows that would not be ranked.
+  if (max > RANK_LIMIT || countUpTo(st, match, RANK_LIMIT + 1) <= RANK_LIMIT) {
+    const rows = st.rows.all(match, max > RANK_LIMIT ? -1 : RANK_LIMIT) as unknown as Row[];
     return score(rows, plans, ctx).sort(byScore).slice(0, max);
   }
   // Too many matches to rank: whole words in titles and artists first, then the rest. A tier
@@ -245,16 +284,9 @@ export function executeQuery(
   for (const [expr, tier] of tiers) {
     if (!expr) continue;
     const want = max + seen.size;
-    let found: SearchResult[];
-    const tierRows = expr === match ? rows : st.rows.all(expr, RANK_LIMIT + 1) as unknown as Row[];
-    if (tierRows.length <= RANK_LIMIT) {
-      found = score(tierRows, plans, ctx).sort(byScore);
-    } else {
-      found = (st.ids.all(expr, want) as { id: number }[]).map((r) => ({
-        id: Number(r.id),
-        score: 0,
-      }));
-    }
+    const found = expr !== match && countUpTo(st, expr, RANK_LIMIT + 1) <= RANK_LIMIT
+      ? score(st.rows.all(expr, RANK_LIMIT) as unknown as Row[], plans, ctx).sort(byScore)
+      : (st.ids.all(expr, want) as { id: number }[]).map((r) => ({ id: Number(r.id), score: 0 }));
     for (const r of found) {
       if (seen.has(r.id)) continue;
       seen.add(r.id);
@@ -263,4 +295,8 @@ export function executeQuery(
     }
   }
   return out;
+}
+
+function countUpTo(st: QueryStatements, match: string, cap: number): number {
+  return Number((st.capped.get(match, cap) as { n: number }).n);
 }

@@ -137,30 +137,40 @@ export class Vocabulary {
     };
     const s = this.#sorted;
     const counts = this.#counts;
-    // Visit the words of s[lo, hi), which share their first `depth` characters.
+    // Visit the words of s[lo, hi), which share their first `depth` characters. Only the band
+    // of cells within maxDistance of the diagonal can stay under it; the cell just past the
+    // band is set to the cap, so the next row reads no stale value.
     const visit = (lo: number, hi: number, depth: number) => {
       const prev = rows[depth];
       let i = lo;
       if (s[i].length === depth) {
-        if (prev[n] <= maxDistance && counts[i] > 0) found.push([s[i], prev[n]]);
+        if (depth + maxDistance >= n && prev[n] <= maxDistance && counts[i] > 0) {
+          found.push([s[i], prev[n]]);
+        }
         i++;
       }
+      if (depth >= n + maxDistance) return;
+      const from = Math.max(1, depth + 1 - maxDistance);
+      const to = Math.min(n, depth + 1 + maxDistance);
       while (i < hi) {
         const c = s[i].charCodeAt(depth);
         const j = runEnd(s, i, hi, depth, c);
         const row = rowAt(depth + 1);
-        row[0] = Math.min(depth + 1, cap);
-        let best = row[0];
-        for (let k = 1; k <= n; k++) {
-          const v = Math.min(
-            prev[k - 1] + (q[k - 1] === c ? 0 : 1),
-            prev[k] + 1,
-            row[k - 1] + 1,
-            cap,
-          );
+        const first = depth + 1 < cap ? depth + 1 : cap;
+        row[0] = first;
+        if (from > 1) row[from - 1] = cap;
+        let best = first;
+        for (let k = from; k <= to; k++) {
+          let v = prev[k - 1] + (q[k - 1] === c ? 0 : 1);
+          const del = prev[k] + 1;
+          if (del < v) v = del;
+          const ins = row[k - 1] + 1;
+          if (ins < v) v = ins;
+          if (v > cap) v = cap;
           row[k] = v;
           if (v < best) best = v;
         }
+        if (to < n) row[to + 1] = cap;
         if (best <= maxDistance) visit(i, j, depth + 1);
         i = j;
       }
