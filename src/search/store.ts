@@ -76,8 +76,8 @@ export function configure(db: DatabaseSync, readOnly: boolean): void {
   // NORMAL in WAL mode: a commit survives a crash of the process; a power loss may lose the
   // last commits, which the generation stamp then reports as stale.
   if (!readOnly) db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL");
-  // 8 MB of page cache; the OS page cache holds the rest of the file.
-  db.exec("PRAGMA cache_size = -8000; PRAGMA temp_store = MEMORY; PRAGMA busy_timeout = 2000");
+  // 2 MB of page cache; the OS page cache holds the rest of the file (more measured no faster).
+  db.exec("PRAGMA cache_size = -2000; PRAGMA temp_store = MEMORY; PRAGMA busy_timeout = 2000");
 }
 
 /** True for SQLite errors that mean a damaged file. */
