@@ -317,6 +317,9 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
             if (search.index) await search.commit();
             search.close();
           },
+          // A commit waits for the full check of search.db started at open (seconds at a
+          // million tracks); giving up would leave the index stale, rebuilt at the next start.
+          timeoutMs: 30_000,
         },
         { name: "close scanner", run: () => scanner.close() },
         { name: "close cache", run: () => cache?.close() },
