@@ -7,6 +7,7 @@
  */
 import { summaryTable, Torture, tortureSeed, type TortureStats } from "./harness.ts";
 import { badInput, deadOrigin, load } from "./extras.ts";
+import { recovery, type RecoveryOptions } from "./recovery.ts";
 import {
   corruptionCase,
   CORRUPTIONS,
@@ -44,6 +45,8 @@ export interface SuiteOptions {
   albumTracks: number;
   /** Milliseconds of load (0: skip). */
   loadMs: number;
+  /** The recovery cases of issue 12 (db bit flips, fd exhaustion, unmount --force...). */
+  recovery?: RecoveryOptions;
   verbose?: boolean;
   seed?: number;
 }
@@ -114,6 +117,7 @@ export async function runTorture(o: SuiteOptions): Promise<SuiteResult> {
       await deadOrigin(t, { tracks: o.originTracks, rescanWhileGone: o.rescanWhileGone });
     }
     if (o.albumTracks) await badInput(t, { albumTracks: o.albumTracks });
+    if (o.recovery) await recovery(t, o.recovery);
     if (o.loadMs) {
       await load(t, { ms: o.loadMs });
       await t.stopClean();

@@ -227,3 +227,45 @@ Deno.test("search asks the running daemon first and prefixes its mountpoint", as
     }
   });
 });
+
+Deno.test("search falls back to the state dir when the daemon does not answer in time", async () => {
+  await withDir(async (dir) => {
+    await mountedStateDir(dir);
+    await Deno.writeTextFile(`${dir}/mountpoint`, "/home/me/MusicFS");
+    const controller = new AbortController();
+    // Slower than the client's bound (but not forever: the server's shutdown waits for it).
+    const hang = () =>
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error("late")), 1500));
+    const handlers: ControlHandlers = {
+      status: hang,
+      search: hang,
+      rescan: hang,
+      shutdown: hang,
+    };
+    const socketPath = `${dir}/control.sock`;
+    const server = await serveControl({ socketPath, handlers, signal: controller.signal });
+    try {
+      const c = capture();
+      const code = await searchCommand({
+        stateDir: dir,
+        socketPath,
+        requestTimeoutMs: 300,
+        query: "so what",
+        json: true,
+        io: c.io,
+      });
+      assert.equal(code, 0, c.err.join("\n"));
+      const answer = JSON.parse(c.out.join("\n"));
+      assert.equal(answer.source, "offline");
+      assert.deepEqual(answer.results.map((h: SearchHit) => h.path), [SO_WHAT]);
+      assert.equal(c.err.length, 1);
+      assert.match(
+        c.err[0],
+        /^musicfs: the daemon did not answer GET \/search within 0\.3 s; answering from the state dir instead$/,
+      );
+    } finally {
+      controller.abort();
+      await server.finished.catch(() => {});
+    }
+  });
+});
