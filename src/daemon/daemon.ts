@@ -466,12 +466,11 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         {
           name: "commit search",
           run: async () => {
+            // The full check of search.db started at open holds the changes made meanwhile.
+            search.stopChecking();
             if (search.index) await search.commit();
             search.close();
           },
-          // A commit waits for the full check of search.db started at open (seconds at a
-          // million tracks); giving up would leave the index stale, rebuilt at the next start.
-          timeoutMs: 30_000,
         },
         { name: "close scanner", run: () => scanner.close() },
         { name: "close cache", run: () => cache?.close() },

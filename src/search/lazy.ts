@@ -158,6 +158,11 @@ export class LazySearch {
     return await this.#index?.commit(generation, opts);
   }
 
+  /** Stop the loaded index's background check (see {@link SearchIndex.stopChecking}). */
+  stopChecking(): void {
+    this.#index?.stopChecking();
+  }
+
   /** Close the loaded index (commit first: uncommitted changes are dropped). */
   close(): void {
     this.#index?.close();

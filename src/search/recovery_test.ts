@@ -370,3 +370,24 @@ Deno.test("an intact file passes the background check; held changes are applied"
     assert.equal((await inspectSnapshot(path)).documentCount, 501);
   });
 });
+
+Deno.test("stopping the background check lets the shutdown commit at once", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/s`;
+    await snapshotOf(path, syntheticTracks(500, 14));
+    using logs = captureLogs();
+    const index = await SearchIndex.openWithRecovery(path, {
+      generation: GENERATION,
+      verify: true,
+    });
+    index.indexFile(track(90_003, { title: "Last Words" }));
+    index.stopChecking();
+    await index.commit(GENERATION + 1);
+    assert.equal(logs.records.filter((r) => r.level === "warning").length, 0, "no WARN");
+    index.close();
+    const reopened = await SearchIndex.open(path, { generation: GENERATION + 1 });
+    assert.deepEqual(ids(reopened.search("last words")), [90_003]);
+    assert.equal(reopened.size, 501);
+    reopened.close();
+  });
+});

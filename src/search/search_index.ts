@@ -10,6 +10,7 @@ import { logger } from "../log/mod.ts";
 import { SearchCommitError, SearchSnapshotCorruptError, SearchSnapshotError } from "./errors.ts";
 import { executeQuery, type QueryOptions, QueryStatements, type SearchResult } from "./query.ts";
 import {
+  type BackgroundCheck,
   createMemoryStore,
   isCorruption,
   openStore,
@@ -57,7 +58,8 @@ export interface RecoveryOptions {
   readOnly?: boolean;
   /**
    * After opening, check the whole file in the background (SQLite quick_check and FTS5
-   * integrity-check in a worker, seconds at a million tracks) and rebuild it when damaged.
+   * integrity-check in a child process, seconds at a million tracks) and rebuild it when
+   * damaged.
    * Searches are served meanwhile; changes wait until the check is over. For the daemon.
    */
   verify?: boolean;
@@ -159,6 +161,7 @@ export class SearchIndex {
   #checking: Promise<void> = Promise.resolve();
   #recovery: RecoveryOptions | undefined;
   #rebuilding = false;
+  #check: BackgroundCheck | undefined;
 
   private constructor(
     path: string,
@@ -451,10 +454,20 @@ export class SearchIndex {
     return this.#checking;
   }
 
+  /**
+   * Stop the background check, if one runs (at shutdown: the final commit need not wait for
+   * it). The file counts as checked; the next start checks it again.
+   */
+  stopChecking(): void {
+    this.#check?.cancel();
+  }
+
   #verifyInBackground(): void {
     this.#holding = true;
     const check = verifyInBackground(this.path);
+    this.#check = check;
     this.#checking = check.done.then(async (v) => {
+      this.#check = undefined;
       if (v.ok || !v.damaged) {
         if (!v.ok) {
           log.warn("Cannot check search index {path} in the background: {reason}", {

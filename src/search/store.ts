@@ -388,38 +388,61 @@ export type Verification =
   | { ok: true }
   | { ok: false; reason: string; damaged: boolean };
 
-/** A running background check; `cancel` ends it (its promise then resolves `ok`). */
+/** A running background check; `cancel` stops it (its promise then resolves `cancelled`). */
 export interface BackgroundCheck {
-  done: Promise<Verification>;
+  done: Promise<Verification & { cancelled?: boolean }>;
   cancel(): void;
 }
 
 /**
- * The full check of `path` (as {@link verifyStore}) in a worker, so the event loop keeps
- * serving. The caller must not write to the file meanwhile (the FTS5 check takes the write
- * lock). `damaged: false` means the check itself could not run (no worker, a busy lock).
+ * The full check of `path` (as {@link verifyStore}) in a child process (./verify_child.ts), so
+ * the daemon keeps serving and keeps none of its memory. The caller must not write to the file
+ * meanwhile (the FTS5 check takes the write lock). `damaged: false` means the check itself could
+ * not run (no child, a busy lock).
  */
 export function verifyInBackground(path: string): BackgroundCheck {
-  let worker: Worker;
+  const dir = dirOf(path);
+  let child: Deno.ChildProcess;
   try {
-    worker = new Worker(new URL("./verify_worker.ts", import.meta.url).href, { type: "module" });
+    child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--no-config",
+        "--quiet",
+        `--allow-read=${dir}`,
+        `--allow-write=${dir}`,
+        new URL("./verify_child.ts", import.meta.url).href,
+        path,
+      ],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).spawn();
   } catch (e) {
     return {
-      done: Promise.resolve({ ok: false, reason: `no worker: ${message(e)}`, damaged: false }),
+      done: Promise.resolve({ ok: false, reason: `cannot start: ${message(e)}`, damaged: false }),
       cancel() {},
     };
   }
-  let settle!: (v: Verification) => void;
-  const done = new Promise<Verification>((resolve) => settle = resolve);
-  const end = (v: Verification) => {
-    worker.terminate();
-    settle(v);
+  let cancelled = false;
+  const done = child.output().then((out): Verification & { cancelled?: boolean } => {
+    if (cancelled) return { ok: true, cancelled: true };
+    const text = new TextDecoder().decode(out.stdout).trim().split("\n").pop() ?? "";
+    try {
+      return JSON.parse(text);
+    } catch {
+      const err = new TextDecoder().decode(out.stderr).trim().split("\n").slice(-3).join("; ");
+      return { ok: false, reason: `the check exited with ${out.code}: ${err}`, damaged: false };
+    }
+  });
+  return {
+    done,
+    cancel() {
+      cancelled = true;
+      try {
+        child.kill("SIGKILL");
+      } catch { /* exited already */ }
+    },
   };
-  worker.onmessage = (e: MessageEvent<Verification>) => end(e.data);
-  worker.onerror = (e: ErrorEvent) => {
-    e.preventDefault();
-    end({ ok: false, reason: `worker failed: ${e.message}`, damaged: false });
-  };
-  worker.postMessage({ path });
-  return { done, cancel: () => end({ ok: true }) };
 }

@@ -1,26 +1,24 @@
 /**
- * Worker of {@link ./store.ts verifyInBackground}: the full check of an index file (SQLite's
- * quick_check and FTS5's integrity-check, seconds at a million tracks) off the event loop.
- * Posts `{ ok: true }` or `{ ok: false, reason }`.
+ * Child process of {@link ./store.ts verifyInBackground}: the full check of an index file
+ * (SQLite's quick_check and FTS5's integrity-check, seconds at a million tracks) outside the
+ * daemon, so that neither its time nor its memory is the daemon's, and so that stopping it
+ * early (SIGKILL at shutdown) releases its locks with the process.
+ * `deno run --no-config --allow-read=<dir> --allow-write=<dir> verify_child.ts <path>` prints
+ * one line of JSON: `{ "ok": true }` or `{ "ok": false, "reason": ..., "damaged": ... }`.
  *
  * @module
  */
 import { DatabaseSync } from "node:sqlite";
 
-/** The message this worker posts back. */
+/** The line this child prints. */
 export type VerifyAnswer = { ok: true } | { ok: false; reason: string; damaged: boolean };
 
-const scope = self as unknown as {
-  onmessage: ((e: MessageEvent<{ path: string }>) => void) | null;
-  postMessage(answer: VerifyAnswer): void;
-};
-
-scope.onmessage = (e) => {
-  let answer: VerifyAnswer;
+/** Check the index file at `path`. */
+export function verifyFile(path: string): VerifyAnswer {
   let db: DatabaseSync | undefined;
   try {
-    db = new DatabaseSync(e.data.path);
-    db.exec("PRAGMA busy_timeout = 10000");
+    db = new DatabaseSync(path);
+    db.exec("PRAGMA busy_timeout = 10000; PRAGMA cache_size = -2000");
     const rows = db.prepare("PRAGMA quick_check").all() as { quick_check: string }[];
     const bad = rows.map((r) => r.quick_check).filter((r) => r !== "ok");
     if (bad.length) throw new Error(`integrity check failed: ${bad.slice(0, 3).join("; ")}`);
@@ -31,10 +29,10 @@ scope.onmessage = (e) => {
     } finally {
       db.exec("ROLLBACK");
     }
-    answer = { ok: true };
+    return { ok: true };
   } catch (err) {
     const reason = err instanceof Error ? err.message : String(err);
-    answer = {
+    return {
       ok: false,
       reason,
       damaged: /integrity|malformed|corrupt|not a database/i.test(reason),
@@ -44,5 +42,6 @@ scope.onmessage = (e) => {
       db?.close();
     } catch { /* closing anyway */ }
   }
-  scope.postMessage(answer);
-};
+}
+
+if (import.meta.main) console.log(JSON.stringify(verifyFile(Deno.args[0])));
