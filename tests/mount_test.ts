@@ -96,9 +96,12 @@ function escapeRe(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
 
-/** SPEC.md section 2 names, as far as the fixtures need them: `/` -> `_`, trimmed, `.`/`..`. */
+/**
+ * SPEC.md section 2 names, as far as the fixtures need them: tag text NFC-normalised (issue 10),
+ * `/` -> `_`, trimmed, `.`/`..`.
+ */
 function san(s: string): string {
-  const n = s.replace(/[/\0]/g, "_").trim();
+  const n = s.normalize("NFC").replace(/[/\0]/g, "_").trim();
   return n === "." || n === ".." ? `_${n}` : n;
 }
 

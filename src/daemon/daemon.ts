@@ -8,12 +8,15 @@ import { MusicOps, TRACK_INO_BASE, VirtualTree } from "../fs/mod.ts";
 import type { Invalidation } from "../fs/mod.ts";
 import {
   checkSources,
+  countProblems,
   Database,
   type LibraryChange,
   type LibraryDatabaseOpen,
   LibraryWatcher,
+  mergeRoots,
   openLibraryDatabase,
   type Origin,
+  revalidateMsFromEnv,
   Scanner,
   type ScanProgress,
   setAsideLibraryDatabase,
@@ -164,7 +167,10 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         to: opened.recovered.movedTo,
       });
     }
-    const origins: Origin[] = opts.libraries.map((p) => {
+    // A root inside another one (or given twice) would show its files twice: merged, one line.
+    const { roots, merged } = mergeRoots(opts.libraries);
+    for (const m of merged) log.warn("{message}", { message: m.message });
+    const origins: Origin[] = roots.map((p) => {
       try {
         return db!.ensureOrigin(p);
       } catch (e) {
@@ -246,6 +252,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         stateDir: opts.stateDir,
         tracks: treeStats.tracks,
         problems: treeStats.problems,
+        problemKinds: countProblems(tree.problems()),
         scan: scanProgress && {
           active: scanning(),
           phase: scanProgress.phase,
@@ -378,9 +385,10 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       allowOther: opts.allowOther,
       // Other users get exactly what the sources give them; the kernel checks the modes.
       defaultPermissions: opts.allowOther,
-      // The tree tells the kernel about every change, so its caches may live long.
-      entryTtlMs: 10_000,
-      attrTtlMs: 10_000,
+      // The tree tells the kernel about every change, so its caches may live long (generated
+      // files, which change without a notice, get 1 s: see MusicOps.shareAttrs).
+      entryTtlMs: 3_600_000,
+      attrTtlMs: 3_600_000,
       // Listings too: apply() invalidates a directory's inode whenever its entries change.
       cacheDirs: true,
     });
@@ -409,10 +417,18 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
             log.info("The state dir can be written again: scanning");
             readOnly = undefined;
           }
+          let told = 0;
           await scanner.scan(origins.map((o) => o.path), {
             signal,
+            // Every file: status must never show fewer files read than tracks in the tree
+            // (the tree fills from commits, which follow the reads). Only the kept copy is
+            // per file; systemd and the progress bar hear at most every 250 ms.
+            progressMs: 0,
             onProgress: (p) => {
               scanProgress = p;
+              const now = performance.now();
+              if (now - told < 250 && p.phase !== "done") return;
+              told = now;
               systemd.status(`scan ${p.phase}: ${p.parsed}/${p.total} files read`);
               opts.onScanProgress?.(status());
             },
@@ -637,6 +653,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     // once the mount is up and reported ready.
     supervisor.spawnCritical("watcher", (signal) => {
       const watcher = new LibraryWatcher(scanner, origins, {
+        revalidateMs: revalidateMsFromEnv(),
         onState: (s: WatchState) => {
           for (const o of origins) watchStates.set(o.id, s);
           if (s.mode === "polling") {
