@@ -56,7 +56,7 @@ export interface DaemonOptions {
   libraries: string[];
   /** Absolute path of the folder to mount on. */
   mountpoint: string;
-  /** Absolute state dir: library.db, search snapshot, lock, control socket, log. */
+  /** Absolute state dir: library.db, search.db, lock, control socket, log. */
   stateDir: string;
   /** Absolute dir of the chunk cache and its index. */
   cacheDir: string;
@@ -210,9 +210,10 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     const watchStates = new Map<number, WatchState>();
     // The supervisor logs every transition itself.
     const supervisor = new TaskSupervisor();
-    const search = LazySearch.fromSnapshot(`${opts.stateDir}/search.snapshot`, {
+    const search = LazySearch.fromSnapshot(`${opts.stateDir}/search.db`, {
       generation: db.generation,
       rebuildFrom: () => ours(db!.allTracks()),
+      verify: true,
     });
     // One known track per origin: an unmounted share leaves an empty mountpoint that a stat
     // of the root alone would call healthy.
@@ -232,8 +233,10 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       origins,
       health,
     });
-    // Only now that every lock is held: a refused start must not touch the search snapshot.
+    // Only now that every lock is held: a refused start must not touch the search index.
     search.startLoading();
+    // The minisearch snapshot of musicfs before search.db: rebuilt into search.db.
+    await Deno.remove(`${opts.stateDir}/search.snapshot`).catch(() => {});
 
     const scanning = () => supervisor.status("scanner")?.state === "running";
     let firstScanDone = false;
@@ -476,7 +479,15 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
           },
           timeoutMs: 7000,
         },
-        { name: "commit search", run: async () => void (search.index && await search.commit()) },
+        {
+          name: "commit search",
+          run: async () => {
+            // The full check of search.db started at open holds the changes made meanwhile.
+            search.stopChecking();
+            if (search.index) await search.commit();
+            search.close();
+          },
+        },
         { name: "close scanner", run: () => scanner.close() },
         { name: "close cache", run: () => cache?.close() },
         {

@@ -587,14 +587,14 @@ export class Torture {
       this.violation("library.db does not open after a clean stop", String(e));
     }
     try {
-      const h = await inspectSnapshot(`${state}/search.snapshot`, { generation });
+      const h = await inspectSnapshot(`${state}/search.db`, { generation });
       if (h.documentCount !== this.good.size) {
         this.violation(
-          `the search snapshot holds ${h.documentCount} documents, want ${this.good.size}`,
+          `the search index holds ${h.documentCount} documents, want ${this.good.size}`,
         );
       }
     } catch (e) {
-      this.violation("the search snapshot is not current after a clean stop", String(e));
+      this.violation("the search index is not current after a clean stop", String(e));
     }
     return this.stats.violations.length === before;
   }
@@ -631,9 +631,9 @@ export async function offlineCheck(
     problems.push(`library.db: ${e}`);
   }
   try {
-    await inspectSnapshot(`${state}/search.snapshot`, { generation });
+    await inspectSnapshot(`${state}/search.db`, { generation });
   } catch (e) {
-    problems.push(`search snapshot: ${e}`);
+    problems.push(`search index: ${e}`);
   }
   const idx = await checkIndex(`${cache}/index`);
   if (idx.status === "damaged") problems.push(`chunk index: ${idx.reason}`);
