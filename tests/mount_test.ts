@@ -96,7 +96,10 @@ function escapeRe(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
 
-/** SPEC.md section 2 names, as far as the fixtures need them: `/` -> `_`, trimmed, no leading `.`. */
+/**
+ * SPEC.md section 2 names, as far as the fixtures need them: tag text NFC-normalised (issue 10),
+ * `/` -> `_`, trimmed, a leading `.` -> `_`.
+ */
 function san(s: string): string {
   const n = s.normalize("NFC").replace(/[/\0]/g, "_").trim();
   return n.startsWith(".") ? `_${n.slice(1)}` : n;

@@ -416,7 +416,9 @@ export class Scanner {
     const knownBefore = known.size;
     let found = 0;
     const onBatch = (b: WalkBatch) => {
-      found += b.files.length + b.problems.length;
+      // The count of hidden folders (at the root's own path) is not something found in it: an
+      // emptied mountpoint with only a .Trash folder left must still look empty.
+      found += b.files.length + b.problems.filter((p) => p.relPath !== "").length;
       for (const f of b.files) {
         run.progress.seen++;
         run.result.seen++;

@@ -29,7 +29,8 @@ async function withDirs(fn: (lib: string, state: string) => Promise<void>): Prom
 function expectedTags(tags: FixtureTags): Tags {
   const out: Tags = {};
   for (const [k, v] of Object.entries(tags)) {
-    const t = typeof v === "string" ? v.trim() : v;
+    // Tag text comes out NFC-normalised (rule 2 of issue 10).
+    const t = typeof v === "string" ? v.trim().normalize("NFC") : v;
     if (t !== undefined && t !== "") (out as Record<string, unknown>)[k] = t;
   }
   return out;
@@ -104,11 +105,14 @@ Deno.test("scan of a library with broken files records each problem and keeps ev
         [...broken].sort(),
       );
       for (const p of problems) assert.ok(p.reason.length > 0, `${p.relPath} has a reason`);
-      // Everything else listed is a symlink loop, skipped without hanging.
+      // Everything else listed is a symlink loop, skipped without hanging, and the count of
+      // hidden folders (at the root's own path).
       assert.deepEqual(
-        problems.filter((p) => !broken.has(p.relPath)).map((p) => p.relPath).sort(),
+        problems.filter((p) => !broken.has(p.relPath) && p.relPath !== "").map((p) => p.relPath)
+          .sort(),
         [...fx.symlinks].sort(),
       );
+      assert.match(problems.find((p) => p.relPath === "")!.reason, /^1 hidden folder skipped/);
 
       assert.deepEqual(db.covers().map((c) => c.relPath).sort(), [...fx.covers].sort());
 
@@ -241,11 +245,12 @@ Deno.test("a library root left empty (unmounted share) keeps its tracks; deletin
       const origin = db.origins().find((o) => o.id === first.originId)!;
       // The share goes away: its mountpoint stays, empty.
       await Deno.rename(`${lib}/music`, `${lib}/away`);
-      await Deno.mkdir(`${lib}/music`);
+      // Only a hidden folder left in it (a desktop's trash): still empty.
+      await Deno.mkdir(`${lib}/music/.Trash-1000`, { recursive: true });
       await assert.rejects(() => scanner.scanOrigin(origin), EmptyRootError);
       assert.equal(db.trackCount(), 5);
       // It comes back with one track fewer: that one really is gone.
-      await Deno.remove(`${lib}/music`);
+      await Deno.remove(`${lib}/music`, { recursive: true });
       await Deno.rename(`${lib}/away`, `${lib}/music`);
       await Deno.remove(`${lib}/music/${written[0]}`);
       await scanner.scanOrigin(origin);

@@ -193,6 +193,7 @@ export async function searchOffline(
       rebuildFrom: () => db.allTracks(),
     });
     const found = index.search(query, limit);
+    index.close();
     if (found.length === 0) return [];
     // The whole tree, not just the hits: collision suffixes depend on every neighbour.
     const tree = new VirtualTree({
