@@ -24,7 +24,8 @@ import type {
 } from "./db.ts";
 import { ParseCancelledError, ParserPool } from "./pool.ts";
 import { extensionOf, type TagResult } from "./tags.ts";
-import type { Origin, TrackRecord } from "./types.ts";
+import type { Origin, Playlist, TrackRecord } from "./types.ts";
+import { decodePlaylist, MAX_PLAYLIST_BYTES, parsePlaylist } from "./playlist.ts";
 import type { WalkBatch, WalkFile } from "./walk.ts";
 import { Walker } from "./walker.ts";
 import { safeReason } from "./reason.ts";
@@ -66,6 +67,10 @@ export interface LibraryChange {
   covers: Cover[];
   /** Source directories that no longer have a cover. */
   removedCovers: OriginDir[];
+  /** Playlists new or changed. */
+  playlists?: Playlist[];
+  /** Playlists gone. */
+  removedPlaylists?: OriginPath[];
   /** The database generation this change committed. */
   generation: number;
 }
@@ -184,15 +189,42 @@ interface Pending {
   remove: OriginPath[];
   covers: NonNullable<Batch["covers"]>;
   removeCovers: OriginDir[];
+  playlists: Playlist[];
+  removePlaylists: OriginPath[];
 }
 
 function emptyPending(): Pending {
-  return { files: [], problems: [], remove: [], covers: [], removeCovers: [] };
+  return {
+    files: [],
+    problems: [],
+    remove: [],
+    covers: [],
+    removeCovers: [],
+    playlists: [],
+    removePlaylists: [],
+  };
 }
 
 function pendingSize(p: Pending): number {
   return p.files.length + p.problems.length + p.remove.length + p.covers.length +
-    p.removeCovers.length;
+    p.removeCovers.length + p.playlists.length + p.removePlaylists.length;
+}
+
+/** Read a playlist: its entries as absolute source paths (see parsePlaylist). */
+async function readPlaylist(root: string, f: WalkFile, originId: number): Promise<Playlist> {
+  if (f.size > MAX_PLAYLIST_BYTES) {
+    throw new Error(`playlist larger than ${MAX_PLAYLIST_BYTES >> 20} MiB: skipped`);
+  }
+  const bytes = await Deno.readFile(`${root}/${f.relPath}`);
+  const slash = f.relPath.lastIndexOf("/");
+  const dir = slash < 0 ? root : `${root}/${f.relPath.slice(0, slash)}`;
+  return {
+    originId,
+    relPath: f.relPath,
+    size: f.size,
+    mtimeMs: f.mtimeMs,
+    entries: parsePlaylist(decodePlaylist(bytes), dir),
+  };
 }
 
 function isUnder(path: string, dir: string): boolean {
@@ -380,6 +412,7 @@ export class Scanner {
     signal.throwIfAborted();
     const known = this.#db.knownEntries(origin.id, scope);
     const knownCovers = this.#db.coversOf(origin.id, scope);
+    const knownPlaylists = this.#db.knownPlaylists(origin.id, scope);
     const rechecked = new Set(this.#db.recheckedProblemPaths(origin.id, scope));
     const failedDirs: string[] = [];
     const parses: Promise<void>[] = [];
@@ -436,7 +469,9 @@ export class Scanner {
     const onBatch = (b: WalkBatch) => {
       const h0 = performance.now();
       stages.walkBatches++;
-      found += b.files.length + b.problems.length;
+      // The count of hidden folders (at the root's own path) is not something found in it: an
+      // emptied mountpoint with only a .Trash folder left must still look empty.
+      found += b.files.length + b.problems.filter((p) => p.relPath !== "").length;
       for (const f of b.files) {
         run.progress.seen++;
         run.result.seen++;
@@ -458,6 +493,25 @@ export class Scanner {
               run.inner.abort(e);
             },
           ),
+        );
+      }
+      for (const f of b.playlists ?? []) {
+        const k = knownPlaylists.get(f.relPath);
+        knownPlaylists.delete(f.relPath);
+        rechecked.delete(f.relPath);
+        if (k && k.size === f.size && k.mtimeMs === f.mtimeMs) continue;
+        parses.push(
+          readPlaylist(origin.path, f, origin.id).then(
+            (p) => run.pending.playlists.push(p),
+            (e) => {
+              run.pending.problems.push({
+                originId: origin.id,
+                relPath: f.relPath,
+                reason: `cannot read playlist: ${e instanceof Error ? e.message : String(e)}`,
+              });
+              if (k) run.pending.removePlaylists.push({ originId: origin.id, relPath: f.relPath });
+            },
+          ).then(() => this.#maybeCommit(run)),
         );
       }
       for (const d of b.dirs) {
@@ -521,6 +575,9 @@ export class Scanner {
       }
       for (const dir of knownCovers.keys()) {
         if (!keep(dir)) run.pending.removeCovers.push({ originId: origin.id, dir });
+      }
+      for (const p of knownPlaylists.keys()) {
+        if (!keep(p)) run.pending.removePlaylists.push({ originId: origin.id, relPath: p });
       }
       this.#commit(run);
       run.progress.phase = "done";
@@ -599,6 +656,8 @@ export class Scanner {
       remove: p.remove.splice(0),
       covers: p.covers.splice(0),
       removeCovers: p.removeCovers.splice(0),
+      playlists: p.playlists.splice(0),
+      removePlaylists: p.removePlaylists.splice(0),
     };
     if (run.full) {
       batch.scan = {
@@ -625,7 +684,8 @@ export class Scanner {
   #notify(res: BatchResult): void {
     if (
       !res.added.length && !res.changed.length && !res.removed.length && !res.problemsChanged &&
-      !res.covers.length && !res.removedCovers.length
+      !res.covers.length && !res.removedCovers.length && !res.playlists.length &&
+      !res.removedPlaylists.length
     ) {
       return;
     }
@@ -637,6 +697,8 @@ export class Scanner {
         problemsChanged: res.problemsChanged,
         covers: res.covers,
         removedCovers: res.removedCovers,
+        playlists: res.playlists,
+        removedPlaylists: res.removedPlaylists,
         generation: res.generation,
       });
     } catch (e) {

@@ -53,9 +53,10 @@ async function mountedStateDir(dir: string): Promise<void> {
       track("rock/b.mp3", { artist: "Band", album: "Twice", title: "Same Song", track: 3 }),
     ];
     db.applyBatch({ files: files.map((f) => ({ ...f, originId: origin.id })) });
-    const index = SearchIndex.create(`${dir}/search.snapshot`, { generation: db.generation });
+    const index = SearchIndex.create(`${dir}/search.db`, { generation: db.generation });
     await index.indexAll(db.allTracks());
     await index.commit();
+    index.close();
     db.checkpoint();
   } finally {
     db.close();
@@ -148,9 +149,10 @@ Deno.test("search offline follows a custom /Artists layout", async () => {
 Deno.test("search offline still answers with a corrupted snapshot, without writing", async () => {
   await withDir(async (dir) => {
     await mountedStateDir(dir);
-    const path = `${dir}/search.snapshot`;
+    const path = `${dir}/search.db`;
     const bytes = await Deno.readFile(path);
-    bytes[bytes.length - 10] ^= 0xff;
+    // Garbage over the page of the stamped values (the first table's root page).
+    bytes.fill(0xa5, 4096, 8192);
     await Deno.writeFile(path, bytes);
     const c = capture();
     assert.equal(await searchCommand({ stateDir: dir, query: "so what", io: c.io }), 0);
