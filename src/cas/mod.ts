@@ -38,5 +38,7 @@ export {
   CachedReader,
   type CachedReaderOptions,
   type ChunkCache,
+  type OpenSource,
+  openSourcePlain,
   type SourceFile,
 } from "./reader.ts";

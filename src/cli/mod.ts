@@ -62,6 +62,7 @@ export async function main(args: string[]): Promise<number> {
       "the /Artists layout, e.g. '{albumartist}/{album} ({year})/{track:02} - {title}'",
     )
     .option("--allow-other", "let other users see the mount")
+    .option("--follow-symlinks", "also serve symlinks that point outside the libraries")
     .option("--log-level <level>", "trace | debug | info | warning | error (default info)")
     .option("--log-format <format>", "text | json (default text)")
     .option("--demo", "serve a small in-memory demo tree instead (tests the FUSE layer)")

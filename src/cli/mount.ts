@@ -34,6 +34,8 @@ export interface MountFlags {
   layout?: string;
   /** `--allow-other`: let other users see the mount. */
   allowOther?: boolean;
+  /** `--follow-symlinks`: serve symlinks whose target lies outside every library root. */
+  followSymlinks?: boolean;
   /** `--log-level` as typed (`warn` is accepted for `warning`); default `info`. */
   logLevel?: string;
   /** `--log-format`, unchecked: should be `text` or `json` (default `text`). */
@@ -126,6 +128,11 @@ export function resolveMountOptions(
         `Mountpoint ${mountpoint} is inside library ${r} (choose a folder outside it)`,
       );
     }
+    if (r.startsWith(mountpoint + "/")) {
+      throw new UsageError(
+        `Library ${r} is inside the mountpoint ${mountpoint} (choose a mountpoint outside it)`,
+      );
+    }
   }
   return {
     libraries: roots,
@@ -136,6 +143,7 @@ export function resolveMountOptions(
     cacheReads: cacheReads as DaemonOptions["cacheReads"],
     layout: flags.layout,
     allowOther: flags.allowOther ?? false,
+    followSymlinks: flags.followSymlinks ?? false,
     version,
   };
 }
@@ -198,6 +206,7 @@ async function startInBackground(
   );
   if (flags.layout !== undefined) args.push("--layout", flags.layout);
   if (flags.allowOther) args.push("--allow-other");
+  if (flags.followSymlinks) args.push("--follow-symlinks");
   if (flags.logLevel) args.push("--log-level", flags.logLevel);
   if (flags.logFormat) args.push("--log-format", flags.logFormat);
   const proc = new Deno.Command(exe, {

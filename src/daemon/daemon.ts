@@ -3,8 +3,8 @@
  * mounts it, and runs every background job under the supervisor until an ordered shutdown.
  * Data flows one way: library (scanner, watcher) -> tree and search -> FUSE session.
  */
-import { FuseSession, identity, prepareMountpoint } from "../fuse/mod.ts";
-import { MusicOps, TRACK_INO_BASE, VirtualTree } from "../fs/mod.ts";
+import { findFuseMount, FuseSession, identity, prepareMountpoint } from "../fuse/mod.ts";
+import { isInside, MusicOps, SourceOpener, TRACK_INO_BASE, VirtualTree } from "../fs/mod.ts";
 import type { Invalidation } from "../fs/mod.ts";
 import {
   type Database,
@@ -46,6 +46,8 @@ export interface DaemonOptions {
   layout?: string;
   /** Let other users see the mount (FUSE `allow_other`). */
   allowOther?: boolean;
+  /** Serve symlinks whose target lies outside every library root (`--follow-symlinks`). */
+  followSymlinks?: boolean;
   /** Program version, for status. */
   version: string;
   /** Called once the mount answers. */
@@ -79,7 +81,15 @@ export interface DaemonStatus {
     lastWriteError?: string;
   } | null;
   search: { state: string; documents: number };
-  fuse: { requests: number; errors: number; inflight: number; passthrough: boolean };
+  fuse: {
+    requests: number;
+    errors: number;
+    inflight: number;
+    passthrough: boolean;
+    passthroughFallbacks: number;
+    /** Source opens past their deadline, not returned yet (a hung library). */
+    stuckOpens: number;
+  };
 }
 
 /** A daemon start that failed before the mount answered, with a one-line reason. */
@@ -103,6 +113,17 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
   let db: Database | undefined;
   let session: FuseSession | undefined;
   try {
+    // The mount inside a library (or a library inside the mount) would index its own views,
+    // and the watcher's setup would stat the mount from the thread that serves it: a deadlock.
+    for (const root of opts.libraries) {
+      if (isInside(opts.mountpoint, root) || isInside(root, opts.mountpoint)) {
+        throw new DaemonStartError(
+          `Cannot mount ${opts.mountpoint}: it ${
+            isInside(opts.mountpoint, root) ? "is inside" : "holds"
+          } the library ${root}, a loop (choose a mountpoint outside the libraries)`,
+        );
+      }
+    }
     // A bad mountpoint (a file, not empty, another live mount) is refused before any store is
     // opened or created: bad input changes nothing. A dead mount left there is detached.
     await prepareMountpoint(opts.mountpoint, true);
@@ -146,18 +167,29 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       })),
     });
 
+    // Every source open of the read path: off the event loop, under a deadline, regular files
+    // inside a root only (symlinks out of the library only with --follow-symlinks).
+    const opener = new SourceOpener({
+      roots: origins.map((o) => o.path),
+      followSymlinks: opts.followSymlinks,
+    });
     const cache = await openDaemonCache({
       cacheDir: opts.cacheDir,
       cacheSize: opts.cacheSize,
       mode: opts.cacheReads,
       origins,
       health,
+      opener,
     });
     // Only now that every lock is held: a refused start must not touch the search snapshot.
     search.startLoading();
 
     const status = (): DaemonStatus => {
-      const stats = session?.stats ?? { requests: 0, errors: 0, inflight: 0, passthrough: false };
+      const stats = {
+        ...(session?.stats ??
+          { requests: 0, errors: 0, inflight: 0, passthrough: false, passthroughFallbacks: 0 }),
+        stuckOpens: opener.stuck,
+      };
       return {
         pid: Deno.pid,
         version: opts.version,
@@ -217,6 +249,31 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         else session.notifyInvalInode(i.ino, 0, -1);
       }
     };
+    // Re-checks of sources an open found changed, swapped or gone, by origin: coalesced, so a
+    // player retrying a bad file does not queue a rescan per attempt.
+    const recheck = new Map<number, Set<string>>();
+    let recheckTimer: ReturnType<typeof setTimeout> | undefined;
+    const recheckLater = (originId: number, path: string, folder: boolean) => {
+      const root = originPath.get(originId);
+      if (!root || !isInside(path, root)) return;
+      let rel = path === root ? "" : path.slice(root.length + 1);
+      if (folder) rel = rel.includes("/") ? rel.slice(0, rel.lastIndexOf("/")) : "";
+      let set = recheck.get(originId);
+      if (!set) recheck.set(originId, set = new Set());
+      set.add(rel);
+      if (recheckTimer !== undefined) return;
+      recheckTimer = setTimeout(() => {
+        recheckTimer = undefined;
+        const work = [...recheck];
+        recheck.clear();
+        for (const [id, rels] of work) {
+          const origin = origins.find((o) => o.id === id)!;
+          scanner.rescanPaths(origin, [...rels]).catch((e) =>
+            log.warn("Cannot re-check {root}: {error}", { root: origin.path, error: String(e) })
+          );
+        }
+      }, 200);
+    };
     const ops = new MusicOps({
       tree,
       search: async (q, limit) =>
@@ -224,6 +281,14 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       invalidate,
       cache: cache?.route,
       healthy: (id) => health.status(String(id))?.healthy ?? true,
+      opener,
+      invalidateAttr: async (ino) => {
+        if (!session) return;
+        session.notifyInvalInode(ino, -1, 0);
+        await session.flushNotifications();
+      },
+      onSourceFault: (f) => recheckLater(f.originId, f.path, true),
+      onSourceChanged: (originId, path) => recheckLater(originId, path, false),
     });
 
     const onChange = (c: LibraryChange) => {
@@ -251,7 +316,16 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       for (const t of c.changed) search.indexFile(t);
       for (const id of removedIds) search.remove(id);
     };
-    const scanner = new Scanner(db, { onChange });
+    let mountDev: number | undefined;
+    const scanner = new Scanner(db, {
+      onChange,
+      walkRules: () => ({
+        roots: origins.map((o) => o.path),
+        followSymlinks: opts.followSymlinks,
+        mountpoint: opts.mountpoint,
+        mountDev,
+      }),
+    });
 
     session = await FuseSession.mount(opts.mountpoint, ops, {
       create: true,
@@ -263,6 +337,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       cacheDirs: true,
     });
     const mountpoint = session.mountpoint;
+    mountDev = deviceNumber(findFuseMount(mountpoint)?.device);
     log.info("Mounted {mountpoint} with {tracks} tracks", {
       mountpoint,
       tracks: tree.stats().tracks,
@@ -379,6 +454,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     // once the mount is up and reported ready.
     supervisor.spawnCritical("watcher", (signal) => {
       const watcher = new LibraryWatcher(scanner, origins, {
+        mountpoint,
         onState: (s: WatchState) => {
           for (const o of origins) watchStates.set(o.id, s);
           if (s.mode === "polling") {
@@ -407,4 +483,14 @@ function describeHit(tree: VirtualTree, id: number, score: number, db: Database)
   const t = db.getTrack(id);
   const path = t && tree.pathOf(TRACK_INO_BASE + id);
   return t && path ? toSearchHit(t, score, path) : null;
+}
+
+/** `st_dev` of a `major:minor` device (glibc's makedev), or undefined. */
+function deviceNumber(device: string | undefined): number | undefined {
+  const m = device && /^(\d+):(\d+)$/.exec(device);
+  if (!m) return undefined;
+  const major = Number(m[1]);
+  const minor = Number(m[2]);
+  return ((major & 0xfffff000) * 2 ** 32) + ((major & 0xfff) << 8) + ((minor & 0xffffff00) << 12) +
+    (minor & 0xff);
 }

@@ -73,4 +73,13 @@ export {
   type MusicOpsOptions,
   SEARCH_QUERY_MAX_BYTES,
   SEARCH_RESULTS_MAX,
+  type SourceFault,
 } from "./ops.ts";
+export {
+  isInside,
+  type OpenedSource,
+  SourceOpenError,
+  SourceOpener,
+  type SourceOpenerOptions,
+  type SourceVersion,
+} from "./source_open.ts";

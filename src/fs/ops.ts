@@ -6,21 +6,27 @@
  */
 import {
   type Attr,
-  closeFd,
   copyRange,
   type DirEntry,
   type Entry,
   Errno,
   FsError,
   type FuseOperations,
-  openReadOnly,
   type OpenResult,
   preadAsync,
   preadCached,
   type RequestContext,
   type StatFs,
 } from "../fuse/mod.ts";
-import { INO, type Invalidation, type Node, type TrackNode, type VirtualTree } from "./tree.ts";
+import {
+  type CoverNode,
+  INO,
+  type Invalidation,
+  type Node,
+  type TrackNode,
+  type VirtualTree,
+} from "./tree.ts";
+import { SourceOpenError, SourceOpener, type SourceVersion } from "./source_open.ts";
 import { logger } from "../log/mod.ts";
 
 const log = logger("fs");
@@ -42,8 +48,22 @@ export interface CachedFile {
   size: number;
   /** Source modification time in ms since the epoch, as scanned. */
   mtimeMs: number;
+  /** Source status-change time in ms, as scanned (absent in rows scanned before schema 2). */
+  ctimeMs?: number;
+  /** Source inode number, as scanned (absent in rows scanned before schema 2). */
+  ino?: number;
   /** Absolute path of the source file. */
   path: string;
+}
+
+/** A source that could not be opened as the library recorded it (a swap, a FIFO, a vanished file). */
+export interface SourceFault {
+  /** The origin holding the source. */
+  originId: number;
+  /** Absolute source path. */
+  path: string;
+  /** One-line reason. */
+  reason: string;
 }
 
 /** Reads through the chunk cache, for origins that should not be read directly. */
@@ -68,12 +88,62 @@ export interface MusicOpsOptions {
   cache?: CacheRoute;
   /** Whether an origin is reachable; reads of an unhealthy origin fail fast with EIO. */
   healthy?: (originId: number) => boolean;
+  /**
+   * Opens sources (off the request loop, checked to be regular files inside a root); default:
+   * one over `tree.origins` paths, symlinks out of the library not followed.
+   */
+  opener?: SourceOpener;
+  /**
+   * Drop the kernel's cached attributes of `ino` now; resolves once the kernel has them (the
+   * open that found a new version waits for it, so its first read sees the new size).
+   */
+  invalidateAttr?: (ino: number) => Promise<void>;
+  /** A source was found swapped, not a regular file, or gone at open: list it and rescan. */
+  onSourceFault?: (fault: SourceFault) => void;
+  /** A source was found changed at open (another version than scanned): rescan it. */
+  onSourceChanged?: (originId: number, path: string) => void;
+}
+
+interface FdHandle {
+  kind: "fd";
+  fd: number;
+  /** Size of the version opened: reads stop there, and a source of another size is EIO. */
+  size: number;
+  path: string;
+  /** The version this handle reads. */
+  version: SourceVersion;
+  /** Page-cache-only reads may run on the request loop (not FUSE or network sources). */
+  nowait: boolean;
+  live: Live;
+}
+
+/**
+ * What the daemon knows about the source behind an inode while it is open (or was found
+ * changed at an open): the kernel keeps one page cache and one size per inode, while each
+ * handle must keep reading the version it opened.
+ */
+interface Live {
+  ino: number;
+  /** The tree record this was recorded against; another one (a rescan landed) ends `version`. */
+  rec: object;
+  /** The newest version an open found; undefined while it is the record's. */
+  version?: SourceVersion;
+  /** Open handles of this inode. */
+  handles: Set<FdHandle>;
+  /** The kernel page cache may hold bytes of another version than `version`. */
+  dirty: boolean;
 }
 
 type Handle =
-  | { kind: "fd"; fd: number; size: number; path: string }
+  | FdHandle
   | { kind: "mem"; data: Uint8Array }
   | { kind: "cache"; file: CachedFile };
+
+function sameVersion(rec: Partial<SourceVersion>, v: SourceVersion): boolean {
+  return rec.size === v.size && rec.mtimeMs === v.mtimeMs &&
+    (rec.ctimeMs === undefined || rec.ctimeMs === v.ctimeMs) &&
+    (rec.ino === undefined || rec.ino === v.ino);
+}
 
 const encoder = new TextEncoder();
 
@@ -84,11 +154,33 @@ export class MusicOps implements FuseOperations {
   #handles = new Map<number, Handle>();
   #nextFh = 1;
   #searchDirs: string[] = [];
+  #opener: SourceOpener;
+  #live = new Map<number, Live>();
 
   /** Serve `opts.tree`. */
   constructor(opts: MusicOpsOptions) {
     this.#tree = opts.tree;
     this.#opts = opts;
+    this.#opener = opts.opener ?? new SourceOpener({ roots: opts.tree.originPaths() });
+  }
+
+  /** Attributes of `n`, with the size and times of a newer version found at an open. */
+  #attr(n: Node): Attr {
+    const a = this.#tree.attr(n);
+    if (this.#live.size === 0) return a;
+    const live = this.#live.get(a.ino);
+    if (!live?.version) return a;
+    const rec = recordOf(n);
+    if (live.rec !== rec) {
+      // The tree has a newer record (the rescan landed): it speaks for the source again.
+      live.version = undefined;
+      if (live.handles.size === 0) this.#live.delete(a.ino);
+      return a;
+    }
+    a.size = live.version.size;
+    a.mtimeMs = live.version.mtimeMs;
+    a.ctimeMs = live.version.ctimeMs;
+    return a;
   }
 
   #node(ino: number): Node {
@@ -100,7 +192,7 @@ export class MusicOps implements FuseOperations {
   /** See {@link FuseOperations.lookup}. */
   async lookup(parent: number, name: string): Promise<Entry | null> {
     const n = this.#tree.lookup(parent, name);
-    if (n) return { attr: this.#tree.attr(n) };
+    if (n) return { attr: this.#attr(n) };
     if (parent !== INO.search || !this.#opts.search) return null;
     if (encoder.encode(name).length > SEARCH_QUERY_MAX_BYTES) throw new FsError(Errno.ENAMETOOLONG);
     const dir = await this.#searchDir(name);
@@ -124,7 +216,7 @@ export class MusicOps implements FuseOperations {
 
   /** See {@link FuseOperations.getattr}. */
   getattr(ino: number): Promise<Attr> {
-    return Promise.resolve(this.#tree.attr(this.#node(ino)));
+    return Promise.resolve(this.#attr(this.#node(ino)));
   }
 
   /** See {@link FuseOperations.readdir}. */
@@ -135,43 +227,103 @@ export class MusicOps implements FuseOperations {
     }
     const out: DirEntry[] = new Array(list.length);
     for (let i = 0; i < list.length; i++) {
-      out[i] = { name: list[i].name, attr: this.#tree.attr(list[i].node) };
+      out[i] = { name: list[i].name, attr: this.#attr(list[i].node) };
     }
     return Promise.resolve(out);
   }
 
   /** See {@link FuseOperations.open}. */
-  open(ino: number, _flags: number, _ctx: RequestContext): Promise<OpenResult> {
+  async open(ino: number, _flags: number, _ctx: RequestContext): Promise<OpenResult> {
     const n = this.#node(ino);
     if (n.kind === "dir") throw new FsError(Errno.EISDIR);
     if (n.kind === "symlink") throw new FsError(Errno.ELOOP);
     const fh = this.#nextFh++;
     if (n.kind === "generated") {
       this.#handles.set(fh, { kind: "mem", data: this.#tree.content(n) });
-      return Promise.resolve({ fh, directIo: true });
+      return { fh, directIo: true };
     }
     const path = this.#tree.sourcePath(n);
-    const size = this.#tree.attr(n).size;
+    const originId = n.kind === "track" ? n.track.originId : n.cover.originId;
     if (n.kind === "track") {
       const file = this.#cachedFile(n, path);
       if (this.#opts.cache?.routes(file.originId)) {
         this.#handles.set(fh, { kind: "cache", file });
         this.#opts.cache.opened?.(file);
-        return Promise.resolve({ fh, keepCache: true });
-      }
-      if (this.#opts.healthy && !this.#opts.healthy(file.originId)) {
-        throw new FsError(Errno.EIO, `origin of ${path} is unreachable`);
+        return { fh, keepCache: true };
       }
     }
-    // A local open(2) costs microseconds; network origins never get here (cache route).
-    const fd = openReadOnly(path);
-    this.#handles.set(fh, { kind: "fd", fd, size, path });
-    return Promise.resolve({ fh, keepCache: true, backingFd: fd });
+    if (this.#opts.healthy && !this.#opts.healthy(originId)) {
+      throw new FsError(Errno.EIO, `origin of ${path} is unreachable`);
+    }
+    let src;
+    try {
+      src = await this.#opener.open(path, String(originId));
+    } catch (e) {
+      if (e instanceof SourceOpenError && e.libraryChanged) {
+        log.warn("{reason}; answering {errno}", { reason: e.message, errno: e.errno });
+        this.#opts.onSourceFault?.({ originId, path, reason: e.message });
+      }
+      throw e;
+    }
+    const rec = recordOf(n);
+    let live = this.#live.get(ino);
+    if (!live || live.rec !== rec) {
+      if (!live) this.#live.set(ino, live = { ino, rec, handles: new Set(), dirty: false });
+      live.rec = rec;
+      live.version = undefined;
+    }
+    const version: SourceVersion = {
+      size: src.size,
+      mtimeMs: src.mtimeMs,
+      ctimeMs: src.ctimeMs,
+      ino: src.ino,
+    };
+    if (!sameVersion(live.version ?? rec as Partial<SourceVersion>, version)) {
+      // Another version than the kernel knows: it must see the new size before the first read.
+      live.version = version;
+      live.dirty = true;
+      log.info("Source {path} changed since it was scanned; serving the new version", { path });
+      await this.#opts.invalidateAttr?.(ino).catch(() => {});
+      this.#opts.onSourceChanged?.(originId, path);
+    }
+    let older = false;
+    for (const h of live.handles) if (!sameVersion(h.version, version)) older = true;
+    const h: FdHandle = {
+      kind: "fd",
+      fd: src.fd,
+      size: src.size,
+      path,
+      version,
+      nowait: src.nowaitSafe,
+      live,
+    };
+    live.handles.add(h);
+    this.#handles.set(fh, h);
+    if (older) {
+      // A handle of an older version is still reading, through the same page cache: this one
+      // reads around it, so neither sees the other's bytes.
+      return { fh, directIo: true, backingFd: src.fd };
+    }
+    if (live.dirty) {
+      // Open without KEEP_CACHE: the kernel drops the pages of the older version.
+      live.dirty = false;
+      await this.#opts.invalidateAttr?.(ino).catch(() => {});
+      return { fh, backingFd: src.fd };
+    }
+    return { fh, keepCache: true, backingFd: src.fd };
   }
 
   #cachedFile(n: TrackNode, path: string): CachedFile {
     const t = n.track;
-    return { originId: t.originId, id: t.id, size: t.size, mtimeMs: t.mtimeMs, path };
+    return {
+      originId: t.originId,
+      id: t.id,
+      size: t.size,
+      mtimeMs: t.mtimeMs,
+      ctimeMs: t.ctimeMs,
+      ino: t.ino,
+      path,
+    };
   }
 
   /** See {@link FuseOperations.read}. */
@@ -183,11 +335,16 @@ export class MusicOps implements FuseOperations {
     }
     if (h.kind === "cache") return await this.#opts.cache!.read(h.file, offset, dst);
     const want = Math.max(0, Math.min(dst.length, h.size - offset));
-    const n = await preadAsync(h.fd, want < dst.length ? dst.subarray(0, want) : dst, offset);
+    // One byte past the version's end, when there is room: a source that grew shows too.
+    const ask = want < dst.length ? want + 1 : want;
+    const n = await preadAsync(h.fd, ask < dst.length ? dst.subarray(0, ask) : dst, offset);
     if (n < 0) throw new FsError(Errno.EIO, `Cannot read ${h.path}`);
-    if (n < want) {
-      // The source shrank since it was scanned: never pass off short data as the file.
-      log.warn("Source {path} is shorter than recorded; answering EIO", { path: h.path });
+    if (n !== want) {
+      // The source changed size under this handle: never pass off a mix as the file.
+      log.warn("Source {path} changed size while open ({how}); answering EIO", {
+        path: h.path,
+        how: n < want ? "shorter" : "longer",
+      });
       throw new FsError(Errno.EIO, `${h.path} changed size`);
     }
     return n;
@@ -200,9 +357,11 @@ export class MusicOps implements FuseOperations {
     if (h.kind === "mem") {
       return copyRange(h.data, offset, dst);
     }
+    if (!h.nowait) return undefined;
     const want = Math.max(0, Math.min(dst.length, h.size - offset));
-    const n = preadCached(h.fd, want < dst.length ? dst.subarray(0, want) : dst, offset);
-    // Anything short (not cached, or the source shrank) takes the async path, which reports.
+    const ask = want < dst.length ? want + 1 : want;
+    const n = preadCached(h.fd, ask < dst.length ? dst.subarray(0, ask) : dst, offset);
+    // Anything else (not cached, or the source changed size) takes the async path, which reports.
     return n === want ? n : undefined;
   }
 
@@ -210,7 +369,13 @@ export class MusicOps implements FuseOperations {
   release(_ino: number, fh: number): Promise<void> {
     const h = this.#handles.get(fh);
     this.#handles.delete(fh);
-    if (h?.kind === "fd") closeFd(h.fd);
+    if (h?.kind === "fd") {
+      this.#opener.close(h.fd);
+      h.live.handles.delete(h);
+      if (h.live.handles.size === 0 && !h.live.version && !h.live.dirty) {
+        this.#live.delete(h.live.ino);
+      }
+    }
     return Promise.resolve();
   }
 
@@ -253,12 +418,23 @@ export class MusicOps implements FuseOperations {
 
   /** Close every source file still open (at shutdown). */
   closeAll(): void {
-    for (const h of this.#handles.values()) if (h.kind === "fd") closeFd(h.fd);
+    for (const h of this.#handles.values()) if (h.kind === "fd") this.#opener.closeNow(h.fd);
     this.#handles.clear();
+    this.#live.clear();
+  }
+
+  /** Source opens stuck past their deadline (for status). */
+  get stuckOpens(): number {
+    return this.#opener.stuck;
   }
 
   /** Open file handles (for status). */
   get openFiles(): number {
     return this.#handles.size;
   }
+}
+
+/** The tree record behind a track or cover node (its identity changes when the tree updates it). */
+function recordOf(n: Node): object {
+  return n.kind === "track" ? n.track : (n as CoverNode).cover;
 }

@@ -93,6 +93,8 @@ export interface SessionStats {
   inflight: number;
   /** Whether reads of files opened with a `backingFd` are served by the kernel (passthrough). */
   passthrough: boolean;
+  /** Opens that asked for passthrough and were served in userspace because it failed. */
+  passthroughFallbacks: number;
 }
 
 interface Pending extends RequestContext {
@@ -163,7 +165,9 @@ export class FuseSession {
   #ready!: PromiseWithResolvers<void>;
   #resolveClosed!: () => void;
   #notifyChain: Promise<void> = Promise.resolve();
-  #stats = { requests: 0, errors: 0 };
+  #stats = { requests: 0, errors: 0, passthroughFallbacks: 0 };
+  /** Inodes whose passthrough open failed, with the count (each is logged once). */
+  #backingFailures = new Map<number, number>();
 
   private constructor(ops: FuseOperations, handle: MountHandle, opts: SessionOptions) {
     this.#ops = ops;
@@ -679,11 +683,18 @@ export class FuseSession {
     new DataView(map.buffer).setInt32(0, fd, true);
     const id = libc().ioctl(this.#fd, u64(FUSE_DEV_IOC_BACKING_OPEN), map);
     if (id <= 0) {
+      // One odd source must not end passthrough for every other file: this open alone is
+      // served in userspace, and each inode's failure is logged once.
       const err = errno();
-      this.#passthrough = false;
-      log.warn("Kernel passthrough unavailable ({error}); serving reads in userspace", {
-        error: new SyscallError("FUSE_DEV_IOC_BACKING_OPEN", err).message,
-      });
+      const seen = this.#backingFailures.get(ino) ?? 0;
+      if (this.#backingFailures.size < 65536 || seen) this.#backingFailures.set(ino, seen + 1);
+      this.#stats.passthroughFallbacks++;
+      if (!seen) {
+        log.warn("Kernel passthrough failed for inode {ino} ({error}); serving it in userspace", {
+          ino,
+          error: new SyscallError("FUSE_DEV_IOC_BACKING_OPEN", err).message,
+        });
+      }
       return 0;
     }
     this.#backing.set(ino, { id, refs: 1 });

@@ -38,6 +38,11 @@ export interface WatchOptions {
   pollReason?: string;
   /** Called whenever the state changes (also once at start). */
   onState?: (state: WatchState) => void;
+  /**
+   * The daemon's own mountpoint: events under it are never re-checked (re-checking them would
+   * stat the mount from the daemon serving it). Links into it are refused by the walk.
+   */
+  mountpoint?: string;
 }
 
 /** Keeps a library up to date while it runs. */
@@ -170,6 +175,8 @@ export class LibraryWatcher {
 
   /** Record the path an event touched, as the scope to re-check in its origin. */
   #note(pending: Map<number, Set<string>>, path: string): void {
+    const mp = this.#opts.mountpoint;
+    if (mp && (path === mp || path.startsWith(mp + "/"))) return;
     const origin = this.#origins.find((o) => path === o.path || path.startsWith(o.path + "/"));
     if (!origin) return;
     let rel = path === origin.path ? "" : path.slice(origin.path.length + 1);
