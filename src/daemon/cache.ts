@@ -85,7 +85,10 @@ export async function openDaemonCache(opts: {
   const opener = opts.opener;
   const openSource = opener &&
     (async (f: { path: string; originId: string }): Promise<OpenSource> => {
-      const src = await opener.open(f.path, f.originId);
+      // A failed open is a failed chunk fetch (EIO), whatever errno the open would answer.
+      const src = await opener.open(f.path, f.originId).catch((e: Error) => {
+        throw new Error(e.message, { cause: e });
+      });
       return {
         ...src,
         read: async (dst, offset) => {

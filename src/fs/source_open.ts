@@ -47,7 +47,10 @@ export interface SourceVersion {
   size: number;
   /** Modification time, ms since the epoch. */
   mtimeMs: number;
-  /** Status-change time, ms since the epoch (any rewrite, even one restoring the mtime). */
+  /**
+   * Status-change time, ms since the epoch, in whole seconds as Deno's stat gives it (any
+   * rewrite moves it, even one restoring the mtime).
+   */
   ctimeMs: number;
   /** Inode number (a temp file renamed over the source gets a new one). */
   ino: number;
@@ -123,6 +126,8 @@ function parseStat(b: Uint8Array<ArrayBuffer>): Stat {
   const v = new DataView(b.buffer);
   const n = (off: number) => Number(v.getBigUint64(off, true));
   const ms = (off: number) => n(off) * 1000 + Math.floor(n(off + 8) / 1e6);
+  // Deno's stat (the walk's) gives the ctime in whole seconds: compare like with like.
+  const secs = (off: number) => n(off) * 1000;
   if (ARCH === "aarch64") {
     // dev, ino, mode(u32), nlink(u32), uid, gid, rdev, pad, size, blksize(i32), pad, blocks,
     // atim, mtim, ctim
@@ -132,7 +137,7 @@ function parseStat(b: Uint8Array<ArrayBuffer>): Stat {
       mode: v.getUint32(16, true),
       size: n(48),
       mtimeMs: ms(88),
-      ctimeMs: ms(104),
+      ctimeMs: secs(104),
     };
   }
   // x86_64: dev, ino, nlink, mode(u32), uid, gid, pad, rdev, size, blksize, blocks, atim,
@@ -143,7 +148,7 @@ function parseStat(b: Uint8Array<ArrayBuffer>): Stat {
     mode: v.getUint32(24, true),
     size: n(48),
     mtimeMs: ms(88),
-    ctimeMs: ms(104),
+    ctimeMs: secs(104),
   };
 }
 
