@@ -327,9 +327,12 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       }),
     });
 
+    // MUSICFS_PASSTHROUGH=0 serves reads in userspace even as root (tests of that path).
+    const passthroughEnv = Deno.env.get("MUSICFS_PASSTHROUGH");
     session = await FuseSession.mount(opts.mountpoint, ops, {
       create: true,
       allowOther: opts.allowOther,
+      passthrough: passthroughEnv === "0" ? false : "auto",
       // The tree tells the kernel about every change, so its caches may live long.
       entryTtlMs: 10_000,
       attrTtlMs: 10_000,

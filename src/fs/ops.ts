@@ -302,15 +302,15 @@ export class MusicOps implements FuseOperations {
     if (older) {
       // A handle of an older version is still reading, through the same page cache: this one
       // reads around it, so neither sees the other's bytes.
-      return { fh, directIo: true, backingFd: src.fd };
+      return { fh, directIo: true, backingFd: src.fd, backingVersion: versionKey(version) };
     }
     if (live.dirty) {
       // Open without KEEP_CACHE: the kernel drops the pages of the older version.
       live.dirty = false;
       await this.#opts.invalidateAttr?.(ino).catch(() => {});
-      return { fh, backingFd: src.fd };
+      return { fh, backingFd: src.fd, backingVersion: versionKey(version) };
     }
-    return { fh, keepCache: true, backingFd: src.fd };
+    return { fh, keepCache: true, backingFd: src.fd, backingVersion: versionKey(version) };
   }
 
   #cachedFile(n: TrackNode, path: string): CachedFile {
@@ -437,4 +437,8 @@ export class MusicOps implements FuseOperations {
 /** The tree record behind a track or cover node (its identity changes when the tree updates it). */
 function recordOf(n: Node): object {
   return n.kind === "track" ? n.track : (n as CoverNode).cover;
+}
+
+function versionKey(v: SourceVersion): string {
+  return `${v.ino}:${v.size}:${v.mtimeMs}:${v.ctimeMs}`;
 }

@@ -157,7 +157,7 @@ export class FuseSession {
   #parents = new Map<number, number>();
   #dirs = new Map<number, DirHandle>();
   #nextDirFh = 1;
-  #backing = new Map<number, { id: number; refs: number }>();
+  #backing = new Map<number, { id: number; refs: number; version?: string }>();
   #passthrough = false;
   #proto = { minor: 0 };
   #stopping = false;
@@ -659,7 +659,17 @@ export class FuseSession {
     let openFlags = FOPEN_NOFLUSH;
     let backingId = 0;
     if (r.backingFd !== undefined && this.#passthrough) {
-      backingId = this.#acquireBacking(ino, r.backingFd);
+      const held = this.#backing.get(ino);
+      if (held && held.version !== r.backingVersion) {
+        log.warn(
+          "Inode {ino} changed while an older version is open through passthrough; answering EIO " +
+            "until it is closed",
+          { ino },
+        );
+        await this.#ops.release?.(ino, r.fh ?? 0);
+        return this.#replyError(ctx.unique, Errno.EIO, ctx);
+      }
+      backingId = this.#acquireBacking(ino, r.backingFd, r.backingVersion);
       if (backingId > 0) openFlags |= FOPEN_PASSTHROUGH;
     }
     if (!backingId) {
@@ -673,7 +683,7 @@ export class FuseSession {
     if (!this.#replyOut(ctx, 16) && backingId) this.#releaseBacking(ino);
   }
 
-  #acquireBacking(ino: number, fd: number): number {
+  #acquireBacking(ino: number, fd: number, version?: string): number {
     const b = this.#backing.get(ino);
     if (b) {
       b.refs++;
@@ -697,7 +707,7 @@ export class FuseSession {
       }
       return 0;
     }
-    this.#backing.set(ino, { id, refs: 1 });
+    this.#backing.set(ino, { id, refs: 1, version });
     return id;
   }
 
