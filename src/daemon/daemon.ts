@@ -303,6 +303,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
           sample.set(t.originId, `${originPath.get(t.originId)}/${t.relPath}`);
         }
       }
+      if (c.problemsChanged) stopWatchingIfFifo();
       const inv = tree.apply({
         added: c.added,
         changed: c.changed,
@@ -317,6 +318,18 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       for (const id of removedIds) search.remove(id);
     };
     let mountDev: number | undefined;
+    // The watch's event thread opens each file it hears about, and a FIFO would hold it for
+    // good: with one in the library, poll instead.
+    let libraryWatcher: LibraryWatcher | undefined;
+    const fifoProblem = () => ours(db!.problems()).find((p) => p.reason.startsWith("a FIFO"));
+    const stopWatchingIfFifo = () => {
+      const p = libraryWatcher && fifoProblem();
+      if (p) {
+        libraryWatcher!.stopWatching(
+          `a FIFO in the library (${originPath.get(p.originId)}/${p.relPath}) stalls file events`,
+        );
+      }
+    };
     const scanner = new Scanner(db, {
       onChange,
       walkRules: () => ({
@@ -456,8 +469,12 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     // Deno.watchFs sets up its inotify watches synchronously (0.5 s at 16k folders): only
     // once the mount is up and reported ready.
     supervisor.spawnCritical("watcher", (signal) => {
-      const watcher = new LibraryWatcher(scanner, origins, {
+      const known = fifoProblem();
+      const watcher = libraryWatcher = new LibraryWatcher(scanner, origins, {
         mountpoint,
+        pollReason: known &&
+          `a FIFO in the library (${originPath.get(known.originId)}/${known.relPath}) stalls ` +
+            `file events`,
         onState: (s: WatchState) => {
           for (const o of origins) watchStates.set(o.id, s);
           if (s.mode === "polling") {

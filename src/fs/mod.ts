@@ -78,8 +78,8 @@ export {
 export {
   isInside,
   type OpenedSource,
-  SourceOpenError,
   SourceOpener,
   type SourceOpenerOptions,
+  SourceOpenError,
   type SourceVersion,
 } from "./source_open.ts";

@@ -26,7 +26,7 @@ import {
   type TrackNode,
   type VirtualTree,
 } from "./tree.ts";
-import { SourceOpenError, SourceOpener, type SourceVersion } from "./source_open.ts";
+import { SourceOpener, SourceOpenError, type SourceVersion } from "./source_open.ts";
 import { logger } from "../log/mod.ts";
 
 const log = logger("fs");

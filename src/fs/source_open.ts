@@ -311,10 +311,20 @@ export class SourceOpener {
       info = await Deno.lstat(path);
     } catch (e) {
       if (e instanceof Deno.errors.NotFound) {
-        throw new SourceOpenError("missing", asked, `Cannot open ${asked}: it vanished`, Errno.ENOENT);
+        throw new SourceOpenError(
+          "missing",
+          asked,
+          `Cannot open ${asked}: it vanished`,
+          Errno.ENOENT,
+        );
       }
       if (e instanceof Deno.errors.PermissionDenied) {
-        throw new SourceOpenError("denied", asked, `Cannot open ${asked}: permission denied`, Errno.EACCES);
+        throw new SourceOpenError(
+          "denied",
+          asked,
+          `Cannot open ${asked}: permission denied`,
+          Errno.EACCES,
+        );
       }
       throw new SourceOpenError("failed", asked, `Cannot open ${asked}: ${(e as Error).message}`);
     }
@@ -357,7 +367,12 @@ export class SourceOpener {
       f.close();
     } catch (e) {
       if (e instanceof Deno.errors.PermissionDenied) {
-        throw new SourceOpenError("denied", asked, `Cannot open ${asked}: permission denied`, Errno.EACCES);
+        throw new SourceOpenError(
+          "denied",
+          asked,
+          `Cannot open ${asked}: permission denied`,
+          Errno.EACCES,
+        );
       }
       throw new SourceOpenError("failed", asked, `Cannot open ${asked}: ${(e as Error).message}`);
     }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { SourceOpenError, SourceOpener } from "./source_open.ts";
+import { SourceOpener, SourceOpenError } from "./source_open.ts";
 import { preadSync } from "../fuse/mod.ts";
 
 async function tempDir(): Promise<string> {
@@ -117,7 +117,12 @@ Deno.test({
   async fn() {
     const mp = await Deno.makeTempDir({ prefix: "musicfs-hung-" });
     const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", new URL("../../tests/support/demo_mount.ts", import.meta.url).pathname, mp],
+      args: [
+        "run",
+        "-A",
+        new URL("../../tests/support/demo_mount.ts", import.meta.url).pathname,
+        mp,
+      ],
       stdin: "piped",
       stdout: "piped",
       stderr: "inherit",

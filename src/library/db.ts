@@ -469,7 +469,9 @@ export class Database {
         sample_rate = ?, duration = ?, ctime_ms = ?, ino = ?, uid = ?, gid = ?, mode = ?,
         genres = ?, artist_sort = ?, album_artist_sort = ?, picture = ? WHERE id = ?`),
       deleteFile: p("DELETE FROM files WHERE id = ?"),
-      knownFiles: p(`SELECT rel_path, size, mtime_ms, ctime_ms, ino FROM files WHERE origin_id = ?1 AND ${UNDER}`),
+      knownFiles: p(
+        `SELECT rel_path, size, mtime_ms, ctime_ms, ino FROM files WHERE origin_id = ?1 AND ${UNDER}`,
+      ),
       knownProblems: p(`SELECT rel_path, size, mtime_ms FROM problems
         WHERE origin_id = ?1 AND size IS NOT NULL AND ${UNDER}`),
       problem: p(

@@ -56,12 +56,5 @@ export {
   type ScanResult,
 } from "./scanner.ts";
 export { Walker, WalkError } from "./walker.ts";
-export type {
-  WalkBatch,
-  WalkDir,
-  WalkFile,
-  WalkProblem,
-  WalkRules,
-  WalkSummary,
-} from "./walk.ts";
+export type { WalkBatch, WalkDir, WalkFile, WalkProblem, WalkRules, WalkSummary } from "./walk.ts";
 export { LibraryWatcher, watchLibrary, type WatchOptions, type WatchState } from "./watcher.ts";

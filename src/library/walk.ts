@@ -115,7 +115,9 @@ function refusal(abs: string, isLink: boolean, rules: WalkRules | undefined): st
 
 function onMount(info: Deno.FileInfo, rules: WalkRules | undefined): string | undefined {
   if (rules?.mountDev !== undefined && info.dev === rules.mountDev) {
-    return `is the musicfs mount${rules.mountpoint ? ` at ${rules.mountpoint}` : ""} (a loop): skipped`;
+    return `is the musicfs mount${
+      rules.mountpoint ? ` at ${rules.mountpoint}` : ""
+    } (a loop): skipped`;
   }
   return undefined;
 }
@@ -132,7 +134,7 @@ function kindName(info: Deno.FileInfo): string {
   if (info.isFifo) return "a FIFO";
   if (info.isSocket) return "a socket";
   if (info.isCharDevice || info.isBlockDevice) return "a device";
-  return "not a regular file";
+  return "a special file";
 }
 
 const COVER_STEMS = ["cover", "folder", "front"];
@@ -261,7 +263,11 @@ export function walkTree(
       if (!isDir && !e.isSymlink && !(isFile && (audio || cover >= 0))) {
         // A FIFO, socket or device under an audio name: listed (opening one could hang).
         if (audio) {
-          batch.problems.push({ relPath: childRel, reason: "not a regular file: skipped" });
+          let kind = "not a regular file";
+          try {
+            kind = `${kindName(Deno.lstatSync(childAbs))}, not a regular file`;
+          } catch { /* gone */ }
+          batch.problems.push({ relPath: childRel, reason: `${kind}: skipped` });
           count++;
         }
         continue;

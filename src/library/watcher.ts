@@ -13,6 +13,7 @@ import { logger } from "../log/mod.ts";
 import type { Scanner } from "./scanner.ts";
 import type { Origin } from "./types.ts";
 import { coverRank } from "./walk.ts";
+import { type FsWatch, openWatch } from "./watch.ts";
 
 const log = logger("library", "watcher");
 
@@ -51,6 +52,8 @@ export class LibraryWatcher {
   readonly #origins: Origin[];
   readonly #opts: WatchOptions;
   #state: WatchState;
+  #current: FsWatch | undefined;
+  #stopReason: string | undefined;
 
   /** A watcher of `origins` (as stored in the scanner's database). */
   constructor(scanner: Scanner, origins: Origin[], options: WatchOptions = {}) {
@@ -61,6 +64,16 @@ export class LibraryWatcher {
     this.#state = options.pollReason
       ? { mode: "polling", reason: options.pollReason, since: Date.now() }
       : { mode: "watching", since: Date.now() };
+  }
+
+  /**
+   * Give up on filesystem events and poll from now on, for `reason` (e.g. a FIFO in the library:
+   * the event thread opens each file it hears about, and a FIFO holds it there for good).
+   */
+  stopWatching(reason: string): void {
+    if (this.#state.mode === "polling" || this.#stopReason) return;
+    this.#stopReason = reason;
+    this.#current?.close();
   }
 
   /** The current mode, and why when polling. */
@@ -92,9 +105,15 @@ export class LibraryWatcher {
       this.#setState(this.#state);
       return await this.#poll(signal);
     }
-    let watcher: Deno.FsWatcher;
+    let watcher: FsWatch;
     try {
-      watcher = Deno.watchFs(this.#origins.map((o) => o.path), { recursive: true });
+      // In a worker: the setup walks every folder (following symlinks, maybe into a hung share
+      // or this daemon's own mount), which must not block the thread serving the mount.
+      watcher = await openWatch(this.#origins.map((o) => o.path));
+      if (signal.aborted) {
+        watcher.close();
+        return;
+      }
     } catch (e) {
       this.#setState({
         mode: "polling",
@@ -103,17 +122,28 @@ export class LibraryWatcher {
       });
       return await this.#poll(signal);
     }
+    if (this.#stopReason) {
+      watcher.close();
+      this.#setState({ mode: "polling", reason: this.#stopReason, since: Date.now() });
+      return await this.#poll(signal);
+    }
+    this.#current = watcher;
     this.#setState({ mode: "watching", since: Date.now() });
     const died = await this.#watch(watcher, signal);
+    this.#current = undefined;
     if (signal.aborted) return;
-    this.#setState({ mode: "polling", reason: `the watch stopped: ${died}`, since: Date.now() });
+    this.#setState({
+      mode: "polling",
+      reason: this.#stopReason ?? `the watch stopped: ${died}`,
+      since: Date.now(),
+    });
     // What happened while the watch was dying is unknown: rescan now, then poll.
     await this.#rescanAll(signal);
     return await this.#poll(signal);
   }
 
   /** Feed events to debounced re-checks until aborted (returns undefined) or the watch dies. */
-  async #watch(watcher: Deno.FsWatcher, signal: AbortSignal): Promise<string | undefined> {
+  async #watch(watcher: FsWatch, signal: AbortSignal): Promise<string | undefined> {
     const debounceMs = this.#opts.debounceMs ?? 300;
     const maxDelayMs = this.#opts.maxDelayMs ?? 2000;
     const pending = new Map<number, Set<string>>();

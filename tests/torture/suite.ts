@@ -7,6 +7,7 @@
  */
 import { summaryTable, Torture, tortureSeed, type TortureStats } from "./harness.ts";
 import { badInput, deadOrigin, load } from "./extras.ts";
+import { sourceFaults } from "./sources.ts";
 import {
   corruptionCase,
   CORRUPTIONS,
@@ -44,6 +45,8 @@ export interface SuiteOptions {
   albumTracks: number;
   /** Milliseconds of load (0: skip). */
   loadMs: number;
+  /** Tracks of each hostile/hung source case's library (0: skip those cases). */
+  sourceTracks?: number;
   verbose?: boolean;
   seed?: number;
 }
@@ -114,6 +117,7 @@ export async function runTorture(o: SuiteOptions): Promise<SuiteResult> {
       await deadOrigin(t, { tracks: o.originTracks, rescanWhileGone: o.rescanWhileGone });
     }
     if (o.albumTracks) await badInput(t, { albumTracks: o.albumTracks });
+    if (o.sourceTracks) await sourceFaults(t, { tracks: o.sourceTracks });
     if (o.loadMs) {
       await load(t, { ms: o.loadMs });
       await t.stopClean();
