@@ -524,6 +524,18 @@ async function hungLibrary(t: Torture, o: SourceFaultOptions): Promise<void> {
       await start(c, [...args]);
     }
     const [cas, direct] = cases;
+    // Read straight from a FUSE library: a passthrough backing file on FUSE may be refused by
+    // the kernel (stacking depth); that open alone falls back to userspace, the rest keep it.
+    let directOk = 0;
+    const directSome = [...direct.tracks.keys()].slice(0, 2);
+    for (const m of directSome) {
+      if ((await readMounted(m)).sha === direct.tracks.get(m)!.sha) directOk++;
+    }
+    if (directOk !== directSome.length) {
+      t.violation(`${t.step}: ${directSome.length - directOk} direct reads were wrong`);
+    }
+    const fb = ((await direct.d!.getStatus()).fuse as { passthroughFallbacks?: number })
+      .passthroughFallbacks;
     const casTracks = [...cas.tracks.keys()];
     const warm = casTracks.slice(0, casTracks.length >> 1);
     const cold = casTracks.slice(casTracks.length >> 1);
@@ -574,6 +586,9 @@ async function hungLibrary(t: Torture, o: SourceFaultOptions): Promise<void> {
       `cached ${served}/${warm.length} served in ${r1.ms} ms; uncached failed ${failedFast}/${
         cold.length + Math.min(3, direct.tracks.size)
       }, slowest ${Math.round(worst)} ms`,
+    );
+    figures.push(
+      `before: direct reads ${directOk}/${directSome.length} right, ${fb} passthrough fallbacks`,
     );
     t.stats.extras.push(["every source hung: " + figures.shift()!, figures.join("; ")]);
   } finally {
