@@ -25,14 +25,14 @@ const CONFIG = new URL("../deno.json", import.meta.url).pathname;
 const DENO = Deno.execPath();
 const RUN_FLAGS = ["run", "-A", "--quiet", `--config=${CONFIG}`];
 
-interface Status {
+export interface Status {
   tracks: number;
   scan: { phase: string } | null;
   search: { state: string; documents: number };
 }
 
 /** A running daemon child: its stderr lines, each with the time it arrived. */
-interface Daemon {
+export interface Daemon {
   child: Deno.ChildProcess;
   /** performance.now() and Date.now() just before the spawn. */
   t0: number;
@@ -97,7 +97,7 @@ async function bareDenoStartup(script: string): Promise<number> {
   return first;
 }
 
-function spawnDaemon(lib: string, mnt: string, state: string, cache: string): Daemon {
+export function spawnDaemon(lib: string, mnt: string, state: string, cache: string): Daemon {
   const t0 = performance.now();
   const wall0 = Date.now();
   const child = new Deno.Command(DENO, {
@@ -139,7 +139,7 @@ function tail(d: Daemon, n = 8): string {
 }
 
 /** ms from spawn until "serving", or throws with the log tail if the daemon exits first. */
-async function untilServing(d: Daemon, timeoutMs = 120_000): Promise<number> {
+export async function untilServing(d: Daemon, timeoutMs = 120_000): Promise<number> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   try {
     return await Promise.race([
@@ -157,7 +157,7 @@ async function untilServing(d: Daemon, timeoutMs = 120_000): Promise<number> {
 }
 
 /** Poll GET /status until `pred` holds; resolves to ms since spawn and the status. */
-async function untilStatus(
+export async function untilStatus(
   d: Daemon,
   what: string,
   pred: (s: Status) => boolean,
@@ -186,7 +186,7 @@ async function untilStatus(
 }
 
 const searchReady = (s: Status) => s.search.state === "ready";
-const scanDone = (s: Status) => s.scan?.phase === "done";
+export const scanDone = (s: Status) => s.scan?.phase === "done";
 
 /** VmRSS and VmHWM of a process, in MB. */
 async function rss(pid: number): Promise<{ rss: number; hwm: number }> {
@@ -196,7 +196,7 @@ async function rss(pid: number): Promise<{ rss: number; hwm: number }> {
 }
 
 /** The mountinfo "major:minor" of whatever is mounted at `mnt`, if anything. */
-async function mountedDev(mnt: string): Promise<string | undefined> {
+export async function mountedDev(mnt: string): Promise<string | undefined> {
   const info = await Deno.readTextFile("/proc/self/mountinfo");
   for (const line of info.split("\n")) {
     const f = line.split(" ");
@@ -206,7 +206,7 @@ async function mountedDev(mnt: string): Promise<string | undefined> {
 }
 
 /** SIGTERM, wait (SIGKILL after 20 s), then make sure nothing is left mounted at the mountpoint. */
-async function stopDaemon(d: Daemon): Promise<void> {
+export async function stopDaemon(d: Daemon): Promise<void> {
   try {
     d.child.kill("SIGTERM");
   } catch { /* already gone */ }
@@ -232,7 +232,7 @@ async function stopDaemon(d: Daemon): Promise<void> {
 }
 
 /** `find <dir> -type f | wc -l`: ms and the count. */
-async function find(dir: string): Promise<{ ms: number; files: number }> {
+export async function find(dir: string): Promise<{ ms: number; files: number }> {
   const t0 = performance.now();
   const out = await new Deno.Command("sh", {
     args: ["-c", 'find "$1" -type f | wc -l', "sh", dir],

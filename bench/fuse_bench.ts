@@ -1,5 +1,5 @@
 /**
- * FUSE read throughput: sequential `dd bs=1M` of one big file through a DemoFs mount
+ * FUSE read throughput (and, from fuse_requests.ts, cost per request): sequential `dd bs=1M` of one big file through a DemoFs mount
  * (`addSource`) against `dd` of the source file itself, in the same run.
  *
  * Cache states, stated per row:
@@ -19,6 +19,7 @@
  */
 import { type BenchRow, dd, dropCaches, mbpsRow } from "./common.ts";
 import { DemoFs, FuseSession } from "../src/fuse/mod.ts";
+import { requestRows } from "./fuse_requests.ts";
 
 const MiB = 1 << 20;
 
@@ -62,8 +63,18 @@ async function withMount<T>(
   }
 }
 
-/** See the module comment. */
+/**
+ * The read throughput rows above, then the per-request rows of fuse_requests.ts.
+ * BENCH_FUSE_PART=reads or =requests runs only one part.
+ */
 export async function run({ quick }: { quick: boolean }): Promise<BenchRow[]> {
+  const part = Deno.env.get("BENCH_FUSE_PART");
+  const reads = part === "requests" ? [] : await readRows({ quick });
+  const requests = part === "reads" ? [] : await requestRows({ quick });
+  return [...reads, ...requests];
+}
+
+async function readRows({ quick }: { quick: boolean }): Promise<BenchRow[]> {
   if (Deno.uid() !== 0) {
     return [{ name: "fuse: skipped", measured: "needs root (passthrough, drop_caches)" }];
   }

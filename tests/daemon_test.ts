@@ -303,11 +303,16 @@ Deno.test(
       const lib = await makeLibrary(dirs.lib, { tracks: 30, seed: 29 });
       const args = ["mount", dirs.lib, "--mountpoint", dirs.mnt, "--state-dir", dirs.state];
       const r = await musicfs([...args, "--cache-dir", dirs.cache]);
-      const m = /musicfs: mounted (.+) \((\d+) tracks, pid (\d+)\)/.exec(r.stdout);
-      if (m) pid = Number(m[3]);
+      const m = /musicfs: mounted (.+) \(pid (\d+)\)/.exec(r.stdout);
+      if (m) pid = Number(m[2]);
       assert.equal(r.code, 0, `exit ${r.code}: ${r.stderr}`);
       assert.ok(m, `stdout: ${r.stdout}`);
       assert.equal(m[1], dirs.mnt);
+      // It says what happens next: the scan in the background, or what the scan found.
+      assert.match(
+        r.stdout,
+        /musicfs: (scanning .+ in the background.*; musicfs status shows progress|30 tracks;)/,
+      );
       // Right after it returned, the mount answers.
       const names: string[] = [];
       for await (const e of Deno.readDir(dirs.mnt)) names.push(e.name);

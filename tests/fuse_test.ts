@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import {
   DemoFs,
+  findFuseMount,
   FuseSession,
   isDeadMount,
   MountError,
@@ -20,6 +21,13 @@ import {
   tempDir,
   waitFor,
 } from "./support/helpers.ts";
+import {
+  asUser,
+  denoFor,
+  existingUser,
+  privateDirFor,
+  type TestUser,
+} from "./support/other_user.ts";
 
 async function withMount(
   fs: DemoFs,
@@ -399,16 +407,26 @@ Deno.test("fuse: mountpoint problems give one-line errors", needsFuse, async () 
   }
 });
 
-function spawnDemo(
-  mnt: string,
-  extra: string[] = [],
-  ids?: { uid: number; gid: number },
-): Deno.ChildProcess {
-  const user = ids && `${ids.uid}`;
-  const script = new URL("./support/demo_mount.ts", import.meta.url).pathname;
-  const config = new URL("../deno.json", import.meta.url).pathname;
+/** How to run the demo child as another user, inside a private mount namespace. */
+interface OtherUserRun {
+  user: TestUser;
+  /** A deno the user can run. */
+  deno: string;
+  /** A copy of what the demo child needs, readable by the user. */
+  checkout: string;
+  /** The user's own home and DENO_DIR. */
+  home: string;
+  /** Prefix that enters the private mount namespace. */
+  enter: string[];
+}
+
+function spawnDemo(mnt: string, extra: string[] = [], other?: OtherUserRun): Deno.ChildProcess {
+  const base = other ? `file://${other.checkout}/` : import.meta.url;
+  const script = new URL(other ? "tests/support/demo_mount.ts" : "./support/demo_mount.ts", base)
+    .pathname;
+  const config = new URL(other ? "deno.json" : "../deno.json", base).pathname;
   const deno = [
-    Deno.execPath(),
+    other?.deno ?? Deno.execPath(),
     "run",
     "-A",
     "--quiet",
@@ -417,18 +435,18 @@ function spawnDemo(
     mnt,
     ...extra,
   ];
-  const cmd = ids
-    ? ["setpriv", `--reuid=${ids.uid}`, `--regid=${ids.gid}`, "--clear-groups", ...deno]
-    : deno;
+  const cmd = other ? [...other.enter, ...asUser(other.user), ...deno] : deno;
   return new Deno.Command(cmd[0], {
     args: cmd.slice(1),
     stdin: "piped",
     stdout: "piped",
     stderr: "piped",
-    env: user
+    clearEnv: other !== undefined,
+    env: other
       ? {
-        DENO_DIR: `/tmp/musicfs-deno-${user}`,
-        HOME: "/tmp",
+        DENO_DIR: `${other.home}/deno`,
+        HOME: other.home,
+        XDG_RUNTIME_DIR: other.home,
         PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
       }
       : undefined,
@@ -489,61 +507,143 @@ Deno.test(
   },
 );
 
+/**
+ * A copy, under `dir`, of what the demo child needs (src/, deno.json, the script and the npm
+ * packages src/fuse imports), readable by anyone: the checkout itself may sit in a 0700
+ * directory the other user cannot enter.
+ */
+async function demoCheckout(dir: string): Promise<string> {
+  const root = new URL("../", import.meta.url).pathname;
+  const out = await Deno.makeTempDir({ dir, prefix: "checkout-" });
+  await Deno.chmod(out, 0o755);
+  await Deno.mkdir(`${out}/tests/support`, { recursive: true, mode: 0o755 });
+  await Deno.mkdir(`${out}/node_modules`, { mode: 0o755 });
+  const copies = [
+    ["src", "src"],
+    ["deno.json", "deno.json"],
+    ["tests/support/demo_mount.ts", "tests/support/demo_mount.ts"],
+    ["node_modules/@logtape", "node_modules/@logtape"],
+  ];
+  for (const [from, to] of copies) {
+    // -L: node_modules may be a link to a shared one; the copy holds the files themselves.
+    const r = await run(["cp", "-RL", `${root}${from}`, `${out}/${to}`]);
+    if (r.code !== 0) throw new Error(`cp ${from}: ${r.stderr.trim()}`);
+  }
+  await run(["chmod", "-R", "a+rX", out]);
+  return out;
+}
+
+/**
+ * A mount namespace of our own whose /dev/fuse is a fresh 0666 node of the same device, so a
+ * non-root user can mount without /dev/fuse being widened for the whole machine (some
+ * sandboxes ship it 0600). It lives as long as its holder process; `enter` runs a command in
+ * it. Mounts made inside it are invisible outside and vanish with it.
+ */
+async function privateFuseNamespace(dir: string) {
+  const rdev = (await Deno.stat("/dev/fuse")).rdev!;
+  const major = (rdev >> 8) & 0xfff;
+  const minor = (rdev & 0xff) | ((rdev >> 12) & 0xfff00);
+  const devDir = await Deno.makeTempDir({ dir, prefix: "dev-" });
+  const holder = new Deno.Command("unshare", {
+    args: [
+      "--mount",
+      "--propagation",
+      "private",
+      "sh",
+      "-c",
+      `mount -t tmpfs -o mode=0755,size=64k musicfs-test-dev "$0" && ` +
+      `mknod -m 0666 "$0/fuse" c ${major} ${minor} && mount --bind "$0/fuse" /dev/fuse && ` +
+      `echo ready && exec sleep 3600`,
+      devDir,
+    ],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const line = await readLine(holder.stdout);
+  if (line !== "ready") {
+    holder.kill("SIGKILL");
+    const err = await new Response(holder.stderr).text();
+    throw new Error(`Cannot make a private mount namespace: ${err.trim() || line}`);
+  }
+  return {
+    pid: holder.pid,
+    enter: ["nsenter", `--target=${holder.pid}`, "--mount", "--"],
+    /** The mounts inside the namespace. */
+    mounts: () => Deno.readTextFile(`/proc/${holder.pid}/mounts`),
+    async close() {
+      try {
+        holder.kill("SIGKILL");
+      } catch { /* gone */ }
+      await holder.status;
+      await holder.stdout.cancel().catch(() => {});
+      await holder.stderr.cancel().catch(() => {});
+    },
+  };
+}
+
 Deno.test(
-  "fuse: a non-root user mounts through fusermount3; after a SIGKILL the next mount clears the dead one",
+  "fuse: a non-root user mounts through fusermount3; after a SIGKILL the next mount clears the dead one (own mount namespace and /dev/fuse node: nothing machine-wide changes)",
   {
     ...needsFuse,
     ignore: needsFuse.ignore || Deno.uid() !== 0,
   },
   async () => {
     const dir = await tempDir();
-    await Deno.chmod(dir.path, 0o755);
-    const mnt = `${dir.path}/mnt`;
-    await Deno.mkdir(mnt);
-    const who = await run(["id", "-u", "nobody"]);
-    const uid = Number(who.stdout.trim());
-    const gid = Number((await run(["id", "-g", "nobody"])).stdout.trim());
-    await Deno.chown(mnt, uid, gid);
-    await Deno.mkdir(`/tmp/musicfs-deno-${uid}`, { recursive: true });
-    await Deno.chown(`/tmp/musicfs-deno-${uid}`, uid, gid);
-    // fusermount3 opens /dev/fuse as the calling user; distributions ship it 0666, but some
-    // sandboxes make it 0600. Give it the usual mode for this test and put it back after.
-    const devMode = (await Deno.stat("/dev/fuse")).mode! & 0o777;
-    if ((devMode & 0o006) !== 0o006) await Deno.chmod("/dev/fuse", 0o666);
+    let ns: Awaited<ReturnType<typeof privateFuseNamespace>> | undefined;
     try {
-      await nonRootRounds(mnt, uid, gid);
+      // Others may pass through our temp dir to what we hand them, not list it.
+      await Deno.chmod(dir.path, 0o711);
+      const user = await existingUser("nobody");
+      const mnt = await privateDirFor(user, dir.path, "mnt-");
+      const other: OtherUserRun = {
+        user,
+        deno: await denoFor(user, dir.path),
+        checkout: await demoCheckout(dir.path),
+        home: await privateDirFor(user, dir.path, "home-"),
+        enter: [],
+      };
+      ns = await privateFuseNamespace(dir.path);
+      other.enter = ns.enter;
+      await nonRootRounds(mnt, other, ns);
     } finally {
-      await Deno.chmod("/dev/fuse", devMode);
+      // Killing the holder ends the namespace and any mount left in it.
+      await ns?.close();
       await dir.cleanup();
     }
   },
 );
 
-async function nonRootRounds(mnt: string, uid: number, gid: number): Promise<void> {
+async function nonRootRounds(
+  mnt: string,
+  other: OtherUserRun,
+  ns: { enter: string[]; mounts(): Promise<string> },
+): Promise<void> {
+  const { uid } = other.user;
+  const inNs = (cmd: string[]) => run([...ns.enter, ...cmd]);
+  const isMountedInNs = async () =>
+    (await ns.mounts()).split("\n").some((l) => l.split(" ")[1] === mnt);
   // Round "kill" leaves a dead mount (the helper's auto_unmount cannot see it die: it probes
   // as setuid root, which a mount without allow_other refuses); "restart" must clear it.
   for (const round of ["clean", "kill", "restart"]) {
-    const child = spawnDemo(mnt, [], { uid, gid });
+    const child = spawnDemo(mnt, [], other);
     try {
       const line = await readLine(child.stdout);
       if (line !== "ready helper") {
         const err = await new Response(child.stderr).text();
         assert.fail(`child said ${JSON.stringify(line)}: ${err}`);
       }
-      assert.ok(await isMounted(mnt));
-      const mounts = await Deno.readTextFile("/proc/self/mounts");
-      assert.match(mounts, new RegExp(`${mnt} fuse.musicfs ro,nosuid,nodev.*user_id=${uid}`));
+      assert.ok(await isMountedInNs());
+      assert.ok(!(await isMounted(mnt)), "the mount stays inside the private namespace");
+      assert.match(
+        await ns.mounts(),
+        new RegExp(`${mnt} fuse.musicfs ro,nosuid,nodev.*user_id=${uid}`),
+      );
       // Without allow_other only the mounting user may look inside, so read as that user.
-      const cat = await run([
-        "setpriv",
-        `--reuid=${uid}`,
-        `--regid=${gid}`,
-        "--clear-groups",
-        "cat",
-        `${mnt}/sub/inner.txt`,
-      ]);
+      const cat = await inNs([...asUser(other.user), "cat", `${mnt}/sub/inner.txt`]);
       assert.equal(cat.stdout, "inner\n", cat.stderr);
-      await assert.rejects(Deno.readTextFile(`${mnt}/sub/inner.txt`), Deno.errors.PermissionDenied);
+      const rootCat = await inNs(["cat", `${mnt}/sub/inner.txt`]);
+      assert.match(rootCat.stderr, /Permission denied/);
       if (round === "kill") {
         child.kill("SIGKILL");
         await child.status;
@@ -551,7 +651,7 @@ async function nonRootRounds(mnt: string, uid: number, gid: number): Promise<voi
       }
       await child.stdin.close();
       assert.equal((await child.status).code, 0);
-      await waitFor(async () => !(await isMounted(mnt)), 10_000, `the ${round} unmount`);
+      await waitFor(async () => !(await isMountedInNs()), 10_000, `the ${round} unmount`);
     } finally {
       try {
         child.kill("SIGKILL");
@@ -561,3 +661,42 @@ async function nonRootRounds(mnt: string, uid: number, gid: number): Promise<voi
     }
   }
 }
+
+/** read_ahead_kb of every backing device on the machine. */
+async function readaheads(): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for await (const e of Deno.readDir("/sys/class/bdi")) {
+    const v = await Deno.readTextFile(`/sys/class/bdi/${e.name}/read_ahead_kb`).catch(() => "");
+    out.set(e.name, v.trim());
+  }
+  return out;
+}
+
+Deno.test(
+  "fuse: the readahead a session raises is its own mount's and goes away with it (no machine-wide change)",
+  { ...needsFuse, ignore: needsFuse.ignore || Deno.uid() !== 0 },
+  async () => {
+    const fs = new DemoFs();
+    fs.addFile("a.txt", "a");
+    const before = await readaheads();
+    let dev = "";
+    await withMount(fs, {}, async (mnt) => {
+      dev = findFuseMount(mnt)!.device;
+      await waitFor(
+        async () =>
+          (await Deno.readTextFile(`/sys/class/bdi/${dev}/read_ahead_kb`)).trim() === "1024",
+        5000,
+        "the mount's readahead to be raised",
+      );
+      const during = await readaheads();
+      for (const [name, v] of before) {
+        if (during.has(name)) assert.equal(during.get(name), v, `${name} was changed`);
+      }
+    });
+    await assert.rejects(Deno.stat(`/sys/class/bdi/${dev}`), Deno.errors.NotFound);
+    const after = await readaheads();
+    for (const [name, v] of before) {
+      if (after.has(name)) assert.equal(after.get(name), v, `${name} was changed`);
+    }
+  },
+);

@@ -62,6 +62,18 @@ export class CasWriteError extends Error {
   }
 }
 
+/**
+ * A read through the cache could not be served: a needed chunk is not cached and the origin is
+ * unhealthy, too slow, changed or failing. The filesystem answers it as EIO.
+ */
+export class CasReadError extends Error {
+  /** `message` says which file and why; `cause` is the origin's error, when there is one. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "CasReadError";
+  }
+}
+
 /** The store was used after `close()`. */
 export class CasClosedError extends Error {
   /** Names the refused operation. */

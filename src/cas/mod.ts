@@ -19,7 +19,13 @@ export {
   fileKey,
   sha256Hex,
 } from "./store.ts";
-export { CasClosedError, CasWriteError, formatBytes, StoreFullError } from "./errors.ts";
+export {
+  CasClosedError,
+  CasReadError,
+  CasWriteError,
+  formatBytes,
+  StoreFullError,
+} from "./errors.ts";
 export {
   checkIndex,
   type CheckIndexOptions,
@@ -42,3 +48,11 @@ export {
   openSourcePlain,
   type SourceFile,
 } from "./reader.ts";
+export { cacheLayout, isChunkName } from "./store.ts";
+export {
+  type CacheCheckOptions,
+  type CacheReport,
+  type CacheState,
+  repair as repairCache,
+  verify as verifyCache,
+} from "./verify.ts";

@@ -7,8 +7,7 @@
  * @module
  */
 import { logger } from "../log/mod.ts";
-import { Errno, FsError } from "../fuse/mod.ts";
-import { CasWriteError, StoreFullError } from "./errors.ts";
+import { CasReadError, CasWriteError, StoreFullError } from "./errors.ts";
 import { type CasStore, fileKey } from "./store.ts";
 
 const log = logger("cas", "reader");
@@ -132,11 +131,14 @@ export class CachedReader {
 
   /**
    * Read `[offset, offset + dst.length)` of `file` (clipped to its size) into `dst`; returns the
-   * byte count, 0 at or past the end. Throws {@link FsError} EIO when a needed chunk is not
-   * cached and the origin is unhealthy, too slow, changed or failing.
+   * byte count, 0 at or past the end. Throws {@link CasReadError} when a needed chunk is not
+   * cached and the origin is unhealthy, too slow, changed or failing, and a RangeError for an
+   * offset that is not a non-negative safe integer.
    */
   async read(file: SourceFile, offset: number, dst: Uint8Array): Promise<number> {
-    if (!Number.isSafeInteger(offset) || offset < 0) throw new FsError(Errno.EINVAL);
+    if (!Number.isSafeInteger(offset) || offset < 0) {
+      throw new RangeError(`Cannot read at offset ${offset}`);
+    }
     const end = Math.min(offset + dst.length, file.size);
     if (end <= offset) return 0;
     const key = fileKey(file);
@@ -312,7 +314,7 @@ export class CachedReader {
       }
       return got;
     } catch (e) {
-      if (e instanceof FsError) throw e;
+      if (e instanceof CasReadError) throw e;
       throw eio(`Cannot read ${what}: ${e instanceof Error ? e.message : e}`, e);
     } finally {
       clearTimeout(timer);
@@ -419,8 +421,8 @@ function chunkId(key: string, chunkNo: number): string {
   return `${chunkNo}\0${key}`;
 }
 
-function eio(message: string, cause?: unknown): FsError {
-  return new FsError(Errno.EIO, message, cause === undefined ? undefined : { cause });
+function eio(message: string, cause?: unknown): CasReadError {
+  return new CasReadError(message, cause === undefined ? undefined : { cause });
 }
 
 function abortable<T>(p: Promise<T>, signal?: AbortSignal): Promise<T> {

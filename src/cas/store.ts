@@ -13,6 +13,17 @@ import { checkIndex, DB_NAMES, INDEX_FORMAT, type IndexCheck, MAX_DBS } from "./
 const log = logger("cas");
 
 const HASH_RE = /^[0-9a-f]{64}$/;
+
+/** Whether `name` is a chunk file's name: its content's SHA-256 in lower-case hex. */
+export function isChunkName(name: string): boolean {
+  return HASH_RE.test(name);
+}
+
+/** Where a cache dir keeps its chunk files (sharded below) and its LMDB index. */
+export function cacheLayout(dir: string): { chunks: string; index: string } {
+  const root = dir.replace(/\/+$/, "") || "/";
+  return { chunks: `${root}/chunks`, index: `${root}/index` };
+}
 /** Damaged indexes kept for a post-mortem; older ones are deleted. */
 const KEEP_CORRUPT = 3;
 
@@ -194,8 +205,8 @@ export class CasStore {
     }
     const dir = opts.dir.replace(/\/+$/, "") || "/";
     const indexPath = `${dir}/index`;
-    await Deno.mkdir(`${dir}/chunks`, { recursive: true });
-    await Deno.mkdir(`${dir}/tmp`, { recursive: true });
+    await Deno.mkdir(`${dir}/chunks`, { recursive: true, mode: 0o700 });
+    await Deno.mkdir(`${dir}/tmp`, { recursive: true, mode: 0o700 });
     const removedTemps = await emptyDir(`${dir}/tmp`);
 
     const checking = checkIndex(indexPath, {
@@ -484,7 +495,7 @@ export class CasStore {
     const tmp = `${this.#tmpDir}/${++this.#seq}.tmp`;
     let file: Deno.FsFile | undefined;
     try {
-      file = await Deno.open(tmp, { write: true, createNew: true, mode: 0o644 });
+      file = await Deno.open(tmp, { write: true, createNew: true, mode: 0o600 });
       // A write may be short (e.g. the disk filled up mid-chunk); the next one reports why.
       for (let off = 0; off < bytes.length;) off += await file.write(bytes.subarray(off));
       if (this.#fsync) await file.syncData();
@@ -738,7 +749,7 @@ export class CasStore {
   async #ensureShardDir(hash: string): Promise<void> {
     const d = this.#shardDir(hash);
     if (this.#shardDirs.has(d)) return;
-    await Deno.mkdir(d, { recursive: true });
+    await Deno.mkdir(d, { recursive: true, mode: 0o700 });
     this.#shardDirs.add(d);
   }
 

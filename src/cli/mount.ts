@@ -5,7 +5,59 @@
 import { parseLayout } from "../fs/mod.ts";
 import { parseLevel, setupLogging } from "../log/mod.ts";
 import { controlRequest, controlSocketPath, rotateLogFile } from "../daemon/mod.ts";
-import { type DaemonOptions, runDaemon } from "../daemon/daemon.ts";
+import { type DaemonOptions, type DaemonStatus, runDaemon } from "../daemon/daemon.ts";
+import { ProgressBar } from "./progress.ts";
+
+const num = (n: number) => n.toLocaleString("en-US");
+
+/** `61 tracks, 1 unreadable file (see <mnt>/.musicfs/problems.txt)`. */
+export function describeLibrary(
+  st: Pick<DaemonStatus, "tracks" | "problems" | "mountpoint">,
+): string {
+  const tracks = `${num(st.tracks)} track${st.tracks === 1 ? "" : "s"}`;
+  if (!st.problems) return tracks;
+  return `${tracks}, ${num(st.problems)} unreadable file${st.problems === 1 ? "" : "s"} ` +
+    `(see ${st.mountpoint}/.musicfs/problems.txt)`;
+}
+
+/** What the background mount says once it answers: what it serves and what happens next. */
+export function nextSteps(st: DaemonStatus, libraries: string[]): string {
+  const scan = st.scan;
+  if (st.firstScanDone || (scan && !scan.active && scan.phase === "done")) {
+    return `${describeLibrary(st)}; the libraries are watched for changes`;
+  }
+  const what = scan?.walkDone
+    ? `${num(scan.seen)} files`
+    : libraries.length === 1
+    ? libraries[0]
+    : `${libraries.length} libraries`;
+  const sofar = st.tracks ? ` (${num(st.tracks)} tracks so far)` : "";
+  return `scanning ${what} in the background${sofar}; musicfs status shows progress`;
+}
+
+/**
+ * Polls the daemon until its first scan is done, drawing the bar on a terminal. Null when the
+ * daemon went away meanwhile.
+ */
+async function waitFirstScan(sock: string, gone: () => boolean): Promise<DaemonStatus | null> {
+  const bar = new ProgressBar();
+  try {
+    for (;;) {
+      if (gone()) return null;
+      let st: DaemonStatus | undefined;
+      try {
+        st = await controlRequest(sock, "GET", "/status", { timeoutMs: 5000 }) as DaemonStatus;
+      } catch {
+        if (gone()) return null;
+      }
+      if (st?.firstScanDone) return st;
+      if (st) bar.update(st);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  } finally {
+    bar.clear();
+  }
+}
 
 /** A bad argument: exit code 2 with a one-line message. */
 export class UsageError extends Error {
@@ -32,15 +84,22 @@ export interface MountFlags {
   cacheReads?: string;
   /** `--layout` template of /Artists, unchecked; default the built-in layout. */
   layout?: string;
-  /** `--allow-other`: let other users see the mount. */
+  /** `--allow-other`: let other users see the mount (with the sources' permissions). */
   allowOther?: boolean;
   /** `--follow-symlinks`: serve symlinks whose target lies outside every library root. */
   followSymlinks?: boolean;
+  /** `--allow-other-search`: let other users run queries under /.search too. */
+  allowOtherSearch?: boolean;
   /** `--log-level` as typed (`warn` is accepted for `warning`); default `info`. */
   logLevel?: string;
   /** `--log-format`, unchecked: should be `text` or `json` (default `text`). */
   logFormat?: string;
+  /** `--wait`: return only once the first scan is done. */
+  wait?: boolean;
 }
+
+/** The levels `--log-level` takes (`warn` is accepted for `warning`). */
+export const LOG_LEVELS = ["trace", "debug", "info", "warning", "error"] as const;
 
 const home = () => Deno.env.get("HOME") ?? "/root";
 
@@ -56,6 +115,9 @@ export function defaultCacheDir(): string {
   return x ? `${x}/musicfs` : `${home()}/.cache/musicfs`;
 }
 
+/** The largest size taken: 1024 TiB, well inside exact integers. */
+const MAX_SIZE = 2 ** 50;
+
 /** Parse `500M`, `2G`, `2GiB`, `1.5T`, `1048576` into bytes; throws {@link UsageError}. */
 export function parseSize(text: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*$/i.exec(text);
@@ -63,6 +125,7 @@ export function parseSize(text: string): number {
   const mult = { "": 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 }[m[2].toLowerCase()]!;
   const n = Math.floor(Number(m[1]) * mult);
   if (n <= 0) throw new UsageError(`Invalid size: ${text} (must be more than 0)`);
+  if (n > MAX_SIZE) throw new UsageError(`Invalid size: ${text} (at most 1024T)`);
   return n;
 }
 
@@ -111,15 +174,19 @@ export function resolveMountOptions(
       throw new UsageError((e as Error).message);
     }
   }
-  if (flags.logLevel) {
-    try {
-      parseLevel(flags.logLevel);
-    } catch (e) {
-      throw new UsageError((e as Error).message);
+  if (flags.logLevel !== undefined) {
+    const level = flags.logLevel.toLowerCase();
+    if (!(LOG_LEVELS as readonly string[]).includes(level) && level !== "warn") {
+      throw new UsageError(
+        `Invalid --log-level: ${flags.logLevel} (use ${LOG_LEVELS.join(", ")})`,
+      );
     }
   }
   if (flags.logFormat && !["text", "json"].includes(flags.logFormat)) {
     throw new UsageError(`Invalid --log-format: ${flags.logFormat} (use text or json)`);
+  }
+  if (flags.allowOtherSearch && !flags.allowOther) {
+    throw new UsageError("--allow-other-search needs --allow-other (add it)");
   }
   const mountpoint = absolute(flags.mountpoint ?? "~/MusicFS");
   for (const r of roots) {
@@ -144,6 +211,7 @@ export function resolveMountOptions(
     layout: flags.layout,
     allowOther: flags.allowOther ?? false,
     followSymlinks: flags.followSymlinks ?? false,
+    allowOtherSearch: flags.allowOtherSearch ?? false,
     version,
   };
 }
@@ -162,20 +230,33 @@ export async function mountCommand(
   const child = Deno.env.get(BACKGROUND_ENV) === "1";
   if (!flags.foreground && !child) return await startInBackground(libraries, flags, opts);
   if (child) {
-    await Deno.mkdir(opts.stateDir, { recursive: true });
+    await Deno.mkdir(opts.stateDir, { recursive: true, mode: 0o700 });
     const file = `${opts.stateDir}/musicfs.log`;
     await rotateLogFile(file);
     setupLogging({ level, format, file });
   } else {
     setupLogging({ level, format });
   }
+  const bar = new ProgressBar(!child && Deno.stderr.isTerminal());
   return await runDaemon({
     ...opts,
     onReady: ({ mountpoint, tracks }) => {
       if (!child) {
-        console.error(`musicfs: serving ${mountpoint} (${tracks} tracks; Ctrl-C to stop)`);
+        console.error(
+          `musicfs: serving ${mountpoint} (${tracks} tracks; Ctrl-C to stop); ` +
+            "scanning the libraries in the background",
+        );
       }
     },
+    onScanProgress: bar.enabled
+      ? (st) => {
+        if (st.scan?.active) bar.update(st);
+        else {
+          bar.clear();
+          console.error(`musicfs: scan done: ${describeLibrary(st)}`);
+        }
+      }
+      : undefined,
   });
 }
 
@@ -207,6 +288,7 @@ async function startInBackground(
   if (flags.layout !== undefined) args.push("--layout", flags.layout);
   if (flags.allowOther) args.push("--allow-other");
   if (flags.followSymlinks) args.push("--follow-symlinks");
+  if (flags.allowOtherSearch) args.push("--allow-other-search");
   if (flags.logLevel) args.push("--log-level", flags.logLevel);
   if (flags.logFormat) args.push("--log-format", flags.logFormat);
   const proc = new Deno.Command(exe, {
@@ -235,13 +317,18 @@ async function startInBackground(
       return 1;
     }
     try {
-      const st = await controlRequest(sock, "GET", "/status", { timeoutMs: 1000 }) as {
-        pid: number;
-        mountpoint: string;
-        tracks: number;
-      };
+      const st = await controlRequest(sock, "GET", "/status", { timeoutMs: 1000 }) as DaemonStatus;
       if (st.pid === proc.pid) {
-        console.log(`musicfs: mounted ${st.mountpoint} (${st.tracks} tracks, pid ${st.pid})`);
+        const done = flags.wait ? await waitFirstScan(sock, () => exited !== undefined) : st;
+        if (!done) {
+          await reading.catch(() => {});
+          const line = errText.trim().split("\n").filter(Boolean).at(-1) ??
+            "the daemon exited during its first scan";
+          console.error(line.startsWith("musicfs:") ? line : `musicfs: ${line}`);
+          return 1;
+        }
+        console.log(`musicfs: mounted ${done.mountpoint} (pid ${done.pid})`);
+        console.log(`musicfs: ${nextSteps(done, libraries)}`);
         proc.unref();
         await proc.stderr.cancel().catch(() => {});
         return 0;

@@ -59,7 +59,7 @@ export async function openDaemonCache(opts: {
   }
   if (routed.size === 0) return undefined;
   // One daemon per cache dir, taken before the index is opened (and maybe rebuilt).
-  await Deno.mkdir(opts.cacheDir, { recursive: true });
+  await Deno.mkdir(opts.cacheDir, { recursive: true, mode: 0o700 });
   const lock = await acquireLock(opts.cacheDir, { name: "musicfs" });
   let cas: CasStore;
   try {

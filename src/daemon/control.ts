@@ -112,6 +112,18 @@ export class DaemonTimeoutError extends Error {
   }
 }
 
+/** The control socket exists but this user may not connect to it (another user's daemon). */
+export class ControlPermissionError extends Error {
+  /** The socket refused. */
+  readonly socketPath: string;
+  /** Creates the error for `socketPath`. */
+  constructor(socketPath: string, options?: ErrorOptions) {
+    super(`Permission denied on the control socket ${socketPath}`, options);
+    this.name = "ControlPermissionError";
+    this.socketPath = socketPath;
+  }
+}
+
 /** The daemon answered with an error status, or the request failed in transport. */
 export class ControlRequestError extends Error {
   /** HTTP status, or 0 when no answer arrived. */
@@ -239,6 +251,9 @@ async function nothingListens(path: string): Promise<boolean> {
     conn.close();
     return false;
   } catch (e) {
+    if (e instanceof Deno.errors.PermissionDenied) {
+      throw new ControlPermissionError(path, { cause: e });
+    }
     return e instanceof Deno.errors.NotFound || e instanceof Deno.errors.ConnectionRefused;
   }
 }

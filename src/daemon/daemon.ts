@@ -24,7 +24,12 @@ import { installCrashGuards, installSignalHandlers, runShutdown } from "./shutdo
 import * as systemd from "./sd_notify.ts";
 import { HealthMonitor } from "./health.ts";
 import { openDaemonCache } from "./cache.ts";
+import { makePrivate } from "./private_dir.ts";
 import { logger } from "../log/mod.ts";
+import type { DaemonStatus, ScanStatus } from "./status.ts";
+import { register } from "./registry.ts";
+
+export type { DaemonStatus, ScanStatus };
 
 const log = logger("daemon");
 
@@ -44,52 +49,21 @@ export interface DaemonOptions {
   cacheReads: "remote" | "always" | "never";
   /** The /Artists layout template (already checked); undefined for the default layout. */
   layout?: string;
-  /** Let other users see the mount (FUSE `allow_other`). */
+  /**
+   * Let other users see the mount (FUSE `allow_other`): the kernel then checks access
+   * (`default_permissions`) against each source's owner and mode (see src/fs/access.ts).
+   */
   allowOther?: boolean;
   /** Serve symlinks whose target lies outside every library root (`--follow-symlinks`). */
   followSymlinks?: boolean;
+  /** With `allowOther`: other users may run queries under /.search (else it is 0700). */
+  allowOtherSearch?: boolean;
   /** Program version, for status. */
   version: string;
   /** Called once the mount answers. */
   onReady?: (info: { mountpoint: string; tracks: number; pid: number }) => void;
-}
-
-/** The status document of GET /status and /.musicfs/status.json. */
-export interface DaemonStatus {
-  pid: number;
-  version: string;
-  mountpoint: string;
-  startedAt: number;
-  uptimeMs: number;
-  tracks: number;
-  scan: { phase: string; seen: number; total: number; parsed: number; committed: number } | null;
-  tasks: unknown[];
-  origins: {
-    id: number;
-    path: string;
-    healthy: boolean;
-    consecutiveFailures: number;
-    watch: "watching" | "polling";
-    reason?: string;
-  }[];
-  cache: {
-    chunks: number;
-    bytes: number;
-    maxSize: number;
-    mode: string;
-    failedWrites: number;
-    lastWriteError?: string;
-  } | null;
-  search: { state: string; documents: number };
-  fuse: {
-    requests: number;
-    errors: number;
-    inflight: number;
-    passthrough: boolean;
-    passthroughFallbacks: number;
-    /** Source opens past their deadline, not returned yet (a hung library). */
-    stuckOpens: number;
-  };
+  /** Called with the status document on each scan progress report (for a progress bar). */
+  onScanProgress?: (status: DaemonStatus) => void;
 }
 
 /** A daemon start that failed before the mount answered, with a one-line reason. */
@@ -107,11 +81,17 @@ export class DaemonStartError extends Error {
  */
 export async function runDaemon(opts: DaemonOptions): Promise<number> {
   const startedAt = Date.now();
-  await Deno.mkdir(opts.stateDir, { recursive: true });
+  // What the daemon writes (library.db, snapshots, chunks, log, socket) is its user's alone.
+  Deno.umask(0o077);
+  await makePrivate(opts.stateDir, "state dir");
+  if (await Deno.lstat(opts.cacheDir).then(() => true, () => false)) {
+    await makePrivate(opts.cacheDir, "cache dir");
+  }
   const locks: HeldLock[] = [await acquireLock(opts.stateDir, { name: "musicfs" })];
   const uninstallGuards = installCrashGuards();
   let db: Database | undefined;
   let session: FuseSession | undefined;
+  let unregister = () => Promise.resolve();
   try {
     // The mount inside a library (or a library inside the mount) would index its own views,
     // and the watcher's setup would stat the mount from the thread that serves it: a deadlock.
@@ -184,7 +164,10 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     // Only now that every lock is held: a refused start must not touch the search snapshot.
     search.startLoading();
 
+    const scanning = () => supervisor.status("scanner")?.state === "running";
+    let firstScanDone = false;
     const status = (): DaemonStatus => {
+      const treeStats = tree.stats();
       const stats = {
         ...(session?.stats ??
           { requests: 0, errors: 0, inflight: 0, passthrough: false, passthroughFallbacks: 0 }),
@@ -196,14 +179,21 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         mountpoint: opts.mountpoint,
         startedAt,
         uptimeMs: Date.now() - startedAt,
-        tracks: tree.stats().tracks,
+        stateDir: opts.stateDir,
+        tracks: treeStats.tracks,
+        problems: treeStats.problems,
         scan: scanProgress && {
+          active: scanning(),
           phase: scanProgress.phase,
+          root: scanProgress.root,
           seen: scanProgress.seen,
+          unchanged: scanProgress.unchanged,
           total: scanProgress.total,
           parsed: scanProgress.parsed,
           committed: scanProgress.committed,
+          walkDone: scanProgress.walkDone,
         },
+        firstScanDone,
         tasks: supervisor.checkAll().map(taskReportToJson),
         origins: origins.map((o) => {
           const h = health.status(String(o.id));
@@ -239,6 +229,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       gid,
       layout: opts.layout,
       status: () => JSON.stringify(status(), null, 2) + "\n",
+      permissions: opts.allowOther ? { shareSearch: opts.allowOtherSearch } : undefined,
     });
 
     const invalidate = (inv: Invalidation[]) => {
@@ -346,6 +337,8 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       create: true,
       allowOther: opts.allowOther,
       passthrough: passthroughEnv === "0" ? false : "auto",
+      // Other users get exactly what the sources give them; the kernel checks the modes.
+      defaultPermissions: opts.allowOther,
       // The tree tells the kernel about every change, so its caches may live long.
       entryTtlMs: 10_000,
       attrTtlMs: 10_000,
@@ -362,13 +355,24 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     const rescan = () => {
       if (supervisor.status("scanner")?.state === "running") return false;
       supervisor.spawnSupervised("scanner", async (signal) => {
-        await scanner.scan(origins.map((o) => o.path), {
-          signal,
-          onProgress: (p) => {
-            scanProgress = p;
-            systemd.status(`scan ${p.phase}: ${p.committed}/${p.total} files`);
-          },
-        });
+        try {
+          await scanner.scan(origins.map((o) => o.path), {
+            signal,
+            onProgress: (p) => {
+              scanProgress = p;
+              systemd.status(`scan ${p.phase}: ${p.parsed}/${p.total} files read`);
+              opts.onScanProgress?.(status());
+            },
+          });
+        } finally {
+          // Also when the scan failed: `mount --wait` must not wait for a scan that ended.
+          firstScanDone = true;
+          if (opts.onScanProgress) {
+            const last = status();
+            if (last.scan) last.scan.active = false;
+            opts.onScanProgress(last);
+          }
+        }
         systemd.status(`serving ${tree.stats().tracks} tracks`);
       });
       return true;
@@ -399,6 +403,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         },
         { name: "unmount", run: () => session!.unmount() },
         { name: "close files", run: () => ops.closeAll() },
+        { name: "unregister", run: () => unregister() },
         {
           name: "release lock",
           run: async () => void await Promise.all(locks.map((l) => l.release())),
@@ -464,6 +469,18 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       if (h.healthy) rescan();
     };
     rescan();
+    try {
+      unregister = await register({
+        mountpoint,
+        stateDir: opts.stateDir,
+        socket: controlSocketPath(opts.stateDir),
+        version: opts.version,
+        startedAt,
+      });
+    } catch (e) {
+      // Commands then find this daemon only through --state-dir (or the default one).
+      log.warn("Cannot record the mount in the runtime registry: {error}", { error: e });
+    }
     systemd.ready();
     opts.onReady?.({ mountpoint, tracks: tree.stats().tracks, pid: Deno.pid });
     // Deno.watchFs sets up its inotify watches synchronously (0.5 s at 16k folders): only
@@ -488,6 +505,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     await new Promise(() => {});
     return 0;
   } catch (e) {
+    await unregister().catch(() => {});
     if (session) await session.unmount().catch(() => {});
     try {
       db?.close();

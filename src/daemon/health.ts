@@ -7,7 +7,12 @@
  * @module
  */
 import { logger } from "../log/mod.ts";
-import { NETWORK_FS_MAGIC } from "../fuse/mod.ts";
+import {
+  mountOf as mountOfParsed,
+  NETWORK_FS_MAGIC,
+  parseMountinfo,
+  statfsTypeAsync,
+} from "../sys/mod.ts";
 
 const log = logger("daemon", "health");
 
@@ -331,30 +336,13 @@ export function isNetworkFsType(fstype: string): boolean {
   return fstype === "fuse" || fstype.startsWith("fuse.");
 }
 
-/** The mount of /proc/self/mountinfo holding `absPath`: the longest mountpoint prefix. */
+/** The mount of /proc/self/mountinfo text `mountinfo` holding `absPath`. */
 export function mountOf(
   mountinfo: string,
   absPath: string,
 ): { mountpoint: string; fstype: string; source: string } | undefined {
-  let best: { mountpoint: string; fstype: string; source: string } | undefined;
-  for (const line of mountinfo.split("\n")) {
-    const sep = line.indexOf(" - ");
-    if (sep < 0) continue;
-    const left = line.slice(0, sep).split(" ");
-    const right = line.slice(sep + 3).split(" ");
-    const mountpoint = unescapeMountField(left[4] ?? "");
-    const inside = mountpoint === "/" || absPath === mountpoint ||
-      absPath.startsWith(mountpoint + "/");
-    // Later lines are mounted on top of earlier ones at the same point, so `>=` keeps the top.
-    if (inside && (!best || mountpoint.length >= best.mountpoint.length)) {
-      best = { mountpoint, fstype: right[0], source: unescapeMountField(right[1] ?? "") };
-    }
-  }
-  return best;
-}
-
-function unescapeMountField(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_, o) => String.fromCharCode(parseInt(o, 8)));
+  const m = mountOfParsed(parseMountinfo(mountinfo), absPath);
+  return m && { mountpoint: m.mountpoint, fstype: m.fstype, source: m.source };
 }
 
 /** What {@link detectFilesystem} found. */
@@ -369,29 +357,6 @@ export interface FsDetection {
   magic?: number;
   /** Why it was judged so, for the log. */
   reason: string;
-}
-
-let statfsLib:
-  | Deno.DynamicLibrary<{
-    statfs: { parameters: ["buffer", "buffer"]; result: "i32"; nonblocking: true };
-  }>
-  | undefined;
-
-/**
- * statfs(2) f_type on a blocking thread, so a hanging filesystem can be abandoned (`statfsType`
- * of the FUSE layer is synchronous and would block the event loop on a dead server).
- */
-async function statfsTypeAsync(path: string): Promise<number | undefined> {
-  statfsLib ??= Deno.dlopen(
-    "libc.so.6",
-    {
-      statfs: { parameters: ["buffer", "buffer"], result: "i32", nonblocking: true },
-    } as const,
-  );
-  const buf = new Uint8Array(120);
-  const cpath = new TextEncoder().encode(path + "\0");
-  if ((await statfsLib.symbols.statfs(cpath, buf)) < 0) return undefined;
-  return Number(new DataView(buf.buffer).getBigInt64(0, true)) >>> 0;
 }
 
 /**

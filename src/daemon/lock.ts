@@ -134,7 +134,7 @@ export async function acquireLock(dir: string, options: LockOptions = {}): Promi
   const tmp = `${path}.${Deno.pid}.${crypto.randomUUID().slice(0, 8)}.tmp`;
   try {
     await Deno.mkdir(dir, { recursive: true });
-    await Deno.writeTextFile(tmp, content, { mode: 0o644 });
+    await Deno.writeTextFile(tmp, content, { mode: 0o600 });
   } catch (e) {
     throw new LockError(`Cannot lock ${label}: ${errorMessage(e)}`, { cause: e });
   }
@@ -185,7 +185,7 @@ async function tryLink(tmp: string, path: string, label: string): Promise<boolea
 
 async function openGuard(path: string, label: string): Promise<Deno.FsFile> {
   try {
-    return await Deno.open(path, { create: true, write: true, mode: 0o644 });
+    return await Deno.open(path, { create: true, write: true, mode: 0o600 });
   } catch (e) {
     throw new LockError(`Cannot lock ${label}: ${errorMessage(e)}`, { cause: e });
   }

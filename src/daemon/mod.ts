@@ -62,6 +62,7 @@ export * as systemd from "./sd_notify.ts";
 export {
   ControlError,
   type ControlHandlers,
+  ControlPermissionError,
   controlRequest,
   ControlRequestError,
   type ControlRequestOptions,
@@ -104,3 +105,11 @@ export {
 } from "./health.ts";
 
 export type { Tags, TrackRecord } from "../library/types.ts";
+export {
+  findByMountpoint,
+  liveEntries,
+  register,
+  registryDir,
+  type RegistryEntry,
+} from "./registry.ts";
+export type { DaemonStatus, OriginStatus, ScanStatus, TaskStatusJson } from "./status.ts";

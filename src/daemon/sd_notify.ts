@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { errno, libc, strerror } from "../sys/libc.ts";
 import { logger } from "../log/mod.ts";
 import { abortableSleep } from "./supervisor.ts";
 
@@ -21,36 +22,24 @@ const MSG_DONTWAIT = 0x40;
 const MSG_NOSIGNAL = 0x4000;
 const SUN_PATH_MAX = 108;
 
-const symbols = {
-  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
-  sendto: {
-    parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"],
-    result: "isize",
-  },
-  close: { parameters: ["i32"], result: "i32" },
-  strerror: { parameters: ["i32"], result: "pointer" },
-  __errno_location: { parameters: [], result: "pointer" },
-} as const;
+type Lib = { symbols: ReturnType<typeof libc> };
+let loaded: Lib | null | undefined;
 
-let libc: Deno.DynamicLibrary<typeof symbols> | null | undefined;
-
-function loadLibc(): Deno.DynamicLibrary<typeof symbols> | null {
-  if (libc === undefined) {
+function loadLibc(): Lib | null {
+  if (loaded === undefined) {
     try {
-      libc = Deno.dlopen("libc.so.6", symbols);
+      loaded = { symbols: libc() };
     } catch (e) {
       log.warn("Cannot notify systemd: {error}", { error: (e as Error).message });
-      libc = null;
+      loaded = null;
     }
   }
-  return libc;
+  return loaded;
 }
 
 /** The current errno as text; read right after the failing call, before anything else runs. */
-function lastError(lib: Deno.DynamicLibrary<typeof symbols>): string {
-  const errno = new Deno.UnsafePointerView(lib.symbols.__errno_location()!).getInt32();
-  const text = lib.symbols.strerror(errno);
-  return text ? Deno.UnsafePointerView.getCString(text) : `errno ${errno}`;
+function lastError(_lib: Lib): string {
+  return strerror(errno());
 }
 
 /**

@@ -67,6 +67,14 @@ export {
   yearText,
 } from "./naming.ts";
 export {
+  type Access,
+  dirAccess,
+  fileAccess,
+  PRIVATE_DIR_MODE,
+  SHARED_SEARCH_MODE,
+} from "./access.ts";
+export { escapeControl } from "./escape.ts";
+export {
   type CachedFile,
   type CacheRoute,
   MusicOps,

@@ -146,6 +146,8 @@ function sameVersion(rec: Partial<SourceVersion>, v: SourceVersion): boolean {
 }
 
 const encoder = new TextEncoder();
+/** The extended attribute naming a file's source. */
+const SOURCE_XATTR = "user.musicfs.source";
 
 /** {@link FuseOperations} over a {@link VirtualTree}. */
 export class MusicOps implements FuseOperations {
@@ -333,7 +335,9 @@ export class MusicOps implements FuseOperations {
     if (h.kind === "mem") {
       return copyRange(h.data, offset, dst);
     }
-    if (h.kind === "cache") return await this.#opts.cache!.read(h.file, offset, dst);
+    if (h.kind === "cache") {
+      return await this.#opts.cache!.read(h.file, offset, dst).catch(cacheReadErrno);
+    }
     const want = Math.max(0, Math.min(dst.length, h.size - offset));
     // One byte past the version's end, when there is room: a source that grew shows too.
     const ask = want < dst.length ? want + 1 : want;
@@ -401,19 +405,32 @@ export class MusicOps implements FuseOperations {
     });
   }
 
-  /** See {@link FuseOperations.getxattr}: `user.musicfs.source` names the source file. */
-  getxattr(ino: number, name: string): Promise<Uint8Array | null> {
+  /**
+   * See {@link FuseOperations.getxattr}: `user.musicfs.source` names the source file, to root
+   * and to the source's owner only (a path can tell more than the file: EACCES to others).
+   */
+  getxattr(ino: number, name: string, ctx: RequestContext): Promise<Uint8Array | null> {
     const n = this.#node(ino);
-    if (name !== "user.musicfs.source" || (n.kind !== "track" && n.kind !== "cover")) {
+    if (name !== SOURCE_XATTR || (n.kind !== "track" && n.kind !== "cover")) {
       return Promise.resolve(null);
     }
+    if (!this.#mayKnowSource(n, ctx)) throw new FsError(Errno.EACCES);
     return Promise.resolve(encoder.encode(this.#tree.sourcePath(n)));
   }
 
-  /** See {@link FuseOperations.listxattr}. */
-  listxattr(ino: number): Promise<string[]> {
+  /** See {@link FuseOperations.listxattr}: the source xattr is listed to whom may read it. */
+  listxattr(ino: number, ctx: RequestContext): Promise<string[]> {
     const n = this.#node(ino);
-    return Promise.resolve(n.kind === "track" || n.kind === "cover" ? ["user.musicfs.source"] : []);
+    return Promise.resolve(
+      (n.kind === "track" || n.kind === "cover") && this.#mayKnowSource(n, ctx)
+        ? [SOURCE_XATTR]
+        : [],
+    );
+  }
+
+  /** Root, or the owner the node shows (the source's with --allow-other, else ours). */
+  #mayKnowSource(n: Node, ctx: RequestContext): boolean {
+    return ctx.uid === 0 || ctx.uid === this.#tree.access(n).uid;
   }
 
   /** Close every source file still open (at shutdown). */
@@ -441,4 +458,10 @@ function recordOf(n: Node): object {
 
 function versionKey(v: SourceVersion): string {
   return `${v.ino}:${v.size}:${v.mtimeMs}:${v.ctimeMs}`;
+}
+
+// The chunk cache throws its own errors (CasReadError, RangeError); the kernel gets an errno.
+function cacheReadErrno(e: unknown): never {
+  const msg = e instanceof Error ? e.message : String(e);
+  throw new FsError(e instanceof RangeError ? Errno.EINVAL : Errno.EIO, msg, { cause: e });
 }

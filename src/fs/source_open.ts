@@ -32,7 +32,7 @@ import {
   O_NOFOLLOW,
   O_NONBLOCK,
   O_RDONLY,
-} from "../fuse/libc.ts";
+} from "../sys/mod.ts";
 
 const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;

@@ -36,7 +36,15 @@ import type { Attr } from "../fuse/ops.ts";
 import { S_IFDIR, S_IFLNK, S_IFREG } from "../fuse/ops.ts";
 import type { Origin, Problem, TrackRecord } from "../library/types.ts";
 import { logger } from "../log/mod.ts";
+import { escapeControl } from "./escape.ts";
 import { DEFAULT_LAYOUT, type Layout, parseLayout, renderLayout } from "./layout.ts";
+import {
+  type Access,
+  dirAccess,
+  fileAccess,
+  PRIVATE_DIR_MODE,
+  SHARED_SEARCH_MODE,
+} from "./access.ts";
 import {
   albumArtistName,
   albumFolder,
@@ -230,6 +238,12 @@ export interface TreeOptions {
   layout?: Layout | string;
   /** Content of /.musicfs/status.json; default: {@link VirtualTree.stats} as JSON. */
   status?: () => string;
+  /**
+   * Serve every node with the owner, group and mode of access.ts (for `--allow-other`
+   * mounts, which the kernel checks with `default_permissions`); `shareSearch` opens
+   * /.search to other users. Absent: everything belongs to `uid`/`gid`, 0444 and 0555.
+   */
+  permissions?: { shareSearch?: boolean };
 }
 
 class Dir implements DirNode {
@@ -251,6 +265,9 @@ class Dir implements DirNode {
   ) {}
   /** Pruned from the tree. */
   dead = false;
+  /** Access computed from the entries (permissions mode); undefined when stale. */
+  acc: Access | undefined = undefined;
+  accEpoch = 0;
 }
 
 class Album {
@@ -281,6 +298,9 @@ class Track implements TrackNode {
   multi = false;
   parents: Dir[] = [];
   album!: Album;
+  /** Access of {@link accOf} (permissions mode), for that record. */
+  acc: Access | undefined = undefined;
+  accOf: TrackRecord | undefined = undefined;
   constructor(readonly ino: number, public track: TrackRecord) {}
 }
 
@@ -298,6 +318,9 @@ class Cover implements CoverNode {
   ) {
     this.base = sanitizeName("cover", cover.ext);
   }
+  /** Access of {@link accOf} (permissions mode), for that image. */
+  acc: Access | undefined = undefined;
+  accOf: CoverImage | undefined = undefined;
 }
 
 class Generated implements GeneratedNode {
@@ -316,6 +339,8 @@ class Symlink implements SymlinkNode {
     readonly ext: string,
     readonly sourcePath: string,
   ) {}
+  /** The track linked to: a query directory's access follows its results'. */
+  track: Track | undefined = undefined;
 }
 
 type FileNode = Track | Cover | Generated | Symlink;
@@ -380,6 +405,10 @@ export class VirtualTree {
   #problemsText: { version: number; bytes: Uint8Array } | undefined;
   readonly #status: () => string;
   #dirCount = 0;
+  /** Permissions mode (see {@link TreeOptions.permissions}); undefined: all is the owner's. */
+  readonly #perms: { shareSearch: boolean } | undefined;
+  /** Bumped to make every directory's cached access stale. */
+  #accEpoch = 1;
 
   readonly #root: Dir;
   readonly #views: Dir[];
@@ -405,6 +434,7 @@ export class VirtualTree {
     for (const o of opts.origins) this.#origins.set(o.id, o.path.replace(/\/+$/, ""));
     this.#status = opts.status ?? (() => JSON.stringify(this.stats(), null, 2) + "\n");
     this.#problems = [...(opts.problems ?? [])];
+    this.#perms = opts.permissions && { shareSearch: opts.permissions.shareSearch ?? false };
 
     const fixed = (ino: number, name: string, parent: Dir | null, view: number) => {
       const d = new Dir(ino, name, parent, view, this.#now, false);
@@ -495,6 +525,88 @@ export class VirtualTree {
 
   /** `stat(2)` attributes of a node. */
   attr(node: Node): Attr {
+    const a = this.#plainAttr(node);
+    if (this.#perms && !(node instanceof Symlink)) {
+      const acc = this.#accessOf(node as AnyNode);
+      a.uid = acc.uid;
+      a.gid = acc.gid;
+      a.mode = (a.mode & ~0o7777) | acc.mode;
+    }
+    return a;
+  }
+
+  /**
+   * The owner, group and permission bits `node` is served with (see access.ts); a /.search
+   * symlink answers those of the track it links to.
+   */
+  access(node: Node): Access {
+    if (this.#perms) return this.#accessOf(node as AnyNode);
+    const a = this.#plainAttr(node);
+    return { uid: a.uid, gid: a.gid, mode: a.mode & 0o7777 };
+  }
+
+  #accessOf(n: AnyNode): Access {
+    if (n instanceof Track) {
+      if (n.accOf !== n.track || !n.acc) {
+        const t = n.track;
+        n.acc = t.uid !== undefined && t.gid !== undefined && t.mode !== undefined
+          ? fileAccess(t.uid, t.gid, t.mode)
+          : this.#statAccess(this.#source(t.originId, t.relPath));
+        n.accOf = t;
+      }
+      return n.acc;
+    }
+    if (n instanceof Cover) {
+      if (n.accOf !== n.cover || !n.acc) {
+        n.acc = this.#statAccess(n.sourcePath);
+        n.accOf = n.cover;
+      }
+      return n.acc;
+    }
+    if (n instanceof Dir) {
+      if (n.ino === INO.musicfs || (n === this.#search && !this.#perms!.shareSearch)) {
+        return { uid: this.uid, gid: this.gid, mode: PRIVATE_DIR_MODE };
+      }
+      if (n === this.#search) return { uid: this.uid, gid: this.gid, mode: SHARED_SEARCH_MODE };
+      if (n.acc && n.accEpoch === this.#accEpoch) return n.acc;
+      const entries: Access[] = [];
+      for (const e of n.entries.values()) entries.push(this.#accessOf(e));
+      n.acc = dirAccess(entries, this);
+      n.accEpoch = this.#accEpoch;
+      return n.acc;
+    }
+    if (n instanceof Symlink && n.track && this.#tracks.get(n.track.track.id) === n.track) {
+      return this.#accessOf(n.track);
+    }
+    // Generated files (inside the private /.musicfs), links to tracks gone: the daemon's.
+    return { uid: this.uid, gid: this.gid, mode: 0o400 };
+  }
+
+  /**
+   * A source's access from one stat (records scanned before schema 2 lack it; covers are few
+   * and small): when even that fails, the daemon user's alone.
+   */
+  #statAccess(path: string): Access {
+    try {
+      const st = Deno.statSync(path);
+      return fileAccess(st.uid ?? this.uid, st.gid ?? this.gid, (st.mode ?? 0) & 0o7777);
+    } catch (e) {
+      log.warn("Cannot stat {path}: {error}", { path, error: String(e) });
+      return { uid: this.uid, gid: this.gid, mode: 0o400 };
+    }
+  }
+
+  /** A directory's entries changed: it and the directories above it recompute their access. */
+  #accessChanged(d: Dir | null, inodes: Set<number>): void {
+    // A directory whose access is unset has none above it set either (computing one sets
+    // every one below it): stop there.
+    for (; d && d.acc; d = d.parent) {
+      d.acc = undefined;
+      inodes.add(d.ino);
+    }
+  }
+
+  #plainAttr(node: Node): Attr {
     const n = node as AnyNode;
     const base = { ino: n.ino, uid: this.uid, gid: this.gid };
     if (n instanceof Dir) {
@@ -760,6 +872,7 @@ export class VirtualTree {
           rec.ext,
           this.#source(rec.originId, rec.relPath),
         );
+        link.track = t;
         if (had) {
           this.#remove(dir, had);
           old.delete(ino);
@@ -803,6 +916,21 @@ export class VirtualTree {
     try {
       fn(inodes);
       this.#finish();
+      if (this.#perms) {
+        for (const { dir } of this.#log.values()) this.#accessChanged(dir, inodes);
+        let searchStale = false;
+        for (const ino of inodes) {
+          const n = this.#node(ino);
+          // A cover changed in place: its folders are not known here, and this is rare.
+          if (n instanceof Cover) this.#accEpoch++;
+          else if (n instanceof Track) searchStale = true;
+        }
+        if (searchStale) {
+          for (const q of this.#search.entries.values()) {
+            if (q instanceof Dir) this.#accessChanged(q, inodes);
+          }
+        }
+      }
       const out: Invalidation[] = [];
       for (const { dir, name, old } of this.#log.values()) {
         const cur = dir.entries.get(name)?.ino ?? 0;
@@ -1165,9 +1293,13 @@ export class VirtualTree {
         collisions.length === 1 ? "y" : "ies"
       }`,
     ];
-    for (const p of problems) lines.push(`unreadable: ${p.path}: ${p.reason}`);
+    // One line per entry whatever the names hold (a name with a newline would forge lines).
+    const e = escapeControl;
+    for (const p of problems) lines.push(`unreadable: ${e(p.path)}: ${e(p.reason)}`);
     for (const c of collisions) {
-      lines.push(`renamed: ${c.path} (name taken: ${c.wanted}; source: ${c.sourcePath})`);
+      lines.push(
+        `renamed: ${e(c.path)} (name taken: ${e(c.wanted)}; source: ${e(c.sourcePath)})`,
+      );
     }
     const bytes = encoder.encode(lines.join("\n") + "\n");
     this.#problemsText = { version: this.#problemsVersion, bytes };

@@ -18,7 +18,7 @@ import {
   S_IFREG,
   type StatFs,
 } from "./ops.ts";
-import { closeFd, openReadOnly, preadAsync, preadCached } from "./libc.ts";
+import { closeFd, openReadOnly, preadAsync, preadCached } from "../sys/libc.ts";
 
 /** A fault injected on reads of one path. */
 export type DemoFault = "throw" | "hang" | "errno-enoent";
@@ -44,10 +44,11 @@ export class DemoFs implements FuseOperations {
   /** Inodes whose lookup count reached zero (seen through FORGET). */
   readonly forgotten = new Set<number>();
 
-  /** An empty root owned by `uid`/`gid`. */
-  constructor(opts: { uid?: number; gid?: number } = {}) {
+  /** An empty root owned by `uid`/`gid`; every time stamp is `nowMs` (default: now). */
+  constructor(opts: { uid?: number; gid?: number; nowMs?: number } = {}) {
     this.#uid = opts.uid ?? Deno.uid() ?? 0;
     this.#gid = opts.gid ?? Deno.gid() ?? 0;
+    this.#now = opts.nowMs ?? this.#now;
     const root = this.#attr(1, S_IFDIR | 0o555, 0);
     root.nlink = 2;
     this.#nodes.set(1, { kind: "dir", attr: root, children: new Map() });

@@ -6,11 +6,18 @@
 export * from "./ops.ts";
 export { FuseSession, type SessionOptions, type SessionStats } from "./session.ts";
 export {
+  type BackingFiles,
+  type ProtocolOptions,
+  ProtocolServer,
+  type ProtocolStats,
+  type ReplySink,
+} from "./protocol_server.ts";
+export { Op, type Opcode, OPCODES, opName } from "./opcodes.ts";
+export {
   detach,
   findFuseMount,
   isDeadMount,
   MountError,
-  type MountInfo,
   type MountOptions,
   prepareMountpoint,
   probeMount,
@@ -25,5 +32,6 @@ export {
   preadSync,
   statfsType,
   SyscallError,
-} from "./libc.ts";
+} from "../sys/libc.ts";
+export { type MountInfo, mountOf, parseMountinfo, readMountinfo } from "../sys/mountinfo.ts";
 export { type DemoFault, DemoFs } from "./demo_fs.ts";

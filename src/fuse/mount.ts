@@ -14,8 +14,11 @@ import {
   O_RDWR,
   SyscallError,
   u64,
-} from "./libc.ts";
+} from "../sys/libc.ts";
+import { type MountInfo, mountsAt } from "../sys/mountinfo.ts";
 import { logger } from "../log/mod.ts";
+
+export type { MountInfo };
 
 const log = logger("fuse", "mount");
 
@@ -65,36 +68,9 @@ const FD_CLOEXEC = 1;
 const EINVAL = 22;
 const ENOENT = 2;
 
-/** A line of /proc/self/mountinfo. */
-export interface MountInfo {
-  /** Mountpoint as the kernel shows it (octal escapes decoded). */
-  mountpoint: string;
-  /** Filesystem type, e.g. `fuse`, `fuse.musicfs`, `ext4`. */
-  fstype: string;
-  /** Mount source (e.g. `musicfs`, a device path), escapes decoded. */
-  source: string;
-  /** `major:minor` of the mounted filesystem (the FUSE connection id is the minor). */
-  device: string;
-}
-
-function unescapeMountPath(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_, o) => String.fromCharCode(parseInt(o, 8)));
-}
-
 /** Every mount whose mountpoint is `path` (last one is the top of the stack). */
 export function findMounts(path: string): MountInfo[] {
-  const text = Deno.readTextFileSync("/proc/self/mountinfo");
-  const out: MountInfo[] = [];
-  for (const line of text.split("\n")) {
-    if (!line) continue;
-    const [left, right] = line.split(" - ");
-    const f = left.split(" ");
-    const mp = unescapeMountPath(f[4]);
-    if (mp !== path) continue;
-    const r = right.split(" ");
-    out.push({ mountpoint: mp, fstype: r[0], source: unescapeMountPath(r[1]), device: f[2] });
-  }
-  return out;
+  return mountsAt(path);
 }
 
 /** The top mount at `path` when it is a FUSE mount. */

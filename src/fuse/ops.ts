@@ -5,6 +5,9 @@
  *
  * Inode numbers are plain numbers (safe integers); inode 1 is the root.
  */
+import { errnoName } from "../sys/errno.ts";
+
+export { Errno, errnoName, toErrno } from "../sys/errno.ts";
 
 /** File attributes, as `stat(2)` shows them. Times are milliseconds since the epoch. */
 export interface Attr {
@@ -162,33 +165,6 @@ export function copyRange(data: Uint8Array, offset: number, dst: Uint8Array): nu
   return part.length;
 }
 
-/** Errno values the layer and filesystems use. */
-export const Errno = {
-  EPERM: 1,
-  ENOENT: 2,
-  EIO: 5,
-  EBADF: 9,
-  EAGAIN: 11,
-  EACCES: 13,
-  EBUSY: 16,
-  EEXIST: 17,
-  ENOTDIR: 20,
-  EISDIR: 21,
-  EINVAL: 22,
-  ENOSPC: 28,
-  EROFS: 30,
-  ERANGE: 34,
-  ENAMETOOLONG: 36,
-  ENOSYS: 38,
-  ENOTEMPTY: 39,
-  ENODATA: 61,
-  EOPNOTSUPP: 95,
-  ENOTCONN: 107,
-  EPROTO: 71,
-  ELOOP: 40,
-  EINTR: 4,
-} as const;
-
 /** An error that answers a specific errno to the kernel. */
 export class FsError extends Error {
   /** The positive errno sent back (negated on the wire). */
@@ -199,12 +175,6 @@ export class FsError extends Error {
     this.name = "FsError";
     this.errno = errno;
   }
-}
-
-/** The symbolic name of an errno, e.g. `ENOENT`, or `errno N`. */
-export function errnoName(errno: number): string {
-  for (const [k, v] of Object.entries(Errno)) if (v === errno) return k;
-  return `errno ${errno}`;
 }
 
 /** File type bits for `Attr.mode`. */

@@ -108,11 +108,14 @@ const MIGRATIONS: string[] = [
 export class DatabaseCorruptedError extends Error {
   /** The database file. */
   readonly path: string;
+  /** What is wrong, without the path: e.g. `integrity check failed: ...`. */
+  readonly detail: string;
   /** Creates the error for `path`, `detail` saying what is wrong. */
   constructor(path: string, detail: string, options?: { cause?: unknown }) {
     super(`Cannot open database ${path}: ${detail}`, options);
     this.name = "DatabaseCorruptedError";
     this.path = path;
+    this.detail = detail;
   }
 }
 
@@ -956,7 +959,7 @@ export interface LibraryDatabaseOpen {
   /** The database was created now (no file, or the old one was set aside): scan everything. */
   fullRescan: boolean;
   /** Set when a damaged database was moved aside. */
-  recovered?: { reason: string; movedTo: string };
+  recovered?: { reason: string; movedTo: string; detail?: string };
 }
 
 /** Options of {@link openLibraryDatabase}. */
@@ -991,7 +994,7 @@ export function openLibraryDatabase(
       },
     );
     const db = Database.open(path);
-    return { db, fullRescan: true, recovered: { reason: e.message, movedTo } };
+    return { db, fullRescan: true, recovered: { reason: e.message, movedTo, detail: e.detail } };
   }
 }
 

@@ -58,3 +58,9 @@ export {
 export { Walker, WalkError } from "./walker.ts";
 export type { WalkBatch, WalkDir, WalkFile, WalkProblem, WalkRules, WalkSummary } from "./walk.ts";
 export { LibraryWatcher, watchLibrary, type WatchOptions, type WatchState } from "./watcher.ts";
+export {
+  type LibraryReport,
+  type LibraryState,
+  repair as repairLibrary,
+  verify as verifyLibrary,
+} from "./verify.ts";

@@ -28,6 +28,7 @@ import { extensionOf, type TagResult } from "./tags.ts";
 import type { Origin, TrackRecord } from "./types.ts";
 import type { WalkBatch, WalkFile, WalkRules } from "./walk.ts";
 import { Walker } from "./walker.ts";
+import { safeReason } from "./reason.ts";
 
 const log = logger("library", "scanner");
 
@@ -361,7 +362,10 @@ export class Scanner {
       if (!r.ok && r.transient && wasTrack) {
         // The file could not be read just now (stalled mount, permissions being fixed...): keep
         // what is known about it; its stored size/mtime still differ, so the next scan retries.
-        log.info("Keeping {path} as it was: {reason}", { path: f.relPath, reason: r.reason });
+        log.info("Keeping {path} as it was: {reason}", {
+          path: f.relPath,
+          reason: safeReason(r.reason),
+        });
       } else if (r.ok) {
         run.pending.files.push({
           originId: origin.id,
@@ -378,7 +382,9 @@ export class Scanner {
         });
       } else {
         run.result.problems++;
-        const p: ProblemUpsert = { originId: origin.id, relPath: f.relPath, reason: r.reason };
+        // The one place a parse failure becomes a reason others may read: nothing of the file.
+        const reason = safeReason(r.reason);
+        const p: ProblemUpsert = { originId: origin.id, relPath: f.relPath, reason };
         // A lasting failure is remembered with the file's size and mtime, so it is not re-read
         // until the file changes; a transient one is re-checked at the next scan.
         if (!r.transient) {

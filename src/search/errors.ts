@@ -18,6 +18,8 @@ export class SearchSnapshotError extends Error {
   readonly path: string;
   /** The document count its header claims, when the header could be read. */
   readonly documentCount?: number;
+  /** What is wrong, for people, without the path: e.g. `checksum mismatch`. */
+  readonly reason: string;
 
   /** `reason` completes "Cannot open search snapshot: ...". */
   constructor(
@@ -31,6 +33,7 @@ export class SearchSnapshotError extends Error {
     this.problem = problem;
     this.path = path;
     this.documentCount = opts.documentCount;
+    this.reason = reason;
   }
 }
 

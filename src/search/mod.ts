@@ -62,3 +62,11 @@ export { inspectSnapshot, SNAPSHOT_FORMAT_VERSION, type SnapshotHeader } from ".
 export const SEARCH_DIR_MAX_QUERY_BYTES = 256;
 /** The most matches a /.search directory lists. */
 export const SEARCH_DIR_MAX_RESULTS = 1000;
+export {
+  repair as repairSearch,
+  type RepairOptions as SearchRepairOptions,
+  type SearchReport,
+  type SearchState,
+  verify as verifySearch,
+  type VerifyOptions as SearchVerifyOptions,
+} from "./verify.ts";

@@ -158,7 +158,7 @@ export class SearchIndex {
         throw new SearchRebuildError(e instanceof Error ? e.message : String(e), { cause: e });
       }
     }
-    const reason = problem.message.replace(/^Cannot open search snapshot: /, "");
+    const reason = problem.reason;
     // A first start (no snapshot, nothing to index) is routine, not a warning.
     const routine = problem.problem === "missing" && index.size === 0;
     const fields = {

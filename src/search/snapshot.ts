@@ -170,7 +170,7 @@ export async function writeSnapshot(
   let file: Deno.FsFile | undefined;
   try {
     const documentCount = ms.documentCount;
-    file = await Deno.open(tmp, { write: true, create: true, truncate: true, mode: 0o644 });
+    file = await Deno.open(tmp, { write: true, create: true, truncate: true, mode: 0o600 });
     await writeAll(file, new Uint8Array(HEADER_SIZE));
     const hash = createHash("sha256");
     const encoder = new TextEncoder();

@@ -1,4 +1,5 @@
 /** Shared test helpers: /dev/fuse detection, temp dirs, async subprocesses, libc xattrs. */
+import "./isolation.ts";
 
 /** Whether real kernel mounts can run here; when not, say so loudly once. */
 export const HAVE_FUSE: boolean = (() => {

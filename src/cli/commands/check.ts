@@ -3,16 +3,15 @@
  * and prints one line each (SPEC.md section 4.5); `--repair` applies the recoveries the daemon
  * would apply at startup, so a check after a repair is clean.
  *
- * Stores: `library.db` (SQLite quick_check), the search snapshot (header, checksum, body, and
- * its generation against the database), the chunk cache (the LMDB index walked in a child
- * process, since lmdb can kill the process that opens a damaged file, and every chunk file
- * hashed), and the lock (a pid file left by a dead daemon).
+ * The checks live in the stores (`verify()`/`repair()` of library/, search/ and cas/, which
+ * reuse the daemon's own recovery code); this module takes the locks, calls them in order and
+ * prints their reports. Stale stores (what a kill -9 leaves, rebuilt at the next start) are
+ * reported but are no fault: exit 0.
  *
  * @module
  */
-import { createHash } from "node:crypto";
 import { resolve } from "node:path";
-import { CasStore, checkIndex, formatBytes, type IndexCheck } from "../../cas/mod.ts";
+import { type CacheReport, formatBytes, repairCache, verifyCache } from "../../cas/mod.ts";
 import {
   acquireLock,
   AlreadyRunningError,
@@ -21,15 +20,8 @@ import {
   lockPath,
   readLock,
 } from "../../daemon/mod.ts";
-import { Database, DatabaseCorruptedError, openLibraryDatabase } from "../../library/mod.ts";
-import {
-  inspectSnapshot,
-  SearchIndex,
-  SearchSnapshotError,
-  SearchSnapshotMissingError,
-  SearchSnapshotStaleError,
-  SearchSnapshotVersionError,
-} from "../../search/mod.ts";
+import { type LibraryReport, repairLibrary, verifyLibrary } from "../../library/mod.ts";
+import { repairSearch, type SearchReport, verifySearch } from "../../search/mod.ts";
 import { CommandError, type CommandIo, consoleIo, reportError, statePaths } from "./common.ts";
 
 /**
@@ -70,9 +62,9 @@ export interface CheckOptions {
 }
 
 const NAME = { name: "musicfs" } as const;
-const FAULTS: ReadonlySet<StoreState> = new Set(["damaged", "stale", "error"]);
+const FAULTS: ReadonlySet<StoreState> = new Set(["damaged", "error"]);
 
-/** Whether `report` leaves something to repair. */
+/** Whether `report` leaves something to repair (stale stores are caught up at start). */
 export function isFault(report: StoreReport): boolean {
   return FAULTS.has(report.state);
 }
@@ -137,14 +129,25 @@ export async function checkStores(opts: CheckOptions): Promise<StoreReport[]> {
       }
     }
     const live = running !== undefined;
-    const db = await checkDatabase(opts);
-    try {
-      const snapshot = await checkSnapshot(opts, db.db, live);
-      const cache = await checkCache(opts, live);
-      return [db.report, snapshot, cache, lockReport(locks, opts.repair ?? false)];
-    } finally {
-      db.db?.close();
-    }
+    const paths = statePaths(opts.stateDir);
+    const cacheOpts = {
+      dir: opts.cacheDir,
+      live,
+      validatorCommand: opts.validatorCommand,
+      validateTimeoutMs: opts.validateTimeoutMs,
+      maxSize: opts.cacheSize,
+    };
+    const library = opts.repair ? repairLibrary(paths.db) : verifyLibrary(paths.db);
+    const search = opts.repair
+      ? await repairSearch(paths.snapshot, { libraryPath: paths.db })
+      : await verifySearch(paths.snapshot, { libraryGeneration: library.generation, live });
+    const cache = opts.repair ? await repairCache(cacheOpts) : await verifyCache(cacheOpts);
+    return [
+      libraryLine(library),
+      searchLine(search, library),
+      cacheLine(cache),
+      lockReport(locks, opts.repair ?? false),
+    ];
   } finally {
     for (const lock of held) await lock.release();
   }
@@ -155,6 +158,106 @@ function refuseRepair(pid: number): CommandError {
     `cannot repair while musicfs is running (pid ${pid})`,
     "stop it first: musicfs unmount",
   );
+}
+
+/** The line of library.db. */
+export function libraryLine(r: LibraryReport): StoreReport {
+  const line = (detail: string) => ({ store: r.store, state: r.state, detail });
+  const counts = `${r.tracks} tracks, ${r.libraries} libraries, generation ${r.generation}`;
+  switch (r.state) {
+    case "absent":
+      return line("never created");
+    case "ok":
+      return line(counts);
+    case "damaged":
+      return line(r.damage ?? "damaged");
+    case "repaired":
+      return line(
+        `${r.damage}; moved to ${r.movedTo}, started a fresh database: the next mount rescans ` +
+          "the libraries",
+      );
+    default:
+      return line(r.error ?? "cannot be checked");
+  }
+}
+
+/** The line of the search snapshot. */
+export function searchLine(r: SearchReport, library?: LibraryReport): StoreReport {
+  const line = (detail: string, state: StoreState = r.state) => ({ store: r.store, state, detail });
+  const behind = `generation ${r.generation}, library.db is at ${r.libraryGeneration}`;
+  const what = (s: SearchReport) =>
+    s.formatVersion
+      ? `format version ${s.formatVersion.found}, this musicfs reads ${s.formatVersion.expected}`
+      : s.state === "damaged"
+      ? `${s.problem}: ${s.damage}`
+      : behind;
+  switch (r.state) {
+    case "absent":
+      return line(
+        library?.tracks
+          ? "not written yet; the next mount builds it from library.db"
+          : "never created",
+      );
+    case "ok":
+      if (r.live && r.libraryGeneration !== undefined && r.generation !== r.libraryGeneration) {
+        return line(`${behind}: the running daemon commits it`);
+      }
+      return line(`${r.documents} documents, generation ${r.generation}`);
+    case "stale":
+      return line(`${what(r)}; will be rebuilt at start`);
+    case "damaged":
+      return line(what(r));
+    case "repaired":
+      return line(
+        `was ${r.was}; rebuilt from library.db: ${r.documents} documents, generation ${r.generation}`,
+      );
+    default:
+      return line(r.error ?? "cannot be checked");
+  }
+}
+
+/** The line of the chunk cache. */
+export function cacheLine(r: CacheReport): StoreReport {
+  const line = (detail: string) => ({ store: r.store, state: r.state, detail });
+  const files = `${r.chunks} chunk files, ${formatBytes(r.bytes ?? 0)}`;
+  const problems: string[] = [];
+  if (r.index?.status === "damaged") problems.push(`index damaged: ${r.index.reason}`);
+  if (r.indexMissing) problems.push("index missing");
+  if (r.badChunks?.length) {
+    problems.push(`${r.badChunks.length} chunk files do not match their hash`);
+  }
+  if (r.mismatch) {
+    problems.push(
+      `index lists ${r.mismatch.indexChunks} chunks, ${
+        formatBytes(r.mismatch.indexBytes)
+      }; the files disagree`,
+    );
+  }
+  switch (r.state) {
+    case "absent":
+      return line(r.index?.status === "absent" ? "empty" : "never created");
+    case "ok":
+      return line(
+        `${files}, index matches${r.live ? "; the running daemon may be changing it" : ""}`,
+      );
+    case "stale":
+      return line(`${problems.join("; ")}; ${files}; reconciled at start`);
+    case "damaged":
+      return line(`${problems.join("; ")}; ${files}${r.error ? `; ${r.error}` : ""}`);
+    case "repaired": {
+      const done: string[] = [];
+      const o = r.opened!;
+      if (r.deletedBad) done.push(`deleted ${r.deletedBad} bad chunk files`);
+      if (o.rebuiltBecause) done.push(`rebuilt the index: ${o.rebuiltBecause}`);
+      if (o.movedTo) done.push(`old index kept as ${o.movedTo}`);
+      if (o.droppedMissing) done.push(`dropped ${o.droppedMissing} entries without a file`);
+      if (!o.rebuiltBecause && o.adopted) done.push(`indexed ${o.adopted} unlisted chunk files`);
+      done.push(`now ${r.chunks} chunks, ${formatBytes(r.bytes ?? 0)}`);
+      return line(done.join("; "));
+    }
+    default:
+      return line(r.error ?? "cannot be checked");
+  }
 }
 
 type LockFinding =
@@ -194,234 +297,6 @@ function lockReport(locks: LockFinding[], repaired: boolean): StoreReport {
     };
 }
 
-async function checkDatabase(
-  opts: CheckOptions,
-): Promise<{ report: StoreReport; db: Database | null }> {
-  const { db: path } = statePaths(opts.stateDir);
-  const report = (state: StoreState, detail: string) => ({ store: "library.db", state, detail });
-  if (!(await exists(path))) return { report: report("absent", "never created"), db: null };
-  const describe = (db: Database) =>
-    `${db.trackCount()} tracks, ${db.origins().length} libraries, generation ${db.generation}`;
-  try {
-    if (opts.repair) {
-      const opened = openLibraryDatabase(path);
-      if (opened.recovered) {
-        return {
-          report: report(
-            "repaired",
-            `${reasonOf(opened.recovered.reason)}; moved to ${opened.recovered.movedTo}, started ` +
-              "a fresh database: the next mount rescans the libraries",
-          ),
-          db: opened.db,
-        };
-      }
-      return { report: report("ok", describe(opened.db)), db: opened.db };
-    }
-    const db = Database.openWithIntegrityCheck(path, { readOnly: true });
-    return { report: report("ok", describe(db)), db };
-  } catch (e) {
-    if (e instanceof DatabaseCorruptedError) {
-      return { report: report("damaged", reasonOf(e.message)), db: null };
-    }
-    return { report: report("error", messageOf(e)), db: null };
-  }
-}
-
-/** `Cannot open database /x/library.db: <reason>` -> `<reason>`. */
-function reasonOf(message: string): string {
-  return message.replace(/^Cannot open database .*?: /, "");
-}
-
-async function checkSnapshot(
-  opts: CheckOptions,
-  db: Database | null,
-  live: boolean,
-): Promise<StoreReport> {
-  const { snapshot: path } = statePaths(opts.stateDir);
-  const report = (state: StoreState, detail: string) => ({
-    store: "search snapshot",
-    state,
-    detail,
-  });
-  let finding: StoreReport;
-  try {
-    const header = await inspectSnapshot(path, { generation: db?.generation });
-    return report("ok", `${header.documentCount} documents, generation ${header.generation}`);
-  } catch (e) {
-    if (e instanceof SearchSnapshotMissingError) {
-      const tracks = db?.trackCount() ?? 0;
-      return report(
-        "absent",
-        tracks ? "not written yet; the next mount builds it from library.db" : "never created",
-      );
-    }
-    if (e instanceof SearchSnapshotStaleError) {
-      if (live) {
-        return report(
-          "ok",
-          `generation ${e.found}, library.db is at ${e.expected}: the running daemon commits it`,
-        );
-      }
-      finding = report(
-        "stale",
-        `generation ${e.found}, library.db is at ${e.expected}; the next mount rebuilds it`,
-      );
-    } else if (e instanceof SearchSnapshotVersionError) {
-      finding = report("stale", `format version ${e.found}, this musicfs reads ${e.expected}`);
-    } else if (e instanceof SearchSnapshotError) {
-      finding = report("damaged", `${e.problem}: ${snapshotReason(e.message)}`);
-    } else {
-      return report("error", messageOf(e));
-    }
-  }
-  if (!opts.repair) return finding;
-  try {
-    if (!db) {
-      if (await exists(statePaths(opts.stateDir).db)) return finding; // unreadable db: keep it
-      // Nothing to rebuild from: the daemon starts an empty index next to its new database.
-      await Deno.remove(path);
-      return report("repaired", "removed it; there is no library.db to rebuild it from");
-    }
-    const index = SearchIndex.create(path, { generation: db.generation });
-    await index.indexAll(db.allTracks());
-    const done = await index.commit(undefined, { force: true });
-    return report(
-      "repaired",
-      `was ${finding.state}; rebuilt from library.db: ${done.documentCount} documents, ` +
-        `generation ${done.generation}`,
-    );
-  } catch (e) {
-    return report(finding.state, `${finding.detail}; repair failed: ${messageOf(e)}`);
-  }
-}
-
-/** `Cannot open search snapshot: <reason> (<path>)` -> `<reason>`. */
-function snapshotReason(message: string): string {
-  return message.replace(/^Cannot open search snapshot: /, "").replace(/ \([^()]*\)$/, "");
-}
-
-interface ChunkScan {
-  /** Chunk files whose content matches their name. */
-  good: number;
-  bytes: number;
-  /** Paths of chunk files whose content does not. */
-  bad: string[];
-}
-
-async function checkCache(opts: CheckOptions, live: boolean): Promise<StoreReport> {
-  const dir = opts.cacheDir.replace(/\/+$/, "") || "/";
-  const report = (state: StoreState, detail: string) => ({ store: "chunk cache", state, detail });
-  if (!(await exists(dir))) return report("absent", "never created");
-  let index: IndexCheck;
-  let chunks: ChunkScan;
-  try {
-    // The child walks the index while this process hashes the chunk files.
-    [index, chunks] = await Promise.all([
-      checkIndex(`${dir}/index`, {
-        timeoutMs: opts.validateTimeoutMs,
-        command: opts.validatorCommand,
-      }),
-      scanChunks(`${dir}/chunks`),
-    ]);
-  } catch (e) {
-    return report("error", messageOf(e));
-  }
-  const files = `${chunks.good} chunk files, ${formatBytes(chunks.bytes)}`;
-  const problems: string[] = [];
-  let state: StoreState = "ok";
-  if (index.status === "damaged") {
-    state = "damaged";
-    problems.push(`index damaged: ${index.reason}`);
-  } else if (index.status === "absent" && (chunks.good || chunks.bad.length)) {
-    state = "damaged";
-    problems.push("index missing");
-  }
-  if (chunks.bad.length) {
-    state = "damaged";
-    problems.push(`${chunks.bad.length} chunk files do not match their hash`);
-  }
-  if (
-    index.status === "ok" && !live && (index.chunks !== chunks.good || index.bytes !== chunks.bytes)
-  ) {
-    // What a crash leaves (lmdb writes are batched): the daemon reconciles at start.
-    if (state === "ok") state = "stale";
-    problems.push(
-      `index lists ${index.chunks} chunks, ${formatBytes(index.bytes)}; the files disagree`,
-    );
-  }
-  if (state === "ok") {
-    if (index.status === "absent") return report("absent", "empty");
-    const note = live ? "; the running daemon may be changing it" : "";
-    return report("ok", `${files}, index matches${note}`);
-  }
-  const finding = report(state, `${problems.join("; ")}; ${files}`);
-  if (!opts.repair) return finding;
-  try {
-    // Opening indexes the chunk files it does not know, but does not re-hash those it knows.
-    for (const path of chunks.bad) await Deno.remove(path).catch(ignoreNotFound);
-    const { store, report: opened } = await CasStore.openWithReport({
-      dir,
-      maxSize: opts.cacheSize ?? Number.MAX_SAFE_INTEGER,
-      validatorCommand: opts.validatorCommand,
-      validateTimeoutMs: opts.validateTimeoutMs,
-    });
-    const stats = store.stats();
-    await store.close();
-    const done: string[] = [];
-    if (chunks.bad.length) done.push(`deleted ${chunks.bad.length} bad chunk files`);
-    if (opened.rebuiltBecause) done.push(`rebuilt the index: ${opened.rebuiltBecause}`);
-    if (opened.movedTo) done.push(`old index kept as ${opened.movedTo}`);
-    if (opened.droppedMissing) done.push(`dropped ${opened.droppedMissing} entries without a file`);
-    if (!opened.rebuiltBecause && opened.adopted) {
-      done.push(`indexed ${opened.adopted} unlisted chunk files`);
-    }
-    done.push(`now ${stats.chunks} chunks, ${formatBytes(stats.bytes)}`);
-    return report("repaired", done.join("; "));
-  } catch (e) {
-    return report(finding.state, `${finding.detail}; repair failed: ${messageOf(e)}`);
-  }
-}
-
-const HASH_RE = /^[0-9a-f]{64}$/;
-
-/**
- * Hashes every chunk file under `root`. Names that are not hashes are no chunks (the store
- * deletes them at open); files vanishing meanwhile were evicted by a running daemon.
- */
-async function scanChunks(root: string): Promise<ChunkScan> {
-  const scan: ChunkScan = { good: 0, bytes: 0, bad: [] };
-  const walk = async (dir: string) => {
-    let entries: Deno.DirEntry[];
-    try {
-      entries = await Array.fromAsync(Deno.readDir(dir));
-    } catch (e) {
-      if (e instanceof Deno.errors.NotFound) return;
-      throw e;
-    }
-    for (const e of entries) {
-      const path = `${dir}/${e.name}`;
-      if (e.isDirectory) await walk(path);
-      else if (e.isFile && HASH_RE.test(e.name)) {
-        let bytes: Uint8Array;
-        try {
-          bytes = await Deno.readFile(path);
-        } catch (err) {
-          if (err instanceof Deno.errors.NotFound) continue;
-          throw err;
-        }
-        if (createHash("sha256").update(bytes).digest("hex") === e.name) {
-          scan.good++;
-          scan.bytes += bytes.length;
-        } else {
-          scan.bad.push(path);
-        }
-      }
-    }
-  };
-  await walk(root);
-  return scan;
-}
-
 async function exists(path: string): Promise<boolean> {
   try {
     await Deno.lstat(path);
@@ -430,12 +305,4 @@ async function exists(path: string): Promise<boolean> {
     if (e instanceof Deno.errors.NotFound) return false;
     throw e;
   }
-}
-
-function ignoreNotFound(e: unknown): void {
-  if (!(e instanceof Deno.errors.NotFound)) throw e;
-}
-
-function messageOf(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }

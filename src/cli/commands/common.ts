@@ -5,6 +5,7 @@
  * @module
  */
 import {
+  ControlPermissionError,
   controlRequest,
   ControlRequestError,
   controlSocketPath,
@@ -118,6 +119,19 @@ async function describeDaemonFailure(
   what: string,
   e: unknown,
 ): Promise<CommandError> {
+  if (e instanceof ControlPermissionError) {
+    let owner = "";
+    try {
+      const uid = (await Deno.stat(e.socketPath)).uid;
+      if (uid !== null && uid !== Deno.uid()) owner = ` (it belongs to uid ${uid})`;
+    } catch { /* the uid is only a hint */ }
+    return new CommandError(
+      `permission denied on the daemon's control socket ${e.socketPath}${owner}`,
+      "run this command as the user who started the daemon",
+      1,
+      { cause: e },
+    );
+  }
   if (e instanceof DaemonTimeoutError) {
     const pid = await livePid(stateDir);
     return new CommandError(

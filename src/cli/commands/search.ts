@@ -92,6 +92,9 @@ export async function searchCommand(opts: SearchOptions): Promise<number> {
     const mountpoint = answer.mountpoint?.replace(/\/+$/, "") ?? null;
     if (opts.json) {
       io.out(JSON.stringify({ mountpoint, source, results: answer.results }, null, 2));
+    } else if (answer.results.length === 0) {
+      // On stderr: stdout stays a clean list of paths for scripts.
+      io.err(`musicfs: no tracks match "${query}"`);
     } else {
       for (const hit of answer.results) io.out(`${mountpoint ?? ""}${hit.path}`);
     }

@@ -88,6 +88,20 @@ Deno.test("search without a daemon answers from the state dir with /Artists path
   });
 });
 
+Deno.test("search with no match says so in one line on stderr, exit 0", async () => {
+  await withDir(async (dir) => {
+    await mountedStateDir(dir);
+    const c = capture();
+    assert.equal(await searchCommand({ stateDir: dir, query: "zzqqxx", io: c.io }), 0);
+    assert.deepEqual(c.out, []);
+    assert.deepEqual(c.err, ['musicfs: no tracks match "zzqqxx"']);
+    const j = capture();
+    assert.equal(await searchCommand({ stateDir: dir, query: "zzqqxx", json: true, io: j.io }), 0);
+    assert.deepEqual(JSON.parse(j.out.join("\n")).results, []);
+    assert.deepEqual(j.err, []);
+  });
+});
+
 Deno.test("search --json gives the fields of each match", async () => {
   await withDir(async (dir) => {
     await mountedStateDir(dir);

@@ -3,8 +3,17 @@
  *
  * @module
  */
-import { DaemonNotRunningError } from "../../daemon/mod.ts";
+import {
+  DaemonNotRunningError,
+  type DaemonStatus,
+  type OriginStatus,
+  type RegistryEntry,
+  type ScanStatus,
+  type TaskStatusJson,
+} from "../../daemon/mod.ts";
+import { quickStatus } from "./target.ts";
 import { formatBytes } from "../../cas/mod.ts";
+import { escapeControl } from "../../fs/mod.ts";
 import {
   askDaemon,
   type CommandIo,
@@ -15,68 +24,7 @@ import {
   reportError,
 } from "./common.ts";
 
-/** Scan progress as the daemon reports it. */
-export interface ScanStatus {
-  /** E.g. "walking", "parsing", "revalidating". */
-  phase: string;
-  seen: number;
-  /** Files expected, when known. */
-  total?: number | null;
-  parsed: number;
-  committed: number;
-}
-
-/** A supervised task as the daemon reports it. */
-export interface TaskStatusJson {
-  name: string;
-  critical: boolean;
-  status: {
-    state: string;
-    error?: string;
-    /** When it failed: ms since the epoch or ISO 8601. */
-    at?: number | string;
-    attempt?: number;
-  };
-  restarts: number;
-}
-
-/** A library root as the daemon reports it. */
-export interface OriginStatus {
-  id: number | string;
-  path: string;
-  healthy: boolean;
-  consecutiveFailures: number;
-  watch: "watching" | "polling";
-  /** Why the origin is polled or unhealthy. */
-  reason?: string;
-}
-
-/** The body of GET /status (the contract between the daemon and this command). */
-export interface DaemonStatus {
-  pid: number;
-  version: string;
-  mountpoint: string;
-  /** ms since the epoch. */
-  startedAt: number;
-  uptimeMs: number;
-  tracks: number;
-  /** Null when no scan runs. */
-  scan: ScanStatus | null;
-  tasks: TaskStatusJson[];
-  origins: OriginStatus[];
-  /** Null when the cache is off. */
-  cache: {
-    chunks: number;
-    bytes: number;
-    maxSize: number;
-    mode: string;
-    /** Chunk stores that failed (e.g. the cache disk is full); reads were served anyway. */
-    failedWrites?: number;
-    /** The last such failure, with its time. */
-    lastWriteError?: string;
-  } | null;
-  search: { state: "loading" | "ready" | "failed"; documents: number };
-}
+export type { DaemonStatus, OriginStatus, ScanStatus, TaskStatusJson };
 
 /** Options of {@link statusCommand}. */
 export interface StatusOptions extends DaemonOptions {
@@ -109,6 +57,34 @@ export async function statusCommand(opts: StatusOptions): Promise<number> {
 }
 
 /**
+ * With several daemons running: one line each (mountpoint, pid, tracks, scan), then how to
+ * pick one. With `json`, an array of their status documents. Exit code 0.
+ */
+export async function statusOfAll(
+  entries: RegistryEntry[],
+  opts: { json?: boolean; io?: CommandIo } = {},
+): Promise<number> {
+  const io = opts.io ?? consoleIo;
+  const all = await Promise.all(entries.map((e) => quickStatus(e.socket)));
+  if (opts.json) {
+    io.out(JSON.stringify(all.map((st, i) => st ?? { ...entries[i], answering: false }), null, 2));
+    return 0;
+  }
+  const width = Math.max(...entries.map((e) => e.mountpoint.length));
+  entries.forEach((e, i) => {
+    const st = all[i];
+    const what = st
+      ? `pid ${st.pid}, ${num(st.tracks)} tracks${
+        st.problems ? `, ${num(st.problems)} unreadable` : ""
+      }, scan ${st.scan ? formatScan(st.scan) : "idle"}`
+      : `pid ${e.pid}, not answering`;
+    io.out(`${e.mountpoint.padEnd(width)}  ${what}`);
+  });
+  io.out(`${entries.length} daemons running; for one in detail: musicfs status --mountpoint DIR`);
+  return 0;
+}
+
+/**
  * The human summary of a status document, one string per line. Tolerates missing fields (an
  * older or newer daemon) by leaving their lines out or showing `?`.
  */
@@ -126,10 +102,13 @@ export function formatStatus(s: Partial<DaemonStatus>, now = Date.now()): string
   );
   const row = (label: string, value: string) => lines.push(`${label.padEnd(11)} ${value}`);
   row("mountpoint", s.mountpoint ?? "?");
-  row("tracks", String(s.tracks ?? "?"));
+  if (s.stateDir) row("state dir", s.stateDir);
+  row("tracks", formatTracks(s));
   row("scan", s.scan ? formatScan(s.scan) : "idle");
   if (s.search) {
-    const docs = `${s.search.documents ?? "?"} documents`;
+    const docs = `${
+      typeof s.search.documents === "number" ? num(s.search.documents) : "?"
+    } documents`;
     row("search", `${s.search.state} (${docs})`);
   }
   if (s.cache) {
@@ -148,7 +127,9 @@ export function formatStatus(s: Partial<DaemonStatus>, now = Date.now()): string
   if (tasks.length) {
     lines.push("tasks");
     const width = Math.max(...tasks.map((t) => String(t.name).length));
-    for (const t of tasks) lines.push(`  ${String(t.name).padEnd(width)}  ${formatTask(t)}`);
+    for (const t of tasks) {
+      lines.push(`  ${String(t.name).padEnd(width)}  ${formatTask(t as AnyTask)}`);
+    }
   }
   const origins = s.origins ?? [];
   if (origins.length) {
@@ -156,21 +137,50 @@ export function formatStatus(s: Partial<DaemonStatus>, now = Date.now()): string
     const width = Math.max(...origins.map((o) => String(o.path).length));
     for (const o of origins) lines.push(`  ${String(o.path).padEnd(width)}  ${formatOrigin(o)}`);
   }
-  return lines;
+  // Paths and reasons come from the sources: no name may forge a line or drive the terminal.
+  return lines.map(escapeControl);
 }
 
-function formatScan(scan: ScanStatus): string {
-  const total = typeof scan.total === "number" && scan.total > 0 ? scan.total : undefined;
-  const done = total
-    ? `${scan.committed} of ${total} committed (${Math.floor((scan.committed / total) * 100)}%)`
-    : `${scan.committed} committed`;
-  return `${scan.phase}: ${done}, ${scan.seen} seen, ${scan.parsed} parsed`;
+const num = (n: number) => n.toLocaleString("en-US");
+
+/**
+ * The scan line. Counts files of one kind only, so they cannot contradict the track count:
+ * "read" covers tracks and unreadable files alike, and no percentage is left short by files
+ * that failed.
+ */
+export function formatScan(scan: ScanStatus): string {
+  const active = scan.active ?? scan.phase !== "done";
+  const unchanged = scan.unchanged ? `, ${num(scan.unchanged)} unchanged` : "";
+  if (!active) {
+    const read = scan.total ? `${num(scan.total)} new or changed files read` : "nothing new";
+    return `done: ${num(scan.seen)} files${unchanged}, ${read}`;
+  }
+  const walkDone = scan.walkDone ?? scan.phase !== "walking";
+  if (!walkDone) {
+    return `walking: ${num(scan.seen)} files found so far${unchanged}, ${num(scan.parsed)} read`;
+  }
+  const pct = scan.total ? Math.floor((scan.parsed / scan.total) * 100) : 100;
+  return `${scan.phase}: ${num(scan.parsed)} of ${num(scan.total)} new or changed files read ` +
+    `(${pct}%)${unchanged}`;
 }
 
-function formatTask(t: TaskStatusJson): string {
-  // A flat report (taskReportToJson) carries the status fields at the top level.
-  const flat = t as unknown as Partial<TaskStatusJson["status"]>;
-  const st = t.status ?? { state: flat.state ?? "?", ...flat };
+/** The tracks line: tracks served, and unreadable files as problems (not a missing percent). */
+export function formatTracks(s: Partial<DaemonStatus>): string {
+  const tracks = typeof s.tracks === "number" ? num(s.tracks) : "?";
+  if (!s.problems) return tracks;
+  const where = s.mountpoint ? `${s.mountpoint}/.musicfs/problems.txt` : ".musicfs/problems.txt";
+  return `${tracks} (${num(s.problems)} unreadable file${
+    s.problems === 1 ? "" : "s"
+  }: see ${where})`;
+}
+
+/** A task report; older daemons nested the state under `status`. */
+type AnyTask = Partial<TaskStatusJson> & {
+  status?: { state: string; error?: string; at?: number | string; attempt?: number };
+};
+
+function formatTask(t: AnyTask): string {
+  const st = t.status ?? { ...t, state: t.state ?? "?" };
   let text = st.state;
   if (st.state === "failed") {
     const at = st.at === undefined ? "" : ` at ${new Date(st.at).toLocaleString()}`;

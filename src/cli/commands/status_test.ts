@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { type ControlHandlers, controlSocketPath, serveControl } from "../../daemon/mod.ts";
 import type { CommandIo } from "./common.ts";
 import { rescanCommand } from "./rescan.ts";
-import { type DaemonStatus, formatStatus, statusCommand } from "./status.ts";
+import { type DaemonStatus, formatScan, formatStatus, statusCommand } from "./status.ts";
 
 function capture(): { io: CommandIo; out: string[]; err: string[] } {
   const out: string[] = [];
@@ -26,16 +26,28 @@ const CANNED: DaemonStatus = {
   startedAt: 1_700_000_000_000,
   uptimeMs: 2 * 3600_000 + 3 * 60_000,
   tracks: 12345,
-  scan: { phase: "parsing", seen: 5000, total: 4000, parsed: 1200, committed: 1000 },
+  problems: 2,
+  scan: {
+    active: true,
+    phase: "parsing",
+    seen: 5000,
+    unchanged: 1000,
+    total: 4000,
+    parsed: 1200,
+    committed: 1000,
+    walkDone: true,
+  },
   tasks: [
-    { name: "scanner", critical: true, status: { state: "running" }, restarts: 0 },
+    { name: "scanner", critical: true, state: "running", restarts: 0 },
     {
       name: "watcher",
       critical: false,
-      status: { state: "failed", error: "inotify limit reached", at: 1_700_000_100_000 },
+      state: "failed",
+      error: "inotify limit reached",
+      at: new Date(1_700_000_100_000).toISOString(),
       restarts: 0,
     },
-    { name: "fuse", critical: true, status: { state: "restarting", attempt: 2 }, restarts: 1 },
+    { name: "fuse", critical: true, state: "restarting", attempt: 2, restarts: 1 },
   ],
   origins: [
     { id: 1, path: "/music", healthy: true, consecutiveFailures: 0, watch: "watching" },
@@ -102,10 +114,13 @@ Deno.test("status round trip: the daemon's status over its socket, as text and J
       const text = c.out.join("\n");
       assert.match(c.out[0], /^musicfs 0\.1\.0 is running \(pid 4242\), up 2h 03m$/);
       assert.match(text, /^mountpoint +\/home\/me\/MusicFS$/m);
-      assert.match(text, /^tracks +12345$/m);
       assert.match(
         text,
-        /^scan +parsing: 1000 of 4000 committed \(25%\), 5000 seen, 1200 parsed$/m,
+        /^tracks +12,345 \(2 unreadable files: see \/home\/me\/MusicFS\/.musicfs\/problems.txt\)$/m,
+      );
+      assert.match(
+        text,
+        /^scan +parsing: 1,200 of 4,000 new or changed files read \(30%\), 1,000 unchanged$/m,
       );
       assert.match(text, /^search +ready \(12345 documents\)$/m);
       assert.match(text, /^cache +120 chunks, 3\.0 MiB of 2\.0 GiB \(reads: remote\)$/m);
@@ -146,6 +161,24 @@ Deno.test("rescan round trip: POST /rescan starts a scan", async () => {
   });
 });
 
+Deno.test("scan lines: counts of one kind, no missing percent for unreadable files", () => {
+  const base = { active: true, unchanged: 0, committed: 0, seen: 0, total: 0, parsed: 0 };
+  // Walking: the total is not known yet, so no percentage.
+  assert.equal(
+    formatScan({ ...base, phase: "walking", seen: 500, parsed: 120, walkDone: false }),
+    "walking: 500 files found so far, 120 read",
+  );
+  // Done with one unreadable file of 62: no "98%" -- it is a problem, shown on the tracks line.
+  const done = { ...base, active: false, phase: "done", seen: 62, total: 62, parsed: 62 };
+  assert.equal(
+    formatScan({ ...done, committed: 62, walkDone: true }),
+    "done: 62 files, 62 new or changed files read",
+  );
+  const lines = formatStatus({ tracks: 61, problems: 1, mountpoint: "/m", scan: done }).join("\n");
+  assert.match(lines, /^tracks +61 \(1 unreadable file: see \/m\/.musicfs\/problems.txt\)$/m);
+  assert.doesNotMatch(lines, /%/);
+});
+
 Deno.test("status formatting tolerates missing fields and flat task reports", () => {
   const lines = formatStatus({
     pid: 1,
@@ -182,4 +215,23 @@ Deno.test("a daemon error answer is one line naming the request", async () => {
       await server.shutdown();
     }
   });
+});
+
+Deno.test("status escapes control characters in paths and reasons", () => {
+  const lines = formatStatus({
+    pid: 1,
+    startedAt: 1000,
+    mountpoint: "/mnt/music\nfake line",
+    origins: [{
+      id: 1,
+      path: "/music/\x1b[2Jevil",
+      healthy: false,
+      consecutiveFailures: 1,
+      watch: "polling",
+      reason: "inotify\rlimit",
+    }],
+  }, 61_000);
+  assert.ok(lines.every((l) => ![...l].some((c) => c < " ")), JSON.stringify(lines));
+  assert.ok(lines.includes("mountpoint  /mnt/music\\nfake line"), lines.join("\n"));
+  assert.ok(lines.some((l) => l.includes("/music/\\x1b[2Jevil") && l.includes("inotify\\rlimit")));
 });

@@ -17,6 +17,7 @@ import {
   livePid,
   reportError,
 } from "./common.ts";
+import { describeHolders, holdersOf } from "./holders.ts";
 
 /** Options of {@link unmountCommand}. */
 export interface UnmountOptions extends DaemonOptions {
@@ -25,6 +26,16 @@ export interface UnmountOptions extends DaemonOptions {
    * answer wins; this one is used to find a dead mount when no daemon answers.
    */
   mountpoint?: string;
+  /**
+   * Detach even when processes use the mount (the kernel finishes it when they let go).
+   * Without it a busy mount is refused, naming the processes.
+   */
+  lazy?: boolean;
+  /**
+   * The mountpoint was named but no running musicfs serves it: only a dead mount left there
+   * is cleared (the daemon of `stateDir` is not asked).
+   */
+  daemonless?: boolean;
   /** How long to wait for the daemon to exit after asking. Default 15 000 ms. */
   timeoutMs?: number;
   /** Where to print; default stdout/stderr. */
@@ -40,6 +51,7 @@ const POLL_MS = 100;
 export async function unmountCommand(opts: UnmountOptions): Promise<number> {
   const io = opts.io ?? consoleIo;
   try {
+    if (opts.daemonless) return await withoutDaemon(opts, io, false);
     let status: { pid?: number; mountpoint?: string } | null;
     try {
       status = (await askDaemon(opts, "GET", "/status")) as typeof status;
@@ -48,6 +60,8 @@ export async function unmountCommand(opts: UnmountOptions): Promise<number> {
       throw e;
     }
     const owner = await ownerOf(opts.stateDir, status?.pid);
+    const served = status?.mountpoint ?? opts.mountpoint;
+    if (served && !opts.lazy) await refuseBusy(served, status?.pid);
     try {
       await askDaemon(opts, "POST", "/shutdown");
     } catch (e) {
@@ -113,8 +127,30 @@ async function socketSilent(opts: DaemonOptions): Promise<boolean> {
   }
 }
 
-async function withoutDaemon(opts: UnmountOptions, io: CommandIo): Promise<number> {
-  const pid = await livePid(opts.stateDir);
+/**
+ * Throws when processes use `mountpoint`: the daemon's unmount would detach it lazily, leaving
+ * them reading a filesystem that no longer shows anywhere.
+ */
+async function refuseBusy(mountpoint: string, daemonPid: number | undefined): Promise<void> {
+  let scan;
+  try {
+    scan = await holdersOf(canonical(mountpoint), new Set(daemonPid ? [daemonPid] : []));
+  } catch {
+    return; // no /proc: nothing to name, and the kernel still finishes a lazy detach
+  }
+  if (!scan.holders.length) return;
+  throw new CommandError(
+    `${mountpoint} is in use by ${describeHolders(scan.holders)}`,
+    `close them, or detach it anyway with: musicfs unmount --lazy ${mountpoint}`,
+  );
+}
+
+async function withoutDaemon(
+  opts: UnmountOptions,
+  io: CommandIo,
+  checkDaemon = true,
+): Promise<number> {
+  const pid = checkDaemon ? await livePid(opts.stateDir) : null;
   if (pid) {
     throw new CommandError(
       `the daemon (pid ${pid}) does not answer on its control socket`,

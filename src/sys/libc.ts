@@ -1,7 +1,8 @@
 /**
- * The libc calls the FUSE layer needs, through Deno.dlopen. Hand-written because Deno has no
- * API for /dev/fuse, mount(2), ioctl(2), SCM_RIGHTS or raw fds, and npm:fuse-native (libfuse)
- * does not run under Deno.
+ * The one libc binding of the project, through Deno.dlopen: the FUSE layer, the daemon (health
+ * probes, sd_notify) and the filesystem all call these symbols. Hand-written because Deno has no
+ * API for /dev/fuse, mount(2), ioctl(2), SCM_RIGHTS, statfs(2) or raw fds, and npm:fuse-native
+ * (libfuse) does not run under Deno.
  *
  * errno is thread-local: it is only meaningful right after a synchronous call on this thread,
  * so every call that needs errno is synchronous here, and the blocking waits (`poll`, `pread`)
@@ -47,6 +48,13 @@ const SYMBOLS = {
     nonblocking: true,
   },
   statfs: { parameters: ["buffer", "buffer"], result: "i32" },
+  statfs_nb: { name: "statfs", parameters: ["buffer", "buffer"], result: "i32", nonblocking: true },
+  poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
+  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  sendto: {
+    parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"],
+    result: "isize",
+  },
   getuid: { parameters: [], result: "u32" },
   getgid: { parameters: [], result: "u32" },
   geteuid: { parameters: [], result: "u32" },
@@ -169,6 +177,16 @@ export const NETWORK_FS_MAGIC: Record<string, number> = {
   coda: 0x73757245,
   ncp: 0x564c,
 };
+
+/**
+ * `f_type` of the filesystem holding `path` (statfs(2) on the thread pool, so a hanging
+ * filesystem can be abandoned); undefined when statfs fails.
+ */
+export async function statfsTypeAsync(path: string): Promise<number | undefined> {
+  const buf = new Uint8Array(120);
+  if ((await libc().statfs_nb(cstr(path), buf)) < 0) return undefined;
+  return Number(new DataView(buf.buffer).getBigInt64(0, true)) >>> 0;
+}
 
 /** `f_type` of the filesystem holding `path` (statfs(2)); throws {@link SyscallError}. */
 export function statfsType(path: string): number {

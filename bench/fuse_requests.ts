@@ -1,0 +1,296 @@
+/**
+ * FUSE cost per request, against same-run baselines: the source tree itself, and the reference
+ * FUSE servers in /work/shared/peers (libfuse's passthrough_hp and go-fuse's loopback, both
+ * mirroring the source tree; see their README). Where the peers are absent only the source
+ * baselines are printed.
+ *
+ * Rows (musicfs is the daemon, `main.ts mount`, over a generated library of 20k tracks; 2k with
+ * --quick; BENCH_FUSE_TRACKS overrides):
+ * - getattr round trip: `statloop getattr` (statx with AT_STATX_FORCE_SYNC on an open fd: one
+ *   GETATTR per call), mean and p99;
+ * - open + close: `statloop openclose`;
+ * - `find -type f` over /Artists (each track once) against the whole source tree, cold
+ *   (drop_caches first, for every side) and warm (the next run);
+ * - player scan: open, read 64 KiB and close every file found (`xargs head -c 65536`), caches
+ *   dropped first.
+ *
+ * Ratios: per-request rows are libfuse / musicfs (goal >= 0.8, i.e. musicfs at most 1.25x
+ * libfuse's time); `find` rows are source / musicfs (goals: warm >= 0.67, cold >= 0.33).
+ */
+import { type BenchRow, dropCaches } from "./common.ts";
+import {
+  find,
+  scanDone,
+  spawnDaemon,
+  stopDaemon,
+  untilServing,
+  untilStatus,
+} from "./daemon_bench.ts";
+import { makeLibrary } from "../tests/fixtures/mod.ts";
+import { findFuseMount } from "../src/fuse/mod.ts";
+
+const PEERS_DIR = Deno.env.get("MUSICFS_PEERS") ?? "/work/shared/peers";
+
+interface Latency {
+  mean: number;
+  p99: number;
+}
+
+/** `statloop MODE PATH N`: mean and p99 in µs. */
+async function statloop(bin: string, mode: string, path: string, n: number): Promise<Latency> {
+  const out = await new Deno.Command(bin, {
+    args: [mode, path, String(n)],
+    stdout: "piped",
+    stderr: "piped",
+  })
+    .output();
+  const text = new TextDecoder().decode(out.stdout).trim();
+  if (!out.success) {
+    throw new Error(`statloop ${mode} ${path}: ${new TextDecoder().decode(out.stderr).trim()}`);
+  }
+  const f = text.split(/\s+/);
+  return { mean: Number(f[2]), p99: Number(f[5]) };
+}
+
+/** Open, read 64 KiB and close each file listed (NUL-separated) in `list`: ms. */
+async function playerScan(list: string): Promise<number> {
+  const t0 = performance.now();
+  const out = await new Deno.Command("sh", {
+    args: ["-c", 'xargs -0 -a "$1" head -q -c 65536 > /dev/null', "sh", list],
+    stderr: "piped",
+  }).output();
+  const ms = performance.now() - t0;
+  if (!out.success) {
+    throw new Error(`player scan: ${new TextDecoder().decode(out.stderr).slice(0, 300)}`);
+  }
+  return ms;
+}
+
+/** Every regular file under `dir`, NUL-separated, into `list`; returns the count. */
+async function listFiles(dir: string, list: string): Promise<number> {
+  const out = await new Deno.Command("find", {
+    args: [dir, "-type", "f", "-print0"],
+    stdout: "piped",
+  }).output();
+  await Deno.writeFile(list, out.stdout);
+  return out.stdout.reduce((n, b) => n + (b === 0 ? 1 : 0), 0);
+}
+
+/** A peer FUSE server mirroring a directory. */
+interface Peer {
+  name: string;
+  mnt: string;
+  stop(): Promise<void>;
+}
+
+async function waitMounted(mnt: string, child: Deno.ChildProcess, what: string): Promise<void> {
+  let exited = false;
+  child.status.then(() => (exited = true));
+  for (let i = 0; i < 500; i++) {
+    if (findFuseMount(mnt)) return;
+    if (exited) throw new Error(`${what} exited before mounting`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`${what} did not mount in 10 s`);
+}
+
+async function startPeer(name: string, cmd: string, mnt: string): Promise<Peer> {
+  await Deno.mkdir(mnt, { recursive: true });
+  // passthrough_hp holds an O_PATH fd per inode the kernel knows.
+  const child = new Deno.Command("sh", {
+    args: ["-c", `ulimit -n 1048576; exec ${cmd}`],
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  try {
+    await waitMounted(mnt, child, name);
+  } catch (e) {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* gone */ }
+    await child.status;
+    throw e;
+  }
+  return {
+    name,
+    mnt,
+    stop: async () => {
+      await new Deno.Command("umount", { args: ["-l", mnt] }).output();
+      const t = setTimeout(() => {
+        try {
+          child.kill("SIGKILL");
+        } catch { /* gone */ }
+      }, 5000);
+      await child.status;
+      clearTimeout(t);
+    },
+  };
+}
+
+interface Side {
+  name: string;
+  /** Directory `find` and the player scan walk. */
+  dir: string;
+  /** The file the per-request loops use. */
+  file: string;
+}
+
+interface Figures {
+  getattr: Latency;
+  openclose: Latency;
+  findCold: number;
+  findWarm: number;
+  files: number;
+  scan: number;
+}
+
+async function measure(side: Side, statloopBin: string, n: number, tmp: string): Promise<Figures> {
+  const getattr = await statloop(statloopBin, "getattr", side.file, n);
+  const openclose = await statloop(statloopBin, "openclose", side.file, n);
+  await dropCaches();
+  const cold = await find(side.dir);
+  const warm = Math.min((await find(side.dir)).ms, (await find(side.dir)).ms);
+  const list = `${tmp}/list-${side.name.replace(/\W+/g, "_")}`;
+  const files = await listFiles(side.dir, list);
+  await dropCaches();
+  const scan = await playerScan(list);
+  return { getattr, openclose, findCold: cold.ms, findWarm: warm, files, scan };
+}
+
+const us = (l: Latency) => `${l.mean.toFixed(1)} / ${l.p99.toFixed(0)} µs`;
+const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+
+/** See the module comment. */
+export async function requestRows({ quick }: { quick: boolean }): Promise<BenchRow[]> {
+  if (Deno.uid() !== 0) {
+    return [{ name: "fuse requests: skipped", measured: "needs root (mounts, drop_caches)" }];
+  }
+  const tracks = Number(Deno.env.get("BENCH_FUSE_TRACKS") ?? (quick ? 2000 : 20_000));
+  const n = quick ? 5000 : 20_000;
+  const peersBin = `${PEERS_DIR}/bin`;
+  const havePeers = await Deno.stat(`${peersBin}/passthrough_hp`).then(() => true, () => false);
+  const dir = await Deno.makeTempDir({ prefix: "musicfs-fuse-req-bench-" });
+  const lib = `${dir}/lib`;
+  const mnt = `${dir}/mnt`;
+  const state = `${dir}/state`;
+  const cache = `${dir}/cache`;
+  const peers: Peer[] = [];
+  let daemon: ReturnType<typeof spawnDaemon> | undefined;
+  try {
+    console.error(`bench: fuse requests: writing a library of ${tracks} tracks...`);
+    const fixture = await makeLibrary(lib, { tracks, seed: 1 });
+    const rel = `/${fixture.good[fixture.good.length >> 1].relPath}`;
+    // statloop is only in the peers dir; without it, a local build of the same source.
+    const statloopBin = havePeers ? `${peersBin}/statloop` : await buildStatloop(dir);
+    if (!statloopBin) {
+      return [{
+        name: "fuse requests: skipped",
+        measured: "no statloop (peers dir absent, no gcc)",
+      }];
+    }
+
+    daemon = spawnDaemon(lib, mnt, state, cache);
+    await untilServing(daemon);
+    await untilStatus(daemon, "the scan", scanDone);
+    const first = new TextDecoder().decode(
+      (await new Deno.Command("sh", {
+        args: [
+          "-c",
+          'find "$1" -type f | sed -n "$2p"',
+          "sh",
+          `${mnt}/Artists`,
+          String(tracks >> 1),
+        ],
+        stdout: "piped",
+      }).output()).stdout,
+    ).trim();
+    const sides: Side[] = [{ name: "musicfs", dir: `${mnt}/Artists`, file: first }];
+    sides.push({ name: "source", dir: lib, file: `${lib}${rel}` });
+    if (havePeers) {
+      peers.push(
+        await startPeer(
+          "libfuse",
+          `${peersBin}/passthrough_hp --foreground '${lib}' '${dir}/hp'`,
+          `${dir}/hp`,
+        ),
+      );
+      peers.push(
+        await startPeer(
+          "go-fuse",
+          `${peersBin}/go-fuse-loopback -q -directmount '${dir}/gofuse' '${lib}'`,
+          `${dir}/gofuse`,
+        ),
+      );
+      for (const p of peers) sides.push({ name: p.name, dir: p.mnt, file: `${p.mnt}${rel}` });
+    }
+    const fig = new Map<string, Figures>();
+    for (const side of sides) {
+      console.error(`bench: fuse requests: ${side.name}...`);
+      fig.set(side.name, await measure(side, statloopBin, n, dir));
+    }
+    return rows(fig, tracks);
+  } finally {
+    for (const p of peers) await p.stop().catch(() => {});
+    if (daemon) await stopDaemon(daemon);
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
+
+async function buildStatloop(dir: string): Promise<string | undefined> {
+  const src = new URL("../../shared/peers/statloop.c", import.meta.url).pathname;
+  const out = await new Deno.Command("gcc", { args: ["-O2", "-o", `${dir}/statloop`, src] })
+    .output()
+    .catch(() => undefined);
+  return out?.success ? `${dir}/statloop` : undefined;
+}
+
+function rows(fig: Map<string, Figures>, tracks: number): BenchRow[] {
+  const m = fig.get("musicfs")!;
+  const src = fig.get("source")!;
+  const hp = fig.get("libfuse");
+  const go = fig.get("go-fuse");
+  const others = (f: (x: Figures) => string) =>
+    [hp && `libfuse ${f(hp)}`, go && `go-fuse ${f(go)}`, `source ${f(src)}`].filter(Boolean).join(
+      "; ",
+    );
+  const out: BenchRow[] = [];
+  const perRequest = (name: string, pick: (x: Figures) => Latency) => {
+    const ref = hp ? pick(hp).mean : undefined;
+    const ratio = ref === undefined ? undefined : ref / pick(m).mean;
+    out.push({
+      name: `${name}, mean / p99`,
+      measured: us(pick(m)),
+      baseline: others((x) => us(pick(x))),
+      ratio,
+      goal: ref === undefined ? undefined : ">= 0.8x libfuse",
+      ok: ratio === undefined ? undefined : ratio >= 0.8,
+    });
+  };
+  perRequest("getattr round trip", (x) => x.getattr);
+  perRequest("open + close", (x) => x.openclose);
+  const k = `${Math.round(tracks / 1000)}k`;
+  const findRow = (name: string, pick: (x: Figures) => number, goal: number) => {
+    const ratio = pick(src) / pick(m);
+    out.push({
+      name: `${name} (${m.files} files; source ${src.files})`,
+      measured: s(pick(m)),
+      baseline: others((x) => s(pick(x))),
+      ratio,
+      goal: `>= ${goal}x source`,
+      ok: ratio >= goal,
+    });
+  };
+  findRow(`find /Artists ${k}, cold`, (x) => x.findCold, 0.33);
+  findRow(`find /Artists ${k}, warm`, (x) => x.findWarm, 0.67);
+  const scanRef = hp?.scan;
+  out.push({
+    name: `player scan ${k} (open, read 64 KiB, close each), caches dropped`,
+    measured: s(m.scan),
+    baseline: others((x) => s(x.scan)),
+    ratio: scanRef === undefined ? src.scan / m.scan : scanRef / m.scan,
+    goal: scanRef === undefined ? undefined : ">= 0.8x libfuse",
+    ok: scanRef === undefined ? undefined : scanRef / m.scan >= 0.8,
+  });
+  return out;
+}

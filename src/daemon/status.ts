@@ -1,0 +1,91 @@
+/**
+ * The status document: GET /status of the control API, `/.musicfs/status.json` in the mount,
+ * and what `musicfs status` and `musicfs mount --wait` read. One type for the daemon that
+ * writes it and the CLI that reads it.
+ *
+ * @module
+ */
+import type { TaskReportJson } from "./supervisor.ts";
+
+/** Scan progress. Counts are files; they never contradict each other (see each field). */
+export interface ScanStatus {
+  /** Running now (false once the last origin is done, or the scan failed or was stopped). */
+  active: boolean;
+  /**
+   * `walking`: listing folders while reading; `parsing`: the walk is done, the last files are
+   * being read; `removing`: dropping what vanished; `done`.
+   */
+  phase: string;
+  /** The library root being scanned. */
+  root?: string;
+  /** Audio files the walk found so far. */
+  seen: number;
+  /** Of those, unchanged since the last scan (not read again). */
+  unchanged: number;
+  /** New or changed files to read: final once `walkDone`. */
+  total: number;
+  /** Of `total`, read so far (as tracks, or as problems when unreadable). */
+  parsed: number;
+  /** Of `parsed`, committed to library.db. */
+  committed: number;
+  /** Whether `total` is final. */
+  walkDone?: boolean;
+}
+
+/** A supervised task, as the supervisor reports it. */
+export type TaskStatusJson = TaskReportJson;
+
+/** A library root. */
+export interface OriginStatus {
+  id: number | string;
+  path: string;
+  healthy: boolean;
+  consecutiveFailures: number;
+  watch: "watching" | "polling";
+  /** Why the origin is polled or unhealthy. */
+  reason?: string;
+}
+
+/** The status document (the contract between the daemon and the CLI). */
+export interface DaemonStatus {
+  pid: number;
+  version: string;
+  mountpoint: string;
+  /** The daemon's state dir. */
+  stateDir?: string;
+  /** ms since the epoch. */
+  startedAt: number;
+  uptimeMs: number;
+  /** Tracks served now (in the tree). */
+  tracks: number;
+  /** Files left out because they cannot be read (listed in /.musicfs/problems.txt). */
+  problems?: number;
+  /** The current or last scan; null before the first progress report. */
+  scan: ScanStatus | null;
+  /** Whether a first scan since start has finished (what `mount --wait` waits for). */
+  firstScanDone?: boolean;
+  tasks: TaskStatusJson[];
+  origins: OriginStatus[];
+  /** Null when the cache is off. */
+  cache: {
+    chunks: number;
+    bytes: number;
+    maxSize: number;
+    mode: string;
+    /** Chunk stores that failed (e.g. the cache disk is full); reads were served anyway. */
+    failedWrites?: number;
+    /** The last such failure, with its time. */
+    lastWriteError?: string;
+  } | null;
+  search: { state: "loading" | "ready" | "failed" | string; documents: number };
+  fuse?: {
+    requests: number;
+    errors: number;
+    inflight: number;
+    passthrough: boolean;
+    /** Opens whose passthrough failed and were served in userspace (that open only). */
+    passthroughFallbacks?: number;
+    /** Source opens past their deadline that have not returned yet (a hung library). */
+    stuckOpens?: number;
+  };
+}

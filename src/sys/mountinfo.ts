@@ -1,0 +1,62 @@
+/**
+ * The one /proc/self/mountinfo parser of the project (proc(5)): the FUSE layer finds its own and
+ * dead mounts with it, the daemon the filesystem type of a library root.
+ */
+
+/** A line of /proc/self/mountinfo. */
+export interface MountInfo {
+  /** Mountpoint as the kernel shows it (octal escapes decoded). */
+  mountpoint: string;
+  /** Filesystem type, e.g. `fuse`, `fuse.musicfs`, `ext4`. */
+  fstype: string;
+  /** Mount source (e.g. `musicfs`, a device path), escapes decoded. */
+  source: string;
+  /** `major:minor` of the mounted filesystem (the FUSE connection id is the minor). */
+  device: string;
+}
+
+/** Decode mountinfo's octal escapes (`\040` for a space, `\011`, `\012`, `\134`). */
+export function unescapeMountField(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_, o) => String.fromCharCode(parseInt(o, 8)));
+}
+
+/** Parse mountinfo text; lines that do not have the `-` separator are skipped. */
+export function parseMountinfo(text: string): MountInfo[] {
+  const out: MountInfo[] = [];
+  for (const line of text.split("\n")) {
+    const sep = line.indexOf(" - ");
+    if (sep < 0) continue;
+    const left = line.slice(0, sep).split(" ");
+    const right = line.slice(sep + 3).split(" ");
+    if (left.length < 5 || !right[0]) continue;
+    out.push({
+      mountpoint: unescapeMountField(left[4]),
+      fstype: right[0],
+      source: unescapeMountField(right[1] ?? ""),
+      device: left[2],
+    });
+  }
+  return out;
+}
+
+/** The mounts of this process's namespace, in mount order (later ones on top). */
+export function readMountinfo(): MountInfo[] {
+  return parseMountinfo(Deno.readTextFileSync("/proc/self/mountinfo"));
+}
+
+/** Every mount whose mountpoint is exactly `path` (the last one is the top of the stack). */
+export function mountsAt(path: string, mounts: MountInfo[] = readMountinfo()): MountInfo[] {
+  return mounts.filter((m) => m.mountpoint === path);
+}
+
+/** The mount holding `absPath`: the longest mountpoint prefix, the top one on a tie. */
+export function mountOf(mounts: MountInfo[], absPath: string): MountInfo | undefined {
+  let best: MountInfo | undefined;
+  for (const m of mounts) {
+    const mp = m.mountpoint;
+    const inside = mp === "/" || absPath === mp || absPath.startsWith(mp + "/");
+    // Later lines are mounted on top of earlier ones at the same point, so `>=` keeps the top.
+    if (inside && (!best || mp.length >= best.mountpoint.length)) best = m;
+  }
+  return best;
+}
