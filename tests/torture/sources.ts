@@ -563,7 +563,7 @@ async function hungLibrary(t: Torture, o: SourceFaultOptions): Promise<void> {
       if (status.value?.code !== 0) {
         t.violation(`${t.step}: musicfs status failed: ${status.value?.stderr.trim()}`);
       }
-      figures.push(`${c === cas ? "cache" : "direct"}: ls ${ls.ms} ms, status ${status.ms} ms`);
+      figures.push(`${c === cas ? "cached" : "direct"} daemon: ${ls.ms} ms / ${status.ms} ms`);
     }
     let served = 0;
     const r1 = await step(t, "reading cached tracks", async () => {
@@ -582,15 +582,19 @@ async function hungLibrary(t: Torture, o: SourceFaultOptions): Promise<void> {
         if (!r.sha && r.code !== 124) failedFast++;
       }
     });
-    figures.push(
-      `cached ${served}/${warm.length} served in ${r1.ms} ms; uncached failed ${failedFast}/${
-        cold.length + Math.min(3, direct.tracks.size)
-      }, slowest ${Math.round(worst)} ms`,
+    t.stats.extras.push(
+      ["every source hung (SIGSTOPped FUSE library): ls -R / musicfs status", figures.join("; ")],
+      [
+        "every source hung: cached tracks served / uncached reads failed, slowest",
+        `${served} of ${warm.length} in ${r1.ms} ms / ${failedFast} of ${
+          cold.length + Math.min(3, direct.tracks.size)
+        }, ${Math.round(worst)} ms`,
+      ],
+      [
+        "FUSE library, live: direct reads right / passthrough fallbacks (per open)",
+        `${directOk} of ${directSome.length} / ${fb}`,
+      ],
     );
-    figures.push(
-      `before: direct reads ${directOk}/${directSome.length} right, ${fb} passthrough fallbacks`,
-    );
-    t.stats.extras.push(["every source hung: " + figures.shift()!, figures.join("; ")]);
   } finally {
     if (stopped) child.kill("SIGCONT");
     for (const c of cases) await stop(c);

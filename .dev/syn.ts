@@ -1,0 +1,2 @@
+import { synopsis } from "../src/cli/mod.ts";
+console.log(synopsis());
