@@ -308,7 +308,8 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       for (const t of c.changed) search.indexFile(t);
       for (const id of removedIds) search.remove(id);
     };
-    let mountDev: number | undefined;
+    // st_dev of our own mount, once mounted: the walk refuses anything on it (a loop).
+    const mount: { dev?: number } = {};
     // The watch's event thread opens each file it hears about, and a FIFO would hold it for
     // good: with one in the library, poll instead.
     let libraryWatcher: LibraryWatcher | undefined;
@@ -327,7 +328,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         roots: origins.map((o) => o.path),
         followSymlinks: opts.followSymlinks,
         mountpoint: opts.mountpoint,
-        mountDev,
+        mountDev: mount.dev,
       }),
     });
 
@@ -346,7 +347,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       cacheDirs: true,
     });
     const mountpoint = session.mountpoint;
-    mountDev = deviceNumber(findFuseMount(mountpoint)?.device);
+    mount.dev = deviceNumber(findFuseMount(mountpoint)?.device);
     log.info("Mounted {mountpoint} with {tracks} tracks", {
       mountpoint,
       tracks: tree.stats().tracks,

@@ -1,2 +1,0 @@
-import { synopsis } from "../src/cli/mod.ts";
-console.log(synopsis());
