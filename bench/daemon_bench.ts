@@ -185,7 +185,7 @@ export async function untilStatus(
   throw new Error(`timed out waiting for ${what}`);
 }
 
-const searchReady = (s: Status) => s.search.state === "ready";
+export const searchReady = (s: Status) => s.search.state === "ready";
 export const scanDone = (s: Status) => s.scan?.phase === "done";
 
 /** VmRSS and VmHWM of a process, in MB. */

@@ -12,7 +12,9 @@
  * - `find -type f` over /Artists (each track once) against the whole source tree, cold
  *   (drop_caches first, for every side) and warm (the next run);
  * - player scan: open, read 64 KiB and close every file found (`xargs head -c 65536`), caches
- *   dropped first.
+ *   dropped first, then warm (the best of two more runs).
+ *
+ * The machine is shared: the latency rows keep the best of three rounds on every side.
  *
  * Ratios: per-request rows are libfuse / musicfs (goal >= 0.8, i.e. musicfs at most 1.25x
  * libfuse's time); `find` rows are source / musicfs (goals: warm >= 0.67, cold >= 0.33).
@@ -21,6 +23,7 @@ import { type BenchRow, dropCaches } from "./common.ts";
 import {
   find,
   scanDone,
+  searchReady,
   spawnDaemon,
   stopDaemon,
   untilServing,
@@ -143,19 +146,36 @@ interface Figures {
   findWarm: number;
   files: number;
   scan: number;
+  scanWarm: number;
+}
+
+const ROUNDS = 3;
+
+/** The round with the lowest mean: the machine is shared, and a round may be interrupted. */
+async function bestOf(f: () => Promise<Latency>): Promise<Latency> {
+  let best: Latency | undefined;
+  for (let i = 0; i < ROUNDS; i++) {
+    const l = await f();
+    if (!best || l.mean < best.mean) best = l;
+  }
+  return best!;
 }
 
 async function measure(side: Side, statloopBin: string, n: number, tmp: string): Promise<Figures> {
-  const getattr = await statloop(statloopBin, "getattr", side.file, n);
-  const openclose = await statloop(statloopBin, "openclose", side.file, n);
+  const getattr = await bestOf(() => statloop(statloopBin, "getattr", side.file, n));
+  const openclose = await bestOf(() => statloop(statloopBin, "openclose", side.file, n));
   await dropCaches();
   const cold = await find(side.dir);
   const warm = Math.min((await find(side.dir)).ms, (await find(side.dir)).ms);
   const list = `${tmp}/list-${side.name.replace(/\W+/g, "_")}`;
   const files = await listFiles(side.dir, list);
+  if (files !== cold.files) {
+    throw new Error(`${side.name}: find saw ${cold.files} files, then ${files}`);
+  }
   await dropCaches();
   const scan = await playerScan(list);
-  return { getattr, openclose, findCold: cold.ms, findWarm: warm, files, scan };
+  const scanWarm = Math.min(await playerScan(list), await playerScan(list));
+  return { getattr, openclose, findCold: cold.ms, findWarm: warm, files, scan, scanWarm };
 }
 
 const us = (l: Latency) => `${l.mean.toFixed(1)} / ${l.p99.toFixed(0)} µs`;
@@ -193,6 +213,9 @@ export async function requestRows({ quick }: { quick: boolean }): Promise<BenchR
     daemon = spawnDaemon(lib, mnt, state, cache);
     await untilServing(daemon);
     await untilStatus(daemon, "the scan", scanDone);
+    await untilStatus(daemon, "the search index", searchReady);
+    // The daemon commits the index and settles after a first scan.
+    await new Promise((r) => setTimeout(r, 3000));
     const first = new TextDecoder().decode(
       (await new Deno.Command("sh", {
         args: [
@@ -227,7 +250,13 @@ export async function requestRows({ quick }: { quick: boolean }): Promise<BenchR
     const fig = new Map<string, Figures>();
     for (const side of sides) {
       console.error(`bench: fuse requests: ${side.name}...`);
-      fig.set(side.name, await measure(side, statloopBin, n, dir));
+      const f = await measure(side, statloopBin, n, dir);
+      if (side.name !== "musicfs" && fig.has("source") && f.files !== fig.get("source")!.files) {
+        throw new Error(
+          `${side.name} shows ${f.files} files of the source's ${fig.get("source")!.files}`,
+        );
+      }
+      fig.set(side.name, f);
     }
     return rows(fig, tracks);
   } finally {
@@ -283,14 +312,18 @@ function rows(fig: Map<string, Figures>, tracks: number): BenchRow[] {
   };
   findRow(`find /Artists ${k}, cold`, (x) => x.findCold, 0.33);
   findRow(`find /Artists ${k}, warm`, (x) => x.findWarm, 0.67);
-  const scanRef = hp?.scan;
-  out.push({
-    name: `player scan ${k} (open, read 64 KiB, close each), caches dropped`,
-    measured: s(m.scan),
-    baseline: others((x) => s(x.scan)),
-    ratio: scanRef === undefined ? src.scan / m.scan : scanRef / m.scan,
-    goal: scanRef === undefined ? undefined : ">= 0.8x libfuse",
-    ok: scanRef === undefined ? undefined : scanRef / m.scan >= 0.8,
-  });
+  const scanRow = (name: string, pick: (x: Figures) => number) => {
+    const ref = hp && pick(hp);
+    out.push({
+      name,
+      measured: s(pick(m)),
+      baseline: others((x) => s(pick(x))),
+      ratio: ref === undefined ? pick(src) / pick(m) : ref / pick(m),
+      goal: ref === undefined ? undefined : ">= 0.8x libfuse",
+      ok: ref === undefined ? undefined : ref / pick(m) >= 0.8,
+    });
+  };
+  scanRow(`player scan ${k} (open, read 64 KiB, close each), caches dropped`, (x) => x.scan);
+  scanRow(`player scan ${k}, warm`, (x) => x.scanWarm);
   return out;
 }

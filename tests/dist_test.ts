@@ -127,7 +127,9 @@ Deno.test({
         await Deno.mkdir(home);
         const fixture = await makeLibrary(lib, { tracks: 6, seed: 15 });
         try {
-          const m = await runBare(file, ["mount", lib, "--wait"], home);
+          // Reads go through the chunk cache, so `check` below validates a real LMDB index in
+          // its child process (the unpacked deno running the validator module).
+          const m = await runBare(file, ["mount", lib, "--wait", "--cache-reads", "always"], home);
           assert.deepEqual(m.code, 0, m.stderr);
           assert.ok(await isMounted(mnt), "the mount is there");
           const tracks: string[] = [];
@@ -144,6 +146,10 @@ Deno.test({
           const u = await runBare(file, ["unmount", mnt], home);
           assert.deepEqual(u.code, 0, u.stderr);
           await waitFor(async () => !(await isMounted(mnt)), 10_000, "the unmount");
+          const c = await runBare(file, ["check"], home);
+          assert.deepEqual(c.code, 0, c.stdout + c.stderr);
+          assert.match(c.stdout, /^library\.db +ok \(6 tracks/m);
+          assert.match(c.stdout, /^chunk cache +ok \([1-9]\d* chunk files, .*index matches\)$/m);
         } finally {
           await detachIfMounted(mnt);
         }

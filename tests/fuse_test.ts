@@ -438,6 +438,8 @@ function spawnDemo(mnt: string, extra: string[] = [], other?: OtherUserRun): Den
   const cmd = other ? [...other.enter, ...asUser(other.user), ...deno] : deno;
   return new Deno.Command(cmd[0], {
     args: cmd.slice(1),
+    // Not ours: the test's cwd may be a checkout that user cannot enter.
+    cwd: other?.home,
     stdin: "piped",
     stdout: "piped",
     stderr: "piped",
@@ -698,5 +700,65 @@ Deno.test(
     for (const [name, v] of before) {
       if (after.has(name)) assert.equal(after.get(name), v, `${name} was changed`);
     }
+  },
+);
+
+Deno.test(
+  "fuse: the reader thread answers GETATTR from shared attributes; an invalidation sends it back to the main thread",
+  needsFuse,
+  async () => {
+    const fs = new DemoFs();
+    const ino = fs.addFile("dir/song.flac", "x".repeat(12345));
+    await withMount(fs, { entryTtlMs: 60_000, attrTtlMs: 0 }, async (mnt, s) => {
+      const stat = async () => {
+        const r = await run(["stat", "-c", "%s %a %i", `${mnt}/dir/song.flac`]);
+        assert.equal(r.code, 0, r.stderr);
+        return r.stdout.trim();
+      };
+      const want = `12345 444 ${ino}`;
+      assert.equal(await stat(), want); // LOOKUP on the main thread shares the attributes
+      const before = s.stats.answeredByReader;
+      for (let i = 0; i < 5; i++) assert.equal(await stat(), want);
+      assert.ok(
+        s.stats.answeredByReader >= before + 5,
+        `reader answered ${s.stats.answeredByReader}`,
+      );
+      s.notifyInvalInode(ino);
+      await s.flushNotifications();
+      const afterInval = s.stats.answeredByReader;
+      assert.equal(await stat(), want);
+      assert.equal(
+        s.stats.answeredByReader,
+        afterInval,
+        "the main thread answered after the invalidation",
+      );
+      assert.equal(await stat(), want);
+      assert.equal(s.stats.answeredByReader, afterInval + 1, "shared again");
+    });
+  },
+);
+
+Deno.test(
+  "fuse: with cached listings, directories open without a request and a listing is read once until invalidated",
+  needsFuse,
+  async () => {
+    const fs = new DemoFs();
+    for (let i = 0; i < 500; i++) fs.addFile(`d/${i}.flac`, "x");
+    const opts = { cacheDirs: true, entryTtlMs: 3_600_000, attrTtlMs: 3_600_000 };
+    await withMount(fs, opts, async (mnt, s) => {
+      const list = async () => {
+        const names = [];
+        for await (const e of Deno.readDir(`${mnt}/d`)) names.push(e.name);
+        return names.sort();
+      };
+      assert.equal((await list()).length, 500);
+      const before = s.stats.requests;
+      for (let i = 0; i < 3; i++) assert.equal((await list()).length, 500);
+      assert.equal(s.stats.requests, before, "no OPENDIR, READDIR or RELEASEDIR once cached");
+      const ino = fs.addFile("d/new.flac", "y");
+      s.notifyInvalInode(2, 0, -1); // the listing is the directory's data
+      await s.flushNotifications();
+      assert.ok((await list()).includes("new.flac"), `inode ${ino} listed after the invalidation`);
+    });
   },
 );

@@ -197,5 +197,6 @@ Deno.test("controlSocketPath prefers XDG_RUNTIME_DIR and tells state dirs apart"
   assert.match(a, /^\/run\/user\/1000\/musicfs\/control-[0-9a-f]{16}\.sock$/);
   assert.notEqual(a, b);
   assert.equal(a, controlSocketPath("/home/u/.local/state/musicfs/", "/run/user/1000"));
-  assert.equal(controlSocketPath("/var/lib/musicfs", undefined), "/var/lib/musicfs/control.sock");
+  // No runtime dir (an explicit undefined would take the default, i.e. the environment's).
+  assert.equal(controlSocketPath("/var/lib/musicfs", ""), "/var/lib/musicfs/control.sock");
 });

@@ -221,6 +221,21 @@ export class MusicOps implements FuseOperations {
     return Promise.resolve(this.#attr(this.#node(ino)));
   }
 
+  /** See {@link FuseOperations.getattrNow}: the tree is in memory. */
+  getattrNow(ino: number): Attr | undefined {
+    const n = this.#tree.get(ino);
+    return n && this.#attr(n);
+  }
+
+  /**
+   * See {@link FuseOperations.shareAttrs}: the tree invalidates every inode whose attributes
+   * change, except generated files (status.json), whose size and time are made on each call.
+   */
+  shareAttrs(ino: number): boolean {
+    const n = this.#tree.get(ino);
+    return n !== undefined && n.kind !== "generated";
+  }
+
   /** See {@link FuseOperations.readdir}. */
   readdir(ino: number): Promise<DirEntry[]> {
     const list = this.#tree.children(ino);

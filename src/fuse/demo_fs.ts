@@ -170,6 +170,16 @@ export class DemoFs implements FuseOperations {
     return Promise.resolve(this.#get(ino).attr);
   }
 
+  /** See {@link FuseOperations.shareAttrs}: attributes never change once a node is added. */
+  shareAttrs(): boolean {
+    return true;
+  }
+
+  /** See {@link FuseOperations.getattrNow}. */
+  getattrNow(ino: number): Attr | undefined {
+    return this.#nodes.get(ino)?.attr;
+  }
+
   /** See {@link FuseOperations.readdir}. */
   readdir(ino: number): Promise<DirEntry[]> {
     const dir = this.#get(ino);

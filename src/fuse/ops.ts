@@ -115,8 +115,19 @@ export interface RequestContext {
 export interface FuseOperations {
   /** Resolve `name` in directory `parent`; `null` means ENOENT. */
   lookup(parent: number, name: string, ctx: RequestContext): Promise<Entry | null>;
+  /**
+   * Whether the attributes of `ino` change only together with a `notifyInvalInode` or
+   * `notifyDelete` of it. For those inodes the session's reader thread answers GETATTR from the
+   * attributes last sent to the kernel, without a hop to the main thread. Missing: never.
+   */
+  shareAttrs?(ino: number): boolean;
   /** Attributes of `ino`. */
   getattr(ino: number, ctx: RequestContext): Promise<Attr>;
+  /**
+   * Optional fast path tried before `getattr`, synchronously on the request loop: the
+   * attributes when they are at hand without I/O, else `undefined` to fall back to `getattr`.
+   */
+  getattrNow?(ino: number): Attr | undefined;
   /**
    * The whole listing of a directory, without `.` and `..`. Called once per opendir; the
    * session pages through the snapshot it returns.

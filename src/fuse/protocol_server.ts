@@ -42,7 +42,6 @@ import {
   type InitIn,
   type ReadIn,
   readInHeader,
-  setU64,
   writeAttrOut,
   writeDirent,
   writeEntryOut,
@@ -51,6 +50,7 @@ import {
   writeOutHeader,
   writeStatfs,
 } from "./structs.ts";
+import type { AttrShare } from "./attr_share.ts";
 import { logger } from "../log/mod.ts";
 
 const log = logger("fuse", "protocol");
@@ -62,6 +62,8 @@ const O_TRUNC = 0o1000;
 export const KERNEL_MAJOR = 7;
 /** Minor version we speak. */
 export const OUR_MINOR = 45;
+/** Listings kept for paging without OPENDIR (oldest dropped first). */
+const MAX_INO_DIRS = 256;
 /** Longest name the kernel sends, bytes (NAME_MAX). */
 const NAME_MAX = 255;
 
@@ -90,6 +92,8 @@ export interface ProtocolOptions {
   passthrough?: boolean;
   /** Opens and closes backing ids for passthrough. */
   backing?: BackingFiles;
+  /** Where attributes sent to the kernel are shared with the reader thread (see AttrShare). */
+  attrShare?: AttrShare;
   /** Called once INIT is answered. */
   onInit?: (init: InitIn) => void;
   /** Called when the kernel sends DESTROY (the connection is ending). */
@@ -176,6 +180,8 @@ export class ProtocolServer {
   #lookups = new Map<number, number>();
   #parents = new Map<number, number>();
   #dirs = new Map<number, DirHandle>();
+  #inoDirs = new Map<number, DirHandle>();
+  #noOpendir = false;
   #nextDirFh = 1;
   #backing = new Map<number, { id: number; refs: number; version?: string }>();
   #passthrough = false;
@@ -218,7 +224,7 @@ export class ProtocolServer {
 
   /** Open directory handles (for tests). */
   get openDirs(): number {
-    return this.#dirs.size;
+    return this.#dirs.size + this.#inoDirs.size;
   }
 
   /**
@@ -311,6 +317,7 @@ export class ProtocolServer {
     for (const { id } of this.#backing.values()) this.#opts.backing?.close(id);
     this.#backing.clear();
     this.#dirs.clear();
+    this.#inoDirs.clear();
   }
 
   // -- replies -----------------------------------------------------------------------------
@@ -363,6 +370,12 @@ export class ProtocolServer {
     this.replyError(ctx.unique, code, ctx);
   }
 
+  // Offer attributes just sent to the kernel to the reader thread (see AttrShare).
+  #share(ino: number, src: Uint8Array, off: number, ttlMs: number): void {
+    const share = this.#opts.attrShare;
+    if (share && this.#ops.shareAttrs?.(ino)) share.put(ino, src, off, ttlMs);
+  }
+
   // -- handlers (called from the opcode table) ---------------------------------------------
 
   /** INIT: agree on a version and the capabilities both sides have. */
@@ -374,7 +387,11 @@ export class ProtocolServer {
     this.#minor = Math.min(init.minor, OUR_MINOR);
     const want = InitFlag.ASYNC_READ | InitFlag.AUTO_INVAL_DATA | InitFlag.DO_READDIRPLUS |
       InitFlag.READDIRPLUS_AUTO | InitFlag.PARALLEL_DIROPS | InitFlag.MAX_PAGES |
-      InitFlag.CACHE_SYMLINKS | InitFlag.INIT_EXT;
+      InitFlag.CACHE_SYMLINKS | InitFlag.INIT_EXT |
+      // No OPENDIR/RELEASEDIR round trips; the kernel then caches every listing, so only
+      // when listings are cached anyway (and the filesystem invalidates them).
+      (this.#opts.cacheDirs ? InitFlag.NO_OPENDIR_SUPPORT : 0);
+    this.#noOpendir = (init.flags & want & InitFlag.NO_OPENDIR_SUPPORT) !== 0;
     let flags2 = 0;
     if (this.#opts.passthrough && this.#opts.backing && init.flags2 & INIT2_PASSTHROUGH) {
       flags2 |= INIT2_PASSTHROUGH;
@@ -417,6 +434,7 @@ export class ProtocolServer {
     }
     if (!this.#lookups.delete(ino)) return;
     this.#parents.delete(ino);
+    this.#opts.attrShare?.delete(ino);
     this.#ops.forget?.(ino);
   }
 
@@ -453,11 +471,21 @@ export class ProtocolServer {
       e.entryTtlMs ?? this.#entryTtl,
       e.attrTtlMs ?? this.#attrTtl,
     );
-    if (this.#replyOut(ctx, FuseEntryOut.SIZE)) this.#counted(parent, e.attr);
+    if (this.#replyOut(ctx, FuseEntryOut.SIZE)) {
+      this.#counted(parent, e.attr);
+      this.#share(e.attr.ino, this.#out, OUT + FuseEntryOut.attr, this.#attrTtl);
+    }
   }
 
   /** GETATTR of `h.nodeid`. */
   getattr(h: InHeader): void {
+    const now = this.#ops.getattrNow?.(h.nodeid);
+    if (now) {
+      writeAttrOut(this.#outView, OUT, now, this.#attrTtl);
+      this.#share(h.nodeid, this.#out, OUT + FuseAttrOut.attr, this.#attrTtl);
+      writeOutHeader(this.#outView, h.unique, OUT + FuseAttrOut.SIZE);
+      return this.#send(this.#out, OUT + FuseAttrOut.SIZE);
+    }
     const ctx = this.#ctx(h);
     this.#track(ctx, this.#getattr(ctx, h.nodeid));
   }
@@ -465,7 +493,9 @@ export class ProtocolServer {
   async #getattr(ctx: Ctx, ino: number): Promise<void> {
     const attr = await this.#ops.getattr(ino, ctx);
     writeAttrOut(this.#outView, OUT, attr, this.#attrTtl);
-    this.#replyOut(ctx, FuseAttrOut.SIZE);
+    if (this.#replyOut(ctx, FuseAttrOut.SIZE)) {
+      this.#share(ino, this.#out, OUT + FuseAttrOut.attr, this.#attrTtl);
+    }
   }
 
   /** OPEN `h.nodeid` with open(2) `flags`; write access is EROFS. */
@@ -592,8 +622,12 @@ export class ProtocolServer {
     }
   }
 
-  /** OPENDIR `h.nodeid`: take the listing snapshot READDIR pages through. */
+  /**
+   * OPENDIR `h.nodeid`: take the listing snapshot READDIR pages through. With
+   * NO_OPENDIR_SUPPORT, ENOSYS: the kernel opens directories itself from then on.
+   */
   opendir(h: InHeader): void {
+    if (this.#noOpendir) return this.replyError(h.unique, Errno.ENOSYS);
     const ctx = this.#ctx(h);
     this.#track(ctx, this.#opendir(ctx, h.nodeid));
   }
@@ -619,14 +653,49 @@ export class ProtocolServer {
    * 1 = ".."). A record that does not fit ends the page; the kernel asks again from its cookie.
    */
   readdir(h: InHeader, r: ReadIn, plus: boolean): void {
+    if (r.fh === 0 && this.#noOpendir) return this.#readdirNoOpen(h, r, plus);
     const d = this.#dirs.get(r.fh);
     if (!d) return this.replyError(h.unique, Errno.EBADF);
+    this.#page(h.unique, d, r, plus);
+  }
+
+  // Without OPENDIR there is no handle: a listing from offset 0 takes a snapshot kept per
+  // inode, later pages read it, and the page that ends the listing drops it.
+  #readdirNoOpen(h: InHeader, r: ReadIn, plus: boolean): void {
+    const ino = h.nodeid;
+    const snap = r.offset === 0 ? undefined : this.#inoDirs.get(ino);
+    if (snap) {
+      if (this.#page(h.unique, snap, r, plus)) this.#inoDirs.delete(ino);
+      return;
+    }
+    const ctx = this.#ctx(h);
+    const req = { fh: 0, offset: r.offset, size: r.size };
+    this.#track(
+      ctx,
+      (async () => {
+        const d = { ino, entries: await this.#ops.readdir(ino, ctx) };
+        if (ctx.answered) return;
+        ctx.answered = true;
+        this.#inoDirs.delete(ino);
+        if (!this.#page(ctx.unique, d, req, plus)) {
+          this.#inoDirs.set(ino, d);
+          if (this.#inoDirs.size > MAX_INO_DIRS) {
+            this.#inoDirs.delete(this.#inoDirs.keys().next().value!);
+          }
+        }
+      })(),
+    );
+  }
+
+  // Encode one page of `d` from cookie `r.offset` and send it; true when it ends the listing.
+  #page(unique: number, d: DirHandle, r: ReadIn, plus: boolean): boolean {
     const v = this.#outView;
     const out = this.#out;
     const limit = OUT + Math.min(r.size, this.#maxRead);
     const head = plus ? FuseEntryOut.SIZE : 0;
     let pos = OUT;
     const total = d.entries.length + 2;
+    let next = r.offset;
     for (let i = r.offset; i < total; i++) {
       let name: string;
       let ino: number;
@@ -659,11 +728,16 @@ export class ProtocolServer {
         if (attr) writeEntryOut(v, pos, attr, this.#entryTtl, this.#attrTtl);
         else out.fill(0, pos, pos + FuseEntryOut.SIZE); // nodeid 0: no entry, no lookup counted
       }
+      if (plus && attr) {
+        this.#counted(d.ino, attr);
+        this.#share(attr.ino, out, pos + FuseEntryOut.attr, this.#attrTtl);
+      }
       pos = start + writeDirent(v, out, start, ino, i + 1, written, mode);
-      if (plus && attr) this.#counted(d.ino, attr);
+      next = i + 1;
     }
-    writeOutHeader(v, h.unique, pos);
+    writeOutHeader(v, unique, pos);
     this.#send(out, pos);
+    return next >= total;
   }
 
   /** READLINK of `h.nodeid`. */
@@ -738,12 +812,4 @@ export class ProtocolServer {
     const names = await this.#ops.listxattr!(ino, ctx);
     this.#replySized(ctx, encoder.encode(names.map((n) => n + "\0").join("")), size);
   }
-}
-
-/** Encode a notification (`code`, unique 0) whose body is already at `buf[16..]`. */
-export function finishNotify(buf: Uint8Array<ArrayBuffer>, code: number): void {
-  const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  v.setUint32(FuseOutHeader.len, buf.length, true);
-  v.setInt32(FuseOutHeader.error, code, true);
-  setU64(v, FuseOutHeader.unique, 0);
 }

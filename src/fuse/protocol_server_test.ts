@@ -11,6 +11,7 @@ import { Op } from "./opcodes.ts";
 import { Errno } from "../sys/errno.ts";
 import { hex, readIn, request, u32, u64, Wire } from "./testdata/wire.ts";
 import { getU64 } from "./structs.ts";
+import { AttrShare } from "./attr_share.ts";
 
 const NOW = 1_700_000_000_500; // 0x6553f100 s + 500 ms
 const TEXT = "hello, world\n";
@@ -472,4 +473,64 @@ Deno.test("protocol: a handler that throws answers EIO to that request only", as
   fs.injectFault(ino, "errno-enoent");
   assert.equal((await w.call(request(Op.READ, 2, ino, readIn(0, 0, 10)))).error, Errno.ENOENT);
   assert.equal(w.server.stats.errors, 1, "a deliberate errno is not an error");
+});
+
+Deno.test("protocol: attributes sent to the kernel are shared (LOOKUP, READDIRPLUS, GETATTR) and dropped on FORGET", async () => {
+  const fs = demo();
+  const share = new AttrShare(64);
+  const w = await ready(fs, { attrShare: share });
+  const out = new Uint8Array(104);
+  const lookup = await w.call(request(Op.LOOKUP, 2, 2, "a.txt"));
+  assert.ok(share.get(3, out, 0));
+  // Exactly the bytes a GETATTR reply carries.
+  const getattr = await w.call(request(Op.GETATTR, 3, 3, u64(0, 0)));
+  assert.deepEqual(out, getattr.body);
+  assert.deepEqual(out.subarray(16), lookup.body.subarray(40));
+  const dir = await w.call(request(Op.OPENDIR, 4, 1, u32(0, 0)));
+  await w.call(request(Op.READDIRPLUS, 5, 1, readIn(getU64(dir.v, 0), 0, 4096)));
+  assert.ok(share.get(4, out, 0), "the symlink, seen through READDIRPLUS");
+  await w.send(request(Op.FORGET, 6, 3, u64(2)));
+  assert.equal(share.get(3, out, 0), false);
+  // A filesystem that does not promise invalidations shares nothing.
+  const fs2 = demo();
+  Object.defineProperty(fs2, "shareAttrs", { value: () => false });
+  const share2 = new AttrShare(64);
+  const w2 = await ready(fs2, { attrShare: share2 });
+  await w2.call(request(Op.LOOKUP, 2, 2, "a.txt"));
+  assert.equal(share2.size, 0);
+});
+
+Deno.test("protocol: with cached listings, NO_OPENDIR_SUPPORT: OPENDIR is ENOSYS and READDIRPLUS pages by inode", async () => {
+  const fs = new DemoFs({ uid: 1000, gid: 100, nowMs: NOW });
+  for (let i = 0; i < 100; i++) {
+    fs.addFile(`d/file-${String(i).padStart(3, "0")}-${"x".repeat(40)}`, "y");
+  }
+  const w = new Wire(fs, { cacheDirs: true });
+  const init = await w.call(request(Op.INIT, 1, 0, ...INIT_IN_7_45));
+  assert.equal(init.v.getUint32(12, true) & (1 << 24), 1 << 24);
+  const d = (await w.call(request(Op.LOOKUP, 2, 1, "d"))).v.getUint32(0, true);
+  assert.equal((await w.call(request(Op.OPENDIR, 3, d, u32(0, 0)))).error, Errno.ENOSYS);
+  const names: string[] = [];
+  let cookie = 0;
+  for (let unique = 10;; unique++) {
+    const r = await w.call(request(Op.READDIRPLUS, unique, d, readIn(0, cookie, 2048)));
+    assert.equal(r.error, 0);
+    const recs = parseDirents(r.body, true);
+    if (!recs.length) break;
+    names.push(...recs.map((x) => x.name));
+    cookie = recs.at(-1)!.cookie;
+    if (cookie < 102) assert.equal(w.server.openDirs, 1, "the snapshot is kept while paging");
+  }
+  assert.equal(names.length, 102);
+  assert.deepEqual(names.slice(0, 2), [".", ".."]);
+  assert.equal(w.server.openDirs, 0, "dropped at the end of the listing");
+  // A new listing from 0 sees a change (the kernel lists again after an invalidation).
+  fs.addFile("d/new", "z");
+  const first = await w.call(request(Op.READDIR, 50, d, readIn(0, 0, 1 << 16)));
+  assert.ok(parseDirents(first.body, false).some((x) => x.name === "new"));
+  // Without cached listings, OPENDIR stays.
+  const w2 = new Wire(demo());
+  const init2 = await w2.call(request(Op.INIT, 1, 0, ...INIT_IN_7_45));
+  assert.equal(init2.v.getUint32(12, true) & (1 << 24), 0);
+  assert.equal((await w2.call(request(Op.OPENDIR, 2, 1, u32(0, 0)))).error, 0);
 });

@@ -10,20 +10,18 @@
  * thread handles the last one, and no message crosses threads per request.
  */
 import type { FuseOperations } from "./ops.ts";
-import { type BackingFiles, finishNotify, ProtocolServer } from "./protocol_server.ts";
+import { type BackingFiles, ProtocolServer } from "./protocol_server.ts";
 import {
   FUSE_DEV_IOC_BACKING_CLOSE,
   FUSE_DEV_IOC_BACKING_OPEN,
   FuseBackingMap,
-  FuseNotifyDelete,
-  FuseNotifyInvalEntry,
-  FuseNotifyInvalInode,
-  FuseOutHeader,
-  Notify,
-  setU64,
+  notifyDelete,
+  notifyInvalEntry,
+  notifyInvalInode,
 } from "./structs.ts";
 import { errno, identity, libc, SyscallError, u64 } from "../sys/libc.ts";
-import { RING, type RingSetup, RingState, slotBase } from "./ring.ts";
+import { RequestRing, RingState } from "./ring.ts";
+import { AttrShare } from "./attr_share.ts";
 import { Errno } from "../sys/errno.ts";
 import {
   findFuseMount,
@@ -39,7 +37,8 @@ const log = logger("fuse");
 
 const MAX_DRAIN = 128;
 const SLOTS = 8;
-const OUT = FuseOutHeader.SIZE;
+// Inodes whose attributes the reader thread can answer GETATTR for (6.5 MiB of shared memory).
+const SHARED_ATTRS = 1 << 16;
 
 /** Session tuning. */
 export interface SessionOptions extends MountOptions {
@@ -69,9 +68,9 @@ export interface SessionStats {
   passthrough: boolean;
   /** Opens that asked for passthrough and were served in userspace because it failed. */
   passthroughFallbacks: number;
+  /** GETATTRs the reader thread answered from shared attributes (included in `requests`). */
+  answeredByReader: number;
 }
-
-const encoder = new TextEncoder();
 
 /**
  * A mounted filesystem. Create with {@link FuseSession.mount}; end with {@link unmount}.
@@ -86,11 +85,9 @@ export class FuseSession {
   #fd: number;
   #wake: number;
   #maxRead: number;
-  #ctrl: Int32Array;
-  #slots: Uint8Array[];
-  #views: DataView[];
   #server: ProtocolServer;
-  #reader: Worker;
+  #ring: RequestRing;
+  #attrs?: AttrShare;
   #stopping = false;
   #fdClosed = false;
   #ready = Promise.withResolvers<void>();
@@ -102,19 +99,12 @@ export class FuseSession {
     this.#fd = handle.fd;
     this.mountpoint = handle.mountpoint;
     this.#maxRead = opts.maxRead ?? 1 << 20;
-    // The kernel refuses reads into a buffer smaller than max_write + headers.
-    const slotSize = this.#maxRead + 8192;
-    const sab = new SharedArrayBuffer(slotBase(SLOTS) + SLOTS * slotSize);
-    this.#ctrl = new Int32Array(sab, 0, RING.WORDS + SLOTS);
-    this.#slots = Array.from(
-      { length: SLOTS },
-      (_, i) => new Uint8Array(sab, slotBase(SLOTS) + i * slotSize, slotSize),
-    );
-    this.#views = this.#slots.map((b) => new DataView(b.buffer, b.byteOffset, b.byteLength));
     const wantPassthrough = opts.passthrough === undefined || opts.passthrough === "auto"
       ? identity().root
       : opts.passthrough;
+    if (ops.shareAttrs) this.#attrs = new AttrShare(SHARED_ATTRS);
     this.#server = new ProtocolServer(ops, (buf, len) => this.#write(buf, len), {
+      attrShare: this.#attrs,
       entryTtlMs: opts.entryTtlMs,
       attrTtlMs: opts.attrTtlMs,
       cacheDirs: opts.cacheDirs,
@@ -130,16 +120,14 @@ export class FuseSession {
     });
     this.#wake = libc().eventfd(0, 0o4000 | 0o2000000);
     if (this.#wake < 0) throw new SyscallError("eventfd", errno());
-    this.#reader = new Worker(new URL("./poll_worker.ts", import.meta.url), { type: "module" });
-    this.#reader.onerror = (e) => {
-      e.preventDefault();
-      log.error("FUSE request reader failed: {error}", { error: e.message });
-      Atomics.store(this.#ctrl, RING.STATE, RingState.FAILED);
-      Atomics.add(this.#ctrl, RING.EVENTS, 1);
-      Atomics.notify(this.#ctrl, RING.EVENTS);
-    };
-    const setup: RingSetup = { fd: this.#fd, wake: this.#wake, sab, slots: SLOTS, slotSize };
-    this.#reader.postMessage(setup);
+    // The kernel refuses reads into a buffer smaller than max_write + headers.
+    this.#ring = new RequestRing(
+      this.#fd,
+      this.#wake,
+      SLOTS,
+      this.#maxRead + 8192,
+      this.#attrs?.sab,
+    );
     this.closed = new Promise((r) => (this.#resolveClosed = r));
   }
 
@@ -188,7 +176,15 @@ export class FuseSession {
   /** Request counters. */
   get stats(): SessionStats {
     const { requests, errors, inflight, passthrough, passthroughFallbacks } = this.#server.stats;
-    return { requests, errors, inflight, passthrough, passthroughFallbacks };
+    const byReader = this.#ring.answered;
+    return {
+      requests: requests + byReader,
+      errors,
+      inflight,
+      passthrough,
+      passthroughFallbacks,
+      answeredByReader: byReader,
+    };
   }
 
   /** How the mount was made (kernel mount(2) as root, or the fusermount3 helper). */
@@ -216,35 +212,19 @@ export class FuseSession {
 
   /** Tell the kernel to forget the cached lookup of `name` in `parent`. */
   notifyInvalEntry(parent: number, name: string): void {
-    const nameBytes = encoder.encode(name);
-    const buf = new Uint8Array(OUT + FuseNotifyInvalEntry.SIZE + nameBytes.length + 1);
-    const v = new DataView(buf.buffer);
-    setU64(v, OUT + FuseNotifyInvalEntry.parent, parent);
-    v.setUint32(OUT + FuseNotifyInvalEntry.namelen, nameBytes.length, true);
-    buf.set(nameBytes, OUT + FuseNotifyInvalEntry.SIZE);
-    this.#notify(Notify.INVAL_ENTRY, buf);
+    this.#notify(notifyInvalEntry(parent, name));
   }
 
   /** Tell the kernel to drop cached attributes (and data in [off, off+len) unless off < 0). */
   notifyInvalInode(ino: number, off = -1, len = 0): void {
-    const buf = new Uint8Array(OUT + FuseNotifyInvalInode.SIZE);
-    const v = new DataView(buf.buffer);
-    setU64(v, OUT + FuseNotifyInvalInode.ino, ino);
-    v.setBigInt64(OUT + FuseNotifyInvalInode.off, BigInt(off), true);
-    v.setBigInt64(OUT + FuseNotifyInvalInode.len, BigInt(len), true);
-    this.#notify(Notify.INVAL_INODE, buf);
+    this.#attrs?.delete(ino);
+    this.#notify(notifyInvalInode(ino, off, len));
   }
 
   /** Tell the kernel that `name` (inode `child`) was deleted from `parent`. */
   notifyDelete(parent: number, child: number, name: string): void {
-    const nameBytes = encoder.encode(name);
-    const buf = new Uint8Array(OUT + FuseNotifyDelete.SIZE + nameBytes.length + 1);
-    const v = new DataView(buf.buffer);
-    setU64(v, OUT + FuseNotifyDelete.parent, parent);
-    setU64(v, OUT + FuseNotifyDelete.child, child);
-    v.setUint32(OUT + FuseNotifyDelete.namelen, nameBytes.length, true);
-    buf.set(nameBytes, OUT + FuseNotifyDelete.SIZE);
-    this.#notify(Notify.DELETE, buf);
+    this.#attrs?.delete(child);
+    this.#notify(notifyDelete(parent, child, name));
   }
 
   /** Resolves when every notification queued so far has been written. */
@@ -254,8 +234,7 @@ export class FuseSession {
 
   // Notifications may block in the kernel on locks a pending request holds, so they are
   // written from the thread pool, one at a time, never from inside request handling.
-  #notify(code: number, buf: Uint8Array<ArrayBuffer>): void {
-    finishNotify(buf, code);
+  #notify(buf: Uint8Array<ArrayBuffer>): void {
     this.#notifyChain = this.#notifyChain.then(async () => {
       if (this.#fdClosed || this.#stopping) return;
       await libc().write_nb(this.#fd, buf, u64(buf.length));
@@ -283,43 +262,37 @@ export class FuseSession {
   }
 
   async #run(): Promise<void> {
-    const ctrl = this.#ctrl;
-    let tail = 0;
+    const ring = this.#ring;
+    const handle = (buf: Uint8Array, len: number, view: DataView) =>
+      this.#server.handle(buf, len, view);
+    const stop = () => this.#stopping;
     try {
       for (;;) {
-        // Read `events` first: a change after this point wakes the wait below.
-        const events = Atomics.load(ctrl, RING.EVENTS);
-        const head = Atomics.load(ctrl, RING.HEAD);
-        let handled = 0;
-        while (tail !== head && handled < MAX_DRAIN && !this.#stopping) {
-          const slot = tail & (SLOTS - 1);
-          this.#server.handle(this.#slots[slot], ctrl[RING.WORDS + slot], this.#views[slot]);
-          tail = (tail + 1) | 0;
-          handled++;
-          Atomics.store(ctrl, RING.TAIL, tail);
-          Atomics.notify(ctrl, RING.TAIL);
-        }
+        // Read the change counter first: a change after this point ends the wait below.
+        const events = ring.events();
+        const handled = ring.drain(handle, MAX_DRAIN, stop);
         if (this.#stopping) return;
         // A full drain yields through a timer so handlers' I/O completions get their turn.
         if (handled === MAX_DRAIN) {
           await new Promise((r) => setTimeout(r, 0));
           continue;
         }
-        if (tail !== Atomics.load(ctrl, RING.HEAD)) continue;
-        const state = Atomics.load(ctrl, RING.STATE);
+        if (ring.pending) continue;
+        const { state, errno } = ring.state();
         if (state === RingState.FAILED) {
-          throw new SyscallError("read /dev/fuse", Atomics.load(ctrl, RING.ERRNO));
+          throw ring.failure
+            ? new Error(`the request reader failed: ${ring.failure}`)
+            : new SyscallError("read /dev/fuse", errno);
         }
         if (state === RingState.CLOSED) return;
-        const w = Atomics.waitAsync(ctrl, RING.EVENTS, events);
-        if (w.async) await w.value;
+        await ring.changed(events);
       }
     } catch (e) {
       log.error("FUSE request loop failed: {error}", { error: e, stack: (e as Error).stack });
     } finally {
       this.#stopping = true;
       await this.#notifyChain.catch(() => {});
-      await this.#stopReader();
+      await ring.stop((fd, bytes) => libc().write(fd, bytes as Uint8Array<ArrayBuffer>, u64(8)));
       this.#server.shutdown();
       this.#fdClosed = true;
       const l = libc();
@@ -331,22 +304,6 @@ export class FuseSession {
       }
       this.#resolveClosed();
     }
-  }
-
-  // The reader may be in poll(2) or read(2) on the device: wake it through the eventfd and let
-  // it leave its loop before the fds are closed under it (a worker in FFI cannot be terminated).
-  async #stopReader(): Promise<void> {
-    const ctrl = this.#ctrl;
-    Atomics.store(ctrl, RING.STOP, 1);
-    Atomics.notify(ctrl, RING.TAIL);
-    const one = new BigUint64Array([1n]);
-    libc().write(this.#wake, new Uint8Array(one.buffer), u64(8));
-    const deadline = performance.now() + 5000;
-    while (Atomics.load(ctrl, RING.STATE) === RingState.RUNNING && performance.now() < deadline) {
-      const w = Atomics.waitAsync(ctrl, RING.EVENTS, Atomics.load(ctrl, RING.EVENTS), 100);
-      if (w.async) await w.value;
-    }
-    this.#reader.terminate();
   }
 
   #write(buf: Uint8Array<ArrayBuffer>, len: number): void {

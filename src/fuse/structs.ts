@@ -459,3 +459,49 @@ export function writeDirent(
 export function align8(n: number): number {
   return (n + 7) & ~7;
 }
+
+const encoder = new TextEncoder();
+
+function notification(code: number, size: number, name?: Uint8Array): {
+  buf: Uint8Array<ArrayBuffer>;
+  v: DataView;
+} {
+  const OUT = FuseOutHeader.SIZE;
+  const buf = new Uint8Array(OUT + size + (name ? name.length + 1 : 0));
+  const v = new DataView(buf.buffer);
+  writeOutHeader(v, 0, buf.length);
+  v.setInt32(FuseOutHeader.error, code, true); // the notify code, positive, in place of -errno
+  if (name) buf.set(name, OUT + size);
+  return { buf, v };
+}
+
+/** A whole INVAL_ENTRY notification: forget the lookup of `name` in `parent`. */
+export function notifyInvalEntry(parent: number, name: string): Uint8Array<ArrayBuffer> {
+  const bytes = encoder.encode(name);
+  const { buf, v } = notification(Notify.INVAL_ENTRY, FuseNotifyInvalEntry.SIZE, bytes);
+  const o = FuseOutHeader.SIZE;
+  setU64(v, o + FuseNotifyInvalEntry.parent, parent);
+  v.setUint32(o + FuseNotifyInvalEntry.namelen, bytes.length, true);
+  return buf;
+}
+
+/** A whole INVAL_INODE notification: attributes, and data in [off, off+len) unless off < 0. */
+export function notifyInvalInode(ino: number, off: number, len: number): Uint8Array<ArrayBuffer> {
+  const { buf, v } = notification(Notify.INVAL_INODE, FuseNotifyInvalInode.SIZE);
+  const o = FuseOutHeader.SIZE;
+  setU64(v, o + FuseNotifyInvalInode.ino, ino);
+  v.setBigInt64(o + FuseNotifyInvalInode.off, BigInt(off), true);
+  v.setBigInt64(o + FuseNotifyInvalInode.len, BigInt(len), true);
+  return buf;
+}
+
+/** A whole DELETE notification: `name` (inode `child`) left `parent`. */
+export function notifyDelete(parent: number, child: number, name: string): Uint8Array<ArrayBuffer> {
+  const bytes = encoder.encode(name);
+  const { buf, v } = notification(Notify.DELETE, FuseNotifyDelete.SIZE, bytes);
+  const o = FuseOutHeader.SIZE;
+  setU64(v, o + FuseNotifyDelete.parent, parent);
+  setU64(v, o + FuseNotifyDelete.child, child);
+  v.setUint32(o + FuseNotifyDelete.namelen, bytes.length, true);
+  return buf;
+}

@@ -948,7 +948,8 @@ function migrate(db: DatabaseSync, path: string): void {
       }
       throw e;
     }
-    if (v > 0) log.info("Migrated {path} to schema version {version}", { path, version: v + 1 });
+    // A new database is created, not migrated: only an existing one's upgrade is news.
+    if (from > 0) log.info("Migrated {path} to schema version {version}", { path, version: v + 1 });
   }
 }
 

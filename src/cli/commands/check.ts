@@ -84,7 +84,9 @@ export async function checkCommand(opts: CheckOptions): Promise<number> {
   }
   const width = Math.max(...reports.map((r) => r.store.length));
   for (const r of reports) {
-    io.out(`${r.store.padEnd(width)}  ${r.state}${r.detail ? ` (${r.detail})` : ""}`);
+    // One line per store, whatever a finding (SQLite's integrity report) spans.
+    const detail = r.detail.replace(/\s*\n\s*/g, "; ");
+    io.out(`${r.store.padEnd(width)}  ${r.state}${detail ? ` (${detail})` : ""}`);
   }
   const faults = reports.filter(isFault);
   if (faults.length && !opts.repair) {

@@ -122,7 +122,7 @@ Deno.test("status round trip: the daemon's status over its socket, as text and J
         text,
         /^scan +parsing: 1,200 of 4,000 new or changed files read \(30%\), 1,000 unchanged$/m,
       );
-      assert.match(text, /^search +ready \(12345 documents\)$/m);
+      assert.match(text, /^search +ready \(12,345 documents\)$/m);
       assert.match(text, /^cache +120 chunks, 3\.0 MiB of 2\.0 GiB \(reads: remote\)$/m);
       assert.match(text, /^ {2}scanner +running +restarts 0, critical$/m);
       assert.match(text, /^ {2}watcher +failed: inotify limit reached at .+ +restarts 0$/m);
