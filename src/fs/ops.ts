@@ -263,11 +263,7 @@ export class MusicOps implements FuseOperations {
     const originId = n.kind === "track" ? n.track.originId : n.cover.originId;
     if (n.kind === "track") {
       const file = this.#cachedFile(n, path);
-      if (this.#opts.cache?.routes(file.originId)) {
-        this.#handles.set(fh, { kind: "cache", file });
-        this.#opts.cache.opened?.(file);
-        return { fh, keepCache: true };
-      }
+      if (this.#opts.cache?.routes(file.originId)) return await this.#openCached(n, fh, file);
     }
     if (this.#opts.healthy && !this.#opts.healthy(originId)) {
       throw new FsError(Errno.EIO, `origin of ${path} is unreachable`);
@@ -328,6 +324,53 @@ export class MusicOps implements FuseOperations {
       return { fh, backingFd: src.fd, backingVersion: versionKey(version) };
     }
     return { fh, keepCache: true, backingFd: src.fd, backingVersion: versionKey(version) };
+  }
+
+  /**
+   * An open through the chunk cache. While the origin answers, a stat (bounded) tells whether
+   * the source is still the version the tree knows: if not, this open reads the new version
+   * (its own cache key) with its size, and the kernel is told first. A dead or slow origin
+   * serves what is cached for the known version.
+   */
+  async #openCached(n: TrackNode, fh: number, file: CachedFile): Promise<OpenResult> {
+    const healthy = !this.#opts.healthy || this.#opts.healthy(file.originId);
+    const st = healthy ? await statWithin(file.path, 1000) : undefined;
+    const rec = n.track;
+    let live = this.#live.get(n.ino);
+    if (live && live.rec !== rec) {
+      live.rec = rec;
+      live.version = undefined;
+    }
+    const current: Partial<SourceVersion> = live?.version ?? rec;
+    let changed = false;
+    if (st?.isFile) {
+      const version: SourceVersion = {
+        size: st.size,
+        mtimeMs: st.mtime?.getTime() ?? 0,
+        ctimeMs: st.ctime?.getTime() ?? 0,
+        ino: st.ino ?? 0,
+      };
+      if (!sameVersion(current, version)) {
+        changed = true;
+        if (!live) {
+          this.#live.set(n.ino, live = { ino: n.ino, rec, handles: new Set(), dirty: false });
+        }
+        live.version = version;
+        log.info("Source {path} changed since it was scanned; serving the new version", {
+          path: file.path,
+        });
+        await this.#opts.invalidateAttr?.(n.ino).catch(() => {});
+        this.#opts.onSourceChanged?.(file.originId, file.path);
+      }
+    }
+    const v = live?.version;
+    const opened = v
+      ? { ...file, size: v.size, mtimeMs: v.mtimeMs, ctimeMs: v.ctimeMs, ino: v.ino }
+      : file;
+    this.#handles.set(fh, { kind: "cache", file: opened });
+    this.#opts.cache!.opened?.(opened);
+    // A new version: open without KEEP_CACHE, so the kernel drops the old version's pages.
+    return changed ? { fh } : { fh, keepCache: true };
   }
 
   #cachedFile(n: TrackNode, path: string): CachedFile {
@@ -479,4 +522,15 @@ function versionKey(v: SourceVersion): string {
 function cacheReadErrno(e: unknown): never {
   const msg = e instanceof Error ? e.message : String(e);
   throw new FsError(e instanceof RangeError ? Errno.EINVAL : Errno.EIO, msg, { cause: e });
+}
+
+/** `Deno.stat` of `path`, or undefined when it fails or takes longer than `ms`. */
+async function statWithin(path: string, ms: number): Promise<Deno.FileInfo | undefined> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<undefined>((r) => timer = setTimeout(() => r(undefined), ms));
+  try {
+    return await Promise.race([Deno.stat(path).catch(() => undefined), late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
