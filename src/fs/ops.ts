@@ -158,6 +158,8 @@ export class MusicOps implements FuseOperations {
   #searchDirs: string[] = [];
   #opener: SourceOpener;
   #live = new Map<number, Live>();
+  /** Stats of origins read through the cache that timed out and have not returned, by origin. */
+  #statStuck = new Map<number, number>();
 
   /** Serve `opts.tree`. */
   constructor(opts: MusicOpsOptions) {
@@ -334,7 +336,9 @@ export class MusicOps implements FuseOperations {
    */
   async #openCached(n: TrackNode, fh: number, file: CachedFile): Promise<OpenResult> {
     const healthy = !this.#opts.healthy || this.#opts.healthy(file.originId);
-    const st = healthy ? await statWithin(file.path, 1000) : undefined;
+    const st = healthy && !this.#statStuck.has(file.originId)
+      ? await this.#statWithin(file.path, file.originId, 1000)
+      : undefined;
     const rec = n.track;
     let live = this.#live.get(n.ino);
     if (live && live.rec !== rec) {
@@ -371,6 +375,29 @@ export class MusicOps implements FuseOperations {
     this.#opts.cache!.opened?.(opened);
     // A new version: open without KEEP_CACHE, so the kernel drops the old version's pages.
     return changed ? { fh } : { fh, keepCache: true };
+  }
+
+  /**
+   * `Deno.stat` of `path`, or undefined when it fails or takes longer than `ms`. A stat that
+   * timed out marks its origin until it returns: opens then serve the cache without waiting.
+   */
+  async #statWithin(path: string, originId: number, ms: number) {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const stat = Deno.stat(path).catch(() => undefined);
+    const late = new Promise<"late">((r) => timer = setTimeout(() => r("late"), ms));
+    try {
+      const got = await Promise.race([stat, late]);
+      if (got !== "late") return got;
+      this.#statStuck.set(originId, (this.#statStuck.get(originId) ?? 0) + 1);
+      stat.finally(() => {
+        const n = (this.#statStuck.get(originId) ?? 1) - 1;
+        if (n > 0) this.#statStuck.set(originId, n);
+        else this.#statStuck.delete(originId);
+      });
+      return undefined;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   #cachedFile(n: TrackNode, path: string): CachedFile {
@@ -522,15 +549,4 @@ function versionKey(v: SourceVersion): string {
 function cacheReadErrno(e: unknown): never {
   const msg = e instanceof Error ? e.message : String(e);
   throw new FsError(e instanceof RangeError ? Errno.EINVAL : Errno.EIO, msg, { cause: e });
-}
-
-/** `Deno.stat` of `path`, or undefined when it fails or takes longer than `ms`. */
-async function statWithin(path: string, ms: number): Promise<Deno.FileInfo | undefined> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<undefined>((r) => timer = setTimeout(() => r(undefined), ms));
-  try {
-    return await Promise.race([Deno.stat(path).catch(() => undefined), late]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
