@@ -95,13 +95,23 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
   try {
     // The mount inside a library (or a library inside the mount) would index its own views,
     // and the watcher's setup would stat the mount from the thread that serves it: a deadlock.
+    // Also through links: the mountpoint's folder as it really is (the mountpoint itself may be
+    // a dead mount, not to be stat'ed).
+    const slash = opts.mountpoint.lastIndexOf("/");
+    const realParent = await Deno.realPath(opts.mountpoint.slice(0, slash) || "/").catch(() => "");
+    const mountpoints = [opts.mountpoint];
+    if (realParent) {
+      mountpoints.push(`${realParent === "/" ? "" : realParent}${opts.mountpoint.slice(slash)}`);
+    }
     for (const root of opts.libraries) {
-      if (isInside(opts.mountpoint, root) || isInside(root, opts.mountpoint)) {
-        throw new DaemonStartError(
-          `Cannot mount ${opts.mountpoint}: it ${
-            isInside(opts.mountpoint, root) ? "is inside" : "holds"
-          } the library ${root}, a loop (choose a mountpoint outside the libraries)`,
-        );
+      for (const mp of mountpoints) {
+        if (isInside(mp, root) || isInside(root, mp)) {
+          throw new DaemonStartError(
+            `Cannot mount ${opts.mountpoint}: it ${
+              isInside(mp, root) ? "is inside" : "holds"
+            } the library ${root}, a loop (choose a mountpoint outside the libraries)`,
+          );
+        }
       }
     }
     // A bad mountpoint (a file, not empty, another live mount) is refused before any store is
