@@ -20,6 +20,8 @@ import {
 import { searchCommand } from "./commands/search.ts";
 import { rescanCommand } from "./commands/rescan.ts";
 import { unmountCommand } from "./commands/unmount.ts";
+import { forceUnmountCommand } from "./commands/force_unmount.ts";
+
 import { checkCommand } from "./commands/check.ts";
 import { DemoFs, FuseSession, MountError } from "../fuse/mod.ts";
 
@@ -165,16 +167,28 @@ function buildProgram(opts: { run: Run }): { program: Command; code: () => numbe
     .option("--mountpoint <dir>", "the mount to stop (default: the one running daemon)")
     .option("--state-dir <dir>", "state dir of the daemon")
     .option("--lazy", "detach even while processes use the mount")
+    .option(
+      "--force",
+      "abort the FUSE connection and detach the mount, for a stopped, stuck or dead daemon",
+    )
     .action((
       dir: string | undefined,
-      o: { mountpoint?: string; stateDir?: string; lazy?: boolean },
+      o: { mountpoint?: string; stateDir?: string; lazy?: boolean; force?: boolean },
     ) =>
       act("unmount", async () => {
         if (dir && o.mountpoint && canonicalMountpoint(dir) !== canonicalMountpoint(o.mountpoint)) {
           throw new UsageError(`Two mountpoints given: ${dir} and --mountpoint ${o.mountpoint}`);
         }
+        if (o.force && o.lazy) throw new UsageError("--force and --lazy exclude each other");
         const t = await target({ ...o, mountpoint: dir ?? o.mountpoint });
         if (t.kind === "many") return printed(manyDaemonsError(t.entries, "unmount"));
+        if (o.force) {
+          // No request to the daemon: it may be stopped or stuck.
+          return await forceUnmountCommand({
+            stateDir: t.kind === "unserved" ? t.defaultStateDir : t.stateDir,
+            mountpoint: t.mountpoint,
+          });
+        }
         if (t.kind === "unserved") {
           return await unmountCommand({
             stateDir: t.defaultStateDir,

@@ -7,6 +7,7 @@ import { parseLevel, setupLogging } from "../log/mod.ts";
 import { controlRequest, controlSocketPath, rotateLogFile } from "../daemon/mod.ts";
 import { type DaemonOptions, type DaemonStatus, runDaemon } from "../daemon/daemon.ts";
 import { ProgressBar } from "./progress.ts";
+import { detach, findFuseMount, mountinfoPath, probeMount } from "../fuse/mod.ts";
 
 const num = (n: number) => n.toLocaleString("en-US");
 
@@ -336,6 +337,34 @@ async function startInBackground(
     } catch { /* not up yet */ }
     await new Promise((r) => setTimeout(r, 100));
   }
-  console.error("musicfs: the daemon did not answer within 120 s (see the log in the state dir)");
+  // A daemon that never answers is of no use and may hold the mount: it must not outlive the
+  // failed command.
+  await stopChild(proc, () => exited !== undefined);
+  await detachDeadMount(opts.mountpoint);
+  console.error(
+    `musicfs: the daemon did not answer within 120 s and was stopped (see ${opts.stateDir}/musicfs.log)`,
+  );
   return 1;
+}
+
+/** SIGTERM, up to 10 s for the ordered shutdown, then SIGKILL. */
+async function stopChild(proc: Deno.ChildProcess, gone: () => boolean): Promise<void> {
+  const signal = (s: Deno.Signal) => {
+    try {
+      proc.kill(s);
+    } catch { /* already gone */ }
+  };
+  signal("SIGTERM");
+  for (let i = 0; i < 100 && !gone(); i++) await new Promise((r) => setTimeout(r, 100));
+  if (!gone()) signal("SIGKILL");
+  await proc.status.catch(() => {});
+}
+
+/** Detach the mount a killed daemon left at `mountpoint` (only a dead musicfs one). */
+async function detachDeadMount(mountpoint: string): Promise<void> {
+  const mount = findFuseMount(mountinfoPath(mountpoint));
+  if (mount?.fstype !== "fuse.musicfs") return;
+  if ((await probeMount(mount.mountpoint)) !== "live") {
+    await detach(mount.mountpoint).catch(() => false);
+  }
 }

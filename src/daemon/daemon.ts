@@ -3,27 +3,41 @@
  * mounts it, and runs every background job under the supervisor until an ordered shutdown.
  * Data flows one way: library (scanner, watcher) -> tree and search -> FUSE session.
  */
-import { findFuseMount, FuseSession, identity, prepareMountpoint } from "../fuse/mod.ts";
+import { detach, findFuseMount, FuseSession, identity, prepareMountpoint } from "../fuse/mod.ts";
 import { isInside, MusicOps, SourceOpener, TRACK_INO_BASE, VirtualTree } from "../fs/mod.ts";
 import type { Invalidation } from "../fs/mod.ts";
 import {
-  type Database,
+  checkSources,
+  Database,
   type LibraryChange,
+  type LibraryDatabaseOpen,
   LibraryWatcher,
   openLibraryDatabase,
   type Origin,
   Scanner,
   type ScanProgress,
+  setAsideLibraryDatabase,
+  trackProblems,
+  type TrackRecord,
   type WatchState,
 } from "../library/mod.ts";
 import { LazySearch, runCommitter } from "../search/mod.ts";
 import { acquireLock, type HeldLock } from "./lock.ts";
 import { abortableSleep, taskReportToJson, TaskSupervisor } from "./supervisor.ts";
-import { controlSocketPath, type SearchHit, serveControl, toSearchHit } from "./control.ts";
+import {
+  type ControlHandlers,
+  type ControlServer,
+  controlSocketPath,
+  type SearchHit,
+  serveControl,
+  toSearchHit,
+} from "./control.ts";
 import { installCrashGuards, installSignalHandlers, runShutdown } from "./shutdown.ts";
 import * as systemd from "./sd_notify.ts";
 import { HealthMonitor } from "./health.ts";
 import { openDaemonCache } from "./cache.ts";
+import { FdBudget, guardOpens, raiseFdLimit } from "./fd_limit.ts";
+import { guardVanishedRoots } from "./root_guard.ts";
 import { makePrivate } from "./private_dir.ts";
 import { logger } from "../log/mod.ts";
 import type { DaemonStatus, ScanStatus } from "./status.ts";
@@ -66,6 +80,9 @@ export interface DaemonOptions {
   onScanProgress?: (status: DaemonStatus) => void;
 }
 
+/** Delays before scan retries 1, 2, 3...; the last repeats. */
+const SCAN_RETRY_MS = [2000, 5000, 10_000, 20_000];
+
 /** A daemon start that failed before the mount answered, with a one-line reason. */
 export class DaemonStartError extends Error {
   /** `message` is shown to the user as is. */
@@ -81,6 +98,10 @@ export class DaemonStartError extends Error {
  */
 export async function runDaemon(opts: DaemonOptions): Promise<number> {
   const startedAt = Date.now();
+  const limits = raiseFdLimit();
+  if (limits.from !== undefined) {
+    log.info("Raised the open files limit from {from} to {soft}", limits);
+  }
   // What the daemon writes (library.db, snapshots, chunks, log, socket) is its user's alone.
   Deno.umask(0o077);
   await makePrivate(opts.stateDir, "state dir");
@@ -91,6 +112,9 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
   const uninstallGuards = installCrashGuards();
   let db: Database | undefined;
   let session: FuseSession | undefined;
+  let integrity: DaemonStatus["integrity"] = null;
+  /** Why library.db is served read-only (a full state dir), until it can be written again. */
+  let readOnly: string | undefined;
   let unregister = () => Promise.resolve();
   try {
     // The mount inside a library (or a library inside the mount) would index its own views,
@@ -117,21 +141,76 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     // A bad mountpoint (a file, not empty, another live mount) is refused before any store is
     // opened or created: bad input changes nothing. A dead mount left there is detached.
     await prepareMountpoint(opts.mountpoint, true);
-    const opened = openLibraryDatabase(`${opts.stateDir}/library.db`);
+    const checkStarted = performance.now();
+    const dbPath = `${opts.stateDir}/library.db`;
+    let opened: LibraryDatabaseOpen;
+    try {
+      opened = openLibraryDatabase(dbPath);
+    } catch (e) {
+      // A full (or read-only) state dir: a WAL database cannot even be opened for reading
+      // there. What is stored is served as it is, read-only, and the scan is retried until
+      // the database can be written again.
+      if (!(await Deno.lstat(dbPath).then(() => true, () => false))) throw e;
+      try {
+        opened = { db: Database.openFrozen(dbPath), fullRescan: false };
+      } catch {
+        throw e;
+      }
+      readOnly = (e as Error).message;
+      log.warn(
+        "Cannot open library.db for writing ({reason}); serving the stored library read-only " +
+          "and retrying the scan until the state dir can be written",
+        { reason: readOnly },
+      );
+    }
+    // The rows themselves (every source once, clean paths), over the load the tree needs anyway.
+    let allTracks: TrackRecord[] = opened.db.allTracks();
+    const damage = trackProblems(allTracks, new Set(opened.db.origins().map((o) => o.id)));
+    if (damage.length) {
+      opened = setAsideLibraryDatabase(opened.db, `integrity check failed: ${damage.join("; ")}`);
+      allTracks = [];
+    }
     db = opened.db;
+    integrity = {
+      ok: !opened.recovered,
+      ms: Math.round(performance.now() - checkStarted),
+      reason: opened.recovered?.reason,
+    };
+    log.debug("library.db checked in {ms} ms ({tracks} tracks): {result}", {
+      ms: integrity.ms,
+      tracks: allTracks.length,
+      result: opened.recovered ? "damaged, set aside; rescanning from scratch" : "ok",
+    });
     if (opened.recovered) {
       log.warn("library.db was damaged ({reason}); moved to {to}, rescanning from scratch", {
         reason: opened.recovered.reason,
         to: opened.recovered.movedTo,
       });
     }
-    const origins: Origin[] = opts.libraries.map((p) => db!.ensureOrigin(p));
+    const origins: Origin[] = opts.libraries.map((p) => {
+      try {
+        return db!.ensureOrigin(p);
+      } catch (e) {
+        if (!readOnly) throw e;
+        throw new DaemonStartError(
+          `Cannot add library ${p} while the state dir cannot be written (${readOnly})`,
+          { cause: e },
+        );
+      }
+    });
     const originPath = new Map(origins.map((o) => [o.id, o.path]));
     // Offline `musicfs search` prints /Artists paths; it needs the layout the daemon used.
+    // Best effort: a full state dir must not keep the stored library from being served.
     const layoutFile = `${opts.stateDir}/layout`;
-    if (opts.layout) await Deno.writeTextFile(layoutFile, opts.layout);
-    else await Deno.remove(layoutFile).catch(() => {});
-    await Deno.writeTextFile(`${opts.stateDir}/mountpoint`, opts.mountpoint);
+    try {
+      if (opts.layout) await Deno.writeTextFile(layoutFile, opts.layout);
+      else await Deno.remove(layoutFile).catch(() => {});
+      await Deno.writeTextFile(`${opts.stateDir}/mountpoint`, opts.mountpoint);
+    } catch (e) {
+      log.warn("Cannot record the layout and mountpoint in the state dir: {error}", {
+        error: (e as Error).message,
+      });
+    }
     const originIds = new Set(origins.map((o) => o.id));
     // Rows of libraries not given this time stay in the database but out of the tree.
     const ours = <T extends { originId: number }>(xs: T[]) =>
@@ -139,6 +218,12 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     const { uid, gid } = identity();
 
     let scanProgress: ScanProgress | null = null;
+    const scanRetry: {
+      failures: number;
+      reason?: string;
+      at?: number;
+      timer?: ReturnType<typeof setTimeout>;
+    } = { failures: 0 };
     const watchStates = new Map<number, WatchState>();
     // The supervisor logs every transition itself.
     const supervisor = new TaskSupervisor();
@@ -203,6 +288,13 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
           committed: scanProgress.committed,
           walkDone: scanProgress.walkDone,
         },
+        scanRetry: scanRetry.failures
+          ? {
+            failures: scanRetry.failures,
+            reason: scanRetry.reason,
+            nextAt: scanRetry.at === undefined ? undefined : new Date(scanRetry.at).toISOString(),
+          }
+          : null,
         firstScanDone,
         tasks: supervisor.checkAll().map(taskReportToJson),
         origins: origins.map((o) => {
@@ -220,16 +312,28 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         cache: cache?.stats() ?? null,
         search: { state: search.state, documents: search.index?.size ?? 0 },
         fuse: stats,
+        integrity,
+        fds: fds?.stats() ?? null,
+        readOnly: readOnly ?? null,
       };
     };
 
-    const startTracks = ours(db.allTracks());
+    const startTracks = ours(allTracks);
+    allTracks = [];
     for (const t of startTracks) {
       if (!sample.has(t.originId)) {
         sample.set(t.originId, `${originPath.get(t.originId)}/${t.relPath}`);
       }
       if (sample.size === origins.length) break;
     }
+    const invalidate = (inv: Invalidation[]) => {
+      if (!session) return;
+      for (const i of inv) {
+        if (i.kind === "entry") session.notifyInvalEntry(i.parent, i.name);
+        else if (i.kind === "delete") session.notifyDelete(i.parent, i.child, i.name);
+        else session.notifyInvalInode(i.ino, 0, -1);
+      }
+    };
     const tree = new VirtualTree({
       origins,
       tracks: startTracks,
@@ -239,17 +343,13 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       gid,
       layout: opts.layout,
       status: () => JSON.stringify(status(), null, 2) + "\n",
-      permissions: opts.allowOther ? { shareSearch: opts.allowOtherSearch } : undefined,
+      // Owners and modes the records lack (covers, rows from before schema 2) are stat'ed in
+      // the background; until then those files show as ours alone.
+      permissions: opts.allowOther
+        ? { shareSearch: opts.allowOtherSearch, onAccessResolved: invalidate }
+        : undefined,
     });
 
-    const invalidate = (inv: Invalidation[]) => {
-      if (!session) return;
-      for (const i of inv) {
-        if (i.kind === "entry") session.notifyInvalEntry(i.parent, i.name);
-        else if (i.kind === "delete") session.notifyDelete(i.parent, i.child, i.name);
-        else session.notifyInvalInode(i.ino, 0, -1);
-      }
-    };
     // Re-checks of sources an open found changed, swapped or gone, by origin: coalesced, so a
     // player retrying a bad file does not queue a rescan per attempt.
     const recheck = new Map<number, Set<string>>();
@@ -290,6 +390,24 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       },
       onSourceFault: (f) => recheckLater(f.originId, f.path, true),
       onSourceChanged: (originId, path) => recheckLater(originId, path, false),
+    });
+
+    // Source fds never eat the reserve the daemon itself needs (control API, SQLite, log).
+    const fds = new FdBudget({ limit: limits.soft });
+    guardOpens(ops, fds, (ino) => {
+      const kind = tree.get(ino)?.kind;
+      return kind === "track" || kind === "cover";
+    });
+
+    guardVanishedRoots(ops, {
+      originOf: (ino) => {
+        const n = tree.get(ino);
+        if (n?.kind !== "track" && n?.kind !== "cover") return undefined;
+        const source = tree.sourcePath(n);
+        const o = origins.find((o) => source.startsWith(`${o.path}/`));
+        return o && { id: o.id, root: o.path };
+      },
+      onRootGone: () => void health.probeNow(),
     });
 
     const onChange = (c: LibraryChange) => {
@@ -357,16 +475,31 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       cacheDirs: true,
     });
     const mountpoint = session.mountpoint;
-    mount.dev = deviceNumber(findFuseMount(mountpoint)?.device);
+    // Which connection is ours: after an abort (fusectl) the session ends without unmounting,
+    // and only a mount of this very connection may be detached at shutdown.
+    const ourDevice = findFuseMount(mountpoint)?.device;
+    mount.dev = deviceNumber(ourDevice);
     log.info("Mounted {mountpoint} with {tracks} tracks", {
       mountpoint,
       tracks: tree.stats().tracks,
     });
 
-    const rescan = () => {
+    // A scan that fails (a full state dir, an I/O error) is retried with backoff; the tree
+    // already served stays as it is meanwhile. Status shows the retry.
+    const rescan = (): boolean => {
       if (supervisor.status("scanner")?.state === "running") return false;
+      if (scanRetry.timer !== undefined) clearTimeout(scanRetry.timer);
+      scanRetry.timer = undefined;
+      scanRetry.at = undefined;
       supervisor.spawnSupervised("scanner", async (signal) => {
         try {
+          if (db!.frozen && !db!.unfreeze()) {
+            throw new Error(`library.db cannot be written yet (${readOnly})`);
+          }
+          if (readOnly && !db!.frozen) {
+            log.info("The state dir can be written again: scanning");
+            readOnly = undefined;
+          }
           await scanner.scan(origins.map((o) => o.path), {
             signal,
             onProgress: (p) => {
@@ -375,6 +508,22 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
               opts.onScanProgress?.(status());
             },
           });
+        } catch (e) {
+          if (signal.aborted || signals.shuttingDown) throw e;
+          const delayMs = SCAN_RETRY_MS[Math.min(scanRetry.failures, SCAN_RETRY_MS.length - 1)];
+          scanRetry.failures++;
+          scanRetry.reason = (e as Error).message;
+          scanRetry.at = Date.now() + delayMs;
+          log.warn("The scan failed ({reason}); serving the stored tree, retry {n} in {s} s", {
+            reason: scanRetry.reason,
+            n: scanRetry.failures,
+            s: delayMs / 1000,
+          });
+          scanRetry.timer = setTimeout(() => {
+            scanRetry.timer = undefined;
+            if (!signals.shuttingDown) rescan();
+          }, delayMs);
+          throw e;
         } finally {
           // Also when the scan failed: `mount --wait` must not wait for a scan that ended.
           firstScanDone = true;
@@ -384,6 +533,8 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
             opts.onScanProgress(last);
           }
         }
+        scanRetry.failures = 0;
+        scanRetry.reason = undefined;
         systemd.status(`serving ${tree.stats().tracks} tracks`);
       });
       return true;
@@ -395,6 +546,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         {
           name: "stop tasks",
           run: async () => {
+            if (scanRetry.timer !== undefined) clearTimeout(scanRetry.timer);
             const stragglers = await supervisor.stopAll(5000);
             if (stragglers.length) {
               log.warn("Tasks still running at shutdown: {stragglers}", { stragglers });
@@ -412,8 +564,20 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
             db!.close();
           },
         },
-        { name: "unmount", run: () => session!.unmount() },
-        { name: "close files", run: () => ops.closeAll() },
+        {
+          name: "unmount",
+          run: async () => {
+            await session!.unmount();
+            await detachOwnDeadMount(mountpoint, ourDevice);
+          },
+        },
+        {
+          name: "close files",
+          run: () => {
+            ops.closeAll();
+            fds.close();
+          },
+        },
         { name: "unregister", run: () => unregister() },
         {
           name: "release lock",
@@ -428,6 +592,31 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       onRescan: () => void rescan(),
     });
 
+    const controlHandlers: ControlHandlers = {
+      status,
+      search: async (q, limit) => {
+        const hits = await search.search(q, limit, { timeoutMs: 2000 });
+        return {
+          results: hits.map((h) => describeHit(tree, h.id, h.score, db!)).filter(Boolean),
+        };
+      },
+      rescan: () => Promise.resolve({ started: rescan() }),
+      shutdown: () => signals.requestShutdown("control API"),
+    };
+    // The first listener is part of the start: a daemon nobody can reach (e.g. control.sock is
+    // a directory) must fail its start, not keep a mount that `musicfs unmount` cannot stop.
+    const firstStop = new AbortController();
+    let firstServer: ControlServer | undefined;
+    try {
+      firstServer = await serveControl({
+        socketPath: controlSocketPath(opts.stateDir),
+        signal: firstStop.signal,
+        handlers: controlHandlers,
+      });
+    } catch (e) {
+      signals.uninstall();
+      throw new DaemonStartError((e as Error).message, { cause: e });
+    }
     supervisor.spawnSupervised("fuse", async (signal) => {
       const aborted = new Promise<void>((r) =>
         signal.addEventListener("abort", () => r(), { once: true })
@@ -451,22 +640,22 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     });
     supervisor.spawnCritical("health monitor", (signal) => health.run(signal));
     supervisor.spawnCritical("control api", async (signal) => {
-      const server = await serveControl({
-        socketPath: controlSocketPath(opts.stateDir),
-        signal,
-        handlers: {
-          status,
-          search: async (q, limit) => {
-            const hits = await search.search(q, limit, { timeoutMs: 2000 });
-            return {
-              results: hits.map((h) => describeHit(tree, h.id, h.score, db!)).filter(Boolean),
-            };
-          },
-          rescan: () => Promise.resolve({ started: rescan() }),
-          shutdown: () => signals.requestShutdown("control API"),
-        },
-      });
+      let server = firstServer;
+      firstServer = undefined;
+      if (server) signal.addEventListener("abort", () => firstStop.abort(), { once: true });
+      else {
+        server = await serveControl({
+          socketPath: controlSocketPath(opts.stateDir),
+          signal,
+          handlers: controlHandlers,
+        });
+      }
       await server.finished;
+    }, {
+      // Never given up on: it is how the user reaches the daemon. A listener lost (e.g. to
+      // EMFILE) comes back within seconds.
+      backoffMs: [200, 1000, 5000],
+      maxRestarts: 1000,
     });
     const wd = systemd.watchdogIntervalMs();
     if (wd) supervisor.spawnSupervised("watchdog", (signal) => systemd.runWatchdog(signal));
@@ -479,6 +668,39 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       // Whatever changed while it was away (or a scan refused while its root looked empty).
       if (h.healthy) rescan();
     };
+    // The cross-check of every served track against its source file, off the loop: a path
+    // that does not exist (a file deleted while stopped, or a damaged row that passed every
+    // check) leaves the tree at once instead of when the rescan reaches it.
+    supervisor.spawnSupervised("source check", async (signal) => {
+      const result = await checkSources(startTracks, originPath, { signal });
+      const missing = result.missing.filter((t) => tree.get(TRACK_INO_BASE + t.id));
+      if (integrity) {
+        integrity.sources = {
+          checked: result.checked,
+          missing: result.missing.length,
+          skipped: result.skipped,
+          ms: result.ms,
+        };
+      }
+      if (missing.length) {
+        log.warn(
+          "{count} of {checked} tracks name a source that is not there (first: {first}); " +
+            "removed from the tree until a scan finds them",
+          {
+            count: missing.length,
+            checked: result.checked,
+            first: `${originPath.get(missing[0].originId)}/${missing[0].relPath}`,
+          },
+        );
+        invalidate(tree.apply({ removed: missing.map((t) => t.id) }));
+        for (const t of missing) search.remove(t.id);
+      } else {
+        log.info("Sources of {checked} tracks checked in {ms} ms: all there", {
+          checked: result.checked,
+          ms: result.ms,
+        });
+      }
+    });
     rescan();
     try {
       unregister = await register({
@@ -524,6 +746,20 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     uninstallGuards();
     await Promise.all(locks.map((l) => l.release().catch(() => {})));
     throw e;
+  }
+}
+
+/**
+ * Detach the mount at `mountpoint` when it is still the connection `device` (`major:minor`):
+ * what an aborted connection leaves (the session ends without unmounting), a dead mount that
+ * fails every access with ENOTCONN. A mount made there since by someone else is left alone.
+ */
+async function detachOwnDeadMount(mountpoint: string, device: string | undefined): Promise<void> {
+  if (!device) return;
+  const mount = findFuseMount(mountpoint);
+  if (mount?.device !== device) return;
+  if (await detach(mountpoint)) {
+    log.info("Detached {mountpoint}: its FUSE connection had been aborted", { mountpoint });
   }
 }
 

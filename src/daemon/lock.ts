@@ -9,6 +9,10 @@
  * `<name>.pid.lock` file, so two daemons finding the same stale lock cannot both remove it
  * and both win. The companion file is never removed: removing it would reopen that race.
  *
+ * On a full disk, where not even the few bytes of a pid file fit, the pid file is published
+ * as a symbolic link whose target is its content: symlink(2) fails on an existing name like
+ * link(2), and a short target is kept in the inode, not in a data block. Readers accept both.
+ *
  * @module
  */
 import { logger } from "../log/mod.ts";
@@ -107,11 +111,36 @@ export function isOwnerAlive(owner: LockOwner): boolean {
 /** The recorded owner of the lock in `dir`, or null when there is none or it is unreadable. */
 export async function readLock(dir: string, options: LockOptions = {}): Promise<LockOwner | null> {
   try {
-    return parseOwner(await Deno.readTextFile(lockPath(dir, options)));
+    return parseOwner(await readPidFile(lockPath(dir, options)));
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return null;
     throw e;
   }
+}
+
+/** The content of a pid file: a regular file, or the target of the full-disk symlink form. */
+async function readPidFile(path: string): Promise<string> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (e) {
+    // A dangling symlink reads as NotFound: its target is the content.
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+    return await Deno.readLink(path);
+  }
+}
+
+function readPidFileSync(path: string): string {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+    return Deno.readLinkSync(path);
+  }
+}
+
+function isNoSpace(e: unknown): boolean {
+  return (e as { code?: string })?.code === "ENOSPC" ||
+    /os error 28\b|No space left/.test(String(e));
 }
 
 function parseOwner(text: string): LockOwner | null {
@@ -132,23 +161,31 @@ export async function acquireLock(dir: string, options: LockOptions = {}): Promi
   const startTime = processStartTime(Deno.pid);
   const content = `${Deno.pid}\n${startTime ?? ""}\n`;
   const tmp = `${path}.${Deno.pid}.${crypto.randomUUID().slice(0, 8)}.tmp`;
+  let full = false;
   try {
     await Deno.mkdir(dir, { recursive: true });
     await Deno.writeTextFile(tmp, content, { mode: 0o600 });
   } catch (e) {
-    throw new LockError(`Cannot lock ${label}: ${errorMessage(e)}`, { cause: e });
+    if (!isNoSpace(e)) {
+      throw new LockError(`Cannot lock ${label}: ${errorMessage(e)}`, { cause: e });
+    }
+    // A full disk: the symlink form needs no data block.
+    full = true;
+    await Deno.remove(tmp).catch(() => {});
+    log.warn("The disk of {dir} is full: the pid file is a symbolic link", { dir });
   }
+  const publish = () => full ? trySymlink(content, path, label) : tryLink(tmp, path, label);
   try {
     // Few rounds are ever needed: each one either wins, fails, or loses to a racer whose live
     // lock the next round reports.
     for (let round = 0; round < 5; round++) {
-      if (await tryLink(tmp, path, label)) return held(path, content);
+      if (await publish()) return held(path, content);
       const guard = await openGuard(`${path}.lock`, label);
       try {
         await guard.lock(true);
         let text: string;
         try {
-          text = await Deno.readTextFile(path);
+          text = await readPidFile(path);
         } catch (e) {
           if (e instanceof Deno.errors.NotFound) continue; // released meanwhile: link again
           throw new LockError(`Cannot lock ${label}: ${errorMessage(e)}`, { cause: e });
@@ -162,14 +199,24 @@ export async function acquireLock(dir: string, options: LockOptions = {}): Promi
         await Deno.remove(path).catch((e) => {
           if (!(e instanceof Deno.errors.NotFound)) throw e;
         });
-        if (await tryLink(tmp, path, label)) return held(path, content);
+        if (await publish()) return held(path, content);
       } finally {
         guard.close();
       }
     }
     throw new LockError(`Cannot lock ${label}: ${path} keeps changing`);
   } finally {
-    await Deno.remove(tmp).catch(() => {});
+    if (!full) await Deno.remove(tmp).catch(() => {});
+  }
+}
+
+async function trySymlink(content: string, path: string, label: string): Promise<boolean> {
+  try {
+    await Deno.symlink(content, path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.AlreadyExists) return false;
+    throw new LockError(`Cannot lock ${label}: ${errorMessage(e)}`, { cause: e });
   }
 }
 
@@ -201,7 +248,7 @@ function held(path: string, content: string): HeldLock {
       released = true;
       try {
         // Another process may have taken over a lock it wrongly judged stale; leave theirs.
-        if (await Deno.readTextFile(path) === content) await Deno.remove(path);
+        if (await readPidFile(path) === content) await Deno.remove(path);
       } catch (e) {
         if (!(e instanceof Deno.errors.NotFound)) {
           log.warn("Cannot remove the pid file {path}: {error}", { path, error: errorMessage(e) });
@@ -212,7 +259,7 @@ function held(path: string, content: string): HeldLock {
       if (released) return;
       released = true;
       try {
-        if (Deno.readTextFileSync(path) === content) Deno.removeSync(path);
+        if (readPidFileSync(path) === content) Deno.removeSync(path);
       } catch (e) {
         if (!(e instanceof Deno.errors.NotFound)) {
           log.warn("Cannot remove the pid file {path}: {error}", { path, error: errorMessage(e) });

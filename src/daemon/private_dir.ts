@@ -60,19 +60,17 @@ export async function makePrivate(dir: string, what: string): Promise<PrivateDir
     }
   };
   await walk(dir);
-  if (report.fixed || report.failed.length) {
+  if (report.failed.length) {
+    const first = report.failed[0];
     log.warn(
-      "The {what} {dir} was open to other users; made {fixed} entries private (0700/0600){failed}",
-      {
-        what,
-        dir,
-        fixed: report.fixed,
-        failed: report.failed.length
-          ? `; could not fix ${report.failed.length}, e.g. ${report.failed[0].path}: ${
-            report.failed[0].reason
-          }`
-          : "",
-      },
+      `The ${what} {dir} is open to other users; made {fixed} entries private (0700/0600) but ` +
+        `could not fix {failed}, e.g. {path}: {reason}`,
+      { dir, fixed: report.fixed, failed: report.failed.length, ...first },
+    );
+  } else if (report.fixed) {
+    log.warn(
+      `The ${what} {dir} was open to other users; made {fixed} entries private (0700/0600)`,
+      { dir, fixed: report.fixed },
     );
   }
   return report;

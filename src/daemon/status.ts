@@ -88,4 +88,26 @@ export interface DaemonStatus {
     /** Source opens past their deadline that have not returned yet (a hung library). */
     stuckOpens?: number;
   };
+  /** Why library.db is served read-only (a full state dir); null when it is writable. */
+  readOnly?: string | null;
+  /** Set while scans fail (e.g. a full state dir): the stored tree is served meanwhile. */
+  scanRetry?: { failures: number; reason?: string; nextAt?: string } | null;
+  /**
+   * The startup check of library.db (integrity_check, track invariants) and the cross-check
+   * of the tracks against their sources, run after the mount serves.
+   */
+  integrity?: {
+    ok: boolean;
+    ms: number;
+    reason?: string;
+    sources?: { checked: number; missing: number; skipped: number; ms: number } | null;
+  } | null;
+  /** File descriptors: the limit, the reserve, source files open, opens refused (EMFILE). */
+  fds?: {
+    limit: number;
+    reserve?: number;
+    sourcesOpen: number;
+    refused: number;
+    lastRefusedAt?: string;
+  } | null;
 }

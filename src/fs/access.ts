@@ -41,11 +41,6 @@ export function fileAccess(uid: number, gid: number, mode: number): Access {
   return { uid, gid, mode: mode & 0o555 };
 }
 
-/** Readable by every user (owner, group and others). */
-function worldReadable(a: Access): boolean {
-  return (a.mode & 0o444) === 0o444;
-}
-
 /**
  * The access of a directory holding entries with `entries`' access (see the module
  * documentation); `daemon` is the daemon's user and group.
@@ -54,22 +49,76 @@ export function dirAccess(
   entries: Iterable<Access>,
   daemon: { uid: number; gid: number },
 ): Access {
-  let owners: Map<number, number> | undefined;
-  let groups: Map<number, number> | undefined;
-  for (const a of entries) {
-    if (worldReadable(a)) return { uid: daemon.uid, gid: daemon.gid, mode: 0o555 };
-    if (a.mode & 0o400) {
-      owners ??= new Map();
-      owners.set(a.uid, (owners.get(a.uid) ?? 0) + 1);
-      if ((a.mode & 0o440) === 0o440) {
-        groups ??= new Map();
-        groups.set(a.gid, (groups.get(a.gid) ?? 0) + 1);
-      }
-    }
+  const tally = new AccessTally();
+  for (const a of entries) if (tally.add(a)) break;
+  return tally.result(daemon);
+}
+
+/**
+ * {@link dirAccess} one entry at a time, so a directory can stop looking at its entries (and
+ * computing theirs) as soon as one is readable by everyone. Costs no allocation while the
+ * entries share one owner and one group, the usual case.
+ */
+export class AccessTally {
+  #world = false;
+  #uid = -1;
+  #uidCount = 0;
+  #owners: Map<number, number> | undefined;
+  #gid = -1;
+  #gidCount = 0;
+  #groups: Map<number, number> | undefined;
+
+  /** Start over, to count another directory's entries with the same object. */
+  reset(): this {
+    this.#world = false;
+    this.#uidCount = 0;
+    this.#owners = undefined;
+    this.#gidCount = 0;
+    this.#groups = undefined;
+    return this;
   }
-  const uid = owners ? mostCommon(owners, daemon.uid) : daemon.uid;
-  const gid = groups ? mostCommon(groups, daemon.gid) : daemon.gid;
-  return { uid, gid, mode: groups ? 0o550 : 0o500 };
+
+  /** Count an entry; true once some entry is readable by everyone (the rest cannot matter). */
+  add(a: Access): boolean {
+    if ((a.mode & 0o444) === 0o444) return (this.#world = true);
+    if (!(a.mode & 0o400)) return false;
+    if (this.#owners) bump(this.#owners, a.uid);
+    else if (this.#uidCount === 0 || a.uid === this.#uid) {
+      this.#uid = a.uid;
+      this.#uidCount++;
+    } else {
+      this.#owners = new Map([[this.#uid, this.#uidCount]]);
+      bump(this.#owners, a.uid);
+    }
+    // Readable by owner and group: every member of the group can read it, owner or not.
+    if ((a.mode & 0o440) !== 0o440) return false;
+    if (this.#groups) bump(this.#groups, a.gid);
+    else if (this.#gidCount === 0 || a.gid === this.#gid) {
+      this.#gid = a.gid;
+      this.#gidCount++;
+    } else {
+      this.#groups = new Map([[this.#gid, this.#gidCount]]);
+      bump(this.#groups, a.gid);
+    }
+    return false;
+  }
+
+  /** The directory's access from the entries counted. */
+  result(daemon: { uid: number; gid: number }): Access {
+    if (this.#world) return { uid: daemon.uid, gid: daemon.gid, mode: 0o555 };
+    const uid = this.#owners
+      ? mostCommon(this.#owners, daemon.uid)
+      : this.#uidCount
+      ? this.#uid
+      : daemon.uid;
+    const hasGroup = this.#groups !== undefined || this.#gidCount > 0;
+    const gid = this.#groups
+      ? mostCommon(this.#groups, daemon.gid)
+      : hasGroup
+      ? this.#gid
+      : daemon.gid;
+    return { uid, gid, mode: hasGroup ? 0o550 : 0o500 };
+  }
 }
 
 /** The key counted most often; ties go to `prefer`, then to the smallest key. */
@@ -86,6 +135,10 @@ function mostCommon(counts: Map<number, number>, prefer: number): number {
     }
   }
   return best;
+}
+
+function bump(m: Map<number, number>, k: number): void {
+  m.set(k, (m.get(k) ?? 0) + 1);
 }
 
 /** Mode of /.musicfs, and of /.search unless it is shared: the daemon user's alone. */

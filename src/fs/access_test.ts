@@ -162,9 +162,47 @@ Deno.test("access tree: a query folder follows its results; links keep their own
   assert.equal(modeOf(t, "/.search/closed").mode, 0o555);
 });
 
-Deno.test("access tree: records without an owner are stat'ed; a missing source is private", () => {
-  const t = build(false, [rec(3, "Gone/c.mp3", { albumArtist: "Gone", album: "X", title: "C" })]);
-  assert.deepEqual(modeOf(t, "/Artists/Gone/X/C.mp3"), { uid: 0, gid: 0, mode: 0o400 });
+Deno.test("access tree: sources the records do not describe are stat'ed off the request path", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "musicfs-access-" });
+  try {
+    await Deno.mkdir(`${dir}/Old`);
+    await Deno.writeTextFile(`${dir}/Old/c.mp3`, "x");
+    await Deno.chmod(`${dir}/Old/c.mp3`, 0o640);
+    await Deno.writeTextFile(`${dir}/Old/cover.jpg`, "x");
+    await Deno.chmod(`${dir}/Old/cover.jpg`, 0o604);
+    const old = rec(3, "Old/c.mp3", { albumArtist: "Old", album: "X", title: "C" });
+    const gone = rec(4, "Gone/d.mp3", { albumArtist: "Gone", album: "Y", title: "D" });
+    const t = new VirtualTree({
+      origins: [{ id: 1, path: dir }],
+      tracks: [old, gone],
+      covers: [{ originId: 1, dir: "Old", relPath: "Old/cover.jpg", ext: "jpg", size: 1 }],
+      uid: 7,
+      gid: 8,
+      permissions: {},
+    });
+    // Until stat'ed: the daemon user's alone, and covers never open a folder.
+    assert.deepEqual(modeOf(t, "/Artists/Old/X/C.mp3"), { uid: 7, gid: 8, mode: 0o400 });
+    assert.deepEqual(modeOf(t, "/Artists/Old/X/cover.jpg"), { uid: 7, gid: 8, mode: 0o400 });
+    assert.deepEqual(modeOf(t, "/Artists/Old/X"), { uid: 7, gid: 8, mode: 0o500 });
+    const inv = await t.resolveAccess();
+    const st = await Deno.stat(`${dir}/Old/c.mp3`);
+    assert.deepEqual(modeOf(t, "/Artists/Old/X/C.mp3"), {
+      uid: st.uid!,
+      gid: st.gid!,
+      mode: 0o440,
+    });
+    assert.equal(modeOf(t, "/Artists/Old/X/cover.jpg").mode, 0o404);
+    assert.deepEqual(modeOf(t, "/Artists/Old/X"), { uid: st.uid!, gid: st.gid!, mode: 0o550 });
+    // A missing source stays private.
+    assert.deepEqual(modeOf(t, "/Artists/Gone/Y/D.mp3"), { uid: 7, gid: 8, mode: 0o400 });
+    const inodes = new Set(inv.map((i) => (i as { ino: number }).ino));
+    assert.ok(inodes.has(at(t, "/Artists/Old/X/C.mp3").ino));
+    assert.ok(inodes.has(at(t, "/Artists/Old/X/cover.jpg").ino));
+    assert.ok(inodes.has(at(t, "/Artists/Old/X").ino), "the folder is invalidated too");
+    assert.deepEqual(await t.resolveAccess(), [], "nothing left to learn");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("escapeControl: names cannot forge lines or drive the terminal", () => {
@@ -185,4 +223,63 @@ Deno.test("problems.txt escapes control characters in names and reasons", () => 
   const lines = text.trimEnd().split("\n");
   assert.equal(lines.length, 2, text);
   assert.equal(lines[1], "unreadable: /music/evil\\nunreadable: /fake: x.mp3: bad\\x1b");
+});
+
+Deno.test("access tree: with onAccessResolved the tree learns covers' access by itself", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "musicfs-access-" });
+  try {
+    await Deno.mkdir(`${dir}/Pub`);
+    await Deno.writeTextFile(`${dir}/Pub/cover.png`, "x");
+    await Deno.chmod(`${dir}/Pub/cover.png`, 0o644);
+    const got: number[] = [];
+    const resolved = Promise.withResolvers<void>();
+    const t = new VirtualTree({
+      origins: [{ id: 1, path: dir }],
+      tracks: [pub],
+      uid: 7,
+      gid: 8,
+      permissions: {
+        onAccessResolved: (inv) => {
+          for (const i of inv) if (i.kind === "inode") got.push(i.ino);
+          resolved.resolve();
+        },
+      },
+    });
+    t.apply({ covers: [{ originId: 1, dir: "Pub", relPath: "Pub/cover.png", ext: "png" }] });
+    const cover = at(t, "/Artists/Pub/Open/cover.png");
+    assert.equal(modeOf(t, "/Artists/Pub/Open/cover.png").mode, 0o400);
+    await resolved.promise;
+    assert.equal(modeOf(t, "/Artists/Pub/Open/cover.png").mode, 0o444);
+    assert.ok(got.includes(cover.ino));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("ops: the source xattr is answered to root and the source's owner only", async () => {
+  const { MusicOps } = await import("./ops.ts");
+  const ctx = (uid: number) => ({ uid, gid: uid, pid: 1, signal: new AbortController().signal });
+  const t = build();
+  const ops = new MusicOps({ tree: t });
+  const ino = at(t, "/Artists/Priv/Closed/B.mp3").ino;
+  const name = "user.musicfs.source";
+  const dec = (b: Uint8Array | null) => b && new TextDecoder().decode(b);
+  assert.equal(dec(await ops.getxattr(ino, name, ctx(0))), "/music/Priv/b.mp3");
+  assert.equal(dec(await ops.getxattr(ino, name, ctx(1000))), "/music/Priv/b.mp3");
+  assert.throws(
+    () => ops.getxattr(ino, name, ctx(1001)),
+    (e: { errno?: number }) => e.errno === 13,
+  );
+  assert.deepEqual(await ops.listxattr(ino, ctx(1001)), []);
+  assert.deepEqual(await ops.listxattr(ino, ctx(1000)), [name]);
+  // Without permissions mode only the mount's owner (or root) gets in anyway: it is answered.
+  const plain = new VirtualTree({
+    origins: [{ id: 1, path: "/music" }],
+    tracks: [priv],
+    uid: 42,
+    gid: 42,
+  });
+  const pino = at(plain, "/Artists/Priv/Closed/B.mp3").ino;
+  const pops = new MusicOps({ tree: plain });
+  assert.equal(dec(await pops.getxattr(pino, name, ctx(42))), "/music/Priv/b.mp3");
 });

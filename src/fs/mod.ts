@@ -68,6 +68,7 @@ export {
 } from "./naming.ts";
 export {
   type Access,
+  AccessTally,
   dirAccess,
   fileAccess,
   PRIVATE_DIR_MODE,

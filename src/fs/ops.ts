@@ -35,7 +35,11 @@ const log = logger("fs");
 export const SEARCH_QUERY_MAX_BYTES = 256;
 /** Most results listed in one `/.search/<query>` directory. */
 export const SEARCH_RESULTS_MAX = 1000;
-/** How many query directories are kept before the oldest is dropped. */
+/**
+ * How many query directories are kept before the oldest is dropped; one the kernel still holds
+ * (a lookup not yet forgotten: an open handle, a cwd, a cached entry) is only dropped once the
+ * kernel forgets it, so it never vanishes between a lookup and its listing.
+ */
 const SEARCH_DIRS_KEPT = 64;
 
 /** A track file as the chunk cache sees it. */
@@ -155,7 +159,12 @@ export class MusicOps implements FuseOperations {
   #opts: MusicOpsOptions;
   #handles = new Map<number, Handle>();
   #nextFh = 1;
-  #searchDirs: string[] = [];
+  /** Query directories, least recently looked up first: query -> directory inode. */
+  #searchDirs = new Map<string, number>();
+  /** Query directory inodes the kernel holds (looked up, not forgotten). */
+  #searchHeld = new Set<number>();
+  /** Held query directories past the kept window: inode -> query; dropped when forgotten. */
+  #searchOverflow = new Map<number, string>();
   #opener: SourceOpener;
   #live = new Map<number, Live>();
   /** Stats of origins read through the cache that timed out and have not returned, by origin. */
@@ -196,7 +205,11 @@ export class MusicOps implements FuseOperations {
   /** See {@link FuseOperations.lookup}. */
   async lookup(parent: number, name: string): Promise<Entry | null> {
     const n = this.#tree.lookup(parent, name);
-    if (n) return { attr: this.#attr(n) };
+    if (n) {
+      // Counted like the kernel counts it: a query directory looked up is held until forgotten.
+      if (parent === INO.search && n.kind === "dir") this.#holdSearchDir(name, n.ino);
+      return { attr: this.#attr(n) };
+    }
     if (parent !== INO.search || !this.#opts.search) return null;
     if (encoder.encode(name).length > SEARCH_QUERY_MAX_BYTES) throw new FsError(Errno.ENAMETOOLONG);
     const dir = await this.#searchDir(name);
@@ -207,15 +220,50 @@ export class MusicOps implements FuseOperations {
   async #searchDir(query: string): Promise<Node> {
     const ids = await this.#opts.search!(query, SEARCH_RESULTS_MAX);
     const { node, invalidations } = this.#tree.setSearchResults(query, ids);
-    this.#searchDirs = this.#searchDirs.filter((q) => q !== query);
-    this.#searchDirs.push(query);
-    const dropped: Invalidation[] = [];
-    while (this.#searchDirs.length > SEARCH_DIRS_KEPT) {
-      dropped.push(...this.#tree.removeSearch(this.#searchDirs.shift()!));
-    }
-    const all = [...invalidations, ...dropped];
+    const dropped = this.#holdSearchDir(query, node.ino);
+    const all = dropped.length ? [...invalidations, ...dropped] : invalidations;
     if (all.length) this.#opts.invalidate?.(all);
     return node;
+  }
+
+  /**
+   * Marks the query directory `ino` as held by the kernel and most recently used, then drops
+   * the oldest ones past the kept window: at once when the kernel does not hold them, else
+   * asks the kernel to let go of their entry and drops them when it forgets them.
+   */
+  #holdSearchDir(query: string, ino: number): Invalidation[] {
+    this.#searchHeld.add(ino);
+    this.#searchOverflow.delete(ino);
+    this.#searchDirs.delete(query);
+    this.#searchDirs.set(query, ino);
+    const out: Invalidation[] = [];
+    for (const [oldest, oldIno] of this.#searchDirs) {
+      if (this.#searchDirs.size <= SEARCH_DIRS_KEPT) break;
+      this.#searchDirs.delete(oldest);
+      if (this.#searchHeld.has(oldIno)) {
+        this.#searchOverflow.set(oldIno, oldest);
+        out.push({ kind: "entry", parent: INO.search, name: oldest });
+      } else {
+        out.push(...this.#tree.removeSearch(oldest));
+      }
+    }
+    return out;
+  }
+
+  /** See {@link FuseOperations.forget}: a query directory the kernel let go may be dropped. */
+  forget(ino: number): void {
+    if (!this.#searchHeld.delete(ino)) return;
+    const query = this.#searchOverflow.get(ino);
+    if (query === undefined) return;
+    this.#searchOverflow.delete(ino);
+    if (this.#searchDirs.has(query)) return;
+    const inv = this.#tree.removeSearch(query);
+    if (inv.length) this.#opts.invalidate?.(inv);
+  }
+
+  /** Query directories kept, and how many of them the kernel holds (for tests and status). */
+  get searchDirs(): { kept: number; held: number } {
+    return { kept: this.#searchDirs.size + this.#searchOverflow.size, held: this.#searchHeld.size };
   }
 
   /** See {@link FuseOperations.getattr}. */

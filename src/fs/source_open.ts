@@ -374,7 +374,14 @@ export class SourceOpener {
           Errno.EACCES,
         );
       }
-      throw new SourceOpenError("failed", asked, `Cannot open ${asked}: ${(e as Error).message}`);
+      // Out of file descriptors keeps its errno: the daemon counts and logs those.
+      const m = /os error (2[34])\b/.exec((e as Error).message);
+      throw new SourceOpenError(
+        "failed",
+        asked,
+        `Cannot open ${asked}: ${(e as Error).message}`,
+        m ? Number(m[1]) : Errno.EIO,
+      );
     }
     throw new SourceOpenError("failed", asked, `Cannot open ${asked}: it changed while opening`);
   }

@@ -40,7 +40,7 @@ import { escapeControl } from "./escape.ts";
 import { DEFAULT_LAYOUT, type Layout, parseLayout, renderLayout } from "./layout.ts";
 import {
   type Access,
-  dirAccess,
+  AccessTally,
   fileAccess,
   PRIVATE_DIR_MODE,
   SHARED_SEARCH_MODE,
@@ -243,7 +243,14 @@ export interface TreeOptions {
    * mounts, which the kernel checks with `default_permissions`); `shareSearch` opens
    * /.search to other users. Absent: everything belongs to `uid`/`gid`, 0444 and 0555.
    */
-  permissions?: { shareSearch?: boolean };
+  permissions?: {
+    shareSearch?: boolean;
+    /**
+     * Called with the kernel invalidations of what {@link VirtualTree.resolveAccess} learnt;
+     * when given, the tree runs it by itself whenever there is something to learn.
+     */
+    onAccessResolved?: (inv: Invalidation[]) => void;
+  };
 }
 
 class Dir implements DirNode {
@@ -267,7 +274,6 @@ class Dir implements DirNode {
   dead = false;
   /** Access computed from the entries (permissions mode); undefined when stale. */
   acc: Access | undefined = undefined;
-  accEpoch = 0;
 }
 
 class Album {
@@ -406,9 +412,12 @@ export class VirtualTree {
   readonly #status: () => string;
   #dirCount = 0;
   /** Permissions mode (see {@link TreeOptions.permissions}); undefined: all is the owner's. */
-  readonly #perms: { shareSearch: boolean } | undefined;
-  /** Bumped to make every directory's cached access stale. */
-  #accEpoch = 1;
+  readonly #perms: TreeOptions["permissions"] | undefined;
+  #resolveScheduled = false;
+  /** Tracks and covers whose source access is yet to be stat'ed (see resolveAccess). */
+  readonly #unknown = new Set<Track | Cover>();
+  /** One tally per depth of the directory walk (see #accessOf). */
+  readonly #tallies: AccessTally[] = [];
 
   readonly #root: Dir;
   readonly #views: Dir[];
@@ -434,7 +443,7 @@ export class VirtualTree {
     for (const o of opts.origins) this.#origins.set(o.id, o.path.replace(/\/+$/, ""));
     this.#status = opts.status ?? (() => JSON.stringify(this.stats(), null, 2) + "\n");
     this.#problems = [...(opts.problems ?? [])];
-    this.#perms = opts.permissions && { shareSearch: opts.permissions.shareSearch ?? false };
+    this.#perms = opts.permissions;
 
     const fixed = (ino: number, name: string, parent: Dir | null, view: number) => {
       const d = new Dir(ino, name, parent, view, this.#now, false);
@@ -486,6 +495,12 @@ export class VirtualTree {
       if (!had || compare(c.relPath, had.cover.relPath) < 0) this.#setCover(c);
     }
     this.#finish();
+    // Settle every folder's access now, before the mount serves: later changes cost only
+    // the folders they touch.
+    if (this.#perms) {
+      for (const t of this.#tracks.values()) this.#accessOf(t);
+      this.#accessOf(this.#root);
+    }
     log.debug("Tree built: {tracks} tracks, {dirs} directories in {ms} ms", {
       tracks: this.#tracks.size,
       dirs: this.#dirCount,
@@ -545,34 +560,35 @@ export class VirtualTree {
     return { uid: a.uid, gid: a.gid, mode: a.mode & 0o7777 };
   }
 
-  #accessOf(n: AnyNode): Access {
+  #accessOf(n: AnyNode, depth = 0): Access {
     if (n instanceof Track) {
       if (n.accOf !== n.track || !n.acc) {
         const t = n.track;
-        n.acc = t.uid !== undefined && t.gid !== undefined && t.mode !== undefined
-          ? fileAccess(t.uid, t.gid, t.mode)
-          : this.#statAccess(this.#source(t.originId, t.relPath));
-        n.accOf = t;
+        if (t.uid !== undefined && t.gid !== undefined && t.mode !== undefined) {
+          n.acc = fileAccess(t.uid, t.gid, t.mode);
+          n.accOf = t;
+        } else this.#toLearn(n);
       }
-      return n.acc;
+      return n.acc!;
     }
     if (n instanceof Cover) {
-      if (n.accOf !== n.cover || !n.acc) {
-        n.acc = this.#statAccess(n.sourcePath);
-        n.accOf = n.cover;
-      }
-      return n.acc;
+      if (n.accOf !== n.cover || !n.acc) this.#toLearn(n);
+      return n.acc!;
     }
     if (n instanceof Dir) {
       if (n.ino === INO.musicfs || (n === this.#search && !this.#perms!.shareSearch)) {
         return { uid: this.uid, gid: this.gid, mode: PRIVATE_DIR_MODE };
       }
       if (n === this.#search) return { uid: this.uid, gid: this.gid, mode: SHARED_SEARCH_MODE };
-      if (n.acc && n.accEpoch === this.#accEpoch) return n.acc;
-      const entries: Access[] = [];
-      for (const e of n.entries.values()) entries.push(this.#accessOf(e));
-      n.acc = dirAccess(entries, this);
-      n.accEpoch = this.#accEpoch;
+      if (n.acc) return n.acc;
+      // Entries after the first readable by everyone are not even looked at.
+      const tally = (this.#tallies[depth] ??= new AccessTally()).reset();
+      for (const e of n.entries.values()) {
+        // Covers do not open folders: their access is learnt later (resolveAccess), and a
+        // folder's tracks decide it anyway.
+        if (!(e instanceof Cover) && tally.add(this.#accessOf(e, depth + 1))) break;
+      }
+      n.acc = tally.result(this);
       return n.acc;
     }
     if (n instanceof Symlink && n.track && this.#tracks.get(n.track.track.id) === n.track) {
@@ -583,24 +599,79 @@ export class VirtualTree {
   }
 
   /**
-   * A source's access from one stat (records scanned before schema 2 lack it; covers are few
-   * and small): when even that fails, the daemon user's alone.
+   * `n`'s source access is not in its record: it shows as the daemon user's alone until
+   * {@link resolveAccess} has stat'ed it (run by itself when `onAccessResolved` is given).
    */
-  #statAccess(path: string): Access {
-    try {
-      const st = Deno.statSync(path);
-      return fileAccess(st.uid ?? this.uid, st.gid ?? this.gid, (st.mode ?? 0) & 0o7777);
-    } catch (e) {
-      log.warn("Cannot stat {path}: {error}", { path, error: String(e) });
-      return { uid: this.uid, gid: this.gid, mode: 0o400 };
+  #toLearn(n: Track | Cover): void {
+    n.acc = { uid: this.uid, gid: this.gid, mode: 0o400 };
+    n.accOf = n instanceof Track ? n.track : n.cover;
+    this.#unknown.add(n);
+    const done = this.#perms?.onAccessResolved;
+    if (!done || this.#resolveScheduled) return;
+    this.#resolveScheduled = true;
+    setTimeout(() => {
+      this.#resolveScheduled = false;
+      this.resolveAccess().then(done, (e) => {
+        log.warn("Cannot learn source permissions: {error}", { error: String(e) });
+      });
+    }, 0);
+  }
+
+  /**
+   * Learn the access of the sources the records do not give (covers; tracks scanned before
+   * schema 2) with async stats, a few at a time, so a stalled origin never blocks a request:
+   * until then they show as the daemon user's alone. Resolves with the kernel invalidations
+   * the answers cause. Call it after building the tree and after each {@link apply}; a no-op
+   * without permissions mode.
+   */
+  async resolveAccess(concurrency = 4): Promise<Invalidation[]> {
+    if (!this.#perms || this.#unknown.size === 0) return [];
+    const todo = [...this.#unknown].map((n) => ({
+      n,
+      of: n.accOf,
+      path: n instanceof Track ? this.#source(n.track.originId, n.track.relPath) : n.sourcePath,
+      acc: undefined as Access | undefined,
+    }));
+    this.#unknown.clear();
+    let next = 0;
+    const worker = async () => {
+      while (next < todo.length) {
+        const job = todo[next++];
+        try {
+          const st = await Deno.stat(job.path);
+          job.acc = fileAccess(st.uid ?? this.uid, st.gid ?? this.gid, (st.mode ?? 0) & 0o7777);
+        } catch (e) {
+          log.warn("Cannot stat {path}: {error}", { path: job.path, error: String(e) });
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(concurrency, todo.length) }, worker));
+    const inodes = new Set<number>();
+    let tracksChanged = false;
+    for (const { n, of, acc } of todo) {
+      // Skip what changed meanwhile: its new record or image is judged afresh.
+      if (!acc || n.accOf !== of || this.#node(n.ino) !== n) continue;
+      n.acc = acc;
+      inodes.add(n.ino);
+      if (n instanceof Track) {
+        tracksChanged = true;
+        for (const d of n.parents) this.#accessChanged(d, inodes);
+      }
     }
+    if (tracksChanged) {
+      for (const q of this.#search.entries.values()) {
+        if (q instanceof Dir) this.#accessChanged(q, inodes);
+      }
+    }
+    return [...inodes].map((ino) => ({ kind: "inode" as const, ino }));
   }
 
   /** A directory's entries changed: it and the directories above it recompute their access. */
   #accessChanged(d: Dir | null, inodes: Set<number>): void {
-    // A directory whose access is unset has none above it set either (computing one sets
-    // every one below it): stop there.
-    for (; d && d.acc; d = d.parent) {
+    // All the way up: a directory may have been settled without looking at every entry.
+    // Only one whose access was served can be in the kernel's cache.
+    for (; d; d = d.parent) {
+      if (d.acc === undefined) continue;
       d.acc = undefined;
       inodes.add(d.ino);
     }
@@ -921,9 +992,10 @@ export class VirtualTree {
         let searchStale = false;
         for (const ino of inodes) {
           const n = this.#node(ino);
-          // A cover changed in place: its folders are not known here, and this is rare.
-          if (n instanceof Cover) this.#accEpoch++;
-          else if (n instanceof Track) searchStale = true;
+          if (n instanceof Track) {
+            searchStale = true;
+            this.#accessOf(n);
+          } else if (n instanceof Cover && n.accOf !== n.cover) this.#toLearn(n);
         }
         if (searchStale) {
           for (const q of this.#search.entries.values()) {
@@ -1181,6 +1253,7 @@ export class VirtualTree {
     );
     this.#covers.set(key, node);
     this.#nodes.set(node.ino, node);
+    if (this.#perms) this.#toLearn(node);
   }
 
   /** Show the right cover in an album folder: that of its tracks' first source folder. */

@@ -35,3 +35,11 @@ export {
 } from "../sys/libc.ts";
 export { type MountInfo, mountOf, parseMountinfo, readMountinfo } from "../sys/mountinfo.ts";
 export { type DemoFault, DemoFs } from "./demo_fs.ts";
+export {
+  AbortError,
+  abortFuseMount,
+  type AbortResult,
+  connectionOf,
+  FUSECTL_DIR,
+  mountinfoPath,
+} from "./abort.ts";

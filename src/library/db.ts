@@ -10,6 +10,7 @@
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { logger } from "../log/mod.ts";
 import { extensionOf } from "./tags.ts";
+import { integrityProblems } from "./integrity.ts";
 import type { Origin, Problem, Tags, TrackRecord } from "./types.ts";
 
 const log = logger("library", "db");
@@ -434,19 +435,70 @@ function tagParams(f: FileUpsert): (string | number | null)[] {
 export interface OpenOptions {
   /** Open read-only (e.g. `musicfs search` next to a running daemon). */
   readOnly?: boolean;
+  /** With `readOnly`: an immutable snapshot, no WAL or `-shm` (see `Database.openFrozen`). */
+  frozen?: boolean;
 }
 
 /** The library database. Not safe for use from several threads; one instance per process. */
 export class Database {
   /** The database file. */
   readonly path: string;
-  readonly #db: DatabaseSync;
-  readonly #s: Record<string, StatementSync>;
+  #db: DatabaseSync;
+  #s!: Record<string, StatementSync>;
   #closed = false;
+  #frozen: boolean;
 
-  private constructor(path: string, db: DatabaseSync) {
+  private constructor(path: string, db: DatabaseSync, frozen = false) {
     this.path = path;
     this.#db = db;
+    this.#frozen = frozen;
+    this.#prepare(db);
+  }
+
+  /**
+   * Opened as a frozen snapshot (see {@link Database.openFrozen}): every write fails until
+   * {@link Database.unfreeze} succeeds.
+   */
+  get frozen(): boolean {
+    return this.#frozen;
+  }
+
+  /**
+   * Opens `path` read-only as an immutable snapshot, without its WAL and shared-memory files:
+   * what still works when the state dir is full (a normal open must create `-shm` and fails
+   * with "disk I/O error"). Committed changes still in a `-wal` are not seen. Checked like
+   * {@link openWithIntegrityCheck}.
+   */
+  static openFrozen(path: string): Database {
+    return Database.#open(path, { readOnly: true, frozen: true }, true);
+  }
+
+  /**
+   * Reopens a frozen database for writing (in place: every holder keeps its reference).
+   * Returns false, still frozen, when it cannot be opened so yet (e.g. the disk is still full).
+   */
+  unfreeze(): boolean {
+    this.#assertOpen();
+    if (!this.#frozen) return true;
+    let next: Database;
+    try {
+      next = Database.#open(this.path, {}, false);
+    } catch (e) {
+      log.debug("{path} cannot be opened for writing yet: {error}", {
+        path: this.path,
+        error: messageOf(e),
+      });
+      return false;
+    }
+    this.#db.close();
+    this.#db = next.#db;
+    this.#prepare(this.#db);
+    this.#frozen = false;
+    log.info("{path} is writable again", { path: this.path });
+    return true;
+  }
+
+  #prepare(db: DatabaseSync): void {
     const p = (sql: string) => db.prepare(sql);
     this.#s = {
       generation: p("SELECT value FROM meta WHERE key = 'generation'"),
@@ -530,8 +582,9 @@ export class Database {
   }
 
   /**
-   * Like {@link open}, after `PRAGMA quick_check`: throws {@link DatabaseCorruptedError} when the
-   * check fails or the file is not a database at all.
+   * Like {@link open}, after the full integrity check (`PRAGMA integrity_check` and the
+   * schema's invariants, see integrity.ts): throws {@link DatabaseCorruptedError} when the check
+   * fails or the file is not a database at all.
    */
   static openWithIntegrityCheck(path: string, options: OpenOptions = {}): Database {
     return Database.#open(path, options, true);
@@ -540,7 +593,9 @@ export class Database {
   static #open(path: string, options: OpenOptions, check: boolean): Database {
     let db: DatabaseSync;
     try {
-      db = new DatabaseSync(path, { readOnly: options.readOnly ?? false });
+      db = options.frozen
+        ? new DatabaseSync(frozenUrl(path), { readOnly: true })
+        : new DatabaseSync(path, { readOnly: options.readOnly ?? false });
     } catch (e) {
       if (CORRUPT_PATTERN.test(messageOf(e))) {
         throw new DatabaseCorruptedError(path, messageOf(e), { cause: e });
@@ -555,9 +610,13 @@ export class Database {
         db.exec("PRAGMA synchronous = NORMAL");
       }
       if (check) {
-        const rows = db.prepare("PRAGMA quick_check(5)").all() as Row[];
-        const msgs = rows.map((r) => String(Object.values(r)[0]));
-        if (msgs.length !== 1 || msgs[0] !== "ok") {
+        const started = performance.now();
+        const msgs = integrityProblems(db);
+        log.debug("Integrity check of {path} took {ms} ms", {
+          path,
+          ms: Math.round(performance.now() - started),
+        });
+        if (msgs.length) {
           throw new DatabaseCorruptedError(path, `integrity check failed: ${msgs.join("; ")}`);
         }
       }
@@ -570,7 +629,7 @@ export class Database {
           );
         }
       }
-      return new Database(path, db);
+      return new Database(path, db, options.frozen ?? false);
     } catch (e) {
       try {
         db.close();
@@ -895,6 +954,7 @@ export class Database {
    */
   checkpoint(): { busy: boolean; walPages: number; checkpointedPages: number } {
     this.#assertOpen();
+    if (this.#frozen) return { busy: false, walPages: 0, checkpointedPages: 0 };
     try {
       const r = this.#db.prepare("PRAGMA wal_checkpoint(TRUNCATE)").get() as Row;
       return {
@@ -915,12 +975,29 @@ export class Database {
     return msgs.length === 1 && msgs[0] === "ok" ? [] : msgs;
   }
 
+  /**
+   * The full integrity check on the open database (`PRAGMA integrity_check` plus the schema's
+   * invariants: no source listed twice, clean relative paths, known origins); empty when sound.
+   */
+  integrityCheck(): string[] {
+    this.#assertOpen();
+    return integrityProblems(this.#db);
+  }
+
   /** Close the connection; further calls throw. Idempotent. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
     this.#db.close();
   }
+}
+
+/** A `file:` URL of `path` opening it as an immutable snapshot. */
+function frozenUrl(path: string): URL {
+  const url = new URL("file://");
+  url.pathname = path.startsWith("/") ? path : `${Deno.cwd()}/${path}`;
+  url.search = "immutable=1";
+  return url;
 }
 
 function userVersion(db: DatabaseSync): number {
@@ -997,6 +1074,30 @@ export function openLibraryDatabase(
     const db = Database.open(path);
     return { db, fullRescan: true, recovered: { reason: e.message, movedTo, detail: e.detail } };
   }
+}
+
+/**
+ * Set aside `db`, found damaged after it opened (e.g. by `trackProblems` over its rows),
+ * the way {@link openLibraryDatabase} does for damage found at open: closed, moved to
+ * `library.db.corrupt-<time>` with its `-wal`/`-shm`, and replaced by a fresh database.
+ */
+export function setAsideLibraryDatabase(
+  db: Database,
+  reason: string,
+  options: LibraryOpenOptions = {},
+): LibraryDatabaseOpen {
+  const path = db.path;
+  try {
+    // The WAL's content goes with the file set aside, for forensics.
+    db.checkpoint();
+  } catch { /* damaged enough to refuse: the -wal is moved along anyway */ }
+  db.close();
+  const movedTo = moveAside(path, options.keepCorrupt ?? 3);
+  log.warn(
+    "Library database {path} is damaged ({reason}); moved it to {movedTo} and starting a fresh one (full rescan)",
+    { path, reason, movedTo },
+  );
+  return { db: Database.open(path), fullRescan: true, recovered: { reason, movedTo } };
 }
 
 function exists(path: string): boolean {

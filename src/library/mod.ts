@@ -33,6 +33,7 @@ export {
   type ScanProgressUpdate,
   type ScanStart,
   SCHEMA_VERSION,
+  setAsideLibraryDatabase,
   type WriteFailure,
 } from "./db.ts";
 export {
@@ -55,6 +56,13 @@ export {
   type ScanProgress,
   type ScanResult,
 } from "./scanner.ts";
+export {
+  checkSources,
+  integrityProblems,
+  type SourceCheck,
+  type SourceCheckOptions,
+  trackProblems,
+} from "./integrity.ts";
 export { Walker, WalkError } from "./walker.ts";
 export type { WalkBatch, WalkDir, WalkFile, WalkProblem, WalkRules, WalkSummary } from "./walk.ts";
 export { LibraryWatcher, watchLibrary, type WatchOptions, type WatchState } from "./watcher.ts";
@@ -63,4 +71,5 @@ export {
   type LibraryState,
   repair as repairLibrary,
   verify as verifyLibrary,
+  verifySources as verifyLibrarySources,
 } from "./verify.ts";

@@ -102,6 +102,8 @@ export interface StartOptions {
   env?: Record<string, string>;
   /** How long the mount may take to answer; default 60 s. */
   readyTimeoutMs?: number;
+  /** A command that execs the daemon, e.g. `["prlimit", "--nofile=64:64", "--"]`. */
+  wrap?: string[];
 }
 
 /** Thrown by {@link startDaemon} when the daemon exits or hangs before serving. */
@@ -246,7 +248,7 @@ export async function detachIfMounted(mountpoint: string): Promise<void> {
  * {@link DaemonStartFailed} is thrown with its stderr.
  */
 export async function startDaemon(opts: StartOptions): Promise<DaemonProcess> {
-  const [exe, ...pre] = musicfsArgv();
+  const [exe, ...pre] = [...(opts.wrap ?? []), ...musicfsArgv()];
   const proc = new Deno.Command(exe, {
     args: [
       ...pre,

@@ -8,6 +8,7 @@
 import { summaryTable, Torture, tortureSeed, type TortureStats } from "./harness.ts";
 import { badInput, deadOrigin, load } from "./extras.ts";
 import { sourceFaults } from "./sources.ts";
+import { recovery, type RecoveryOptions } from "./recovery.ts";
 import {
   corruptionCase,
   CORRUPTIONS,
@@ -47,6 +48,8 @@ export interface SuiteOptions {
   loadMs: number;
   /** Tracks of each hostile/hung source case's library (0: skip those cases). */
   sourceTracks?: number;
+  /** The recovery cases of issue 12 (db bit flips, fd exhaustion, unmount --force...). */
+  recovery?: RecoveryOptions;
   verbose?: boolean;
   seed?: number;
 }
@@ -118,6 +121,7 @@ export async function runTorture(o: SuiteOptions): Promise<SuiteResult> {
     }
     if (o.albumTracks) await badInput(t, { albumTracks: o.albumTracks });
     if (o.sourceTracks) await sourceFaults(t, { tracks: o.sourceTracks });
+    if (o.recovery) await recovery(t, o.recovery);
     if (o.loadMs) {
       await load(t, { ms: o.loadMs });
       await t.stopClean();

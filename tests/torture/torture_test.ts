@@ -1,7 +1,8 @@
 /**
  * The fast slice of the torture suite (issue 7) under `deno task test`: a few crash rounds,
- * every corruption case once, the full state and cache dirs when root, a dead origin, bad input and 5 s of
- * load. `deno task torture` runs the
+ * every corruption case once, the full state and cache dirs when root, a dead origin, bad input, the
+ * recovery cases of issue 12 (db bit flips, fd exhaustion, SIGSTOP + unmount --force, /.search
+ * under 4 threads, broken and tiny state dirs) and 5 s of load. `deno task torture` runs the
  * long version. Replay a failure with `MUSICFS_TORTURE_SEED=<seed printed>`.
  */
 import { needsFuse } from "../support/helpers.ts";
@@ -27,6 +28,7 @@ Deno.test(
       albumTracks: 500,
       loadMs: 5000,
       sourceTracks: 8,
+      recovery: { dbTrials: 3, searchPasses: 2 },
     });
     console.error(result.table);
     if (result.stats.violations.length) {

@@ -20,7 +20,12 @@ import {
   lockPath,
   readLock,
 } from "../../daemon/mod.ts";
-import { type LibraryReport, repairLibrary, verifyLibrary } from "../../library/mod.ts";
+import {
+  type LibraryReport,
+  repairLibrary,
+  verifyLibrary,
+  verifyLibrarySources,
+} from "../../library/mod.ts";
 import { repairSearch, type SearchReport, verifySearch } from "../../search/mod.ts";
 import { CommandError, type CommandIo, consoleIo, reportError, statePaths } from "./common.ts";
 
@@ -139,7 +144,9 @@ export async function checkStores(opts: CheckOptions): Promise<StoreReport[]> {
       validateTimeoutMs: opts.validateTimeoutMs,
       maxSize: opts.cacheSize,
     };
-    const library = opts.repair ? repairLibrary(paths.db) : verifyLibrary(paths.db);
+    const library = opts.repair
+      ? repairLibrary(paths.db)
+      : await verifyLibrarySources(verifyLibrary(paths.db));
     const search = opts.repair
       ? await repairSearch(paths.snapshot, { libraryPath: paths.db })
       : await verifySearch(paths.snapshot, { libraryGeneration: library.generation, live });
@@ -170,7 +177,17 @@ export function libraryLine(r: LibraryReport): StoreReport {
     case "absent":
       return line("never created");
     case "ok":
-      return line(counts);
+      if (!r.sources) return line(counts);
+      return line(
+        r.sources.skipped
+          ? `${counts}; ${r.sources.skipped} sources not checked (library root not there)`
+          : `${counts}; all ${r.sources.checked} sources there`,
+      );
+    case "stale":
+      return line(
+        `${counts}; ${r.sources?.missing} of ${r.sources?.checked} tracks name a source that is ` +
+          `not there (first: ${r.sources?.firstMissing}); the next mount drops them`,
+      );
     case "damaged":
       return line(r.damage ?? "damaged");
     case "repaired":

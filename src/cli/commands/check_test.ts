@@ -100,7 +100,10 @@ Deno.test("check: healthy stores, one line each, exit 0", async () => {
     assert.equal(r.code, 0, r.out.concat(r.err).join("\n"));
     assert.deepEqual(r.err, []);
     assert.equal(r.out.length, 4);
-    assert.match(r.line("library.db")!, /ok \(2000 tracks, 1 libraries, generation \d+\)$/);
+    assert.match(
+      r.line("library.db")!,
+      /ok \(2000 tracks, 1 libraries, generation \d+; 2000 sources not checked \(library root not there\)\)$/,
+    );
     assert.match(r.line("search snapshot")!, /ok \(2000 documents, generation \d+\)$/);
     assert.match(r.line("chunk cache")!, /ok \(20 chunk files, .*, index matches\)$/);
     assert.match(r.line("lock")!, /ok \(no daemon running\)$/);
@@ -143,6 +146,75 @@ Deno.test("check: a damaged library.db is named; --repair sets it aside and star
       e.name.startsWith("library.db.corrupt-")
     );
     assert.ok(aside.length >= 1, "the damaged file is kept aside");
+  });
+});
+
+Deno.test("check: a stored path changed in place is never passed as ok", async () => {
+  await withDirs(async (dirs) => {
+    await healthyStores(dirs);
+    const path = `${dirs.stateDir}/library.db`;
+    const pristine = Deno.readFileSync(path);
+    // Every copy of one path in the file (table row, unique index, stale free-page copies),
+    // each changed in turn into another track's path, as a flipped bit can make it: the check
+    // calls it damaged, or the change hit dead bytes and every path still reads as before.
+    const from = new TextEncoder().encode("a/00007 track");
+    const to = new TextEncoder().encode("a/00008 track");
+    const hits: number[] = [];
+    search: for (let i = 0; i + from.length <= pristine.length; i++) {
+      for (let j = 0; j < from.length; j++) if (pristine[i + j] !== from[j]) continue search;
+      hits.push(i);
+    }
+    assert.ok(hits.length >= 2, "the table row and the index entry at least");
+    let damaged = 0;
+    for (const at of hits) {
+      const bytes = pristine.slice();
+      bytes.set(to, at);
+      Deno.writeFileSync(path, bytes);
+      const r = await check(dirs);
+      if (r.code === 1) {
+        assert.match(r.line("library.db")!, /damaged \(integrity check failed: /);
+        damaged++;
+        continue;
+      }
+      const db = Database.open(path, { readOnly: true });
+      try {
+        const paths = db.allTracks().map((t) => t.relPath);
+        assert.equal(new Set(paths).size, TRACKS, `copy at ${at}: passed with a duplicate path`);
+        assert.ok(paths.some((p) => p.startsWith("a/00007 track")), `copy at ${at}: lost a track`);
+      } finally {
+        db.close();
+      }
+    }
+    assert.ok(damaged >= 2, `${damaged} of ${hits.length} copies were live data`);
+    Deno.writeFileSync(path, pristine);
+  });
+});
+
+Deno.test("check: tracks whose source file is gone make library.db stale", async () => {
+  await withDirs(async (dirs) => {
+    const lib = `${dirs.stateDir}/../lib`;
+    await Deno.mkdir(lib, { recursive: true });
+    await Deno.mkdir(dirs.stateDir, { recursive: true });
+    const db = Database.open(`${dirs.stateDir}/library.db`);
+    try {
+      const o = db.ensureOrigin(await Deno.realPath(lib));
+      const files = upserts(o.id, 3);
+      for (const f of files.slice(0, 2)) {
+        await Deno.mkdir(`${lib}/a`, { recursive: true });
+        await Deno.writeTextFile(`${lib}/${f.relPath}`, "x");
+      }
+      db.applyBatch({ files });
+    } finally {
+      db.close();
+    }
+    const r = await check(dirs);
+    assert.match(
+      r.line("library.db")!,
+      /stale \(3 tracks, .*; 1 of 3 tracks name a source that is not there \(first: .*00002 track with a longish name\.mp3\); the next mount drops them\)$/,
+    );
+    await Deno.writeTextFile(`${lib}/${upserts(1, 3)[2].relPath}`, "x");
+    const again = await check(dirs);
+    assert.match(again.line("library.db")!, /ok \(3 tracks, .*; all 3 sources there\)$/);
   });
 });
 

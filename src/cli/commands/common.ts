@@ -110,7 +110,12 @@ export async function askDaemon(
     });
   } catch (e) {
     if (e instanceof DaemonNotRunningError) throw e;
-    throw await describeDaemonFailure(opts.stateDir, `${method} ${path.replace(/\?.*/, "")}`, e);
+    throw await describeDaemonFailure(
+      opts.stateDir,
+      `${method} ${path.replace(/\?.*/, "")}`,
+      e,
+      opts.requestTimeoutMs ?? 5000,
+    );
   }
 }
 
@@ -118,6 +123,7 @@ async function describeDaemonFailure(
   stateDir: string,
   what: string,
   e: unknown,
+  timeoutMs: number,
 ): Promise<CommandError> {
   if (e instanceof ControlPermissionError) {
     let owner = "";
@@ -134,9 +140,10 @@ async function describeDaemonFailure(
   }
   if (e instanceof DaemonTimeoutError) {
     const pid = await livePid(stateDir);
+    const who = pid ? `the daemon (pid ${pid})` : "the daemon";
     return new CommandError(
-      pid ? `the daemon (pid ${pid}) does not answer` : "the daemon does not answer",
-      pid ? `see its log, or stop it with: kill ${pid}` : "see its log",
+      `${who} did not answer ${what} within ${+(timeoutMs / 1000).toFixed(1)} s`,
+      `if it is stopped or stuck, get out with: ${await forceUnmountHint(stateDir)}`,
       1,
       { cause: e },
     );
@@ -155,6 +162,19 @@ async function describeDaemonFailure(
     1,
     { cause: e },
   );
+}
+
+/**
+ * The command that gets the user out of a stopped or stuck daemon's mount: `musicfs unmount
+ * --force <mountpoint>`, with the mountpoint the daemon of `stateDir` recorded (kill does
+ * nothing to a stopped process or one blocked in the kernel).
+ */
+export async function forceUnmountHint(stateDir: string): Promise<string> {
+  const mountpoint = await Deno.readTextFile(`${stateDir.replace(/\/+$/, "")}/mountpoint`).then(
+    (m) => m.trim(),
+    () => "",
+  );
+  return `musicfs unmount --force${mountpoint ? ` ${mountpoint}` : ""}`;
 }
 
 /** The pid of the live process holding the lock of `stateDir`, or null. */

@@ -1,12 +1,17 @@
 /**
  * `musicfs search <query...> [--limit N] [--json]`: asks the running daemon (GET /search), or
- * with no daemon answers from the state dir alone, read-only: library.db plus the search
+ * with no daemon (or one that does not answer in time) answers from the state dir alone, read-only: library.db plus the search
  * snapshot (rebuilt in memory when damaged or stale), paths from a tree built like the
  * daemon's.
  *
  * @module
  */
-import { ControlRequestError, DaemonNotRunningError, SEARCH_LIMIT } from "../../daemon/mod.ts";
+import {
+  ControlRequestError,
+  DaemonNotRunningError,
+  DaemonTimeoutError,
+  SEARCH_LIMIT,
+} from "../../daemon/mod.ts";
 import {
   type CoverImage,
   type Layout,
@@ -120,6 +125,11 @@ async function fromDaemon(
   } catch (e) {
     if (e instanceof DaemonNotRunningError) return null;
     if (e instanceof CommandError && (e.cause as ControlRequestError)?.status === 503) return null;
+    if (e instanceof CommandError && e.cause instanceof DaemonTimeoutError) {
+      // A stopped or stuck daemon: the state dir answers as well, read-only.
+      (opts.io ?? consoleIo).err(`musicfs: ${e.what}; answering from the state dir instead`);
+      return null;
+    }
     throw e;
   }
   let mountpoint: string | null = null;

@@ -105,6 +105,39 @@ export function formatStatus(s: Partial<DaemonStatus>, now = Date.now()): string
   if (s.stateDir) row("state dir", s.stateDir);
   row("tracks", formatTracks(s));
   row("scan", s.scan ? formatScan(s.scan) : "idle");
+  if (s.readOnly) {
+    row("", `library.db read-only: ${escapeControl(s.readOnly)}`);
+  }
+  if (s.scanRetry) {
+    const next = s.scanRetry.nextAt
+      ? `, next try ${new Date(s.scanRetry.nextAt).toLocaleString()}`
+      : "";
+    row(
+      "",
+      `serving the stored tree: ${s.scanRetry.failures} scan(s) failed (${
+        escapeControl(s.scanRetry.reason ?? "?")
+      })${next}`,
+    );
+  }
+  if (s.integrity) {
+    const i = s.integrity;
+    const src = i.sources
+      ? `; ${i.sources.checked} sources checked, ${i.sources.missing} missing`
+      : "";
+    row(
+      "library.db",
+      i.ok
+        ? `sound (checked in ${i.ms} ms${src})`
+        : `was damaged, rebuilt: ${escapeControl(i.reason ?? "?")}`,
+    );
+  }
+  if (s.fds?.refused) {
+    row(
+      "files",
+      `${s.fds.refused} opens refused for lack of file descriptors (limit ${s.fds.limit}, ` +
+        `${s.fds.sourcesOpen} open now)`,
+    );
+  }
   if (s.search) {
     const docs = `${
       typeof s.search.documents === "number" ? num(s.search.documents) : "?"

@@ -14,6 +14,7 @@ import {
   type CommandIo,
   consoleIo,
   type DaemonOptions,
+  forceUnmountHint,
   livePid,
   reportError,
 } from "./common.ts";
@@ -73,7 +74,7 @@ export async function unmountCommand(opts: UnmountOptions): Promise<number> {
       const who = owner ? `the daemon (pid ${owner.pid})` : "the daemon";
       throw new CommandError(
         `${who} did not stop within ${+(timeoutMs / 1000).toFixed(1)} s`,
-        owner ? `see its log, or stop it with: kill ${owner.pid}` : "see its log",
+        `see its log; to get out now: ${await forceUnmountHint(opts.stateDir)}`,
       );
     }
     const mountpoint = status?.mountpoint ?? opts.mountpoint;
@@ -154,7 +155,9 @@ async function withoutDaemon(
   if (pid) {
     throw new CommandError(
       `the daemon (pid ${pid}) does not answer on its control socket`,
-      `it may still be starting; else see its log, or stop it with: kill ${pid}`,
+      `it may still be starting; if it is stopped or stuck: ${await forceUnmountHint(
+        opts.stateDir,
+      )}`,
     );
   }
   if (opts.mountpoint && (await detachIfDead(opts.mountpoint, true))) {

@@ -41,7 +41,7 @@ Deno.test("unmount names a locked daemon that does not answer on its socket", as
       assert.match(
         c.err[0],
         new RegExp(
-          `^musicfs: the daemon \\(pid ${Deno.pid}\\) does not answer on its control socket .*kill ${Deno.pid}\\)$`,
+          `^musicfs: the daemon \\(pid ${Deno.pid}\\) does not answer on its control socket .*musicfs unmount --force\\)$`,
         ),
       );
     } finally {
@@ -100,7 +100,7 @@ Deno.test("unmount gives up, bounded, on a daemon that does not stop", async () 
       const c = capture();
       assert.equal(await unmountCommand({ stateDir: dir, timeoutMs: 300, io: c.io }), 1);
       assert.deepEqual(c.err, [
-        `musicfs: the daemon (pid ${Deno.pid}) did not stop within 0.3 s (see its log, or stop it with: kill ${Deno.pid})`,
+        `musicfs: the daemon (pid ${Deno.pid}) did not stop within 0.3 s (see its log; to get out now: musicfs unmount --force)`,
       ]);
     } finally {
       await server.shutdown();
