@@ -80,8 +80,8 @@ export function findFuseMount(path: string): MountInfo | undefined {
 }
 
 /**
- * The state of the FUSE mount at `path`: `dead` when listing it fails with ENOTCONN (its daemon is
- * gone), `hung` when stat does not answer within `timeoutMs`, else `live`. The stat is async
+ * The state of the FUSE mount at `path`: `dead` when a lookup in it fails with ENOTCONN (its daemon
+ * is gone), `hung` when stat does not answer within `timeoutMs`, else `live`. The stat is async
  * with a bound because a sync one would hang us on a stopped daemon, or deadlock on our own.
  */
 export async function probeMount(
@@ -90,10 +90,11 @@ export async function probeMount(
 ): Promise<"live" | "dead" | "hung"> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<"hung">((r) => (timer = setTimeout(() => r("hung"), timeoutMs)));
-  // Opening the directory always reaches the daemon; a stat may be answered from the cache.
+  // A name never asked for before always reaches the daemon: a listing does not (with cached
+  // listings and no OPENDIR the kernel answers it from its cache, even for a dead daemon).
   const stat = (async () => {
     try {
-      for await (const _ of Deno.readDir(path)) break;
+      await Deno.lstat(`${path}/.musicfs-probe-${crypto.randomUUID()}`);
       return "live" as const;
     } catch (e) {
       return (e as { code?: string }).code === "ENOTCONN" ? "dead" as const : "live" as const;
