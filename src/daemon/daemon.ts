@@ -722,6 +722,8 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       const known = fifoProblem();
       const watcher = libraryWatcher = new LibraryWatcher(scanner, origins, {
         mountpoint,
+        // A worker thread costs about 6 fds: only with a workable fd limit (not `ulimit -n 64`).
+        watchInWorker: limits.soft >= 256,
         pollReason: known &&
           `a FIFO in the library (${originPath.get(known.originId)}/${known.relPath}) stalls ` +
             `file events`,

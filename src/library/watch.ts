@@ -16,10 +16,23 @@ export interface FsWatch extends AsyncIterable<Deno.FsEvent> {
 }
 
 /**
- * Watch `paths` recursively from a worker. Rejects when the watch cannot start (inotify limits)
- * or its setup takes longer than `setupTimeoutMs` (default 60 s).
+ * Watch `paths` recursively from a worker (on this thread when `inWorker` is false). Rejects
+ * when the watch cannot start (inotify limits) or its setup takes longer than `setupTimeoutMs`
+ * (default 60 s).
  */
-export function openWatch(paths: string[], setupTimeoutMs = 60_000): Promise<FsWatch> {
+export function openWatch(
+  paths: string[],
+  setupTimeoutMs = 60_000,
+  inWorker = true,
+): Promise<FsWatch> {
+  if (!inWorker) {
+    // A worker costs about 6 fds; under a tiny fd limit the watch stays on this thread.
+    try {
+      return Promise.resolve(Deno.watchFs(paths, { recursive: true }));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
   const worker = new Worker(WORKER_URL, { type: "module", name: "musicfs-watch" });
   const queue: Deno.FsEvent[] = [];
   let wake: (() => void) | undefined;
