@@ -17,7 +17,11 @@ export interface BenchRow {
 }
 
 /** A bench module: `bench/<name>_bench.ts` exports `run` returning its rows. */
-export type BenchModule = { run(opts: { quick: boolean }): Promise<BenchRow[]> };
+export type BenchModule = {
+  run(opts: { quick: boolean }): Promise<BenchRow[]>;
+  /** Run only when named on the command line (long or disk-hungry benches). */
+  explicitOnly?: boolean;
+};
 
 /** Megabytes per second of `bytes` moved in `ms` milliseconds. */
 export function mbps(bytes: number, ms: number): number {

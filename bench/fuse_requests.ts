@@ -291,7 +291,8 @@ export async function requestRows({ quick }: { quick: boolean }): Promise<BenchR
 }
 
 async function buildStatloop(dir: string): Promise<string | undefined> {
-  const src = new URL("../../shared/peers/statloop.c", import.meta.url).pathname;
+  // The same program as the peers' bin/statloop (a copy of its source lives here).
+  const src = new URL("./statloop.c", import.meta.url).pathname;
   const out = await new Deno.Command("gcc", { args: ["-O2", "-o", `${dir}/statloop`, src] })
     .output()
     .catch(() => undefined);

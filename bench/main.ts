@@ -1,7 +1,8 @@
 /**
  * `deno task bench`: runs every `bench/*_bench.ts` module (or those named on the command line)
  * and prints one table of measured figures against same-run baselines. `--quick` uses smaller
- * sizes for a smoke run.
+ * sizes for a smoke run. A module that exports `explicitOnly` (the long `scale` bench) runs only
+ * when named.
  */
 import type { BenchModule, BenchRow } from "./common.ts";
 
@@ -16,8 +17,12 @@ names.sort();
 const rows: BenchRow[] = [];
 for (const name of names) {
   if (args.length && !args.includes(name)) continue;
-  console.error(`bench: ${name}...`);
   const mod = (await import(new URL(`${name}_bench.ts`, dir).href)) as BenchModule;
+  if (mod.explicitOnly && !args.includes(name)) {
+    console.error(`bench: ${name} skipped (run it by name: deno task bench ${name})`);
+    continue;
+  }
+  console.error(`bench: ${name}...`);
   try {
     rows.push(...(await mod.run({ quick })));
   } catch (e) {

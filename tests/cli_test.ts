@@ -6,7 +6,13 @@
  */
 import assert from "node:assert/strict";
 import { makeLibrary } from "./fixtures/mod.ts";
-import { controlSocketPath, registryDir, serveControl } from "../src/daemon/mod.ts";
+import {
+  controlRequest,
+  controlSocketPath,
+  type DaemonStatus,
+  registryDir,
+  serveControl,
+} from "../src/daemon/mod.ts";
 import { detachIfMounted, musicfs, musicfsArgv, processAlive } from "./support/daemon.ts";
 import { isMounted, needsFuse, run, tempDir, waitFor } from "./support/helpers.ts";
 
@@ -100,7 +106,7 @@ Deno.test({
     let holder: Deno.ChildProcess | undefined;
     try {
       const libA = await makeLibrary(a.lib, { tracks: 8, seed: 41, broken: 1 });
-      await makeLibrary(b.lib, { tracks: 3, seed: 42 });
+      const libB = await makeLibrary(b.lib, { tracks: 12, seed: 42 });
       const mount = (d: typeof a, ...more: string[]) =>
         musicfs([
           "mount",
@@ -150,6 +156,15 @@ Deno.test({
       assert.equal(rb.code, 0, rb.stderr);
       const none = oneLine(await musicfs(["status", "--mountpoint", `${dir.path}/elsewhere`]), 1);
       assert.match(none, /no running musicfs serves .*elsewhere \(running: /);
+      const nowhere = await musicfs(["search", "a", "--mountpoint", `${dir.path}/elsewhere`]);
+      assert.match(oneLine(nowhere, 1), /no running musicfs serves .*elsewhere/);
+      const titled = libB.good.find((t) => t.tags.title);
+      assert.ok(titled, "fixture B has a titled track");
+      const found = await musicfs(["search", String(titled.tags.title), "--mountpoint", b.mnt]);
+      assert.equal(found.code, 0, found.stderr);
+      const paths = found.stdout.trimEnd().split("\n");
+      assert.ok(paths[0] !== "", `no match for ${titled.tags.title}: ${found.stderr}`);
+      for (const p of paths) assert.ok(p.startsWith(`${b.mnt}/Artists/`), p);
 
       // A stale entry (a daemon killed without cleanup) is ignored, and removed.
       const dead = new Deno.Command("true").spawn();
@@ -211,6 +226,60 @@ Deno.test({
         await musicfs(["unmount", "--lazy", "--state-dir", d.state, d.mnt]).catch(() => {});
         await detachIfMounted(d.mnt);
       }
+      await dir.cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name: "cli: during a first scan, status never shows more tracks than files read",
+  ...needsFuse,
+  async fn() {
+    const dir = await tempDir();
+    const mnt = `${dir.path}/mnt`;
+    const state = `${dir.path}/state`;
+    try {
+      await makeLibrary(`${dir.path}/lib`, { tracks: 1500, seed: 43, broken: 2, formats: ["wav"] });
+      const m = await musicfs([
+        "mount",
+        `${dir.path}/lib`,
+        "--mountpoint",
+        mnt,
+        "--state-dir",
+        state,
+        "--cache-dir",
+        `${dir.path}/cache`,
+      ]);
+      assert.equal(m.code, 0, m.stderr);
+      const sock = controlSocketPath(state);
+      let samples = 0;
+      let during = 0;
+      for (;;) {
+        // Generous: the machine may be loaded, and a slow answer is not what is tested here.
+        const st = await controlRequest(sock, "GET", "/status", {
+          timeoutMs: 30_000,
+        }) as DaemonStatus;
+        samples++;
+        if (st.scan?.active) {
+          during++;
+          assert.ok(
+            st.tracks <= st.scan.parsed,
+            `tracks ${st.tracks} > ${st.scan.parsed} files read (${JSON.stringify(st.scan)})`,
+          );
+        }
+        if (st.firstScanDone) {
+          assert.equal(st.tracks, 1500);
+          assert.equal(st.problems, 2);
+          assert.equal(st.scan?.parsed, 1502);
+          break;
+        }
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      assert.ok(samples > 0);
+      if (during === 0) console.error("*** the scan ended before status could sample it");
+    } finally {
+      await musicfs(["unmount", "--lazy", mnt]).catch(() => {});
+      await detachIfMounted(mnt);
       await dir.cleanup();
     }
   },

@@ -108,7 +108,7 @@ Deno.test(
         const wal = `${dirs.state}/library.db-wal`;
         if (await exists(wal)) assert.equal((await Deno.stat(wal)).size, 0, "WAL content left");
         assert.equal(await exists(controlSocketPath(dirs.state)), false, "control socket left");
-        const index = await SearchIndex.open(`${dirs.state}/search.snapshot`);
+        const index = await SearchIndex.open(`${dirs.state}/search.db`, { readOnly: true });
         assert.equal(index.size, lib.good.length, "documents in the search snapshot");
         // The snapshot answers queries, not just counts: a tagged title finds its track.
         const titled = lib.good.find((g) =>
@@ -119,6 +119,7 @@ Deno.test(
           index.search(titled.tags.title!, 1000).length > 0,
           `"${titled.tags.title}" not found`,
         );
+        index.close();
         assert.match(d.stderr, /Shutdown complete/);
       } finally {
         await d.stop();

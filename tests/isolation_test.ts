@@ -109,3 +109,38 @@ Deno.test({
     }
   },
 });
+
+Deno.test("isolation: private dirs of killed runs are removed by the next run, live ones kept", async () => {
+  const tmp = await Deno.makeTempDir({ prefix: "musicfs-isolation-gc-" });
+  try {
+    const dead = new Deno.Command("true").spawn();
+    await dead.status;
+    const self = await Deno.readTextFile(`/proc/${Deno.pid}/stat`);
+    const selfStart = self.slice(self.lastIndexOf(")") + 2).split(" ")[19];
+    const mk = async (name: string, owner: string | null) => {
+      await Deno.mkdir(`${tmp}/${name}/home`, { recursive: true });
+      if (owner !== null) await Deno.writeTextFile(`${tmp}/${name}/.owner`, owner);
+    };
+    await mk("musicfs-test-env-killed", `${dead.pid} 12345\n`);
+    await mk("musicfs-test-env-live", `${Deno.pid} ${selfStart}\n`);
+    await mk("musicfs-test-env-unmarked", null);
+    await mk("not-ours", `${dead.pid} 1\n`);
+    const env: Record<string, string> = { TMPDIR: tmp, PATH: Deno.env.get("PATH") ?? "/usr/bin" };
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "eval",
+        `import ${JSON.stringify(new URL("./support/isolation.ts", import.meta.url).href)};`,
+      ],
+      env,
+      clearEnv: true,
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    const left = (await Array.fromAsync(Deno.readDir(tmp))).map((e) => e.name).sort();
+    // The child's own dir is removed at its exit; the killed run's too; the rest stay.
+    assert.deepEqual(left, ["musicfs-test-env-live", "musicfs-test-env-unmarked", "not-ours"]);
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});

@@ -96,10 +96,13 @@ function escapeRe(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
 
-/** SPEC.md section 2 names, as far as the fixtures need them: `/` -> `_`, trimmed, `.`/`..`. */
+/**
+ * SPEC.md section 2 names, as far as the fixtures need them: tag text NFC-normalised (issue 10),
+ * `/` -> `_`, trimmed, a leading `.` -> `_`.
+ */
 function san(s: string): string {
-  const n = s.replace(/[/\0]/g, "_").trim();
-  return n === "." || n === ".." ? `_${n}` : n;
+  const n = s.normalize("NFC").replace(/[/\0]/g, "_").trim();
+  return n.startsWith(".") ? `_${n.slice(1)}` : n;
 }
 
 /** Where a track must appear, worked out from its tags alone (SPEC.md section 2). */
@@ -110,33 +113,69 @@ interface Expected {
   stem: string;
 }
 
+/** Grouping key: NFC and case folded (README: one artist, one folder). */
+function fold(s: string): string {
+  return s.normalize("NFC").toUpperCase().toLowerCase().normalize("NFC");
+}
+
+/** The most common spelling; ties: a leading capital, then fewer capitals, then code order. */
+function majority(spellings: string[]): string {
+  const counts = new Map<string, number>();
+  for (const s of spellings) {
+    counts.set(s.normalize("NFC"), (counts.get(s.normalize("NFC")) ?? 0) + 1);
+  }
+  const caps = (s: string) => [...s].filter((c) => c !== c.toLowerCase()).length;
+  const lead = (s: string) => s !== "" && s[0] !== s[0].toLowerCase();
+  return [...counts].sort(([a, m], [b, n]) =>
+    n - m || Number(lead(b)) - Number(lead(a)) || caps(a) - caps(b) || (a < b ? -1 : a > b ? 1 : 0)
+  )[0][0];
+}
+
+function albumArtistOf(t: GeneratedTrack): string {
+  return t.tags.albumArtist ?? t.tags.artist ?? "Unknown Artist";
+}
+
 function albumKey(t: GeneratedTrack): string {
-  const aa = t.tags.albumArtist ?? t.tags.artist ?? "Unknown Artist";
-  return `${aa}\0${t.tags.album ?? "Unknown Album"}\0${t.tags.year ?? ""}`;
+  return `${fold(albumArtistOf(t))}\0${fold(t.tags.album ?? "Unknown Album")}`;
 }
 
 function expectations(lib: FixtureLibrary): Map<GeneratedTrack, Expected> {
-  const discs = new Map<string, number>();
+  const albums = new Map<string, GeneratedTrack[]>();
+  const artists = new Map<string, string[]>();
+  const genres = new Map<string, string[]>();
   for (const t of lib.good) {
     const k = albumKey(t);
-    discs.set(k, Math.max(discs.get(k) ?? 1, t.tags.disc ?? 0, t.tags.discTotal ?? 0));
+    albums.set(k, [...albums.get(k) ?? [], t]);
+    const a = fold(albumArtistOf(t));
+    artists.set(a, [...artists.get(a) ?? [], albumArtistOf(t)]);
+    const g = t.tags.genre ?? "Unknown Genre";
+    genres.set(fold(g), [...genres.get(fold(g)) ?? [], g]);
   }
   const out = new Map<GeneratedTrack, Expected>();
   for (const t of lib.good) {
-    const aa = t.tags.albumArtist ?? t.tags.artist ?? "Unknown Artist";
-    const album = t.tags.album ?? "Unknown Album";
-    const year = t.tags.year;
+    const tracks = albums.get(albumKey(t))!;
+    const aa = majority(artists.get(fold(albumArtistOf(t)))!);
+    const album = majority(tracks.map((x) => x.tags.album ?? "Unknown Album"));
+    // The album's year: the most common one of its tracks, ties to the earliest.
+    const years = new Map<number, number>();
+    for (const x of tracks) {
+      if (x.tags.year) years.set(x.tags.year, (years.get(x.tags.year) ?? 0) + 1);
+    }
+    const year = [...years].sort(([a, m], [b, n]) => n - m || a - b)[0]?.[0];
     const folder = year === undefined ? album : `${album} (${year})`;
     const title = t.tags.title ?? fileStem(t.relPath);
-    const multi = discs.get(albumKey(t))! > 1;
+    const multi = Math.max(...tracks.map((x) =>
+      Math.max(1, x.tags.disc ?? 0, x.tags.discTotal ?? 0)
+    )) > 1;
     const stem = t.tags.track === undefined
       ? title
       : `${multi && t.tags.disc ? `${t.tags.disc}-` : ""}${pad2(t.tags.track)} - ${title}`;
+    const genre = majority(genres.get(fold(t.tags.genre ?? "Unknown Genre"))!);
     out.set(t, {
       dirs: {
         Artists: `Artists/${san(aa)}/${san(folder)}`,
         Albums: `Albums/${san(`${folder} - ${aa}`)}`,
-        Genres: `Genres/${san(t.tags.genre ?? "Unknown Genre")}/${san(aa)}/${san(folder)}`,
+        Genres: `Genres/${san(genre)}/${san(aa)}/${san(folder)}`,
         Years: `Years/${year ?? "Unknown Year"}/${san(`${aa} - ${album}`)}`,
       },
       stem: san(stem),
@@ -164,6 +203,8 @@ function assertTrackName(
   renamed: Set<string>,
   path: string,
 ) {
+  // Titles are compared in NFC: the library normalises tag text (issue 10, rule 2).
+  name = name.normalize("NFC");
   const plain = `${exp.stem}.${ext}`;
   if (byteLength(plain) > 255) {
     assert.ok(byteLength(name) <= 255 && name.endsWith(`.${ext}`), `bad long name ${path}`);
@@ -188,11 +229,19 @@ function assertTrackName(
 async function verifyTree(mnt: string, lib: FixtureLibrary): Promise<void> {
   const top: string[] = [];
   for await (const e of Deno.readDir(mnt)) top.push(e.name);
-  assert.deepEqual(top.sort(), [".musicfs", ".search", "Albums", "Artists", "Genres", "Years"]);
+  assert.deepEqual(top.sort(), [
+    ".musicfs",
+    ".search",
+    "Albums",
+    "Artists",
+    "Genres",
+    "Playlists",
+    "Years",
+  ]);
   const problems = await Deno.readTextFile(`${mnt}/.musicfs/problems.txt`);
   const renamed = new Set(
     problems.split("\n").filter((l) => l.startsWith("renamed: ")).map((l) =>
-      l.slice("renamed: ".length, l.indexOf(" (name taken: "))
+      l.slice("renamed: ".length, l.search(/ \(name (?:was )?taken: /))
     ),
   );
   const unreadable = new Set(
@@ -263,7 +312,13 @@ async function verifyTree(mnt: string, lib: FixtureLibrary): Promise<void> {
     let withCover = 0;
     for (const [dir, l] of leaves) {
       assert.ok(l.sourceDirs.size > 0, `/${dir} holds a cover but no track`);
-      const candidates = [...coverSources].filter((c) => l.sourceDirs.has(dirname(c)));
+      // A track's own folder, else the parent of a disc folder (CD1, Disc 2).
+      const candidates = [...coverSources].filter((c) =>
+        l.sourceDirs.has(dirname(c)) ||
+        [...l.sourceDirs].some((d) =>
+          /^(?:cd|dis[ck])[\s._-]*\d/i.test(basename(d)) && dirname(d) === dirname(c)
+        )
+      );
       if (candidates.length === 0) {
         assert.deepEqual(l.covers, [], `/${dir} shows a cover but no source folder has one`);
       } else {
@@ -613,7 +668,10 @@ Deno.test(
           const stem = san(t.tags.track === undefined ? title : `${pad2(t.tags.track)} ${title}`);
           assert.equal(dirname(f), `${genre}/${artist}`, f);
           if (byteLength(`${stem}.${t.ext}`) <= 255) {
-            assert.match(basename(f), new RegExp(`^${escapeRe(stem)}( \\(\\d+\\))?\\.${t.ext}$`));
+            assert.match(
+              basename(f).normalize("NFC"),
+              new RegExp(`^${escapeRe(stem)}( \\(\\d+\\))?\\.${t.ext}$`),
+            );
           }
         }
         // /Albums keeps the default shape.

@@ -254,11 +254,14 @@ Deno.test(
           await swapTest(d, swapped, `${lib}/Swap/swapped.mp3`, secretFile);
         });
 
-        // A second run fills the chunk cache; then nothing at rest may be readable by the user.
+        // A second run shares /.search and fills the chunk cache; then nothing at rest may be
+        // readable by the user.
+        const args = ["--allow-other", "--allow-other-search", "--cache-reads", "always"];
         await withDaemon(
-          daemonOptions(dirs, { args: ["--allow-other", "--cache-reads", "always"] }),
+          daemonOptions(dirs, { args }),
           async (d) => {
             await d.waitScanDone();
+            await sharedSearch(probe, dirs.mnt);
             const at = await mountedPaths(dirs.mnt);
             await Deno.readFile(at.get(`${lib}/Private/secret.mp3`)!);
             await waitFor(
@@ -267,6 +270,8 @@ Deno.test(
               "the chunk to be stored",
             );
             await restIsPrivate(probe, [dirs.state, dirs.cache]);
+            // The control socket, wherever it lives (the runtime dir or the state dir).
+            assert.equal((await Deno.lstat(d.socket)).mode! & 0o777, 0o600, d.socket);
           },
         );
         await restIsPrivate(probe, [dirs.state, dirs.cache]);
@@ -276,6 +281,37 @@ Deno.test(
     }
   },
 );
+
+/**
+ * With `--allow-other-search` the user may run queries (not list past ones); a query folder
+ * opens to them only when they can read one of its results; /.musicfs stays closed.
+ */
+async function sharedSearch(probe: Prober, mnt: string): Promise<void> {
+  let open: Outcome | undefined;
+  await waitFor(
+    async () => {
+      open = await probe.one("readdir", `${mnt}/.search/Open Band`);
+      return open.ok && open.value !== "";
+    },
+    15_000,
+    "a search for the public track",
+  );
+  assert.match((open as { value: string }).value, /^Open Band - Open Band Song\.mp3$/m);
+  assert.ok(
+    (await probe.one("read", `${mnt}/.search/Open Band/Open Band - Open Band Song.mp3`)).ok,
+  );
+  const [list, secret, status] = await probe.run([
+    { op: "readdir", path: `${mnt}/.search` },
+    { op: "readdir", path: `${mnt}/.search/Secret` },
+    { op: "read", path: `${mnt}/.musicfs/status.json` },
+  ]);
+  refused(list, "listing /.search");
+  refused(secret, "a query whose only result is private");
+  // Not for want of results: root sees the private track there.
+  const rootView = await Array.fromAsync(Deno.readDir(`${mnt}/.search/Secret`));
+  assert.deepEqual(rootView.map((e) => e.name), ["Secret Band - Secret Band Song.mp3"]);
+  refused(status, "/.musicfs/status.json with --allow-other-search");
+}
 
 /** A track swapped for a symlink to a file outside the library answers EIO, never its bytes. */
 async function swapTest(

@@ -250,13 +250,18 @@ function buildProgram(opts: { run: Run }): { program: Command; code: () => numbe
           }
           const t = await target(o);
           if (t.kind === "many") return printed(manyDaemonsError(t.entries, "search"));
-          // No daemon at that mountpoint: the default state dir answers, paths under it.
           const stateDir = t.kind === "one" ? t.stateDir : t.defaultStateDir;
           // The daemon records its mountpoint and a custom --layout there, for answers without it.
           const layout = await Deno.readTextFile(`${stateDir}/layout`).catch(() => undefined);
           const lastMount = await Deno.readTextFile(`${stateDir}/mountpoint`).catch(() =>
             undefined
           );
+          // No daemon at that mountpoint: the default state dir answers offline, but only for
+          // the mount it last served, so no other library's paths are printed under DIR.
+          if (
+            t.kind === "unserved" &&
+            (!lastMount || canonicalMountpoint(lastMount) !== t.mountpoint)
+          ) return printed(unservedError(t));
           return await searchCommand({
             stateDir,
             socketPath: t.kind === "one" ? t.socketPath : undefined,

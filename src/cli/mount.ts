@@ -161,8 +161,7 @@ export function resolveMountOptions(
         `Library ${lib} is not a directory (give the folder that holds your music)`,
       );
     }
-    const real = Deno.realPathSync(abs);
-    if (!roots.includes(real)) roots.push(real);
+    roots.push(Deno.realPathSync(abs));
   }
   const cacheReads = flags.cacheReads ?? "remote";
   if (!["remote", "always", "never"].includes(cacheReads)) {

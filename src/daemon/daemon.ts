@@ -8,12 +8,15 @@ import { isInside, MusicOps, SourceOpener, TRACK_INO_BASE, VirtualTree } from ".
 import type { Invalidation } from "../fs/mod.ts";
 import {
   checkSources,
+  countProblems,
   Database,
   type LibraryChange,
   type LibraryDatabaseOpen,
   LibraryWatcher,
+  mergeRoots,
   openLibraryDatabase,
   type Origin,
+  revalidateMsFromEnv,
   Scanner,
   type ScanProgress,
   setAsideLibraryDatabase,
@@ -53,7 +56,7 @@ export interface DaemonOptions {
   libraries: string[];
   /** Absolute path of the folder to mount on. */
   mountpoint: string;
-  /** Absolute state dir: library.db, search snapshot, lock, control socket, log. */
+  /** Absolute state dir: library.db, search.db, lock, control socket, log. */
   stateDir: string;
   /** Absolute dir of the chunk cache and its index. */
   cacheDir: string;
@@ -187,7 +190,10 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         to: opened.recovered.movedTo,
       });
     }
-    const origins: Origin[] = opts.libraries.map((p) => {
+    // A root inside another one (or given twice) would show its files twice: merged, one line.
+    const { roots, merged } = mergeRoots(opts.libraries);
+    for (const m of merged) log.warn("{message}", { message: m.message });
+    const origins: Origin[] = roots.map((p) => {
       try {
         return db!.ensureOrigin(p);
       } catch (e) {
@@ -227,9 +233,10 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     const watchStates = new Map<number, WatchState>();
     // The supervisor logs every transition itself.
     const supervisor = new TaskSupervisor();
-    const search = LazySearch.fromSnapshot(`${opts.stateDir}/search.snapshot`, {
+    const search = LazySearch.fromSnapshot(`${opts.stateDir}/search.db`, {
       generation: db.generation,
       rebuildFrom: () => ours(db!.allTracks()),
+      verify: true,
     });
     // One known track per origin: an unmounted share leaves an empty mountpoint that a stat
     // of the root alone would call healthy.
@@ -256,8 +263,10 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       health,
       opener,
     });
-    // Only now that every lock is held: a refused start must not touch the search snapshot.
+    // Only now that every lock is held: a refused start must not touch the search index.
     search.startLoading();
+    // The minisearch snapshot of musicfs before search.db: rebuilt into search.db.
+    await Deno.remove(`${opts.stateDir}/search.snapshot`).catch(() => {});
 
     const scanning = () => supervisor.status("scanner")?.state === "running";
     let firstScanDone = false;
@@ -277,6 +286,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         stateDir: opts.stateDir,
         tracks: treeStats.tracks,
         problems: treeStats.problems,
+        problemKinds: countProblems(tree.problems()),
         scan: scanProgress && {
           active: scanning(),
           phase: scanProgress.phase,
@@ -339,6 +349,8 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       tracks: startTracks,
       covers: ours(db.covers()),
       problems: ours(db.problems()),
+      playlists: ours(db.playlists()),
+      names: db.names(),
       uid,
       gid,
       layout: opts.layout,
@@ -349,6 +361,23 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         ? { shareSearch: opts.allowOtherSearch, onAccessResolved: invalidate }
         : undefined,
     });
+    // Names that stay put: what the tree settled is stored right after each library batch
+    // (the next synchronous step after its commit), so a restart gives every file its name.
+    let unsavedNames: ReturnType<typeof tree.takeNameChanges> = [];
+    const saveNames = () => {
+      const changes = [...unsavedNames, ...tree.takeNameChanges()];
+      try {
+        db!.saveNames(changes);
+        unsavedNames = [];
+      } catch (e) {
+        unsavedNames = changes;
+        log.warn("Cannot store {n} name assignments (will retry): {error}", {
+          n: changes.length,
+          error: String(e),
+        });
+      }
+    };
+    saveNames();
 
     // Re-checks of sources an open found changed, swapped or gone, by origin: coalesced, so a
     // player retrying a bad file does not queue a rescan per attempt.
@@ -410,7 +439,10 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       onRootGone: () => void health.probeNow(),
     });
 
+    // Where the change listener's time goes during a scan (the scan's debug stage line).
+    const listenerMs = { tree: 0, invalidate: 0, search: 0 };
     const onChange = (c: LibraryChange) => {
+      const t0 = performance.now();
       const removedIds = c.removed.map((t) => t.id);
       for (const t of c.removed) {
         if (sample.get(t.originId) === `${originPath.get(t.originId)}/${t.relPath}`) {
@@ -430,11 +462,19 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         covers: c.covers,
         removedCovers: c.removedCovers,
         problems: c.problemsChanged ? ours(db!.problems()) : undefined,
+        playlists: c.playlists,
+        removedPlaylists: c.removedPlaylists,
       });
+      saveNames();
+      const t1 = performance.now();
       invalidate(inv);
+      const t2 = performance.now();
       for (const t of c.added) search.indexFile(t);
       for (const t of c.changed) search.indexFile(t);
       for (const id of removedIds) search.remove(id);
+      listenerMs.tree += t1 - t0;
+      listenerMs.invalidate += t2 - t1;
+      listenerMs.search += performance.now() - t2;
     };
     // st_dev of our own mount, once mounted: the walk refuses anything on it (a loop).
     const mount: { dev?: number } = {};
@@ -468,9 +508,10 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       passthrough: passthroughEnv === "0" ? false : "auto",
       // Other users get exactly what the sources give them; the kernel checks the modes.
       defaultPermissions: opts.allowOther,
-      // The tree tells the kernel about every change, so its caches may live long.
-      entryTtlMs: 10_000,
-      attrTtlMs: 10_000,
+      // The tree tells the kernel about every change, so its caches may live long (generated
+      // files, which change without a notice, get 1 s: see MusicOps.shareAttrs).
+      entryTtlMs: 3_600_000,
+      attrTtlMs: 3_600_000,
       // Listings too: apply() invalidates a directory's inode whenever its entries change.
       cacheDirs: true,
     });
@@ -500,14 +541,32 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
             log.info("The state dir can be written again: scanning");
             readOnly = undefined;
           }
+          listenerMs.tree = listenerMs.invalidate = listenerMs.search = 0;
+          let told = 0;
           await scanner.scan(origins.map((o) => o.path), {
             signal,
+            // Every file: status must never show fewer files read than tracks in the tree
+            // (the tree fills from commits, which follow the reads). Only the kept copy is
+            // per file; systemd and the progress bar hear at most every 250 ms.
+            progressMs: 0,
             onProgress: (p) => {
               scanProgress = p;
+              const now = performance.now();
+              if (now - told < 250 && p.phase !== "done") return;
+              told = now;
               systemd.status(`scan ${p.phase}: ${p.parsed}/${p.total} files read`);
               opts.onScanProgress?.(status());
             },
           });
+          log.debug(
+            "Scan change listener: tree {tree} ms, kernel invalidations {invalidate} ms, " +
+              "search {search} ms",
+            {
+              tree: Math.round(listenerMs.tree),
+              invalidate: Math.round(listenerMs.invalidate),
+              search: Math.round(listenerMs.search),
+            },
+          );
         } catch (e) {
           if (signal.aborted || signals.shuttingDown) throw e;
           const delayMs = SCAN_RETRY_MS[Math.min(scanRetry.failures, SCAN_RETRY_MS.length - 1)];
@@ -554,7 +613,15 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
           },
           timeoutMs: 7000,
         },
-        { name: "commit search", run: async () => void (search.index && await search.commit()) },
+        {
+          name: "commit search",
+          run: async () => {
+            // The full check of search.db started at open holds the changes made meanwhile.
+            search.stopChecking();
+            if (search.index) await search.commit();
+            search.close();
+          },
+        },
         { name: "close scanner", run: () => scanner.close() },
         { name: "close cache", run: () => cache?.close() },
         {
@@ -727,6 +794,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         pollReason: known &&
           `a FIFO in the library (${originPath.get(known.originId)}/${known.relPath}) stalls ` +
             `file events`,
+        revalidateMs: revalidateMsFromEnv(),
         onState: (s: WatchState) => {
           for (const o of origins) watchStates.set(o.id, s);
           if (s.mode === "polling") {

@@ -60,6 +60,11 @@ export interface DaemonStatus {
   tracks: number;
   /** Files left out because they cannot be read (listed in /.musicfs/problems.txt). */
   problems?: number;
+  /**
+   * What the library could not use, by kind (each a problems.txt line; hidden folders are one
+   * line per root with their count).
+   */
+  problemKinds?: { files: number; folders: number; symlinks: number; hiddenFolders: number };
   /** The current or last scan; null before the first progress report. */
   scan: ScanStatus | null;
   /** Whether a first scan since start has finished (what `mount --wait` waits for). */

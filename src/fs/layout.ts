@@ -6,7 +6,7 @@
  * - `/` separates path segments; the last segment is the file name, to which `.<ext>` is
  *   always appended (a trailing `.{ext}` in the template is accepted and not doubled).
  * - `{field}` inserts a tag; fields (case-insensitive): artist, albumartist, album, title,
- *   track, disc, year, genre, ext. `{track:02}` pads a number field with zeros to 2 digits.
+ *   track, disc, year, genre, ext, artistsort, albumartistsort. `{track:02}` pads a number field with zeros to 2 digits.
  * - `(...)` is a group: rendered with its parentheses when at least one field inside has a
  *   value, removed entirely, along with the blanks just before it, when all its fields are
  *   missing. So `{album} ({year})` gives `Album (1999)`, or `Album` without a year. A group
@@ -14,6 +14,7 @@
  *
  * Missing tags, outside a group, show their fallback: albumartist -> artist ->
  * `Unknown Artist`; artist -> albumartist -> `Unknown Artist`; `Unknown Album`;
+ * artistsort -> artist; albumartistsort -> albumartist (or, without one, artistsort -> artist);
  * title -> source file name; `Unknown Genre`; `Unknown Year`. `track` and `disc` have no
  * fallback: a missing one shows nothing and also drops the text right after it, up to the
  * next field or group (`{track:02} - {title}` gives `Title` without a track number). Inside a
@@ -32,7 +33,9 @@ import {
   albumName,
   artistName,
   discPrefix,
+  fitName,
   genreName,
+  type NamePart,
   positive,
   present,
   sanitizeName,
@@ -51,6 +54,8 @@ export const LAYOUT_FIELDS = [
   "year",
   "genre",
   "ext",
+  "artistsort",
+  "albumartistsort",
 ] as const;
 
 /** One field name of {@link LAYOUT_FIELDS}. */
@@ -206,6 +211,8 @@ export type LayoutTrack = Pick<
   | "genre"
   | "relPath"
   | "ext"
+  | "artistSort"
+  | "albumArtistSort"
 >;
 
 /** The field's own value, or undefined when the tag is missing. */
@@ -229,8 +236,23 @@ function value(f: LayoutField, t: LayoutTrack, multiDisc: boolean): string | num
       return present(t.genre);
     case "ext":
       return t.ext;
+    case "artistsort":
+      return present(t.artistSort);
+    case "albumartistsort":
+      return present(t.albumArtistSort) ?? present(t.albumArtist) ?? present(t.artistSort);
   }
 }
+
+/** Fields whose text may be shortened to fit 255 bytes (numbers and the extension may not). */
+const VARIABLE: ReadonlySet<LayoutField> = new Set([
+  "artist",
+  "albumartist",
+  "album",
+  "title",
+  "genre",
+  "artistsort",
+  "albumartistsort",
+]);
 
 /** What a missing field shows outside a group; `""` means nothing (and drops the next text). */
 function fallback(f: LayoutField, t: LayoutTrack): string {
@@ -247,6 +269,10 @@ function fallback(f: LayoutField, t: LayoutTrack): string {
       return genreName(t);
     case "year":
       return UNKNOWN_YEAR;
+    case "artistsort":
+      return artistName(t);
+    case "albumartistsort":
+      return albumArtistName(t);
     default:
       return "";
   }
@@ -265,29 +291,52 @@ function render(
   t: LayoutTrack,
   multiDisc: boolean,
   inGroup: boolean,
-): string {
-  let s = "";
+  out: NamePart[],
+): void {
   let drop = false;
   for (const p of parts) {
     if (p.kind === "text") {
-      if (!drop) s += p.text;
+      if (!drop) out.push({ text: p.text, fixed: true });
       drop = false;
     } else if (p.kind === "field") {
       const v = value(p.field, t, multiDisc);
       if (v !== undefined) {
-        s += p.pad ? String(v).padStart(p.pad, "0") : String(v);
+        const text = p.pad ? String(v).padStart(p.pad, "0") : String(v);
+        out.push({ text, fixed: !VARIABLE.has(p.field) });
         drop = false;
       } else {
         const fb = inGroup ? "" : fallback(p.field, t);
-        s += fb;
+        if (fb !== "") out.push({ text: fb, fixed: !VARIABLE.has(p.field) });
         drop = fb === "";
       }
     } else {
       drop = false;
-      if (allMissing(p.parts, t, multiDisc)) s = s.trimEnd();
-      else s += `(${render(p.parts, t, multiDisc, true)})`;
+      if (allMissing(p.parts, t, multiDisc)) trimEnd(out);
+      else {
+        out.push({ text: "(", fixed: true });
+        render(p.parts, t, multiDisc, true, out);
+        out.push({ text: ")", fixed: true });
+      }
     }
   }
+}
+
+/** Drop the blanks at the end of a part list (before a group left out). */
+function trimEnd(out: NamePart[]): void {
+  while (out.length) {
+    const last = out[out.length - 1];
+    const text = last.text.trimEnd();
+    if (text !== "") {
+      out[out.length - 1] = { text, fixed: last.fixed };
+      return;
+    }
+    out.pop();
+  }
+}
+
+function textOf(parts: readonly NamePart[]): string {
+  let s = "";
+  for (const p of parts) s += p.text;
   return s;
 }
 
@@ -300,11 +349,13 @@ export function renderLayout(layout: Layout, t: LayoutTrack, multiDisc: boolean)
   const out: string[] = [];
   const last = layout.segments.length - 1;
   for (let i = 0; i < last; i++) {
-    const s = render(layout.segments[i], t, multiDisc, false).trim();
-    if (s !== "") out.push(sanitizeName(s));
+    const parts: NamePart[] = [];
+    render(layout.segments[i], t, multiDisc, false, parts);
+    if (textOf(parts).trim() !== "") out.push(fitName(parts));
   }
-  let stem = render(layout.segments[last], t, multiDisc, false);
-  if (stem.trim() === "") stem = titleName(t);
-  out.push(sanitizeName(stem, t.ext));
+  const parts: NamePart[] = [];
+  render(layout.segments[last], t, multiDisc, false, parts);
+  if (textOf(parts).trim() === "") out.push(sanitizeName(titleName(t), t.ext));
+  else out.push(fitName(parts, t.ext));
   return out;
 }

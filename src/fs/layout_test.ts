@@ -65,7 +65,7 @@ Deno.test("unknown layout field is a LayoutError naming it and the known fields"
     assert.equal(e.name, "LayoutError");
     assert.equal(
       e.message,
-      "Unknown layout field: {foo} (known: artist, albumartist, album, title, track, disc, year, genre, ext)",
+      "Unknown layout field: {foo} (known: artist, albumartist, album, title, track, disc, year, genre, ext, artistsort, albumartistsort)",
     );
     return true;
   });
@@ -147,7 +147,28 @@ Deno.test("each rendered segment is sanitised", () => {
   );
   assert.equal(out[0].startsWith("AC_DC - xxx"), true);
   assert.equal(new TextEncoder().encode(out[0]).length, 255);
-  assert.equal(out[1], "...flac");
+  assert.equal(out[1], "_..flac");
   const bare = parseLayout("{title}");
   assert.deepEqual(renderLayout(bare, track({ title: " " }), false), ["file name.flac"]);
+});
+
+Deno.test("sort fields render the sort tags, with their fallbacks", () => {
+  const l = parseLayout("{albumartistsort}/{artistsort} - {title}");
+  assert.deepEqual(
+    renderLayout(l, track({ albumArtistSort: "Beatles, The", artistSort: "Lennon, John" }), false),
+    ["Beatles, The", "Lennon, John - Title.flac"],
+  );
+  // No sort tags: the album artist and artist names.
+  assert.deepEqual(
+    renderLayout(l, track({ albumArtistSort: undefined }), false)[0],
+    "Album Artist",
+  );
+});
+
+Deno.test("a long layout name keeps its year group and extension", () => {
+  const l = parseLayout("{albumartist}/{album} ({year})/{track:02} - {title}");
+  const out = renderLayout(l, track({ album: "y".repeat(400), title: "t".repeat(400) }), false);
+  assert.ok(out[1].endsWith(" (1999)"), out[1]);
+  assert.equal(new TextEncoder().encode(out[1]).length, 255);
+  assert.ok(out[2].startsWith("01 - ttt") && out[2].endsWith(".flac"));
 });

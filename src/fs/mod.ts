@@ -4,7 +4,7 @@
  *
  * @module
  */
-export type { Origin, Problem, Tags, TrackRecord } from "../library/mod.ts";
+export type { Origin, Playlist, Problem, Tags, TrackRecord } from "../library/mod.ts";
 export type {
   Attr,
   DirEntry,
@@ -22,6 +22,8 @@ export {
   type GeneratedNode,
   INO,
   type Invalidation,
+  type NameRow,
+  type NameRowChange,
   type Node,
   type SymlinkNode,
   TRACK_INO_BASE,
@@ -50,9 +52,12 @@ export {
   artistName,
   cutUtf8,
   discCount,
+  fitName,
+  foldKey,
   genreName,
   MAX_NAME_BYTES,
   type NameClaim,
+  type NamePart,
   resolveCollisions,
   sanitizeName,
   titleName,

@@ -10,9 +10,13 @@
  * - unpaired UTF-16 surrogates become U+FFFD, so the byte length computed here is the one the
  *   kernel sees;
  * - leading and trailing blanks are trimmed; a name left empty becomes `_`;
- * - the name is cut to 255 bytes of UTF-8 at a code point boundary, keeping the extension
- *   (and a collision suffix) whole: only the stem is shortened;
- * - `.` and `..` get a `_` prefix.
+ * - the name is cut to 255 bytes of UTF-8 at a code point boundary, keeping the extension, a
+ *   collision suffix and the fixed parts of a name (` (1999)`, ` - `, `NN - `) whole: only the
+ *   tag text is shortened ({@link fitName});
+ * - a leading `.` becomes `_`, so no entry is hidden (`...Baby` -> `_..Baby`, `.` -> `_`).
+ *
+ * Grouping ({@link foldKey}): artist, album artist, album and genre compare after NFC and
+ * Unicode case folding, so `Björk` (NFC or NFD) and `björk`, or `Rock` and `ROCK`, are one.
  *
  * @module
  */
@@ -80,13 +84,23 @@ function isLowSurrogate(c: number): boolean {
   return c >= 0xdc00 && c < 0xe000;
 }
 
-/** `/`, NUL and control characters replaced, surrogates made whole, blanks trimmed. */
-function clean(s: string): string {
+/** `/`, NUL and control characters replaced, surrogates made whole (blanks kept). */
+function cleanChars(s: string): string {
   if (NEEDS_CLEANING.test(s)) {
     s = s.replace(SLASH_OR_NUL, "_").replace(CONTROL_RUN, " ");
   }
   if (!s.isWellFormed()) s = s.toWellFormed();
-  return s.trim();
+  return s;
+}
+
+/** {@link cleanChars}, blanks trimmed. */
+function clean(s: string): string {
+  return cleanChars(s).trim();
+}
+
+/** A leading `.` becomes `_`: nothing in the tree is hidden (`.` -> `_`, `..` -> `_.`). */
+function unhide(name: string): string {
+  return name.charCodeAt(0) === 0x2e ? `_${name.slice(1)}` : name;
 }
 
 /**
@@ -102,8 +116,69 @@ function join(stem: string, ext: string, suffix: string): string {
   const room = MAX_NAME_BYTES - utf8Length(tail);
   if (stem.length * 3 > room) stem = cutUtf8(stem, room).trimEnd();
   if (stem === "") stem = "_";
-  const name = stem + tail;
-  return name === "." || name === ".." ? `_${name}` : name;
+  return unhide(stem + tail);
+}
+
+/** One piece of a name for {@link fitName}: tag text (shortened first) or fixed text. */
+export interface NamePart {
+  /** The text, not yet sanitised. */
+  text: string;
+  /** Fixed text (` (1999)`, ` - `, a track number) is kept whole when the name is cut. */
+  fixed?: boolean;
+}
+
+/**
+ * A valid name made of `parts` (plus `.ext`): like {@link sanitizeName}, but when the whole is
+ * over 255 bytes only the variable parts are shortened, the longest first, so ` (1999)` or
+ * ` - Artist`'s separator survive: `Very Long Album… (1999)`, never `Very Long Album (19`.
+ */
+export function fitName(parts: readonly NamePart[], ext = ""): string {
+  const texts = parts.map((p) => cleanChars(p.text));
+  let whole = texts.join("");
+  const e = clean(ext);
+  const tail = e === "" ? "" : `.${e}`;
+  if (utf8Length(whole.trim()) + utf8Length(tail) <= MAX_NAME_BYTES || e.length > MAX_EXT_BYTES) {
+    return join(whole.trim(), e, "");
+  }
+  // Leading and trailing blanks of the whole go first, so the room counts the final name.
+  texts[0] = texts[0].trimStart();
+  texts[texts.length - 1] = texts[texts.length - 1].trimEnd();
+  let fixedBytes = utf8Length(tail);
+  const variable: number[] = [];
+  for (let i = 0; i < texts.length; i++) {
+    if (parts[i].fixed) fixedBytes += utf8Length(texts[i]);
+    else variable.push(i);
+  }
+  let room = MAX_NAME_BYTES - fixedBytes;
+  if (room < variable.length || variable.length === 0) return join(whole.trim(), e, "");
+  // Fair shares: the short parts keep all they have, the long ones split what remains.
+  variable.sort((a, b) => utf8Length(texts[a]) - utf8Length(texts[b]));
+  for (let k = 0; k < variable.length; k++) {
+    const i = variable[k];
+    const share = Math.floor(room / (variable.length - k));
+    const len = utf8Length(texts[i]);
+    if (len > share) texts[i] = cutUtf8(texts[i], share).trimEnd() || "_";
+    room -= utf8Length(texts[i]);
+  }
+  whole = texts.join("").trim();
+  return join(whole, e, "");
+}
+
+/** Case folding as Unicode's full folding does it for nearly all text (`ß` -> `ss`). */
+const foldCache = new Map<string, string>();
+
+/**
+ * The grouping key of a tag: NFC, then Unicode case folding (approximated by upper- then
+ * lower-casing, which folds `ß`/`SS`, final sigma and most scripts alike), then NFC again.
+ */
+export function foldKey(s: string): string {
+  let k = foldCache.get(s);
+  if (k !== undefined) return k;
+  k = s.normalize("NFC").toUpperCase().toLowerCase().normalize("NFC");
+  // Tag values repeat a lot (one per album or artist); the cache is bounded all the same.
+  if (foldCache.size > 200_000) foldCache.clear();
+  foldCache.set(s, k);
+  return k;
 }
 
 /**
@@ -219,6 +294,14 @@ export function trackFileName(
 export function albumFolder(t: Tags): string {
   const y = yearText(t);
   return y === undefined ? albumName(t) : `${albumName(t)} (${y})`;
+}
+
+/** The parts of `<Album>[ (<Year>)]` for {@link fitName}: the year is kept whole. */
+export function albumFolderParts(album: string, year: string | undefined): NamePart[] {
+  return year === undefined ? [{ text: album }] : [{ text: album }, {
+    text: ` (${year})`,
+    fixed: true,
+  }];
 }
 
 /** One entry that wants a name in a directory. */

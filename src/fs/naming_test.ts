@@ -2,10 +2,13 @@ import assert from "node:assert/strict";
 import {
   albumArtistName,
   albumFolder,
+  albumFolderParts,
   albumName,
   artistName,
   cutUtf8,
   discCount,
+  fitName,
+  foldKey,
   genreName,
   type NameClaim,
   resolveCollisions,
@@ -44,12 +47,16 @@ Deno.test("title falls back to the source file name without extension", () => {
   assert.equal(titleName({ title: "T", relPath: "x.mp3" }), "T");
 });
 
-Deno.test("sanitizeName replaces slash and NUL, prefixes dot names, trims blanks", () => {
+Deno.test("sanitizeName replaces slash and NUL, unhides dot names, trims blanks", () => {
   assert.equal(sanitizeName("AC/DC"), "AC_DC");
   assert.equal(sanitizeName("a\0b"), "a_b");
-  assert.equal(sanitizeName("."), "_.");
-  assert.equal(sanitizeName(".."), "_..");
-  assert.equal(sanitizeName("..."), "...");
+  // A leading "." becomes "_": nothing in the tree is hidden from players or `ls`.
+  assert.equal(sanitizeName("."), "_");
+  assert.equal(sanitizeName(".."), "_.");
+  assert.equal(sanitizeName("..."), "_..");
+  assert.equal(sanitizeName("...Baby One More Time", "mp3"), "_..Baby One More Time.mp3");
+  assert.equal(sanitizeName(".hidden"), "_hidden");
+  assert.equal(sanitizeName("a.b."), "a.b.");
   assert.equal(sanitizeName("  padded \t"), "padded");
   assert.equal(sanitizeName("line1\r\nline2"), "line1 line2");
   assert.equal(sanitizeName("bell\x07\x7f\x85end"), "bell end");
@@ -146,4 +153,41 @@ Deno.test("a name held by a directory sends every file wanting it to a suffix", 
     new Set(["X"]),
   );
   assert.deepEqual(names, ["X (3)", "X (2)"]);
+});
+
+Deno.test("fitName shortens the tag text and keeps the year, separators and extension", () => {
+  const long = "Long Album ".repeat(40);
+  const folder = fitName(albumFolderParts(long, "1999"));
+  assert.equal(utf8Length(folder), 255);
+  assert.ok(folder.endsWith(" (1999)"), folder);
+  assert.ok(folder.startsWith("Long Album Long"));
+  const albums = fitName([
+    ...albumFolderParts(long, "1999"),
+    { text: " - ", fixed: true },
+    { text: "Short Artist" },
+  ]);
+  assert.ok(utf8Length(albums) <= 255);
+  assert.ok(albums.endsWith(" (1999) - Short Artist"), albums);
+  // Two long parts share the room.
+  const both = fitName([{ text: "a".repeat(300) }, { text: " - ", fixed: true }, {
+    text: "b".repeat(300),
+  }], "flac");
+  assert.equal(utf8Length(both), 255);
+  assert.match(both, /^a{123} - b{124}\.flac$/);
+  // Multi-byte text is cut at a code point boundary.
+  const ue = fitName(albumFolderParts("ü".repeat(200), "2001"));
+  assert.ok(ue.endsWith("ü (2001)") && utf8Length(ue) <= 255);
+  // Short names are untouched; a leading dot is still unhidden.
+  assert.equal(fitName(albumFolderParts("...Nothing", "1999")), "_..Nothing (1999)");
+  assert.equal(fitName(albumFolderParts("Plain", undefined)), "Plain");
+});
+
+Deno.test("foldKey groups case and normalisation variants", () => {
+  assert.equal(foldKey("Bj\u00f6rk"), foldKey("Bjo\u0308rk"));
+  assert.equal(foldKey("The Beatles"), foldKey("the beatles"));
+  assert.equal(foldKey("ROCK"), foldKey("rock"));
+  assert.equal(foldKey("Stra\u00dfe"), foldKey("STRASSE"));
+  assert.equal(foldKey("\u039f\u03a3"), foldKey("\u03bf\u03c2"));
+  assert.notEqual(foldKey("Rock"), foldKey("Rock "));
+  assert.notEqual(foldKey("Bjork"), foldKey("Bj\u00f6rk"));
 });

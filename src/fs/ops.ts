@@ -27,6 +27,7 @@ import {
   type VirtualTree,
 } from "./tree.ts";
 import { SourceOpener, SourceOpenError, type SourceVersion } from "./source_open.ts";
+import { readFrontPicture } from "../library/front_picture.ts";
 import { logger } from "../log/mod.ts";
 
 const log = logger("fs");
@@ -106,6 +107,8 @@ export interface MusicOpsOptions {
   onSourceFault?: (fault: SourceFault) => void;
   /** A source was found changed at open (another version than scanned): rescan it. */
   onSourceChanged?: (originId: number, path: string) => void;
+  /** Reads the embedded front picture of an audio file (default: music-metadata's). */
+  readPicture?: (path: string) => Promise<Uint8Array | null>;
 }
 
 interface FdHandle {
@@ -152,6 +155,12 @@ function sameVersion(rec: Partial<SourceVersion>, v: SourceVersion): boolean {
 const encoder = new TextEncoder();
 /** The extended attribute naming a file's source. */
 const SOURCE_XATTR = "user.musicfs.source";
+/**
+ * The extended attribute of an embedded cover, naming the audio file holding the picture: not
+ * `user.musicfs.source`, whose bytes are the file's own (tools that pair mount files with
+ * their sources must not take the cover for a second copy of the track).
+ */
+const EMBEDDED_XATTR = "user.musicfs.embedded-in";
 
 /** {@link FuseOperations} over a {@link VirtualTree}. */
 export class MusicOps implements FuseOperations {
@@ -169,12 +178,57 @@ export class MusicOps implements FuseOperations {
   #live = new Map<number, Live>();
   /** Stats of origins read through the cache that timed out and have not returned, by origin. */
   #statStuck = new Map<number, number>();
+  /** Embedded covers being measured, so concurrent lookups extract once. */
+  #measuring = new Map<number, Promise<void>>();
+  readonly #readPicture: (path: string) => Promise<Uint8Array | null>;
 
   /** Serve `opts.tree`. */
   constructor(opts: MusicOpsOptions) {
     this.#tree = opts.tree;
     this.#opts = opts;
     this.#opener = opts.opener ?? new SourceOpener({ roots: opts.tree.originPaths() });
+    this.#readPicture = opts.readPicture ??
+      (async (path) => (await readFrontPicture(path))?.data ?? null);
+  }
+
+  /** The bytes of an embedded cover, read now (never kept beyond the open file). */
+  async #picture(n: CoverNode): Promise<Uint8Array> {
+    const path = this.#tree.sourcePath(n);
+    // The same guard as every source open (regular file inside a root, off the loop, bounded)
+    // before the picture is read from it.
+    try {
+      const src = await this.#opener.open(path, String(n.cover.originId));
+      this.#opener.close(src.fd);
+    } catch (e) {
+      if (e instanceof SourceOpenError && e.libraryChanged) {
+        log.warn("{reason}; answering {errno}", { reason: e.message, errno: e.errno });
+        this.#opts.onSourceFault?.({ originId: n.cover.originId, path, reason: e.message });
+      }
+      throw e;
+    }
+    let data: Uint8Array | null;
+    try {
+      data = await this.#readPicture(path);
+    } catch (e) {
+      log.warn("Cannot read the embedded picture of {path}: {error}", { path, error: String(e) });
+      throw new FsError(Errno.EIO, `cannot read the picture in ${path}`);
+    }
+    if (!data) throw new FsError(Errno.EIO, `${path} has no embedded picture any more`);
+    if (data.length !== n.cover.size) this.#tree.setCoverSize(n, data.length);
+    return data;
+  }
+
+  /** An embedded cover's size is known only once its picture was read: read it once. */
+  async #measure(n: Node): Promise<void> {
+    if (n.kind !== "cover" || !n.embedded || n.cover.size !== undefined) return;
+    let p = this.#measuring.get(n.ino);
+    if (!p) {
+      p = this.#picture(n).then(() => {}, () => this.#tree.setCoverSize(n, 0)).finally(() =>
+        this.#measuring.delete(n.ino)
+      );
+      this.#measuring.set(n.ino, p);
+    }
+    await p;
   }
 
   /** Attributes of `n`, with the size and times of a newer version found at an open. */
@@ -206,6 +260,7 @@ export class MusicOps implements FuseOperations {
   async lookup(parent: number, name: string): Promise<Entry | null> {
     const n = this.#tree.lookup(parent, name);
     if (n) {
+      if (n.kind === "cover" && n.embedded) await this.#measure(n);
       // Counted like the kernel counts it: a query directory looked up is held until forgotten.
       if (parent === INO.search && n.kind === "dir") this.#holdSearchDir(name, n.ino);
       return { attr: this.#attr(n) };
@@ -267,8 +322,10 @@ export class MusicOps implements FuseOperations {
   }
 
   /** See {@link FuseOperations.getattr}. */
-  getattr(ino: number): Promise<Attr> {
-    return Promise.resolve(this.#attr(this.#node(ino)));
+  async getattr(ino: number): Promise<Attr> {
+    const n = this.#node(ino);
+    if (n.kind === "cover" && n.embedded) await this.#measure(n);
+    return this.#attr(n);
   }
 
   /** See {@link FuseOperations.getattrNow}: the tree is in memory. */
@@ -287,16 +344,17 @@ export class MusicOps implements FuseOperations {
   }
 
   /** See {@link FuseOperations.readdir}. */
-  readdir(ino: number): Promise<DirEntry[]> {
+  async readdir(ino: number): Promise<DirEntry[]> {
     const list = this.#tree.children(ino);
-    if (!list) {
-      return Promise.reject(new FsError(this.#tree.get(ino) ? Errno.ENOTDIR : Errno.ENOENT));
+    if (!list) throw new FsError(this.#tree.get(ino) ? Errno.ENOTDIR : Errno.ENOENT);
+    for (const e of list) {
+      if (e.node.kind === "cover" && e.node.embedded) await this.#measure(e.node);
     }
     const out: DirEntry[] = new Array(list.length);
     for (let i = 0; i < list.length; i++) {
       out[i] = { name: list[i].name, attr: this.#attr(list[i].node) };
     }
-    return Promise.resolve(out);
+    return out;
   }
 
   /** See {@link FuseOperations.open}. */
@@ -304,11 +362,19 @@ export class MusicOps implements FuseOperations {
     const n = this.#node(ino);
     if (n.kind === "dir") throw new FsError(Errno.EISDIR);
     if (n.kind === "symlink") throw new FsError(Errno.ELOOP);
-    const fh = this.#nextFh++;
     if (n.kind === "generated") {
+      const fh = this.#nextFh++;
       this.#handles.set(fh, { kind: "mem", data: this.#tree.content(n) });
       return { fh, directIo: true };
     }
+    if (n.kind === "cover" && n.embedded) {
+      // Extracted per open: one picture in memory while it is read, none kept after.
+      const data = await this.#picture(n);
+      const fh = this.#nextFh++;
+      this.#handles.set(fh, { kind: "mem", data });
+      return { fh, keepCache: true };
+    }
+    const fh = this.#nextFh++;
     const path = this.#tree.sourcePath(n);
     const originId = n.kind === "track" ? n.track.originId : n.cover.originId;
     if (n.kind === "track") {
@@ -544,7 +610,8 @@ export class MusicOps implements FuseOperations {
    */
   getxattr(ino: number, name: string, ctx: RequestContext): Promise<Uint8Array | null> {
     const n = this.#node(ino);
-    if (name !== SOURCE_XATTR || (n.kind !== "track" && n.kind !== "cover")) {
+    if (n.kind !== "track" && n.kind !== "cover") return Promise.resolve(null);
+    if (name !== (n.kind === "cover" && n.embedded ? EMBEDDED_XATTR : SOURCE_XATTR)) {
       return Promise.resolve(null);
     }
     if (!this.#mayKnowSource(n, ctx)) throw new FsError(Errno.EACCES);
@@ -556,7 +623,7 @@ export class MusicOps implements FuseOperations {
     const n = this.#node(ino);
     return Promise.resolve(
       (n.kind === "track" || n.kind === "cover") && this.#mayKnowSource(n, ctx)
-        ? [SOURCE_XATTR]
+        ? [n.kind === "cover" && n.embedded ? EMBEDDED_XATTR : SOURCE_XATTR]
         : [],
     );
   }

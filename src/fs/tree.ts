@@ -5,39 +5,65 @@
  * ```
  * /Artists/<layout>                      (default: <AlbumArtist>/<Album>[ (<Year>)]/<file>)
  * /Albums/<Album>[ (<Year>)] - <AlbumArtist>/<file>
- * /Genres/<Genre>/<AlbumArtist>/<Album>[ (<Year>)]/<file>
+ * /Genres/<Genre>/<AlbumArtist>/<Album>[ (<Year>)]/<file>     (once per genre of the track)
  * /Years/<Year>/<AlbumArtist> - <Album>/<file>
+ * /Playlists/<name>.m3u8                 the library's playlists, entries pointing into the mount
  * /.search/<query>/<Artist> - <Title>.<ext>   symlinks (see setSearchResults)
  * /.musicfs/status.json, /.musicfs/problems.txt
  * ```
- * `<file>` is `[D-]NN - Title.<ext>`; album folders also hold `cover.<ext>` when the source
- * folder of one of their tracks has a cover (that of the first folder by path when several do).
+ * `<file>` is `[D-]NN - Title.<ext>`. The README's "How the tree names things" is the user's
+ * version of the rules below.
+ *
+ * Grouping: album artists, albums, genres (and the layout's artist fields) group by
+ * {@link foldKey}; a folder shows the spelling most of its tracks use (ties: a leading
+ * capital, then fewer capitals, then code unit order). An album is (album artist, album);
+ * its year is the most common one of its tracks (ties: the earliest). When a new spelling or
+ * year takes over, the album's tracks move together.
+ *
+ * Names that stay put: files keep the name they have; a newcomer that wants a taken name gets
+ * the first free ` (n)`; files arriving together settle by source path. The assignments that
+ * a restart could not work out again (a suffixed name, or a name several files want) are
+ * handed to the library as rows ({@link VirtualTree.takeNameChanges}) and come back through
+ * {@link TreeOptions.names}.
+ *
+ * Covers: an album folder shows one `cover.<ext>`: the image of a track's folder, else of the
+ * parent of a disc folder (`CD1`), else a track's embedded front picture (its bytes are read
+ * by MusicOps on demand; the tree knows only where it is).
  *
  * Inode numbers (stable across restarts for the same library, never reused for another object
  * during a mount):
- * - 1..9: the root, its six directories, status.json and problems.txt ({@link INO});
- * - a track file: 2^52 + its database id. A track is one object under four names (like a
+ * - 1..10: the root, its seven directories, status.json and problems.txt ({@link INO});
+ * - a track file: 2^52 + its database id. A track is one object under several names (like a
  *   hard link; nlink counts them), so the kernel caches its pages once for every view;
- * - directories, covers and /.search symlinks: a 52-bit hash (cyrb53, truncated) of a key
- *   naming the object: `d` + the virtual path for a directory, `c` + origin id + source path
- *   for a cover, `s` + query + track id for a symlink. Every number handed out is remembered
- *   with its key for the life of the tree; when a hash is already held by another key, the
- *   key is rehashed with a counter until a free number turns up (and a warning is logged).
- *   Only such a probe, astronomically rare, can make a number depend on build order. The hash
- *   function is part of the on-disk contract: changing it changes every directory inode.
+ * - directories, covers, playlists and /.search symlinks: a 52-bit hash (cyrb53, truncated)
+ *   of a key naming the object: `d` + the virtual path for a directory, `c` + origin id +
+ *   source path for a cover image, `e` + origin id + source path of the audio file for an
+ *   embedded picture, `p` + origin id + source path for a playlist, `s` + query + track id
+ *   for a symlink. Every number handed out is remembered with its key for the life of the
+ *   tree; when a hash is already held by another key, the key is rehashed with a counter
+ *   until a free number turns up (and a warning is logged). Only such a probe, astronomically
+ *   rare, can make a number depend on build order. The hash function is part of the on-disk
+ *   contract: changing it changes every directory inode (and the stored names' keys).
  *
  * Directories whose subtree holds no file disappear. A directory name is shared by everything
  * that lands there (two albums whose names sanitise alike merge); a file that wants the name
- * of a directory or of another file gets a collision suffix (see naming.ts).
+ * of a directory or of another file gets a collision suffix.
  *
  * @module
  */
 import type { Attr } from "../fuse/ops.ts";
 import { S_IFDIR, S_IFLNK, S_IFREG } from "../fuse/ops.ts";
-import type { Origin, Problem, TrackRecord } from "../library/types.ts";
+import type { Origin, Playlist, Problem, TrackRecord } from "../library/types.ts";
 import { logger } from "../log/mod.ts";
 import { escapeControl } from "./escape.ts";
-import { DEFAULT_LAYOUT, type Layout, parseLayout, renderLayout } from "./layout.ts";
+import {
+  DEFAULT_LAYOUT,
+  type Layout,
+  type LayoutPart,
+  type LayoutTrack,
+  parseLayout,
+  renderLayout,
+} from "./layout.ts";
 import {
   type Access,
   AccessTally,
@@ -47,19 +73,22 @@ import {
 } from "./access.ts";
 import {
   albumArtistName,
-  albumFolder,
+  albumFolderParts,
   albumName,
   artistName,
   compare,
   discsOf,
-  genreName,
-  resolveCollisions,
+  fitName,
+  foldKey,
+  positive,
+  present,
   sanitizeName,
   titleName,
   trackFileName,
+  UNKNOWN_GENRE,
   UNKNOWN_YEAR,
   utf8Length,
-  yearText,
+  withCollisionSuffix,
 } from "./naming.ts";
 
 const log = logger("fs", "tree");
@@ -75,6 +104,7 @@ export const INO = {
   musicfs: 7,
   status: 8,
   problems: 9,
+  playlists: 10,
 } as const;
 
 /** Track inodes are this plus the track id. */
@@ -104,6 +134,26 @@ export interface CoverImage {
   mtimeMs?: number;
 }
 
+/** A stored name: `fileId` (a track id) is called `name` in the directory of inode `dir`. */
+export interface NameRow {
+  /** The track id (library.db `files.id`). */
+  fileId: number;
+  /** Inode of the virtual directory. */
+  dir: number;
+  /** The entry's name there. */
+  name: string;
+}
+
+/** A change to the stored names: `name: null` drops the row. */
+export interface NameRowChange {
+  /** The track id. */
+  fileId: number;
+  /** Inode of the virtual directory. */
+  dir: number;
+  /** The new name, or null when no row is needed any more. */
+  name: string | null;
+}
+
 /** A directory. */
 export interface DirNode {
   /** Discriminant of {@link Node}. */
@@ -124,23 +174,28 @@ export interface TrackNode {
   readonly track: TrackRecord;
 }
 
-/** `cover.<ext>`: serve the bytes of the source image. */
+/**
+ * `cover.<ext>`: serve the bytes of the source image, or, when `embedded`, the front picture
+ * inside the audio file `cover.relPath` (extracted on demand, see {@link VirtualTree.setCoverSize}).
+ */
 export interface CoverNode {
   /** Discriminant of {@link Node}. */
   readonly kind: "cover";
   /** A hash of the origin and source path of the image: stable across restarts. */
   readonly ino: number;
-  /** The source image served. */
+  /** The source image served (for an embedded picture: the audio file holding it). */
   readonly cover: CoverImage;
+  /** The picture embedded in an audio file, not an image file. */
+  readonly embedded: boolean;
 }
 
 /** A file whose content is made on demand ({@link VirtualTree.content}). */
 export interface GeneratedNode {
   /** Discriminant of {@link Node}. */
   readonly kind: "generated";
-  /** Fixed: {@link INO}`.status` or {@link INO}`.problems`. */
+  /** Fixed ({@link INO}`.status`, {@link INO}`.problems`) or a hash of a playlist's source. */
   readonly ino: number;
-  /** `status.json` or `problems.txt`. */
+  /** `status.json`, `problems.txt` or `<playlist>.m3u8`. */
   readonly name: string;
 }
 
@@ -192,6 +247,10 @@ export interface TreeChanges {
   removedCovers?: Iterable<{ originId: number; dir: string }>;
   /** The full new problem list, when it changed. */
   problems?: Iterable<Problem>;
+  /** New or changed playlists. */
+  playlists?: Iterable<Playlist>;
+  /** Playlists gone. */
+  removedPlaylists?: Iterable<{ originId: number; relPath: string }>;
 }
 
 /** A name given a collision suffix (listed in problems.txt). */
@@ -208,7 +267,7 @@ export interface Collision {
 export interface TreeStats {
   /** Track files (each counted once, though listed in several views). */
   tracks: number;
-  /** Distinct (album artist, album, year) groups. */
+  /** Distinct (album artist, album) groups. */
   albums: number;
   /** Directories in the tree, the fixed ones included. */
   dirs: number;
@@ -218,6 +277,10 @@ export interface TreeStats {
   problems: number;
   /** Names that got a collision suffix. */
   collisions: number;
+  /** Playlists under /Playlists. */
+  playlists: number;
+  /** Playlist entries that point at nothing in the library (listed in problems.txt). */
+  missingPlaylistEntries: number;
 }
 
 /** What a tree is built from. */
@@ -230,6 +293,13 @@ export interface TreeOptions {
   covers?: Iterable<CoverImage>;
   /** The library's problem list, for /.musicfs/problems.txt. */
   problems?: Iterable<Problem>;
+  /** The library's playlists, for /Playlists. */
+  playlists?: Iterable<Playlist>;
+  /**
+   * Stored names ({@link VirtualTree.takeNameChanges}): a track keeps the name it had, so a
+   * newcomer that sorts first cannot take it. Rows that no longer fit are ignored.
+   */
+  names?: Iterable<NameRow>;
   /** Owner of every node (the mounting user). */
   uid: number;
   /** Group of every node (the mounting user's group). */
@@ -276,22 +346,177 @@ class Dir implements DirNode {
   acc: Access | undefined = undefined;
 }
 
+/** Upper-case letters in `s`. */
+function capitals(s: string): number {
+  let n = 0;
+  for (const c of s) if (c !== c.toLowerCase()) n++;
+  return n;
+}
+
+/**
+ * Tie-break between two equally common spellings: one starting with a capital first, then
+ * the one with fewer capitals, then code unit order. So `The Beatles` beats `the beatles`
+ * and `THE BEATLES`, and `Rock` beats `ROCK` and `rock`, whatever order tracks come in.
+ */
+function betterSpelling(a: string, b: string): boolean {
+  const ua = a !== "" && a[0] !== a[0].toLowerCase();
+  const ub = b !== "" && b[0] !== b[0].toLowerCase();
+  if (ua !== ub) return ua;
+  const ca = capitals(a);
+  const cb = capitals(b);
+  if (ca !== cb) return ca < cb;
+  return compare(a, b) < 0;
+}
+
+/**
+ * Every spelling of one name that folds to the same key (see foldKey): the folder shows the
+ * most common spelling (NFC); ties go by {@link betterSpelling}.
+ */
+class Group {
+  readonly counts = new Map<string, number>();
+  display = "";
+  /** The albums showing this name (album artists only; other groups are found by a scan). */
+  readonly albums = new Set<Album>();
+  /** `[this]`, shared by every track whose only genre this is (one array, not one per track). */
+  readonly single: readonly Group[] = [this];
+  constructor(readonly key: string) {}
+  /** Recompute the display spelling; true when it changed. */
+  settle(): boolean {
+    let best = "";
+    let n = 0;
+    for (const [s, c] of this.counts) {
+      if (c > n || (c === n && betterSpelling(s, best))) {
+        best = s;
+        n = c;
+      }
+    }
+    if (best === this.display) return false;
+    this.display = best;
+    return true;
+  }
+}
+
+const nfcCache = new Map<string, string>();
+/** NFC, remembered: tag values repeat once per track of an album. */
+function nfc(s: string): string {
+  let v = nfcCache.get(s);
+  if (v === undefined) {
+    v = s.normalize("NFC");
+    if (nfcCache.size > 200_000) nfcCache.clear();
+    nfcCache.set(s, v);
+  }
+  return v;
+}
+
+function bump<K>(m: Map<K, number>, k: K, by: number): void {
+  const n = (m.get(k) ?? 0) + by;
+  if (n <= 0) m.delete(k);
+  else m.set(k, n);
+}
+
+/** Every genre of a track (several GENRE fields, `;`-separated), or `Unknown Genre`. */
+function genresOf(t: TrackRecord): readonly string[] {
+  if (!t.genres?.length || (t.genres.length === 1 && t.genres[0] === t.genre)) {
+    // The common case: one genre (or none), no separators.
+    const g = present(t.genre);
+    if (g === undefined) return UNKNOWN_GENRES;
+    if (!g.includes(";") && !g.includes("\0")) return [g];
+  }
+  const out: string[] = [];
+  const list = t.genres && t.genres.length ? t.genres : t.genre !== undefined ? [t.genre] : [];
+  for (const g of list) {
+    if (g.includes(";") || g.includes("\0")) {
+      for (const part of g.split(/[;\0]/)) {
+        const p = present(part);
+        if (p !== undefined) out.push(p);
+      }
+    } else {
+      const p = present(g);
+      if (p !== undefined) out.push(p);
+    }
+  }
+  if (out.length === 0) out.push(UNKNOWN_GENRE);
+  return out;
+}
+
+const UNKNOWN_GENRES: readonly string[] = [UNKNOWN_GENRE];
+
+/** `{artistsort}` as the layout renders it. */
+function artistSortOf(t: TrackRecord): string {
+  return present(t.artistSort) ?? artistName(t);
+}
+
+/** `{albumartistsort}` as the layout renders it. */
+function albumArtistSortOf(t: TrackRecord): string {
+  return present(t.albumArtistSort) ?? present(t.albumArtist) ?? present(t.artistSort) ??
+    albumArtistName(t);
+}
+
+/** Folders holding one disc of an album (`CD1`, `Disc 2`, `disk 03 - Bonus`). */
+const DISC_FOLDER = /^(?:cd|dis[ck])[\s._-]*\d{1,3}(?:\b.*)?$/i;
+
+/**
+ * An album: (album artist, album title) compared by foldKey, whatever per-track years or
+ * genres say. Its title shows the most common spelling, its year the most common year (ties:
+ * the earliest).
+ */
 class Album {
   readonly tracks = new Set<Track>();
+  readonly titles = new Map<string, number>();
+  readonly years = new Map<number, number>();
   discs = 1;
-  constructor(
-    readonly key: string,
-    /** Sanitised names, shared by every track of the album. */
-    readonly artistDir: string,
-    readonly albumDir: string,
-    readonly albumsDir: string,
-    readonly yearDir: string,
-    readonly yearsAlbumDir: string,
-  ) {}
+  title = "";
+  year: number | undefined = undefined;
+  #sig = "\0";
+  /** Sanitised names, shared by every track of the album. */
+  artistDir = "";
+  albumDir = "";
+  albumsDir = "";
+  yearDir = "";
+  yearsAlbumDir = "";
   /** The album's folder in each view, remembered to skip walking the path for every track. */
   readonly leaves: (Dir | undefined)[] = [undefined, undefined, undefined, undefined];
-  /** The genre (unsanitised) of `leaves[GENRES]`. */
-  leafGenre = "";
+  /** Its folder under each genre, with the genre spelling it was made for. */
+  readonly genreLeaves = new Map<Group, [Dir, string]>();
+  constructor(readonly key: string, readonly aa: Group) {}
+
+  /** Recompute title, year and folder names; true when the names changed. */
+  settle(): boolean {
+    let title = "";
+    let n = 0;
+    for (const [s, c] of this.titles) {
+      if (c > n || (c === n && betterSpelling(s, title))) {
+        title = s;
+        n = c;
+      }
+    }
+    let year: number | undefined;
+    n = 0;
+    for (const [y, c] of this.years) {
+      if (c > n || (c === n && y < year!)) {
+        year = y;
+        n = c;
+      }
+    }
+    this.title = title;
+    this.year = year;
+    const sig = `${this.aa.display}\0${title}\0${year ?? ""}`;
+    if (sig === this.#sig) return false;
+    this.#sig = sig;
+    const artist = this.aa.display;
+    const y = year === undefined ? undefined : String(year);
+    const folder = albumFolderParts(title, y);
+    this.artistDir = sanitizeName(artist);
+    this.albumDir = fitName(folder);
+    this.albumsDir = fitName([...folder, { text: " - ", fixed: true }, { text: artist }]);
+    this.yearDir = y ?? UNKNOWN_YEAR;
+    this.yearsAlbumDir = fitName([{ text: artist }, { text: " - ", fixed: true }, {
+      text: title,
+    }]);
+    this.leaves.fill(undefined);
+    this.genreLeaves.clear();
+    return true;
+  }
 }
 
 class Track implements TrackNode {
@@ -302,8 +527,17 @@ class Track implements TrackNode {
   /** File name in /Artists when the layout makes it differ from {@link name}. */
   aname: string | undefined = undefined;
   multi = false;
+  /** Artists, Albums, first genre, Years, then the other genres. */
   parents: Dir[] = [];
   album!: Album;
+  aa!: Group;
+  genres: readonly Group[] = [];
+  /** Groups of the layout fields artist, artistsort, albumartistsort (custom layouts only). */
+  lg: Group[] | undefined = undefined;
+  /** Stored names (directory inode -> name) this track keeps where it has rivals. */
+  assigned: Map<number, string> | undefined = undefined;
+  /** Its stored names by place in {@link parents}, while it is being moved. */
+  carry: (string | undefined)[] | undefined = undefined;
   /** Access of {@link accOf} (permissions mode), for that record. */
   acc: Access | undefined = undefined;
   accOf: TrackRecord | undefined = undefined;
@@ -321,6 +555,7 @@ class Cover implements CoverNode {
     readonly sourcePath: string,
     /** Absolute source folder: the first folder by path gives an album its cover. */
     readonly folder: string,
+    readonly embedded = false,
   ) {
     this.base = sanitizeName("cover", cover.ext);
   }
@@ -332,7 +567,31 @@ class Cover implements CoverNode {
 class Generated implements GeneratedNode {
   readonly kind = "generated";
   links = 1;
-  constructor(readonly ino: number, readonly name: string, readonly make: () => Uint8Array) {}
+  constructor(
+    readonly ino: number,
+    readonly name: string,
+    readonly make: () => Uint8Array,
+    /** Extension (a collision suffix goes before it); `""` for the fixed files. */
+    readonly ext = "",
+    readonly sourcePath = "",
+  ) {}
+  /** A playlist's access (from its source), learnt by resolveAccess. */
+  acc: Access | undefined = undefined;
+  /** What {@link acc} was learnt for (the playlist's `make`; reset when it changes). */
+  accOf: unknown = undefined;
+}
+
+/** A playlist of the library, served as `/Playlists/<name>.m3u8`. */
+interface PlaylistEntry {
+  rec: Playlist;
+  node: Generated;
+  cache: { version: number; bytes: Uint8Array } | undefined;
+}
+
+/** Image type of a picture's MIME type, as a cover extension. */
+function pictureExt(mime: string): string {
+  const sub = mime.toLowerCase().replace(/^image\//, "").replace(/[^a-z0-9]/g, "");
+  return sub === "jpeg" || sub === "pjpeg" || sub === "" ? "jpg" : sub.slice(0, 8);
 }
 
 class Symlink implements SymlinkNode {
@@ -371,6 +630,16 @@ function hash52(s: string): number {
   return (h2 & 0xfffff) * 0x100000000 + (h1 >>> 0);
 }
 
+/** Whether `name` is `base` with a collision suffix ` (n)` before `.ext`. */
+function isSuffixed(name: string, base: string, ext: string): boolean {
+  const tail = ext === "" ? "" : `.${ext}`;
+  if (!name.endsWith(`)${tail}`)) return false;
+  const open = name.lastIndexOf(" (", name.length - tail.length);
+  if (open < 0) return false;
+  const n = Number(name.slice(open + 2, name.length - tail.length - 1));
+  return Number.isInteger(n) && n >= 2 && withCollisionSuffix(base, ext, n) === name;
+}
+
 function dirOf(relPath: string): string {
   const i = relPath.lastIndexOf("/");
   return i < 0 ? "" : relPath.slice(0, i);
@@ -402,6 +671,23 @@ export class VirtualTree {
   readonly #nodes = new Map<number, AnyNode>();
   readonly #tracks = new Map<number, Track>();
   readonly #albums = new Map<string, Album>();
+  /** Spelling groups by fold key: album artists, genres, and the layout's artist fields. */
+  readonly #aaReg = new Map<string, Group>();
+  readonly #genreReg = new Map<string, Group>();
+  readonly #layoutRegs: Map<string, Group>[] = [new Map(), new Map(), new Map()];
+  /** Which of artist, artistsort, albumartistsort the (custom) layout uses. */
+  readonly #layoutUses: boolean[];
+  /** Embedded-picture covers by track id, made when an album folder first needs one. */
+  readonly #embedded = new Map<number, Cover>();
+  readonly #playlists = new Map<string, PlaylistEntry>();
+  /** Every playlist entry (an absolute source path) with the track it names, if any. */
+  #plIndex = new Map<string, Track | undefined>();
+  /** Bumped whenever a track's place changes: playlists render again. */
+  #placeVersion = 0;
+  /** Stored-name changes not yet taken by {@link takeNameChanges}. */
+  readonly #rowLog = new Map<string, NameRowChange>();
+  #rowsDirty = new Set<Dir>();
+  #building = true;
   readonly #covers = new Map<string, Cover>();
   /** Every hashed inode handed out, with its key: the no-reuse guarantee. */
   readonly #inoKeys = new Map<number, string>();
@@ -415,13 +701,14 @@ export class VirtualTree {
   readonly #perms: TreeOptions["permissions"] | undefined;
   #resolveScheduled = false;
   /** Tracks and covers whose source access is yet to be stat'ed (see resolveAccess). */
-  readonly #unknown = new Set<Track | Cover>();
+  readonly #unknown = new Set<Track | Cover | Generated>();
   /** One tally per depth of the directory walk (see #accessOf). */
   readonly #tallies: AccessTally[] = [];
 
   readonly #root: Dir;
   readonly #views: Dir[];
   readonly #search: Dir;
+  readonly #playlistDir: Dir;
 
   // State of the batch in progress (build, apply, search update).
   #log: Map<string, { dir: Dir; name: string; old: number }> | null = null;
@@ -440,6 +727,17 @@ export class VirtualTree {
       ? parseLayout(opts.layout)
       : opts.layout ?? parseLayout(DEFAULT_LAYOUT);
     this.#defaultLayout = this.layout.template === DEFAULT_LAYOUT;
+    const used = new Set<string>();
+    const collect = (parts: readonly LayoutPart[]) => {
+      for (const p of parts) {
+        if (p.kind === "field") used.add(p.field);
+        else if (p.kind === "group") collect(p.parts);
+      }
+    };
+    for (const seg of this.layout.segments) collect(seg);
+    this.#layoutUses = this.#defaultLayout
+      ? [false, false, false]
+      : [used.has("artist"), used.has("artistsort"), used.has("albumartistsort")];
     for (const o of opts.origins) this.#origins.set(o.id, o.path.replace(/\/+$/, ""));
     this.#status = opts.status ?? (() => JSON.stringify(this.stats(), null, 2) + "\n");
     this.#problems = [...(opts.problems ?? [])];
@@ -474,26 +772,43 @@ export class VirtualTree {
       this.#nodes.set(g.ino, g);
     }
 
+    this.#playlistDir = fixed(INO.playlists, "Playlists", this.#root, OTHER);
+
+    const groups = new Set<Group>();
+    const albums = new Set<Album>();
     for (const rec of opts.tracks ?? []) {
       let t = this.#tracks.get(rec.id);
       if (t) {
         // The same id twice: the later record wins.
-        t.album.tracks.delete(t);
+        this.#leave(t, groups, albums);
         t.track = rec;
       } else {
         t = new Track(this.#trackIno(rec.id), rec);
         this.#tracks.set(rec.id, t);
         if (t.ino < TRACK_INO_BASE) this.#nodes.set(t.ino, t);
       }
-      this.#joinAlbum(t, null);
+      this.#join(t, groups, albums);
     }
-    for (const t of this.#tracks.values()) this.#place(t);
+    for (const g of groups) g.settle();
+    for (const a of albums) {
+      if (a.tracks.size === 0) this.#dropAlbum(a);
+      else a.settle();
+    }
+    for (const r of opts.names ?? []) {
+      const t = this.#tracks.get(r.fileId);
+      if (t) (t.assigned ??= new Map()).set(r.dir, r.name);
+    }
+    // Tracks with stored names first: they keep them, whatever sorts first.
+    for (const t of this.#tracks.values()) if (t.assigned) this.#place(t);
+    for (const t of this.#tracks.values()) if (!t.assigned) this.#place(t);
     for (const c of opts.covers ?? []) {
       const key = sourceDirKey(c.originId, normDir(c.dir));
       const had = this.#covers.get(key);
       // Several images in one folder: the first by path wins, whatever the input order.
       if (!had || compare(c.relPath, had.cover.relPath) < 0) this.#setCover(c);
     }
+    for (const p of opts.playlists ?? []) this.#setPlaylist(p);
+    this.#indexPlaylists();
     this.#finish();
     // Settle every folder's access now, before the mount serves: later changes cost only
     // the folders they touch.
@@ -501,6 +816,7 @@ export class VirtualTree {
       for (const t of this.#tracks.values()) this.#accessOf(t);
       this.#accessOf(this.#root);
     }
+    this.#building = false;
     log.debug("Tree built: {tracks} tracks, {dirs} directories in {ms} ms", {
       tracks: this.#tracks.size,
       dirs: this.#dirCount,
@@ -594,6 +910,11 @@ export class VirtualTree {
     if (n instanceof Symlink && n.track && this.#tracks.get(n.track.track.id) === n.track) {
       return this.#accessOf(n.track);
     }
+    if (n instanceof Generated && n.sourcePath !== "") {
+      // A playlist: whom its source file allows (learnt like a cover's).
+      if (n.accOf !== n.make || !n.acc) this.#toLearn(n);
+      return n.acc!;
+    }
     // Generated files (inside the private /.musicfs), links to tracks gone: the daemon's.
     return { uid: this.uid, gid: this.gid, mode: 0o400 };
   }
@@ -602,9 +923,9 @@ export class VirtualTree {
    * `n`'s source access is not in its record: it shows as the daemon user's alone until
    * {@link resolveAccess} has stat'ed it (run by itself when `onAccessResolved` is given).
    */
-  #toLearn(n: Track | Cover): void {
+  #toLearn(n: Track | Cover | Generated): void {
     n.acc = { uid: this.uid, gid: this.gid, mode: 0o400 };
-    n.accOf = n instanceof Track ? n.track : n.cover;
+    n.accOf = n instanceof Track ? n.track : n instanceof Cover ? n.cover : n.make;
     this.#unknown.add(n);
     const done = this.#perms?.onAccessResolved;
     if (!done || this.#resolveScheduled) return;
@@ -703,7 +1024,7 @@ export class VirtualTree {
     }
     if (n instanceof Cover) {
       const c = n.cover;
-      if (c.size === undefined) {
+      if (c.size === undefined && !n.embedded) {
         // The library did not say: one stat, remembered (covers are small and few).
         try {
           const st = Deno.statSync(n.sourcePath);
@@ -716,7 +1037,8 @@ export class VirtualTree {
       const mtimeMs = n.cover.mtimeMs ?? this.#now;
       return {
         ...base,
-        size: n.cover.size!,
+        // An embedded picture's size is known once MusicOps has read it (setCoverSize).
+        size: n.cover.size ?? 0,
         mode: S_IFREG | 0o444,
         nlink: Math.max(1, n.links),
         mtimeMs,
@@ -815,6 +1137,8 @@ export class VirtualTree {
       covers: this.#covers.size,
       problems: this.#problems.length,
       collisions,
+      playlists: this.#playlists.size,
+      missingPlaylistEntries: this.#missingEntries().length,
     };
   }
 
@@ -828,49 +1152,80 @@ export class VirtualTree {
   apply(changes: TreeChanges): Invalidation[] {
     return this.#batch((inodes) => {
       const albums = new Set<Album>();
+      const groups = new Set<Group>();
       const placing = new Set<Track>();
+      const plKeys = this.#plIndex.size > 0;
       for (const id of changes.removed ?? []) {
         const t = this.#tracks.get(id);
         if (!t) continue;
         this.#detach(t);
-        this.#leaveAlbum(t, albums);
+        this.#leave(t, groups, albums);
         this.#tracks.delete(id);
         this.#nodes.delete(t.ino);
+        this.#dropEmbedded(id, inodes);
         placing.delete(t);
+        if (plKeys) this.#unindex(t);
       }
       const upserts = [...(changes.added ?? []), ...(changes.changed ?? [])];
       for (const rec of upserts) {
         let t = this.#tracks.get(rec.id);
         if (t) {
           this.#detach(t);
-          this.#leaveAlbum(t, albums);
+          this.#leave(t, groups, albums);
+          if (plKeys) this.#unindex(t);
           t.track = rec;
           inodes.add(t.ino);
+          this.#dropEmbedded(rec.id, inodes);
         } else {
           t = new Track(this.#trackIno(rec.id), rec);
           this.#tracks.set(rec.id, t);
           if (t.ino < TRACK_INO_BASE) this.#nodes.set(t.ino, t);
         }
-        this.#joinAlbum(t, albums);
+        this.#join(t, groups, albums);
         placing.add(t);
+        if (plKeys) {
+          const src = this.#source(rec.originId, rec.relPath);
+          if (this.#plIndex.has(src)) {
+            this.#plIndex.set(src, t);
+            this.#problemsVersion++;
+          }
+        }
+      }
+      const replace = (t: Track) => {
+        if (placing.has(t)) return;
+        this.#detach(t);
+        placing.add(t);
+      };
+      // A spelling that becomes the most common renames the folders showing it.
+      const respelled = new Set<Group>();
+      for (const g of groups) {
+        if (g.counts.size === 0 || !g.settle()) continue;
+        if (this.#aaReg.get(g.key) === g) { for (const a of g.albums) albums.add(a); }
+        else respelled.add(g);
+      }
+      if (respelled.size) {
+        // Rare (a spelling overtaking another): one pass over the tracks finds their holders.
+        for (const t of this.#tracks.values()) {
+          if (
+            t.genres.some((g) => respelled.has(g)) || t.lg?.some((g) => g && respelled.has(g))
+          ) replace(t);
+        }
       }
       for (const a of albums) {
         if (a.tracks.size === 0) {
-          this.#albums.delete(a.key);
+          this.#dropAlbum(a);
           continue;
         }
         let discs = 1;
         for (const t of a.tracks) discs = Math.max(discs, discsOf(t.track));
         a.discs = discs;
-        // Gaining or losing a second disc renames every track of the album.
-        for (const t of a.tracks) {
-          if (!placing.has(t) && t.multi !== discs > 1) {
-            this.#detach(t);
-            placing.add(t);
-          }
-        }
+        // A new title spelling or year, or gaining or losing a second disc, renames every
+        // track of the album.
+        const renamed = a.settle();
+        for (const t of a.tracks) if (renamed || t.multi !== discs > 1) replace(t);
       }
       for (const t of placing) this.#place(t);
+      if (placing.size) this.#placeVersion++;
 
       const coverKeys = new Set<string>();
       for (const c of changes.covers ?? []) {
@@ -894,16 +1249,69 @@ export class VirtualTree {
       }
       if (coverKeys.size) {
         for (const t of this.#tracks.values()) {
-          if (coverKeys.has(sourceDirKey(t.track.originId, dirOf(t.track.relPath)))) {
+          const dir = dirOf(t.track.relPath);
+          const slash = dir.lastIndexOf("/");
+          const parent = slash < 0 ? "" : dir.slice(0, slash);
+          if (
+            coverKeys.has(sourceDirKey(t.track.originId, dir)) ||
+            coverKeys.has(sourceDirKey(t.track.originId, parent))
+          ) {
             for (const d of t.parents) this.#coverDirty.add(d);
           }
         }
+      }
+      let playlistsChanged = false;
+      for (const r of changes.removedPlaylists ?? []) {
+        const key = sourceDirKey(r.originId, r.relPath);
+        const had = this.#playlists.get(key);
+        if (!had) continue;
+        this.#remove(this.#playlistDir, had.node);
+        this.#nodes.delete(had.node.ino);
+        this.#playlists.delete(key);
+        playlistsChanged = true;
+      }
+      for (const p of changes.playlists ?? []) {
+        const had = this.#playlists.get(sourceDirKey(p.originId, p.relPath));
+        if (had) inodes.add(had.node.ino);
+        this.#setPlaylist(p);
+        playlistsChanged = true;
+      }
+      if (playlistsChanged) this.#indexPlaylists();
+      if ((placing.size || playlistsChanged) && this.#playlists.size) {
+        // Entries follow their tracks: the kernel must not keep an old size.
+        for (const e of this.#playlists.values()) inodes.add(e.node.ino);
       }
       if (changes.problems) {
         this.#problems = [...changes.problems];
         this.#problemsVersion++;
       }
     });
+  }
+
+  /**
+   * Stored-name changes since the last call (the tree's part of library.db's `names` table):
+   * a row for every track whose name in a directory carries a suffix or is wanted by another
+   * entry there, so the next start gives every track the name it has now.
+   */
+  takeNameChanges(): NameRowChange[] {
+    const out = [...this.#rowLog.values()];
+    this.#rowLog.clear();
+    return out;
+  }
+
+  /** Every stored-name row the tree holds now (what library.db's `names` should contain). */
+  nameRows(): NameRow[] {
+    const out: NameRow[] = [];
+    for (const t of this.#tracks.values()) {
+      for (const [dir, name] of t.assigned ?? []) out.push({ fileId: t.track.id, dir, name });
+    }
+    return out;
+  }
+
+  /** Record the size of an embedded cover once its picture was extracted (until then: 0). */
+  setCoverSize(node: CoverNode, size: number): void {
+    const c = node as Cover;
+    c.cover = { ...c.cover, size };
   }
 
   /**
@@ -1026,6 +1434,18 @@ export class VirtualTree {
     }
   }
 
+  /** The inode of the directory holding virtual path `path` (for problems.txt). */
+  #dirIno(path: string): number {
+    let ino: number = INO.root;
+    const parts = path.split("/").filter(Boolean);
+    for (let i = 0; i < parts.length - 1; i++) {
+      const n = this.lookup(ino, parts[i]);
+      if (!n) return 0;
+      ino = n.ino;
+    }
+    return ino;
+  }
+
   #node(ino: number): AnyNode | undefined {
     return ino >= TRACK_INO_BASE ? this.#tracks.get(ino - TRACK_INO_BASE) : this.#nodes.get(ino);
   }
@@ -1066,7 +1486,6 @@ export class VirtualTree {
 
   #nodeSource(n: FileNode): string {
     if (n instanceof Track) return this.#source(n.track.originId, n.track.relPath);
-    if (n instanceof Generated) return "";
     return n.sourcePath;
   }
 
@@ -1093,37 +1512,119 @@ export class VirtualTree {
     return n.base;
   }
 
-  #joinAlbum(t: Track, touched: Set<Album> | null): void {
+  #groupJoin(reg: Map<string, Group>, raw: string, touched: Set<Group>): Group {
+    const spelling = nfc(raw);
+    const key = foldKey(spelling);
+    let g = reg.get(key);
+    if (!g) {
+      g = new Group(key);
+      reg.set(key, g);
+    }
+    bump(g.counts, spelling, 1);
+    touched.add(g);
+    return g;
+  }
+
+  #groupLeave(reg: Map<string, Group>, g: Group, raw: string, touched: Set<Group>): void {
+    bump(g.counts, nfc(raw), -1);
+    if (g.counts.size === 0) reg.delete(g.key);
+    else touched.add(g);
+  }
+
+  /** Count a track in its album and its spelling groups. */
+  #join(t: Track, groups: Set<Group>, albums: Set<Album>): void {
     const rec = t.track;
-    const artist = albumArtistName(rec);
-    const album = albumName(rec);
-    const year = yearText(rec);
-    const key = `${artist}\0${album}\0${year ?? ""}`;
+    const aa = this.#groupJoin(this.#aaReg, albumArtistName(rec), groups);
+    t.aa = aa;
+    const title = albumName(rec);
+    const key = `${aa.key}\0${foldKey(title)}`;
     let a = this.#albums.get(key);
     if (!a) {
-      const folder = albumFolder(rec);
-      a = new Album(
-        key,
-        sanitizeName(artist),
-        sanitizeName(folder),
-        sanitizeName(`${folder} - ${artist}`),
-        year ?? UNKNOWN_YEAR,
-        sanitizeName(`${artist} - ${album}`),
-      );
+      a = new Album(key, aa);
       this.#albums.set(key, a);
+      aa.albums.add(a);
     }
     a.tracks.add(t);
+    bump(a.titles, nfc(title), 1);
+    const y = positive(rec.year);
+    if (y !== undefined) bump(a.years, y, 1);
     a.discs = Math.max(a.discs, discsOf(rec));
     t.album = a;
-    touched?.add(a);
+    albums.add(a);
+    const list = genresOf(rec);
+    if (list.length === 1) t.genres = this.#groupJoin(this.#genreReg, list[0], groups).single;
+    else {
+      const seen: Group[] = [];
+      for (const g of list) {
+        const grp = this.#groupJoin(this.#genreReg, g, groups);
+        // The same genre twice (`Rock` and `rock`) counts once.
+        if (seen.includes(grp)) bump(grp.counts, nfc(g), -1);
+        else seen.push(grp);
+      }
+      t.genres = seen;
+    }
+    if (this.#layoutUses.some(Boolean)) {
+      const raws = [artistName(rec), artistSortOf(rec), albumArtistSortOf(rec)];
+      t.lg = raws.map((r, i) =>
+        this.#layoutUses[i] ? this.#groupJoin(this.#layoutRegs[i], r, groups) : undefined!
+      );
+    }
   }
 
-  #leaveAlbum(t: Track, touched: Set<Album>): void {
-    t.album.tracks.delete(t);
-    touched.add(t.album);
+  /** Undo {@link join} for the track's current record. */
+  #leave(t: Track, groups: Set<Group>, albums: Set<Album>): void {
+    const rec = t.track;
+    this.#groupLeave(this.#aaReg, t.aa, albumArtistName(rec), groups);
+    const a = t.album;
+    a.tracks.delete(t);
+    bump(a.titles, nfc(albumName(rec)), -1);
+    const y = positive(rec.year);
+    if (y !== undefined) bump(a.years, y, -1);
+    albums.add(a);
+    const seen = new Set<Group>();
+    for (const g of genresOf(rec)) {
+      const grp = this.#genreReg.get(foldKey(nfc(g)));
+      if (!grp || seen.has(grp)) continue;
+      seen.add(grp);
+      this.#groupLeave(this.#genreReg, grp, g, groups);
+    }
+    if (t.lg) {
+      const raws = [artistName(rec), artistSortOf(rec), albumArtistSortOf(rec)];
+      for (let i = 0; i < 3; i++) {
+        if (t.lg[i]) this.#groupLeave(this.#layoutRegs[i], t.lg[i], raws[i], groups);
+      }
+    }
   }
 
-  /** Put a track in its four directories, creating them as needed. */
+  #dropAlbum(a: Album): void {
+    if (this.#albums.get(a.key) === a) this.#albums.delete(a.key);
+    a.aa.albums.delete(a);
+  }
+
+  /** The record a custom layout renders: grouped spellings, the album's year. */
+  #layoutView(t: Track): LayoutTrack {
+    const rec = t.track;
+    const a = t.album;
+    const v: LayoutTrack = {
+      ...rec,
+      albumArtist: a.aa.display,
+      album: present(rec.album) === undefined ? undefined : a.title,
+      year: a.year,
+      genre: present(rec.genre) === undefined && !rec.genres?.length
+        ? undefined
+        : t.genres[0].display,
+    };
+    if (t.lg) {
+      if (t.lg[0] && present(rec.artist) !== undefined) v.artist = t.lg[0].display;
+      if (t.lg[1] && present(rec.artistSort) !== undefined) v.artistSort = t.lg[1].display;
+      if (t.lg[2] && present(rec.albumArtistSort) !== undefined) {
+        v.albumArtistSort = t.lg[2].display;
+      }
+    }
+    return v;
+  }
+
+  /** Put a track in its directories (one per view, one per genre), creating them as needed. */
   #place(t: Track): void {
     const rec = t.track;
     const a = t.album;
@@ -1140,7 +1641,7 @@ export class VirtualTree {
         );
       }
     } else {
-      const segs = renderLayout(this.layout, rec, t.multi);
+      const segs = renderLayout(this.layout, this.#layoutView(t), t.multi);
       const file = segs[segs.length - 1];
       t.aname = file === t.name ? undefined : file;
       d = this.#views[ARTISTS];
@@ -1150,14 +1651,6 @@ export class VirtualTree {
     d = a.leaves[ALBUMS];
     if (!d || d.dead) d = a.leaves[ALBUMS] = this.#subdir(this.#views[ALBUMS], a.albumsDir);
     const albums = d;
-    const genre = genreName(rec);
-    d = a.leaves[GENRES];
-    if (!d || d.dead || a.leafGenre !== genre) {
-      d = this.#subdir(this.#views[GENRES], sanitizeName(genre));
-      d = a.leaves[GENRES] = this.#subdir(this.#subdir(d, a.artistDir), a.albumDir);
-      a.leafGenre = genre;
-    }
-    const genres = d;
     d = a.leaves[YEARS];
     if (!d || d.dead) {
       d = a.leaves[YEARS] = this.#subdir(
@@ -1166,11 +1659,45 @@ export class VirtualTree {
       );
     }
     // One exact-size array: growing it by push would reserve 17 slots per track.
-    t.parents = [artists, albums, genres, d];
-    for (const p of t.parents) this.#insert(p, t);
+    const genres = t.genres;
+    const parents = new Array<Dir>(3 + genres.length);
+    parents[ARTISTS] = artists;
+    parents[ALBUMS] = albums;
+    parents[YEARS] = d;
+    for (let i = 0; i < genres.length; i++) {
+      const g = genres[i];
+      const leaf = a.genreLeaves.get(g);
+      if (leaf && !leaf[0].dead && leaf[1] === g.display) d = leaf[0];
+      else {
+        d = this.#subdir(this.#views[GENRES], sanitizeName(g.display));
+        d = this.#subdir(this.#subdir(d, a.artistDir), a.albumDir);
+        a.genreLeaves.set(g, [d, g.display]);
+      }
+      parents[i === 0 ? GENRES : 3 + i] = d;
+    }
+    t.parents = parents;
+    if (t.carry) {
+      for (let i = 0; i < parents.length && i < t.carry.length; i++) {
+        const name = t.carry[i];
+        if (name !== undefined && !t.assigned?.has(parents[i].ino)) {
+          this.#setRow(t, parents[i].ino, name);
+        }
+      }
+      t.carry = undefined;
+    }
+    for (const p of parents) this.#insert(p, t);
+    if (t.assigned) {
+      // Names kept in directories the track has left are free again.
+      for (const dir of [...t.assigned.keys()]) {
+        if (!parents.some((p) => p.ino === dir)) this.#setRow(t, dir, null);
+      }
+    }
   }
 
   #detach(t: Track): void {
+    // A track with stored names takes them along when its folder is renamed (a new year or
+    // spelling): the same place in the new folder keeps the same file name.
+    if (t.assigned) t.carry = t.parents.map((p) => t.assigned!.get(p.ino));
     for (const d of t.parents) this.#remove(d, t);
     t.parents = [];
   }
@@ -1200,7 +1727,8 @@ export class VirtualTree {
     n.links++;
     if (n instanceof Track) this.#coverDirty.add(d);
     const base = this.#baseOf(d, n);
-    if (!this.#resolveDirty.has(d) && !d.entries.has(base)) {
+    const kept = n instanceof Track ? n.assigned?.get(d.ino) : undefined;
+    if (kept === undefined && !this.#resolveDirty.has(d) && !d.entries.has(base)) {
       // A free name stays free of any suffix the directory's other collisions were given.
       this.#touch(d, base);
       d.entries.set(base, n);
@@ -1224,7 +1752,9 @@ export class VirtualTree {
     }
     const base = this.#baseOf(d, n);
     d.sorted = undefined;
-    if (d.entries.get(base) === n && !d.collisions) {
+    // The others keep their names (a removed source frees only its own).
+    if (d.collisions) this.#rowsDirty.add(d);
+    if (d.entries.get(base) === n) {
       this.#touch(d, base);
       d.entries.delete(base);
       return;
@@ -1236,8 +1766,6 @@ export class VirtualTree {
         break;
       }
     }
-    // A sibling carrying a suffix may get the plain name back.
-    this.#resolveDirty.add(d);
   }
 
   #setCover(c: CoverImage): void {
@@ -1256,70 +1784,192 @@ export class VirtualTree {
     if (this.#perms) this.#toLearn(node);
   }
 
-  /** Show the right cover in an album folder: that of its tracks' first source folder. */
+  /** The embedded-picture cover of a track, made on first need. */
+  #embeddedCover(t: Track): Cover {
+    let c = this.#embedded.get(t.track.id);
+    if (c) return c;
+    const rec = t.track;
+    const src = this.#source(rec.originId, rec.relPath);
+    c = new Cover(
+      this.#hashIno(`e${rec.originId}\0${rec.relPath}`),
+      {
+        originId: rec.originId,
+        dir: dirOf(rec.relPath),
+        relPath: rec.relPath,
+        ext: pictureExt(rec.picture ?? ""),
+        mtimeMs: rec.mtimeMs,
+      },
+      `e${rec.id}`,
+      src,
+      src,
+      true,
+    );
+    this.#embedded.set(rec.id, c);
+    this.#nodes.set(c.ino, c);
+    return c;
+  }
+
+  /** A track changed or went: its embedded cover (if made) goes with it. */
+  #dropEmbedded(id: number, inodes: Set<number>): void {
+    const c = this.#embedded.get(id);
+    if (!c) return;
+    this.#embedded.delete(id);
+    this.#nodes.delete(c.ino);
+    inodes.add(c.ino);
+  }
+
+  /**
+   * Show the right cover in an album folder. For each track: an image in its source folder,
+   * else in the parent folder when its folder is a disc folder (`CD1`, `Disc 2`), else its
+   * embedded front picture. The folder shows the best of these over its tracks: a folder
+   * image before a parent's before an embedded one, then the first source folder by path
+   * (for embedded pictures: the first track by source path).
+   */
   #updateCover(d: Dir): void {
     if (!d.prunable || d.view > YEARS || this.#nodes.get(d.ino) !== d) return;
     let best: Cover | undefined;
+    let bestRank = 3;
+    let bestKey = "";
+    let embedded: Track | undefined;
+    let embeddedKey = "";
     // Tracks of one folder come together: look a folder up once, without building its key.
     let lastOrigin = -1;
     let lastDir = "";
     const consider = (n: AnyNode) => {
       if (!(n instanceof Track)) return;
-      const { originId, relPath } = n.track;
+      const { originId, relPath, picture } = n.track;
+      if (bestRank > 1 && picture) {
+        const key = this.#source(originId, relPath);
+        if (!embedded || compare(key, embeddedKey) < 0) {
+          embedded = n;
+          embeddedKey = key;
+        }
+      }
       const slash = relPath.lastIndexOf("/");
       if (
         originId === lastOrigin && slash === lastDir.length && relPath.startsWith(lastDir)
       ) return;
       lastOrigin = originId;
       lastDir = slash < 0 ? "" : relPath.slice(0, slash);
-      const c = this.#covers.get(sourceDirKey(originId, lastDir));
-      if (c && (!best || compare(c.folder, best.folder) < 0)) best = c;
+      let rank = 0;
+      let c = this.#covers.get(sourceDirKey(originId, lastDir));
+      if (!c && slash > 0) {
+        const up = lastDir.lastIndexOf("/");
+        if (DISC_FOLDER.test(lastDir.slice(up + 1))) {
+          c = this.#covers.get(sourceDirKey(originId, up < 0 ? "" : lastDir.slice(0, up)));
+          rank = 1;
+        }
+      }
+      if (!c) return;
+      if (rank < bestRank || (rank === bestRank && compare(c.folder, bestKey) < 0)) {
+        best = c;
+        bestRank = rank;
+        bestKey = c.folder;
+      }
     };
     for (const n of d.entries.values()) consider(n);
     for (const n of d.pending ?? []) consider(n);
+    if (!best && embedded) best = this.#embeddedCover(embedded);
     if (best === d.cover) return;
     if (d.cover) this.#remove(d, d.cover);
     if (best) this.#insert(d, best);
     d.cover = best;
   }
 
-  /** Give every file of `d` its final name (see resolveCollisions). */
+  /** A stored name of `t` in directory `dir` changes (null: no row needed any more). */
+  #setRow(t: Track, dir: number, name: string | null): void {
+    const cur = t.assigned?.get(dir);
+    if (name === null ? cur === undefined : cur === name) return;
+    if (name === null) {
+      t.assigned!.delete(dir);
+      if (t.assigned!.size === 0) t.assigned = undefined;
+    } else (t.assigned ??= new Map()).set(dir, name);
+    this.#rowLog.set(`${t.track.id}:${dir}`, { fileId: t.track.id, dir, name });
+  }
+
+  /**
+   * Give the waiting files of `d` their names. Files already there keep theirs (only a new
+   * build treats every file as new). A track with a stored name gets it back when it still
+   * fits; the rest, first by wanted name then by source path, take their wanted name when
+   * free, else the first free ` (n)` suffix (skipping names others want).
+   */
   #resolve(d: Dir): void {
-    const files: FileNode[] = [];
-    const taken = new Set<string>();
-    for (const [name, n] of d.entries) {
-      if (n instanceof Dir) taken.add(name);
-      else files.push(n);
-    }
-    if (d.pending) files.push(...d.pending);
+    const pending = d.pending ?? [];
     d.pending = undefined;
-    const claims = files.map((n) => ({
-      base: this.#baseOf(d, n),
-      ext: n instanceof Track
-        ? n.track.ext
-        : n instanceof Cover
-        ? n.cover.ext
-        : n instanceof Symlink
-        ? n.ext
-        : "",
-      sourcePath: this.#nodeSource(n),
-      tiebreak: n.ino,
-    }));
-    const names = resolveCollisions(claims, taken);
+    // Entries placed in this batch compete with the waiting ones as equals: only names held
+    // before the batch are kept (the batch's log says what a name held before it).
+    const allNew = this.#building || this.#fresh.has(d);
     for (const [name, n] of d.entries) {
       if (n instanceof Dir) continue;
+      if (!allNew) {
+        const r = this.#log?.get(`${d.ino}/${name}`);
+        if (r === undefined || r.old === n.ino) continue;
+      }
       this.#touch(d, name);
       d.entries.delete(name);
+      pending.push(n);
     }
-    const collisions: { name: string; wanted: string; node: FileNode }[] = [];
-    for (let i = 0; i < files.length; i++) {
-      this.#touch(d, names[i]);
-      d.entries.set(names[i], files[i]);
-      if (names[i] !== claims[i].base) {
-        collisions.push({ name: names[i], wanted: claims[i].base, node: files[i] });
+    const wanted = new Set<string>();
+    for (const [name, n] of d.entries) {
+      if (!(n instanceof Dir)) wanted.add(this.#baseOf(d, n));
+      else wanted.add(name);
+    }
+    const claims = pending.map((n) => {
+      const base = this.#baseOf(d, n);
+      wanted.add(base);
+      const ext = this.#extOf(n);
+      let kept = n instanceof Track ? n.assigned?.get(d.ino) : undefined;
+      if (kept !== undefined && kept !== base && !isSuffixed(kept, base, ext)) kept = undefined;
+      // A file re-placed in this batch (re-read, or its album renamed) that held its plain
+      // name before keeps it against newcomers, stored row or not.
+      if (kept === undefined && this.#log?.get(`${d.ino}/${base}`)?.old === n.ino) kept = base;
+      return { n, base, ext, kept, src: this.#nodeSource(n) };
+    });
+    claims.sort((a, b) =>
+      (a.kept === undefined ? 1 : 0) - (b.kept === undefined ? 1 : 0) ||
+      compare(a.base, b.base) || compare(a.src, b.src) || a.n.ino - b.n.ino
+    );
+    for (const c of claims) {
+      let name: string;
+      if (c.kept !== undefined && !d.entries.has(c.kept)) name = c.kept;
+      else if (!d.entries.has(c.base)) name = c.base;
+      else {
+        let k = 2;
+        do name = withCollisionSuffix(c.base, c.ext, k++); while (
+          d.entries.has(name) || wanted.has(name)
+        );
       }
+      this.#touch(d, name);
+      d.entries.set(name, c.n);
     }
     d.sorted = undefined;
+    this.#rowsDirty.add(d);
+  }
+
+  #extOf(n: FileNode): string {
+    return n instanceof Track
+      ? n.track.ext
+      : n instanceof Cover
+      ? n.cover.ext
+      : n instanceof Symlink
+      ? n.ext
+      : n.ext;
+  }
+
+  /** Recount `d`'s renamed entries and the stored names its tracks need. */
+  #settleRows(d: Dir): void {
+    const bases = new Map<string, number>();
+    for (const [name, n] of d.entries) bump(bases, n instanceof Dir ? name : this.#baseOf(d, n), 1);
+    const collisions: { name: string; wanted: string; node: FileNode }[] = [];
+    const live = this.#nodes.get(d.ino) === d;
+    for (const [name, n] of d.entries) {
+      if (n instanceof Dir) continue;
+      const base = this.#baseOf(d, n);
+      if (name !== base) collisions.push({ name, wanted: base, node: n });
+      if (!(n instanceof Track) || d.view > YEARS) continue;
+      const need = live && (name !== base || bases.get(base)! > 1);
+      this.#setRow(n, d.ino, need ? name : null);
+    }
     if (d.collisions || collisions.length) this.#problemsVersion++;
     d.collisions = collisions.length ? collisions : undefined;
     if (d.collisions) this.#collided.add(d);
@@ -1345,14 +1995,93 @@ export class VirtualTree {
       this.#nodes.delete(d.ino);
       d.dead = true;
       this.#dirCount--;
-      if (d.collisions) {
-        this.#collided.delete(d);
-        this.#problemsVersion++;
-      }
-      // A file renamed because this directory held its name can have it back.
-      if (p.collisions) this.#resolve(p);
+      this.#rowsDirty.add(d);
       work.push(p);
     }
+    for (const d of this.#rowsDirty) this.#settleRows(d);
+    this.#rowsDirty.clear();
+  }
+
+  /** Show a playlist (new or changed) in /Playlists. */
+  #setPlaylist(p: Playlist): void {
+    const key = sourceDirKey(p.originId, p.relPath);
+    const had = this.#playlists.get(key);
+    if (had) {
+      had.rec = p;
+      had.cache = undefined;
+      had.node.acc = undefined;
+      had.node.accOf = undefined;
+      return;
+    }
+    const base = p.relPath.slice(p.relPath.lastIndexOf("/") + 1).replace(/\.m3u8?$/i, "");
+    const entry: PlaylistEntry = {
+      rec: p,
+      cache: undefined,
+      node: undefined!,
+    };
+    entry.node = new Generated(
+      this.#hashIno(`p${p.originId}\0${p.relPath}`),
+      sanitizeName(base, "m3u8"),
+      () => this.#playlistBytes(entry),
+      "m3u8",
+      this.#source(p.originId, p.relPath),
+    );
+    entry.node.links = 0;
+    this.#playlists.set(key, entry);
+    this.#nodes.set(entry.node.ino, entry.node);
+    this.#insert(this.#playlistDir, entry.node);
+  }
+
+  /** Map every playlist entry to its track (one pass over the tracks). */
+  #indexPlaylists(): void {
+    const index = new Map<string, Track | undefined>();
+    for (const e of this.#playlists.values()) {
+      for (const p of e.rec.entries) index.set(p, undefined);
+    }
+    if (index.size) {
+      for (const t of this.#tracks.values()) {
+        const src = this.#source(t.track.originId, t.track.relPath);
+        if (index.has(src)) index.set(src, t);
+      }
+    }
+    this.#plIndex = index;
+    this.#problemsVersion++;
+  }
+
+  #unindex(t: Track): void {
+    const src = this.#source(t.track.originId, t.track.relPath);
+    if (this.#plIndex.get(src) === t) {
+      this.#plIndex.set(src, undefined);
+      this.#problemsVersion++;
+    }
+  }
+
+  /** `#EXTM3U`, then for each entry found: `#EXTINF` and its path relative to /Playlists. */
+  #playlistBytes(e: PlaylistEntry): Uint8Array {
+    if (e.cache?.version === this.#placeVersion) return e.cache.bytes;
+    const lines = ["#EXTM3U"];
+    for (const p of e.rec.entries) {
+      const t = this.#plIndex.get(p);
+      if (!t || !t.parents.length) continue;
+      const r = t.track;
+      const secs = r.duration === undefined ? -1 : Math.round(r.duration);
+      lines.push(`#EXTINF:${secs},${artistName(r)} - ${titleName(r)}`.replace(/[\r\n]/g, " "));
+      lines.push(`..${this.#filePath(t.parents[ARTISTS], t)}`);
+    }
+    const bytes = encoder.encode(lines.join("\n") + "\n");
+    e.cache = { version: this.#placeVersion, bytes };
+    return bytes;
+  }
+
+  /** Playlist entries that point at nothing in the library. */
+  #missingEntries(): { playlist: string; entry: string }[] {
+    const out: { playlist: string; entry: string }[] = [];
+    for (const e of this.#playlists.values()) {
+      for (const p of e.rec.entries) {
+        if (!this.#plIndex.get(p)) out.push({ playlist: e.node.sourcePath, entry: p });
+      }
+    }
+    return out.sort((a, b) => compare(a.playlist, b.playlist));
   }
 
   #problemsBytes(): Uint8Array {
@@ -1361,18 +2090,24 @@ export class VirtualTree {
       .map((p) => ({ path: this.#source(p.originId, p.relPath), reason: p.reason }))
       .sort((a, b) => compare(a.path, b.path));
     const collisions = this.collisions();
+    const missing = this.#missingEntries();
     const lines = [
       `# musicfs problems: ${problems.length} unreadable file(s), ${collisions.length} renamed entr${
         collisions.length === 1 ? "y" : "ies"
-      }`,
+      }, ${missing.length} playlist entr${missing.length === 1 ? "y" : "ies"} not found`,
     ];
     // One line per entry whatever the names hold (a name with a newline would forge lines).
     const e = escapeControl;
     for (const p of problems) lines.push(`unreadable: ${e(p.path)}: ${e(p.reason)}`);
     for (const c of collisions) {
+      // A name whose first holder went away stays with its source (names stay put).
+      const why = this.lookup(this.#dirIno(c.path), c.wanted) ? "name taken" : "name was taken";
       lines.push(
-        `renamed: ${e(c.path)} (name taken: ${e(c.wanted)}; source: ${e(c.sourcePath)})`,
+        `renamed: ${e(c.path)} (${why}: ${e(c.wanted)}; source: ${e(c.sourcePath)})`,
       );
+    }
+    for (const m of missing) {
+      lines.push(`playlist entry not found: ${e(m.playlist)}: ${e(m.entry)}`);
     }
     const bytes = encoder.encode(lines.join("\n") + "\n");
     this.#problemsText = { version: this.#problemsVersion, bytes };

@@ -124,6 +124,7 @@ Deno.test("every track appears once under each of the four views", () => {
     "Albums",
     "Artists",
     "Genres",
+    "Playlists",
     "Years",
   ]);
   const ino = TRACK_INO_BASE + 1;
@@ -284,7 +285,7 @@ Deno.test("attributes: modes, owner, link counts, source size and mtime", () => 
   assert.equal(dir.nlink, 4, "2 + two album subdirectories");
   assert.equal(dir.uid, 1234);
   assert.equal(tree.attr(at(tree, "/Artists/A/L")!).nlink, 2);
-  assert.equal(tree.attr(tree.get(INO.root)!).nlink, 2 + 6);
+  assert.equal(tree.attr(tree.get(INO.root)!).nlink, 2 + 7);
   const status = tree.get(INO.status)!;
   assert.equal(tree.attr(status).mode, 0o100444);
   assert.equal(tree.attr(status).size, tree.content(status as never).length);
@@ -479,6 +480,7 @@ Deno.test("apply(remove) deletes names and prunes directories left empty", () =>
     "Albums",
     "Artists",
     "Genres",
+    "Playlists",
     "Years",
   ]);
   assert.deepEqual(names(tree, "/Artists"), []);
@@ -496,20 +498,65 @@ Deno.test("apply: a track on disc 2 renames the rest of its album", () => {
   assert.ok(kinds(inv).includes(`entry ${at(tree, "/Artists/A/L")!.ino} 1-01 - T.mp3`));
 });
 
-Deno.test("apply: removing one of two colliding tracks gives the other its plain name back", () => {
+Deno.test("apply: a removed source frees its name; the other keeps its own, a newcomer takes the free one", () => {
   const tracks = [
     rec(1, "a/x.mp3", { albumArtist: "A", album: "L", title: "S", track: 1 }),
     rec(2, "b/x.mp3", { albumArtist: "A", album: "L", title: "S", track: 1 }),
   ];
   const tree = build(tracks);
   assert.deepEqual(names(tree, "/Artists/A/L"), ["01 - S (2).mp3", "01 - S.mp3"]);
-  const inv = tree.apply({ removed: [1] });
-  assert.deepEqual(names(tree, "/Artists/A/L"), ["01 - S.mp3"]);
-  assert.equal(at(tree, "/Artists/A/L/01 - S.mp3")!.ino, TRACK_INO_BASE + 2);
-  assert.equal(tree.collisions().length, 0);
-  assert.ok(kinds(inv).includes(`inode ${INO.problems}`));
+  tree.apply({ removed: [1] });
+  // Names stay put: "(2)" keeps serving b/x.mp3 for as long as it exists.
+  assert.deepEqual(names(tree, "/Artists/A/L"), ["01 - S (2).mp3"]);
+  assert.equal(at(tree, "/Artists/A/L/01 - S (2).mp3")!.ino, TRACK_INO_BASE + 2);
   const text = new TextDecoder().decode(tree.content(tree.get(INO.problems) as never));
-  assert.doesNotMatch(text, /^renamed:/m);
+  assert.match(text, /^renamed: \/Artists\/A\/L\/01 - S \(2\)\.mp3 \(name was taken/m);
+  // A newcomer that sorts first takes the freed plain name, not b's.
+  tree.apply({
+    added: [rec(3, "0/x.mp3", { albumArtist: "A", album: "L", title: "S", track: 1 })],
+  });
+  assert.equal(at(tree, "/Artists/A/L/01 - S.mp3")!.ino, TRACK_INO_BASE + 3);
+  assert.equal(at(tree, "/Artists/A/L/01 - S (2).mp3")!.ino, TRACK_INO_BASE + 2);
+});
+
+Deno.test("names stay put: a newcomer that sorts first takes the next free suffix, across restarts", () => {
+  const t = (id: number, path: string) =>
+    rec(id, path, { albumArtist: "A", album: "L", title: "Same", track: 1, genre: "G" });
+  const tree = build([t(5, "m/x.mp3")]);
+  const dir = "/Artists/A/L";
+  tree.takeNameChanges();
+  // Added while mounted: the old file keeps "01 - Same.mp3" although "a/..." sorts first.
+  tree.apply({ added: [t(6, "a/x.mp3")] });
+  assert.equal(at(tree, `${dir}/01 - Same.mp3`)!.ino, TRACK_INO_BASE + 5);
+  assert.equal(at(tree, `${dir}/01 - Same (2).mp3`)!.ino, TRACK_INO_BASE + 6);
+  const changes = tree.takeNameChanges();
+  // Every contested name is recorded, in each of the four views.
+  assert.equal(changes.length, 8);
+  assert.ok(changes.every((c) => c.name !== null));
+  // A restart from the stored rows gives the same names, whatever the input order.
+  const rows = tree.nameRows();
+  for (const order of [[t(5, "m/x.mp3"), t(6, "a/x.mp3")], [t(6, "a/x.mp3"), t(5, "m/x.mp3")]]) {
+    const again = build(order, { names: rows });
+    assert.deepEqual(snapshot(again), snapshot(tree));
+    assert.deepEqual(again.takeNameChanges(), []);
+  }
+  // Without the rows, source-path order decides (a fresh library).
+  const fresh = build([t(5, "m/x.mp3"), t(6, "a/x.mp3")]);
+  assert.equal(at(fresh, `${dir}/01 - Same.mp3`)!.ino, TRACK_INO_BASE + 6);
+  // A third one, added while another is re-read (tags unchanged), takes (3).
+  tree.apply({ added: [t(7, "0/x.mp3")], changed: [{ ...t(6, "a/x.mp3"), size: 99 }] });
+  assert.deepEqual(
+    tree.children(at(tree, dir)!.ino)!.map((e) => `${e.name} ${e.node.ino - TRACK_INO_BASE}`),
+    ["01 - Same (2).mp3 6", "01 - Same (3).mp3 7", "01 - Same.mp3 5"],
+  );
+  // Removal frees rows: the db drops them with the file; the tree forgets them too.
+  tree.apply({ removed: [5, 7] });
+  assert.deepEqual(names(tree, dir), ["01 - Same (2).mp3"]);
+  assert.ok(tree.nameRows().every((r) => r.fileId === 6));
+  // A row that no longer fits (the title changed) is ignored.
+  const retitled = build([{ ...t(6, "a/x.mp3"), title: "Other" }], { names: tree.nameRows() });
+  assert.deepEqual(names(retitled, dir), ["01 - Other.mp3"]);
+  assert.ok(retitled.takeNameChanges().every((c) => c.name === null));
 });
 
 Deno.test("apply converges to the tree a fresh build of the same library gives", () => {
@@ -545,7 +592,11 @@ Deno.test("apply converges to the tree a fresh build of the same library gives",
     for (const r of removedCovers) covers.delete(`${r.originId}:${r.dir}`);
     lib = new Map([...lib].sort((a, b) => a[0] - b[0]));
   }
-  const fresh = build([...lib.values()], { covers: [...covers.values()] });
+  // A restart: the stored names make the same tree.
+  const fresh = build([...lib.values()], {
+    covers: [...covers.values()],
+    names: tree.nameRows(),
+  });
   assert.deepEqual(snapshot(tree), snapshot(fresh));
   assert.deepEqual(tree.stats(), fresh.stats());
   assert.deepEqual(tree.collisions(), fresh.collisions());
@@ -626,4 +677,271 @@ Deno.test("search results are symlinks to the track's /Artists path", () => {
   assert.ok(again.invalidations.some((i) => i.kind === "delete" && i.name === "P - T (2).mp3"));
   tree.removeSearch("t");
   assert.deepEqual(names(tree, "/.search"), []);
+});
+
+Deno.test("one folder per artist, album and genre whatever the case or normalisation", () => {
+  const nfc = "Bj\u00f6rk";
+  const nfd = "Bjo\u0308rk";
+  const tree = build([
+    rec(1, "1.mp3", { albumArtist: nfc, album: "Post", title: "a", track: 1, genre: "Rock" }),
+    rec(2, "2.mp3", { albumArtist: nfd, album: "post", title: "b", track: 2, genre: "rock" }),
+    rec(3, "3.mp3", {
+      albumArtist: "bj\u00f6rk",
+      album: "Post",
+      title: "c",
+      track: 3,
+      genre: "ROCK",
+    }),
+    rec(4, "4.mp3", { artist: "The Beatles", album: "Help", title: "d", genre: "Pop" }),
+    rec(5, "5.mp3", { artist: "the beatles", album: "Help", title: "e", genre: "pop" }),
+  ]);
+  // Björk: NFC and NFD count as one spelling (2 tracks) against "björk" (1).
+  assert.deepEqual(names(tree, "/Artists"), ["Björk", "The Beatles"]);
+  assert.equal(names(tree, "/Artists")[0], nfc, "shown in NFC");
+  assert.deepEqual(names(tree, "/Artists/Björk"), ["Post"]);
+  assert.deepEqual(names(tree, "/Artists/Björk/Post"), ["01 - a.mp3", "02 - b.mp3", "03 - c.mp3"]);
+  // A tie goes to a leading capital, then fewer capitals: "Rock" over "ROCK" and "rock".
+  assert.deepEqual(names(tree, "/Genres"), ["Pop", "Rock"]);
+  assert.deepEqual(names(tree, "/Albums"), ["Help - The Beatles", "Post - Björk"]);
+  // Spellings count separately ("Rock" 1, "rock" 1, "ROCK" 1): two more "rock" make it the
+  // folder's name, and the folder moves as one.
+  const inv = tree.apply({
+    added: [
+      rec(6, "6.mp3", { albumArtist: nfc, album: "Post", title: "f", track: 4, genre: "rock" }),
+      rec(7, "7.mp3", { albumArtist: nfc, album: "Post", title: "g", track: 5, genre: "rock" }),
+    ],
+  });
+  assert.deepEqual(names(tree, "/Genres"), ["Pop", "rock"]);
+  assert.equal(names(tree, "/Genres/rock/Björk/Post").length, 5);
+  assert.ok(inv.some((i) => i.kind === "delete" && i.name === "Rock"));
+});
+
+Deno.test("an album is (album artist, album): per-track years and genres do not split it", () => {
+  const t = (id: number, year: number | undefined, genre: string) =>
+    rec(id, `x/${id}.flac`, {
+      albumArtist: "A",
+      album: "L",
+      title: `t${id}`,
+      track: id,
+      year,
+      genre,
+    });
+  const tree = build([
+    t(1, 2001, "Rock"),
+    t(2, 1999, "Jazz"),
+    t(3, 2001, "Rock"),
+    t(4, undefined, "Rock"),
+  ]);
+  assert.deepEqual(names(tree, "/Artists/A"), ["L (2001)"]);
+  assert.deepEqual(names(tree, "/Years"), ["2001"]);
+  assert.deepEqual(names(tree, "/Albums"), ["L (2001) - A"]);
+  assert.equal(names(tree, "/Artists/A/L (2001)").length, 4);
+  assert.deepEqual(names(tree, "/Genres/Jazz/A"), ["L (2001)"]);
+  assert.equal(tree.stats().albums, 1);
+  // A tie between years: the earliest.
+  const tie = build([t(1, 2001, "Rock"), t(2, 1999, "Rock")]);
+  assert.deepEqual(names(tie, "/Artists/A"), ["L (1999)"]);
+  // Live: the year follows the majority, the album moves as one.
+  tie.apply({ added: [t(3, 2001, "Rock")] });
+  assert.deepEqual(names(tie, "/Artists/A"), ["L (2001)"]);
+  assert.deepEqual(names(tie, "/Years"), ["2001"]);
+});
+
+Deno.test("a track with several genres is under each, as one inode", () => {
+  const tree = build([
+    rec(1, "x/1.opus", {
+      albumArtist: "A",
+      album: "L",
+      title: "T",
+      track: 1,
+      genre: "Rock",
+      genres: ["Rock", "Pop", "rock", " "],
+    }),
+    rec(2, "x/2.opus", { albumArtist: "A", album: "L", title: "U", track: 2, genre: "Jazz; Funk" }),
+  ]);
+  assert.deepEqual(names(tree, "/Genres"), ["Funk", "Jazz", "Pop", "Rock"]);
+  const a = at(tree, "/Genres/Rock/A/L/01 - T.opus")!;
+  const b = at(tree, "/Genres/Pop/A/L/01 - T.opus")!;
+  assert.equal(a.ino, TRACK_INO_BASE + 1);
+  assert.equal(b.ino, a.ino);
+  assert.equal(tree.attr(a).nlink, 5, "Artists, Albums, Years and two genres");
+  assert.equal(at(tree, "/Genres/Funk/A/L/02 - U.opus")!.ino, TRACK_INO_BASE + 2);
+  tree.apply({
+    changed: [rec(1, "x/1.opus", { albumArtist: "A", album: "L", title: "T", track: 1 })],
+  });
+  assert.deepEqual(names(tree, "/Genres"), ["Funk", "Jazz", "Unknown Genre"]);
+});
+
+Deno.test("sort-name layout fields group and fall back", () => {
+  const tree = build([
+    rec(1, "1.mp3", { albumArtist: "The Beatles", albumArtistSort: "Beatles, The", title: "a" }),
+    rec(2, "2.mp3", { albumArtist: "The Beatles", albumArtistSort: "beatles, the", title: "b" }),
+    rec(3, "3.mp3", { artist: "Nico", title: "c" }),
+  ], { layout: "{albumartistsort}/{title}" });
+  assert.deepEqual(names(tree, "/Artists"), ["Beatles, The", "Nico"]);
+  assert.deepEqual(names(tree, "/Artists/Beatles, The"), ["a.mp3", "b.mp3"]);
+});
+
+Deno.test("covers: the folder's image, else the parent of a disc folder, else the embedded picture", () => {
+  const tracks = [
+    rec(1, "Box/CD1/01.flac", { albumArtist: "A", album: "Box", title: "a", track: 1, disc: 1 }),
+    rec(2, "Box/CD2/01.flac", { albumArtist: "A", album: "Box", title: "b", track: 1, disc: 2 }),
+    rec(3, "Emb/01.mp3", { albumArtist: "A", album: "Emb", title: "c", picture: "image/png" }),
+    rec(4, "Emb/02.mp3", { albumArtist: "A", album: "Emb", title: "d", picture: "image/png" }),
+    rec(5, "Own/Disc 1/01.mp3", {
+      albumArtist: "A",
+      album: "Own",
+      title: "e",
+      picture: "image/jpeg",
+    }),
+  ];
+  const covers: CoverImage[] = [
+    { originId: 1, dir: "Box", relPath: "Box/AlbumArt_{X}_Large.jpg", ext: "jpg", size: 7 },
+    { originId: 1, dir: "Own/Disc 1", relPath: "Own/Disc 1/folder.png", ext: "png", size: 8 },
+    { originId: 1, dir: "Own", relPath: "Own/cover.jpg", ext: "jpg", size: 9 },
+  ];
+  const tree = build(tracks, { covers });
+  const box = at(tree, "/Artists/A/Box/cover.jpg")!;
+  assert.equal(box.kind === "cover" && tree.sourcePath(box), "/music/Box/AlbumArt_{X}_Large.jpg");
+  assert.equal(box.kind === "cover" && box.embedded, false);
+  // The disc folder's own image wins over its parent's.
+  const own = at(tree, "/Artists/A/Own/cover.png")!;
+  assert.equal(own.kind === "cover" && tree.sourcePath(own), "/music/Own/Disc 1/folder.png");
+  // No image: the first track's embedded picture, as cover.<ext of its type>.
+  const emb = at(tree, "/Artists/A/Emb/cover.png")!;
+  assert.equal(emb.kind, "cover");
+  assert.ok(emb.kind === "cover" && emb.embedded);
+  assert.equal(emb.kind === "cover" && tree.sourcePath(emb), "/music/Emb/01.mp3");
+  assert.equal(tree.attr(emb).size, 0, "unknown until extracted");
+  tree.setCoverSize(emb as never, 1234);
+  assert.equal(tree.attr(emb).size, 1234);
+  assert.equal(at(tree, "/Albums/Emb - A/cover.png")!.ino, emb.ino);
+  // The track holding it goes: the next track's picture takes over (a new object).
+  tree.apply({ removed: [3] });
+  const next = at(tree, "/Artists/A/Emb/cover.png")!;
+  assert.equal(next.kind === "cover" && tree.sourcePath(next), "/music/Emb/02.mp3");
+  // An image appears in the folder: it wins over the embedded picture.
+  tree.apply({
+    covers: [{ originId: 1, dir: "Emb", relPath: "Emb/front.jpg", ext: "jpg", size: 3 }],
+  });
+  assert.deepEqual(names(tree, "/Artists/A/Emb"), ["cover.jpg", "d.mp3"]);
+});
+
+Deno.test("playlists: entries rewritten to the mount, in order, following renames; missing ones listed", () => {
+  const tracks = [
+    rec(1, "x/1.mp3", { albumArtist: "A", album: "L", title: "One", track: 1, duration: 61.4 }),
+    rec(2, "x/2.mp3", { albumArtist: "A", album: "L", title: "Two", track: 2 }),
+  ];
+  const playlists = [{
+    originId: 1,
+    relPath: "lists/Road Trip.m3u",
+    size: 10,
+    mtimeMs: 1,
+    entries: ["/music/x/2.mp3", "/music/gone.mp3", "/music/x/1.mp3"],
+  }, {
+    originId: 2,
+    relPath: ".hidden/Road Trip.M3U8",
+    size: 10,
+    mtimeMs: 1,
+    entries: [],
+  }];
+  const tree = build(tracks, { playlists });
+  assert.deepEqual(names(tree, "/Playlists"), ["Road Trip (2).m3u8", "Road Trip.m3u8"]);
+  const pl = at(tree, "/Playlists/Road Trip.m3u8")!;
+  const text = () => new TextDecoder().decode(tree.content(pl as never));
+  assert.equal(
+    text(),
+    "#EXTM3U\n#EXTINF:-1,A - Two\n../Artists/A/L/02 - Two.mp3\n#EXTINF:61,A - One\n../Artists/A/L/01 - One.mp3\n",
+  );
+  assert.equal(tree.attr(pl).size, new TextEncoder().encode(text()).length);
+  const problems = () => new TextDecoder().decode(tree.content(tree.get(INO.problems) as never));
+  assert.match(
+    problems(),
+    /^playlist entry not found: \/music\/lists\/Road Trip\.m3u: \/music\/gone\.mp3$/m,
+  );
+  assert.equal(tree.stats().missingPlaylistEntries, 1);
+  // A rename in the tree: the playlist follows, and its inode is invalidated.
+  const inv = tree.apply({ changed: [{ ...tracks[1], title: "Deux" }] });
+  assert.ok(inv.some((i) => i.kind === "inode" && i.ino === pl.ino));
+  assert.match(text(), /\.\.\/Artists\/A\/L\/02 - Deux\.mp3\n#EXTINF:61/);
+  // The missing track appears: it joins the playlist and leaves problems.txt.
+  tree.apply({
+    added: [rec(3, "gone.mp3", { albumArtist: "A", album: "L", title: "Back", track: 3 })],
+  });
+  assert.match(
+    text(),
+    /02 - Deux\.mp3\n#EXTINF:-1,A - Back\n\.\.\/Artists\/A\/L\/03 - Back\.mp3\n/,
+  );
+  assert.doesNotMatch(problems(), /playlist entry not found/);
+  tree.apply({ removedPlaylists: [{ originId: 2, relPath: ".hidden/Road Trip.M3U8" }] });
+  assert.deepEqual(names(tree, "/Playlists"), ["Road Trip.m3u8"]);
+});
+
+Deno.test("no visible name starts with a dot; long names keep year and extension", () => {
+  const long = "Very Long Album Name ".repeat(15);
+  const tree = build([
+    rec(1, "1.mp3", {
+      artist: "...And You Will Know Us",
+      album: long,
+      title: "...Baby",
+      year: 1999,
+    }),
+  ]);
+  assert.deepEqual(names(tree, "/Artists"), ["_..And You Will Know Us"]);
+  const [album] = names(tree, "/Artists/_..And You Will Know Us");
+  assert.ok(album.endsWith(" (1999)"), album);
+  assert.ok(new TextEncoder().encode(album).length <= 255);
+  const [albums] = names(tree, "/Albums");
+  assert.ok(albums.endsWith(" (1999) - _..And You Will Know Us") || albums.includes(" (1999) - "));
+  assert.deepEqual(
+    names(tree, `/Artists/_..And You Will Know Us/${album}`),
+    ["_..Baby.mp3"],
+  );
+  const all = [...snapshot(tree).keys()];
+  for (const p of all) {
+    const parts = p.split("/").slice(1);
+    for (const c of parts) {
+      if (c === ".search" || c === ".musicfs") continue;
+      assert.ok(!c.startsWith("."), p);
+    }
+  }
+});
+
+Deno.test("names stay put when the holder is re-read in the batch that brings a rival", () => {
+  const t = (id: number, path: string, size = 1) => ({
+    ...rec(id, path, { albumArtist: "A", album: "L", title: "Same", track: 1 }),
+    size,
+  });
+  const tree = build([t(5, "m/x.mp3")]);
+  tree.apply({ changed: [t(5, "m/x.mp3", 2)], added: [t(6, "a/x.mp3")] });
+  assert.equal(at(tree, "/Artists/A/L/01 - Same.mp3")!.ino, TRACK_INO_BASE + 5);
+  assert.equal(at(tree, "/Artists/A/L/01 - Same (2).mp3")!.ino, TRACK_INO_BASE + 6);
+  // Both arrive in one batch: source-path order.
+  const both = build([]);
+  both.apply({ added: [t(5, "m/x.mp3"), t(6, "a/x.mp3")] });
+  assert.equal(at(both, "/Artists/A/L/01 - Same.mp3")!.ino, TRACK_INO_BASE + 6);
+});
+
+Deno.test("names stay put when their album folder is renamed (a new majority year)", () => {
+  const t = (id: number, path: string, year: number) =>
+    rec(id, path, { albumArtist: "A", album: "L", title: "Same", track: 1, year });
+  const tree = build([t(5, "m/x.mp3", 2000)]);
+  tree.apply({ added: [t(6, "a/x.mp3", 2000)] });
+  assert.equal(at(tree, "/Artists/A/L (2000)/01 - Same (2).mp3")!.ino, TRACK_INO_BASE + 6);
+  // Two more tracks of 1990: the album becomes "L (1990)", both files keep their names.
+  tree.apply({
+    added: [
+      rec(7, "m/y.mp3", { albumArtist: "A", album: "L", title: "Other", track: 2, year: 1990 }),
+      rec(8, "m/z.mp3", { albumArtist: "A", album: "L", title: "Third", track: 3, year: 1990 }),
+    ],
+  });
+  assert.deepEqual(names(tree, "/Artists/A"), ["L (1990)"]);
+  assert.equal(at(tree, "/Artists/A/L (1990)/01 - Same.mp3")!.ino, TRACK_INO_BASE + 5);
+  assert.equal(at(tree, "/Artists/A/L (1990)/01 - Same (2).mp3")!.ino, TRACK_INO_BASE + 6);
+  // And a restart from the stored rows agrees.
+  const lib = [t(5, "m/x.mp3", 2000), t(6, "a/x.mp3", 2000)].concat([
+    rec(7, "m/y.mp3", { albumArtist: "A", album: "L", title: "Other", track: 2, year: 1990 }),
+    rec(8, "m/z.mp3", { albumArtist: "A", album: "L", title: "Third", track: 3, year: 1990 }),
+  ]);
+  assert.deepEqual(snapshot(build(lib, { names: tree.nameRows() })), snapshot(tree));
 });

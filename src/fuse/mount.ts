@@ -80,8 +80,9 @@ export function findFuseMount(path: string): MountInfo | undefined {
 }
 
 /**
- * The state of the FUSE mount at `path`: `dead` when a lookup in it fails with ENOTCONN (its daemon
- * is gone), `hung` when stat does not answer within `timeoutMs`, else `live`. The stat is async
+ * The state of the FUSE mount at `path`: `dead` when a lookup in it fails with ENOTCONN or
+ * ECONNABORTED (its daemon is gone or its connection was aborted), `hung` when the lookup does
+ * not answer within `timeoutMs`, else `live`. The stat is async
  * with a bound because a sync one would hang us on a stopped daemon, or deadlock on our own.
  */
 export async function probeMount(
@@ -90,14 +91,17 @@ export async function probeMount(
 ): Promise<"live" | "dead" | "hung"> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<"hung">((r) => (timer = setTimeout(() => r("hung"), timeoutMs)));
-  // A name never asked for before always reaches the daemon: a listing does not (with cached
-  // listings and no OPENDIR the kernel answers it from its cache, even for a dead daemon).
+  // A name never looked up always reaches the daemon: with NO_OPENDIR_SUPPORT a listing (and a
+  // stat) may be answered from the kernel's cache even on a dead connection.
+  const fresh = `${path}/.musicfs-probe-${crypto.randomUUID()}`;
   const stat = (async () => {
     try {
-      await Deno.lstat(`${path}/.musicfs-probe-${crypto.randomUUID()}`);
+      await Deno.lstat(fresh);
       return "live" as const;
     } catch (e) {
-      return (e as { code?: string }).code === "ENOTCONN" ? "dead" as const : "live" as const;
+      // ECONNABORTED: the connection was aborted through /sys/fs/fuse/connections.
+      const code = (e as { code?: string }).code;
+      return code === "ENOTCONN" || code === "ECONNABORTED" ? "dead" as const : "live" as const;
     }
   })();
   try {

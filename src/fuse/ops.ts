@@ -118,7 +118,9 @@ export interface FuseOperations {
   /**
    * Whether the attributes of `ino` change only together with a `notifyInvalInode` or
    * `notifyDelete` of it. For those inodes the session's reader thread answers GETATTR from the
-   * attributes last sent to the kernel, without a hop to the main thread. Missing: never.
+   * attributes last sent to the kernel, without a hop to the main thread, and the kernel caches
+   * the others for at most 1 s whatever the session's attribute TTL. Missing: never, and the
+   * session's TTL for all.
    */
   shareAttrs?(ino: number): boolean;
   /** Attributes of `ino`. */

@@ -62,6 +62,8 @@ const O_TRUNC = 0o1000;
 export const KERNEL_MAJOR = 7;
 /** Minor version we speak. */
 export const OUR_MINOR = 45;
+/** Most a kernel caches attributes that change without an invalidation, ms. */
+const VOLATILE_TTL_MS = 1000;
 /** Listings kept for paging without OPENDIR (oldest dropped first). */
 const MAX_INO_DIRS = 256;
 /** Longest name the kernel sends, bytes (NAME_MAX). */
@@ -370,6 +372,16 @@ export class ProtocolServer {
     this.replyError(ctx.unique, code, ctx);
   }
 
+  // Attributes that may change without an invalidation (shareAttrs says no) are cached by the
+  // kernel for at most VOLATILE_TTL_MS, whatever the session's TTL.
+  #attrTtlOf(ino: number): number {
+    const share = this.#ops.shareAttrs;
+    if (!share || this.#attrTtl <= VOLATILE_TTL_MS || share.call(this.#ops, ino)) {
+      return this.#attrTtl;
+    }
+    return VOLATILE_TTL_MS;
+  }
+
   // Offer attributes just sent to the kernel to the reader thread (see AttrShare).
   #share(ino: number, src: Uint8Array, off: number, ttlMs: number): void {
     const share = this.#opts.attrShare;
@@ -469,7 +481,7 @@ export class ProtocolServer {
       OUT,
       e.attr,
       e.entryTtlMs ?? this.#entryTtl,
-      e.attrTtlMs ?? this.#attrTtl,
+      e.attrTtlMs ?? this.#attrTtlOf(e.attr.ino),
     );
     if (this.#replyOut(ctx, FuseEntryOut.SIZE)) {
       this.#counted(parent, e.attr);
@@ -481,7 +493,7 @@ export class ProtocolServer {
   getattr(h: InHeader): void {
     const now = this.#ops.getattrNow?.(h.nodeid);
     if (now) {
-      writeAttrOut(this.#outView, OUT, now, this.#attrTtl);
+      writeAttrOut(this.#outView, OUT, now, this.#attrTtlOf(h.nodeid));
       this.#share(h.nodeid, this.#out, OUT + FuseAttrOut.attr, this.#attrTtl);
       writeOutHeader(this.#outView, h.unique, OUT + FuseAttrOut.SIZE);
       return this.#send(this.#out, OUT + FuseAttrOut.SIZE);
@@ -492,7 +504,7 @@ export class ProtocolServer {
 
   async #getattr(ctx: Ctx, ino: number): Promise<void> {
     const attr = await this.#ops.getattr(ino, ctx);
-    writeAttrOut(this.#outView, OUT, attr, this.#attrTtl);
+    writeAttrOut(this.#outView, OUT, attr, this.#attrTtlOf(ino));
     if (this.#replyOut(ctx, FuseAttrOut.SIZE)) {
       this.#share(ino, this.#out, OUT + FuseAttrOut.attr, this.#attrTtl);
     }
@@ -725,7 +737,7 @@ export class ProtocolServer {
       if (read < name.length) break;
       if (start + align8(FuseDirent.SIZE + written) > limit) break;
       if (plus) {
-        if (attr) writeEntryOut(v, pos, attr, this.#entryTtl, this.#attrTtl);
+        if (attr) writeEntryOut(v, pos, attr, this.#entryTtl, this.#attrTtlOf(attr.ino));
         else out.fill(0, pos, pos + FuseEntryOut.SIZE); // nodeid 0: no entry, no lookup counted
       }
       if (plus && attr) {

@@ -534,3 +534,16 @@ Deno.test("protocol: with cached listings, NO_OPENDIR_SUPPORT: OPENDIR is ENOSYS
   assert.equal(init2.v.getUint32(12, true) & (1 << 24), 0);
   assert.equal((await w2.call(request(Op.OPENDIR, 2, 1, u32(0, 0)))).error, 0);
 });
+
+Deno.test("protocol: attributes that change without an invalidation get at most 1 s, whatever the TTL", async () => {
+  const fs = demo();
+  Object.defineProperty(fs, "shareAttrs", { value: (ino: number) => ino !== 3 });
+  const w = await ready(fs, { attrTtlMs: 3_600_000, entryTtlMs: 3_600_000 });
+  const volatile = await w.call(request(Op.GETATTR, 2, 3, u64(0, 0)));
+  assert.equal(getU64(volatile.v, 0), 1, "1 s for a.txt");
+  const stable = await w.call(request(Op.GETATTR, 3, 2, u64(0, 0)));
+  assert.equal(getU64(stable.v, 0), 3600, "the session's TTL for the others");
+  const lookup = await w.call(request(Op.LOOKUP, 4, 2, "a.txt"));
+  assert.equal(getU64(lookup.v, 16), 3600, "entry TTL unchanged");
+  assert.equal(getU64(lookup.v, 24), 1, "attribute TTL capped");
+});

@@ -11,12 +11,12 @@ import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { logger } from "../log/mod.ts";
 import { extensionOf } from "./tags.ts";
 import { integrityProblems } from "./integrity.ts";
-import type { Origin, Problem, Tags, TrackRecord } from "./types.ts";
+import type { Origin, Playlist, Problem, Tags, TrackRecord } from "./types.ts";
 
 const log = logger("library", "db");
 
 /** Schema version written to `PRAGMA user_version`. */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 /**
  * Migrations by target version: `MIGRATIONS[n]` takes a version-n database to n+1. Each runs in
@@ -102,6 +102,31 @@ const MIGRATIONS: string[] = [
   ALTER TABLE files ADD COLUMN artist_sort TEXT;
   ALTER TABLE files ADD COLUMN album_artist_sort TEXT;
   ALTER TABLE files ADD COLUMN picture TEXT;
+`,
+  // 2 -> 3: names that stay put, and the library's playlists.
+  `
+  -- The virtual tree's name assignments that must survive a restart: a track whose name in a
+  -- directory (by inode) carries a collision suffix or is wanted by another entry there.
+  -- Keyed by file first, so a removed file frees its names in one range delete. Issue 14
+  -- moves every entry here (rows instead of a tree recomputed at start); dir stays an inode.
+  CREATE TABLE names (
+    file_id INTEGER NOT NULL,
+    dir INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    PRIMARY KEY (file_id, dir)
+  ) WITHOUT ROWID;
+  CREATE TRIGGER files_free_names AFTER DELETE ON files BEGIN
+    DELETE FROM names WHERE file_id = old.id;
+  END;
+  -- .m3u/.m3u8 files: entries are absolute source paths (or the raw line), joined by U+001F.
+  CREATE TABLE playlists (
+    origin_id INTEGER NOT NULL,
+    rel_path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ms INTEGER NOT NULL,
+    entries TEXT NOT NULL,
+    PRIMARY KEY (origin_id, rel_path)
+  ) WITHOUT ROWID;
 `,
 ];
 
@@ -266,6 +291,10 @@ export interface Batch {
   removeCovers?: OriginDir[];
   /** Scan counters to store with this batch; the files and parse failures in it count as committed. */
   scan?: ScanProgressUpdate;
+  /** Playlists read (new or changed). */
+  playlists?: Playlist[];
+  /** Playlists gone. */
+  removePlaylists?: OriginPath[];
 }
 
 /** What a committed batch changed, for the tree and search. */
@@ -282,8 +311,22 @@ export interface BatchResult {
   covers: Cover[];
   /** Source directories that no longer have a cover. */
   removedCovers: OriginDir[];
+  /** Playlists new or changed. */
+  playlists: Playlist[];
+  /** Playlists gone. */
+  removedPlaylists: OriginPath[];
   /** The generation this batch committed. */
   generation: number;
+}
+
+/** A stored name of the virtual tree (see the `names` table). */
+export interface NameRow {
+  /** The track id. */
+  fileId: number;
+  /** Inode of the virtual directory. */
+  dir: number;
+  /** The name there. */
+  name: string;
 }
 
 /** The stored state of a file, for the scanner's size+mtime comparison. */
@@ -560,8 +603,27 @@ export class Database {
       progressScan: p(`UPDATE scans SET updated_ms = ?, seen = ?, parsed = ?,
         committed = committed + ? WHERE origin_id = ?`),
       finishScan: p("UPDATE scans SET finished_ms = ?, updated_ms = ? WHERE origin_id = ?"),
+      names: p("SELECT file_id, dir, name FROM names"),
+      // A row for a file deleted meanwhile would outlive it: only for files that exist.
+      setName: p(`INSERT INTO names (file_id, dir, name) SELECT ?1, ?2, ?3
+        WHERE EXISTS (SELECT 1 FROM files WHERE id = ?1)
+        ON CONFLICT (file_id, dir) DO UPDATE SET name = excluded.name`),
+      dropName: p("DELETE FROM names WHERE file_id = ? AND dir = ?"),
+      playlists: p(
+        "SELECT origin_id, rel_path, size, mtime_ms, entries FROM playlists ORDER BY origin_id, rel_path",
+      ),
+      originPlaylists: p(`SELECT rel_path, size, mtime_ms FROM playlists WHERE origin_id = ?1
+        AND ${UNDER}`),
+      playlist: p(
+        "SELECT size, mtime_ms, entries FROM playlists WHERE origin_id = ? AND rel_path = ?",
+      ),
+      upsertPlaylist: p(`INSERT INTO playlists (origin_id, rel_path, size, mtime_ms, entries)
+        VALUES (?, ?, ?, ?, ?) ON CONFLICT (origin_id, rel_path) DO UPDATE SET
+        size = excluded.size, mtime_ms = excluded.mtime_ms, entries = excluded.entries`),
+      deletePlaylist: p("DELETE FROM playlists WHERE origin_id = ? AND rel_path = ?"),
     };
     const arrays = [
+      this.#s.names,
       this.#s.knownFiles,
       this.#s.knownProblems,
       this.#s.allTracks,
@@ -705,7 +767,7 @@ export class Database {
   removeOrigin(id: number): TrackRecord[] {
     return this.#write(() => {
       const removed = (this.#s.originTracks.all(id) as unknown as TrackRow[]).map(toTrack);
-      for (const sql of ["files", "problems", "covers", "scans", "origins"]) {
+      for (const sql of ["files", "problems", "covers", "playlists", "scans", "origins"]) {
         const col = sql === "origins" ? "id" : "origin_id";
         this.#db.prepare(`DELETE FROM ${sql} WHERE ${col} = ?`).run(id);
       }
@@ -834,6 +896,8 @@ export class Database {
         problemsChanged: false,
         covers: [],
         removedCovers: [],
+        playlists: [],
+        removedPlaylists: [],
         generation: 0,
       };
       const removeTrack = (originId: number, relPath: string) => {
@@ -897,16 +961,80 @@ export class Database {
           res.removedCovers.push({ originId: c.originId, dir: c.dir });
         }
       }
+      for (const p of batch.playlists ?? []) {
+        // A playlist read again after a failure is no longer a problem.
+        if (s.deleteProblem.run(p.originId, p.relPath).changes) res.problemsChanged = true;
+        const entries = p.entries.join(GENRE_SEPARATOR);
+        const old = s.playlist.get(p.originId, p.relPath) as Row | undefined;
+        if (
+          old && old.size === p.size && old.mtime_ms === p.mtimeMs && old.entries === entries
+        ) continue;
+        s.upsertPlaylist.run(p.originId, p.relPath, p.size, p.mtimeMs, entries);
+        res.playlists.push(p);
+      }
+      for (const r of batch.removePlaylists ?? []) {
+        if (s.deletePlaylist.run(r.originId, r.relPath).changes) {
+          res.removedPlaylists.push({ originId: r.originId, relPath: r.relPath });
+        }
+      }
       if (batch.scan) {
         const committed = (batch.files?.length ?? 0) +
           (batch.problems?.filter((p) => p.size !== undefined).length ?? 0);
         s.progressScan.run(now, batch.scan.seen, batch.scan.parsed, committed, batch.scan.originId);
       }
       const changed = res.added.length || res.changed.length || res.removed.length ||
-        res.problemsChanged || res.covers.length || res.removedCovers.length;
+        res.problemsChanged || res.covers.length || res.removedCovers.length ||
+        res.playlists.length || res.removedPlaylists.length;
       res.generation = changed ? (s.bump.get() as Row).value as number : this.generation;
       return res;
     }, false);
+  }
+
+  /** Every stored name of the virtual tree. */
+  names(): NameRow[] {
+    this.#assertOpen();
+    type R = [number, number, string][];
+    return (this.#s.names.all() as unknown as R).map(([fileId, dir, name]) => ({
+      fileId,
+      dir,
+      name,
+    }));
+  }
+
+  /**
+   * Store the tree's name changes (`name: null` drops a row) in one transaction. Not a change
+   * of the library's content: the generation stays. Rows of files gone meanwhile are skipped.
+   */
+  saveNames(changes: readonly { fileId: number; dir: number; name: string | null }[]): void {
+    if (changes.length === 0) return;
+    this.#write(() => {
+      for (const c of changes) {
+        if (c.name === null) this.#s.dropName.run(c.fileId, c.dir);
+        else this.#s.setName.run(c.fileId, c.dir, c.name);
+      }
+    }, false);
+  }
+
+  /** Every playlist, by origin and path. */
+  playlists(): Playlist[] {
+    this.#assertOpen();
+    return (this.#s.playlists.all() as Row[]).map((r) => ({
+      originId: r.origin_id as number,
+      relPath: r.rel_path as string,
+      size: r.size as number,
+      mtimeMs: r.mtime_ms as number,
+      entries: r.entries === "" ? [] : (r.entries as string).split(GENRE_SEPARATOR),
+    }));
+  }
+
+  /** The stored size and mtime of the playlists of an origin (at or below `under`), by path. */
+  knownPlaylists(originId: number, under = ""): Map<string, { size: number; mtimeMs: number }> {
+    this.#assertOpen();
+    const out = new Map<string, { size: number; mtimeMs: number }>();
+    for (const r of this.#s.originPlaylists.all(originId, ...underParams(under)) as Row[]) {
+      out.set(r.rel_path as string, { size: r.size as number, mtimeMs: r.mtime_ms as number });
+    }
+    return out;
   }
 
   /**

@@ -333,3 +333,85 @@ Deno.test({
     });
   },
 });
+
+Deno.test("schema 3: stored names survive a reopen and go with their file", async () => {
+  await withDir((dir) => {
+    const path = `${dir}/library.db`;
+    let db = Database.open(path);
+    const o = db.ensureOrigin("/music");
+    const res = db.applyBatch({ files: upserts(o.id, 3) });
+    const [a, b] = res.added;
+    db.saveNames([
+      { fileId: a.id, dir: 77, name: "01 - Same.mp3" },
+      { fileId: b.id, dir: 77, name: "01 - Same (2).mp3" },
+      { fileId: b.id, dir: 78, name: "x" },
+      // A file that does not exist gets no row.
+      { fileId: 999_999, dir: 77, name: "ghost" },
+    ]);
+    const gen = db.generation;
+    db.saveNames([{ fileId: b.id, dir: 78, name: null }]);
+    assert.equal(db.generation, gen, "names are not a library change");
+    db.close();
+    db = Database.open(path);
+    assert.deepEqual(db.names().sort((x, y) => x.fileId - y.fileId), [
+      { fileId: a.id, dir: 77, name: "01 - Same.mp3" },
+      { fileId: b.id, dir: 77, name: "01 - Same (2).mp3" },
+    ]);
+    // A removed source frees its names (a trigger, in the same transaction as the removal).
+    db.applyBatch({ remove: [{ originId: o.id, relPath: a.relPath }] });
+    assert.deepEqual(db.names(), [{ fileId: b.id, dir: 77, name: "01 - Same (2).mp3" }]);
+    db.removeOrigin(o.id);
+    assert.deepEqual(db.names(), []);
+    db.close();
+  });
+});
+
+Deno.test("schema 3: playlists are stored, changed only when they differ, removed", async () => {
+  await withDir((dir) => {
+    const db = Database.open(`${dir}/library.db`);
+    const o = db.ensureOrigin("/music");
+    const p = {
+      originId: o.id,
+      relPath: "l/a.m3u",
+      size: 5,
+      mtimeMs: 9,
+      entries: ["/music/x.mp3"],
+    };
+    assert.equal(db.applyBatch({ playlists: [p] }).playlists.length, 1);
+    assert.equal(db.applyBatch({ playlists: [p] }).playlists.length, 0, "unchanged");
+    assert.deepEqual(db.playlists(), [p]);
+    assert.deepEqual(db.knownPlaylists(o.id, "l"), new Map([["l/a.m3u", { size: 5, mtimeMs: 9 }]]));
+    const empty = { ...p, relPath: "b.m3u8", entries: [] };
+    db.applyBatch({ playlists: [empty] });
+    assert.deepEqual(db.playlists()[0].entries, []);
+    const r = db.applyBatch({ removePlaylists: [{ originId: o.id, relPath: "l/a.m3u" }] });
+    assert.deepEqual(r.removedPlaylists, [{ originId: o.id, relPath: "l/a.m3u" }]);
+    assert.deepEqual(db.playlists().map((x) => x.relPath), ["b.m3u8"]);
+    db.close();
+  });
+});
+
+Deno.test("a schema-2 database migrates to 3 keeping its tracks", async () => {
+  await withDir((dir) => {
+    const path = `${dir}/library.db`;
+    const db = Database.open(path);
+    const o = db.ensureOrigin("/music");
+    db.applyBatch({ files: upserts(o.id, 2) });
+    db.close();
+    const raw = new DatabaseSync(path);
+    raw.exec("DROP TRIGGER files_free_names; DROP TABLE names; DROP TABLE playlists");
+    raw.exec("PRAGMA user_version = 2");
+    raw.close();
+    const again = Database.open(path);
+    assert.equal(again.allTracks().length, 2);
+    assert.deepEqual(again.names(), []);
+    assert.deepEqual(again.playlists(), []);
+    again.close();
+    const check = new DatabaseSync(path);
+    assert.equal(
+      (check.prepare("PRAGMA user_version").get() as { user_version: number }).user_version,
+      SCHEMA_VERSION,
+    );
+    check.close();
+  });
+});

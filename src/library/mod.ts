@@ -11,7 +11,7 @@
  *
  * @module
  */
-export type { Origin, Problem, Tags, TrackRecord } from "./types.ts";
+export type { Origin, Playlist, Problem, Tags, TrackRecord } from "./types.ts";
 export {
   type Batch,
   type BatchResult,
@@ -45,6 +45,7 @@ export {
   readTags,
   type TagPosition,
   type TagResult,
+  VARIOUS_ARTISTS,
 } from "./tags.ts";
 export { ParseCancelledError, ParserPool, type ParserPoolOptions } from "./pool.ts";
 export {
@@ -55,6 +56,7 @@ export {
   type ScanOptions,
   type ScanProgress,
   type ScanResult,
+  type ScanStages,
 } from "./scanner.ts";
 export {
   checkSources,
@@ -65,7 +67,26 @@ export {
 } from "./integrity.ts";
 export { Walker, WalkError } from "./walker.ts";
 export type { WalkBatch, WalkDir, WalkFile, WalkProblem, WalkRules, WalkSummary } from "./walk.ts";
-export { LibraryWatcher, watchLibrary, type WatchOptions, type WatchState } from "./watcher.ts";
+export { coverRank, isHiddenName, isHiddenPath } from "./walk.ts";
+export {
+  LibraryWatcher,
+  REVALIDATE_MS,
+  revalidateMsFromEnv,
+  watchLibrary,
+  type WatchOptions,
+  type WatchState,
+} from "./watcher.ts";
+export {
+  type EmbeddedPicture,
+  embeddedPictureRange,
+  locatePicture,
+  readEmbeddedPicture,
+} from "./embedded_picture.ts";
+export { cleanText, fixMojibake } from "./text.ts";
+export { type MergedRoot, mergeRoots } from "./roots.ts";
+export { countProblems, type ProblemCounts } from "./problems.ts";
+export { decodePlaylist, isPlaylistName, MAX_PLAYLIST_BYTES, parsePlaylist } from "./playlist.ts";
+export { type FrontPicture, pickFront, readFrontPicture } from "./front_picture.ts";
 export {
   type LibraryReport,
   type LibraryState,

@@ -84,3 +84,27 @@ Deno.test("parse pool close rejects what is still queued", async () => {
     await assert.rejects(() => pool.parse(p), ParseCancelledError);
   });
 });
+
+Deno.test("parse pool keeps every answer with its file through a long queue", async () => {
+  await withDir(async (dir) => {
+    const files: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const p = `${dir}/${i}.opus`;
+      await Deno.writeFile(p, encodeTrack("opus", { title: `t${i}` }));
+      files.push(p);
+    }
+    const pool = new ParserPool({ size: 2 });
+    try {
+      // Queued at once, past the queue's compaction point (1024 taken), as a first scan does.
+      const paths = Array.from({ length: 3000 }, (_, i) => files[(i * 7) % files.length]);
+      const results = await Promise.all(paths.map((p) => pool.parse(p)));
+      results.forEach((r, i) => {
+        assert.ok(r.ok, paths[i]);
+        assert.equal(r.tags.title, `t${(i * 7) % files.length}`);
+      });
+      assert.equal(pool.pending, 0);
+    } finally {
+      pool.close();
+    }
+  });
+});

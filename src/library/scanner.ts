@@ -25,7 +25,8 @@ import type {
 } from "./db.ts";
 import { ParseCancelledError, ParserPool } from "./pool.ts";
 import { extensionOf, type TagResult } from "./tags.ts";
-import type { Origin, TrackRecord } from "./types.ts";
+import type { Origin, Playlist, TrackRecord } from "./types.ts";
+import { decodePlaylist, MAX_PLAYLIST_BYTES, parsePlaylist } from "./playlist.ts";
 import type { WalkBatch, WalkFile, WalkRules } from "./walk.ts";
 import { Walker } from "./walker.ts";
 import { safeReason } from "./reason.ts";
@@ -67,6 +68,10 @@ export interface LibraryChange {
   covers: Cover[];
   /** Source directories that no longer have a cover. */
   removedCovers: OriginDir[];
+  /** Playlists new or changed. */
+  playlists?: Playlist[];
+  /** Playlists gone. */
+  removedPlaylists?: OriginPath[];
   /** The database generation this change committed. */
   generation: number;
 }
@@ -98,6 +103,33 @@ export interface ScanProgress {
   walkDone: boolean;
 }
 
+/**
+ * Where a scan's time went (ms of wall time unless said otherwise), for the debug log and the
+ * scale bench: the daemon's first scan must keep up with the parser pool alone.
+ */
+export interface ScanStages {
+  /** From the start of the scope until the walk worker's last batch. */
+  walkMs: number;
+  /** Walk batches handed over by the walk worker. */
+  walkBatches: number;
+  /** Time the parse workers spent reading files, summed over the workers. */
+  parseMs: number;
+  /** Parse workers of the pool. */
+  workers: number;
+  /** Time parse workers sat without work during the scan, summed over the workers. */
+  workerIdleMs: number;
+  /** From the end of the walk until the last parse answered. */
+  parseTailMs: number;
+  /** This thread's handling of walk batches and parse answers (commits and listener excluded). */
+  handleMs: number;
+  /** Batches committed. */
+  commits: number;
+  /** Time in {@link Database.applyBatch} (the SQLite writes). */
+  commitMs: number;
+  /** Time in the change listener (the daemon's tree, search and kernel invalidations). */
+  listenerMs: number;
+}
+
 /** The outcome of a scan of one origin (or of some paths in it). */
 export interface ScanResult {
   /** The origin scanned. */
@@ -124,6 +156,8 @@ export interface ScanResult {
   problems: number;
   /** Wall-clock duration of the scan, in milliseconds. */
   ms: number;
+  /** Where that time went. */
+  stages: ScanStages;
 }
 
 /** Options of {@link Scanner}. */
@@ -158,15 +192,42 @@ interface Pending {
   remove: OriginPath[];
   covers: NonNullable<Batch["covers"]>;
   removeCovers: OriginDir[];
+  playlists: Playlist[];
+  removePlaylists: OriginPath[];
 }
 
 function emptyPending(): Pending {
-  return { files: [], problems: [], remove: [], covers: [], removeCovers: [] };
+  return {
+    files: [],
+    problems: [],
+    remove: [],
+    covers: [],
+    removeCovers: [],
+    playlists: [],
+    removePlaylists: [],
+  };
 }
 
 function pendingSize(p: Pending): number {
   return p.files.length + p.problems.length + p.remove.length + p.covers.length +
-    p.removeCovers.length;
+    p.removeCovers.length + p.playlists.length + p.removePlaylists.length;
+}
+
+/** Read a playlist: its entries as absolute source paths (see parsePlaylist). */
+async function readPlaylist(root: string, f: WalkFile, originId: number): Promise<Playlist> {
+  if (f.size > MAX_PLAYLIST_BYTES) {
+    throw new Error(`playlist larger than ${MAX_PLAYLIST_BYTES >> 20} MiB: skipped`);
+  }
+  const bytes = await Deno.readFile(`${root}/${f.relPath}`);
+  const slash = f.relPath.lastIndexOf("/");
+  const dir = slash < 0 ? root : `${root}/${f.relPath.slice(0, slash)}`;
+  return {
+    originId,
+    relPath: f.relPath,
+    size: f.size,
+    mtimeMs: f.mtimeMs,
+    entries: parsePlaylist(decodePlaylist(bytes), dir),
+  };
 }
 
 /**
@@ -223,6 +284,18 @@ class ScanRun {
       removed: 0,
       problems: 0,
       ms: 0,
+      stages: {
+        walkMs: 0,
+        walkBatches: 0,
+        parseMs: 0,
+        workers: 0,
+        workerIdleMs: 0,
+        parseTailMs: 0,
+        handleMs: 0,
+        commits: 0,
+        commitMs: 0,
+        listenerMs: 0,
+      },
     };
   }
 
@@ -310,6 +383,13 @@ export class Scanner {
         "Scanned {root} in {ms} ms: {seen} files, {unchanged} unchanged, {parsed} read, {added} added, {changed} changed, {removed} removed, {problems} problems",
         { ...run.result },
       );
+      const st = run.result.stages;
+      log.debug(
+        "Scan stages of {root}: walk {walkMs} ms ({walkBatches} batches), parse {parseMs} ms " +
+          "over {workers} workers (idle {workerIdleMs} ms; tail after the walk {parseTailMs} ms), this thread: handling " +
+          "{handleMs} ms, SQLite {commitMs} ms in {commits} commits, change listener {listenerMs} ms",
+        { root: origin.path, ...st },
+      );
       return run.result;
     });
   }
@@ -349,12 +429,15 @@ export class Scanner {
     signal.throwIfAborted();
     const known = this.#db.knownEntries(origin.id, scope);
     const knownCovers = this.#db.coversOf(origin.id, scope);
+    const knownPlaylists = this.#db.knownPlaylists(origin.id, scope);
     const rechecked = new Set(this.#db.recheckedProblemPaths(origin.id, scope));
     const failedDirs: string[] = [];
     const parses: Promise<void>[] = [];
     let failed = false;
 
+    const stages = run.result.stages;
     const onResult = (f: WalkFile, r: TagResult, wasTrack: boolean) => {
+      const h0 = performance.now();
       run.progress.parsed++;
       run.result.parsed++;
       if (failed || signal.aborted) return;
@@ -393,6 +476,7 @@ export class Scanner {
         }
         run.pending.problems.push(p);
       }
+      stages.handleMs += performance.now() - h0;
       this.#maybeCommit(run);
       run.report();
     };
@@ -400,7 +484,11 @@ export class Scanner {
     const knownBefore = known.size;
     let found = 0;
     const onBatch = (b: WalkBatch) => {
-      found += b.files.length + b.problems.length;
+      const h0 = performance.now();
+      stages.walkBatches++;
+      // The count of hidden folders (at the root's own path) is not something found in it: an
+      // emptied mountpoint with only a .Trash folder left must still look empty.
+      found += b.files.length + b.problems.filter((p) => p.relPath !== "").length;
       for (const f of b.files) {
         run.progress.seen++;
         run.result.seen++;
@@ -424,6 +512,25 @@ export class Scanner {
           ),
         );
       }
+      for (const f of b.playlists ?? []) {
+        const k = knownPlaylists.get(f.relPath);
+        knownPlaylists.delete(f.relPath);
+        rechecked.delete(f.relPath);
+        if (k && k.size === f.size && k.mtimeMs === f.mtimeMs) continue;
+        parses.push(
+          readPlaylist(origin.path, f, origin.id).then(
+            (p) => run.pending.playlists.push(p),
+            (e) => {
+              run.pending.problems.push({
+                originId: origin.id,
+                relPath: f.relPath,
+                reason: `cannot read playlist: ${e instanceof Error ? e.message : String(e)}`,
+              });
+              if (k) run.pending.removePlaylists.push({ originId: origin.id, relPath: f.relPath });
+            },
+          ).then(() => this.#maybeCommit(run)),
+        );
+      }
       for (const d of b.dirs) {
         const kc = knownCovers.get(d.relPath);
         knownCovers.delete(d.relPath);
@@ -445,6 +552,7 @@ export class Scanner {
         run.pending.problems.push({ originId: origin.id, relPath: p.relPath, reason: p.reason });
       }
       failedDirs.push(...b.failedDirs);
+      stages.handleMs += performance.now() - h0;
       this.#maybeCommit(run);
       run.report();
     };
@@ -453,11 +561,19 @@ export class Scanner {
       run.progress.phase = "walking";
       run.progress.walkDone = false;
       run.report(true);
+      const parse0 = this.#pool.parseMs;
+      const idle0 = this.#pool.starvedMs;
       const summary = await this.#walker.walk(origin.path, scope, onBatch, signal);
+      const walked = performance.now();
+      stages.walkMs += walked - t0;
       run.progress.walkDone = true;
       run.progress.phase = "parsing";
       run.report(true);
       await this.#settle(parses, signal);
+      stages.parseTailMs += performance.now() - walked;
+      stages.parseMs += this.#pool.parseMs - parse0;
+      stages.workerIdleMs += this.#pool.starvedMs - idle0;
+      stages.workers = this.#pool.size;
       this.#commit(run);
 
       if (scope === "" && knownBefore > 0 && found === 0 && failedDirs.length === 0) {
@@ -476,6 +592,9 @@ export class Scanner {
       }
       for (const dir of knownCovers.keys()) {
         if (!keep(dir)) run.pending.removeCovers.push({ originId: origin.id, dir });
+      }
+      for (const p of knownPlaylists.keys()) {
+        if (!keep(p)) run.pending.removePlaylists.push({ originId: origin.id, relPath: p });
       }
       this.#commit(run);
       run.progress.phase = "done";
@@ -497,6 +616,9 @@ export class Scanner {
     } finally {
       clearTimeout(run.timer);
       run.result.ms += Math.round(performance.now() - t0);
+      for (const k of Object.keys(stages) as (keyof ScanStages)[]) {
+        stages[k] = Math.round(stages[k]);
+      }
     }
   }
 
@@ -551,6 +673,8 @@ export class Scanner {
       remove: p.remove.splice(0),
       covers: p.covers.splice(0),
       removeCovers: p.removeCovers.splice(0),
+      playlists: p.playlists.splice(0),
+      removePlaylists: p.removePlaylists.splice(0),
     };
     if (run.full) {
       batch.scan = {
@@ -559,7 +683,11 @@ export class Scanner {
         parsed: run.progress.parsed,
       };
     }
+    const c0 = performance.now();
     const res = this.#db.applyBatch(batch);
+    const c1 = performance.now();
+    run.result.stages.commits++;
+    run.result.stages.commitMs += c1 - c0;
     run.progress.committed += batch.files!.length +
       batch.problems!.filter((x) => x.size !== undefined).length;
     run.progress.removed += res.removed.length;
@@ -567,12 +695,14 @@ export class Scanner {
     run.result.changed += res.changed.length;
     run.result.removed += res.removed.length;
     this.#notify(res);
+    run.result.stages.listenerMs += performance.now() - c1;
   }
 
   #notify(res: BatchResult): void {
     if (
       !res.added.length && !res.changed.length && !res.removed.length && !res.problemsChanged &&
-      !res.covers.length && !res.removedCovers.length
+      !res.covers.length && !res.removedCovers.length && !res.playlists.length &&
+      !res.removedPlaylists.length
     ) {
       return;
     }
@@ -584,6 +714,8 @@ export class Scanner {
         problemsChanged: res.problemsChanged,
         covers: res.covers,
         removedCovers: res.removedCovers,
+        playlists: res.playlists,
+        removedPlaylists: res.removedPlaylists,
         generation: res.generation,
       });
     } catch (e) {

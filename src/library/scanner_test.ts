@@ -29,7 +29,8 @@ async function withDirs(fn: (lib: string, state: string) => Promise<void>): Prom
 function expectedTags(tags: FixtureTags): Tags {
   const out: Tags = {};
   for (const [k, v] of Object.entries(tags)) {
-    const t = typeof v === "string" ? v.trim() : v;
+    // Tag text comes out NFC-normalised (rule 2 of issue 10).
+    const t = typeof v === "string" ? v.trim().normalize("NFC") : v;
     if (t !== undefined && t !== "") (out as Record<string, unknown>)[k] = t;
   }
   return out;
@@ -104,11 +105,14 @@ Deno.test("scan of a library with broken files records each problem and keeps ev
         [...broken].sort(),
       );
       for (const p of problems) assert.ok(p.reason.length > 0, `${p.relPath} has a reason`);
-      // Everything else listed is a symlink loop, skipped without hanging.
+      // Everything else listed is a symlink loop, skipped without hanging, and the count of
+      // hidden folders (at the root's own path).
       assert.deepEqual(
-        problems.filter((p) => !broken.has(p.relPath)).map((p) => p.relPath).sort(),
+        problems.filter((p) => !broken.has(p.relPath) && p.relPath !== "").map((p) => p.relPath)
+          .sort(),
         [...fx.symlinks].sort(),
       );
+      assert.match(problems.find((p) => p.relPath === "")!.reason, /^1 hidden folder skipped/);
 
       assert.deepEqual(db.covers().map((c) => c.relPath).sort(), [...fx.covers].sort());
 
@@ -241,11 +245,12 @@ Deno.test("a library root left empty (unmounted share) keeps its tracks; deletin
       const origin = db.origins().find((o) => o.id === first.originId)!;
       // The share goes away: its mountpoint stays, empty.
       await Deno.rename(`${lib}/music`, `${lib}/away`);
-      await Deno.mkdir(`${lib}/music`);
+      // Only a hidden folder left in it (a desktop's trash): still empty.
+      await Deno.mkdir(`${lib}/music/.Trash-1000`, { recursive: true });
       await assert.rejects(() => scanner.scanOrigin(origin), EmptyRootError);
       assert.equal(db.trackCount(), 5);
       // It comes back with one track fewer: that one really is gone.
-      await Deno.remove(`${lib}/music`);
+      await Deno.remove(`${lib}/music`, { recursive: true });
       await Deno.rename(`${lib}/away`, `${lib}/music`);
       await Deno.remove(`${lib}/music/${written[0]}`);
       await scanner.scanOrigin(origin);
@@ -442,6 +447,83 @@ Deno.test("an edit keeping size and mtime (ctime moves) and a same-size file ren
       assert.deepEqual(titles, ["Title B", "Title Z"]);
       const [again] = await scanner.scan([lib]);
       assert.equal(again.parsed, 0, "and then they count as unchanged");
+    } finally {
+      scanner.close();
+      db.close();
+    }
+  });
+});
+
+Deno.test("a scan says where its time went: walk, parse, SQLite writes and the listener", async () => {
+  await withDirs(async (lib, state) => {
+    await writeAlbums(lib, 30);
+    const db = Database.open(`${state}/library.db`);
+    let heard = 0;
+    const scanner = scannerFor(db, {
+      batchSize: 10,
+      onChange: () => {
+        heard++;
+        // A slow listener shows up in the listener figure, not in the SQLite one.
+        const until = performance.now() + 20;
+        while (performance.now() < until) { /* busy */ }
+      },
+    });
+    try {
+      const [r] = await scanner.scan([lib]);
+      const s = r.stages;
+      assert.equal(r.parsed, 30);
+      assert.ok(s.walkBatches >= 1, "walk batches counted");
+      assert.equal(s.commits, heard, "one commit per change heard");
+      assert.ok(s.commits >= 3, `commits of 10: ${s.commits}`);
+      assert.ok(s.listenerMs >= 20 * heard - 1, `listener ${s.listenerMs} ms for ${heard} calls`);
+      assert.ok(s.parseMs > 0, "the workers' reading time is reported");
+      assert.equal(s.workers, pool.size);
+      assert.ok(s.walkMs <= r.ms && s.parseTailMs <= r.ms);
+    } finally {
+      scanner.close();
+      db.close();
+    }
+  });
+});
+
+Deno.test("playlists are found by the walk, read, changed and removed with the scan", async () => {
+  await withDirs(async (lib, state) => {
+    await writeMp3(`${lib}/A/01.mp3`, { title: "One", artist: "A", album: "L", track: 1 });
+    await writeMp3(`${lib}/A/02.mp3`, { title: "Two", artist: "A", album: "L", track: 2 });
+    await Deno.mkdir(`${lib}/Lists`);
+    await Deno.writeTextFile(
+      `${lib}/Lists/mix.m3u8`,
+      "#EXTM3U\n../A/02.mp3\n../A/01.mp3\nnope.mp3\n",
+    );
+    await Deno.writeTextFile(`${lib}/top.M3U`, "A\\01.mp3\n");
+    await Deno.writeTextFile(`${lib}/.hidden.m3u`, "A/01.mp3\n");
+    const db = Database.open(`${state}/library.db`);
+    const { changes, onChange } = collect();
+    const scanner = scannerFor(db, { onChange });
+    try {
+      await scanner.scan([lib]);
+      const root = Deno.realPathSync(lib);
+      assert.deepEqual(db.playlists().map((p) => [p.relPath, p.entries]), [
+        ["Lists/mix.m3u8", [`${root}/A/02.mp3`, `${root}/A/01.mp3`, `${root}/Lists/nope.mp3`]],
+        ["top.M3U", [`${root}/A/01.mp3`]],
+      ]);
+      assert.equal(changes.flatMap((c) => c.playlists ?? []).length, 2);
+      // Unchanged: not read again.
+      changes.length = 0;
+      await scanner.scan([lib]);
+      assert.equal(changes.flatMap((c) => c.playlists ?? []).length, 0);
+      // Changed and removed, through a full scan and through the watcher's path rescan.
+      await Deno.writeTextFile(`${lib}/Lists/mix.m3u8`, "../A/01.mp3\n");
+      await Deno.remove(`${lib}/top.M3U`);
+      const origin = db.origins()[0];
+      await scanner.rescanPaths(origin, ["Lists/mix.m3u8", "top.M3U"]);
+      assert.deepEqual(db.playlists().map((p) => [p.relPath, p.entries]), [
+        ["Lists/mix.m3u8", [`${root}/A/01.mp3`]],
+      ]);
+      assert.deepEqual(
+        changes.flatMap((c) => c.removedPlaylists ?? []).map((r) => r.relPath),
+        ["top.M3U"],
+      );
     } finally {
       scanner.close();
       db.close();

@@ -19,6 +19,8 @@
 import { type IAudioMetadata, parseBlob } from "music-metadata";
 import { BlockReader, FileBlob } from "./block_reader.ts";
 import type { Tags } from "./types.ts";
+import { locatePicture } from "./embedded_picture.ts";
+import { cleanText } from "./text.ts";
 import { checkContainer } from "./validate.ts";
 
 /** Extensions (lower case, no dot) of the files the library treats as audio. */
@@ -114,6 +116,8 @@ const PARSE_OPTIONS = { skipCovers: true, duration: false } as const;
 function reasonOf(e: unknown): string {
   // music-metadata reading past the data it has: a cut or damaged file.
   if (e instanceof RangeError) return `corrupt or truncated (${e.message})`;
+  // strtok3's: the parser wanted bytes past the end of the file.
+  if (e instanceof Error && e.name === "EndOfStreamError") return "truncated: the file ends early";
   if (e instanceof Deno.errors.PermissionDenied) return "permission denied";
   if (e instanceof Deno.errors.NotFound) return "file vanished while reading";
   const msg = e instanceof Error ? e.message : String(e);
@@ -136,7 +140,10 @@ async function attempt(reader: BlockReader, mime: string): Promise<TagResult> {
   if (!hasAudio(meta)) return { ok: false, reason: "no audio stream found" };
   const broken = checkContainer(reader, meta.format.container);
   if (broken) return { ok: false, reason: broken };
-  return { ok: true, tags: normaliseTags(meta) };
+  const tags = normaliseTags(meta);
+  const picture = locatePicture(reader, meta.format.container);
+  if (picture) tags.picture = picture.mime;
+  return { ok: true, tags };
 }
 
 /**
@@ -180,8 +187,7 @@ function hasAudio(meta: IAudioMetadata): boolean {
 
 function text(v: unknown): string | undefined {
   if (typeof v !== "string") return undefined;
-  // NUL padding is common in ID3v1 and badly written ID3v2 frames.
-  const t = v.replace(/\0+$/g, "").trim();
+  const t = cleanText(v);
   return t === "" ? undefined : t;
 }
 
@@ -229,7 +235,14 @@ export interface RawMetadata {
     originaldate?: string;
     genre?: string[];
     compilation?: boolean;
+    artistsort?: string;
+    albumartistsort?: string;
   };
+  /**
+   * Tags as the container names them, by tag type (`ID3v2.3`, `vorbis`, `APEv2`...): read for
+   * what `common` leaves out (foobar2000's `TXXX:ALBUM ARTIST`).
+   */
+  native?: Record<string, { id: string; value: unknown }[]>;
   /** Container and stream facts; `bitrate` in bits/s, `sampleRate` in Hz, `duration` in s. */
   format: {
     container?: string;
@@ -249,7 +262,7 @@ export function normaliseTags(meta: RawMetadata): Tags {
     if (v !== undefined) tags[k] = v;
   };
   set("artist", text(c.artist) ?? text(c.artists?.[0]));
-  set("albumArtist", text(c.albumartist));
+  set("albumArtist", text(c.albumartist) ?? nativeAlbumArtist(meta.native));
   set("album", text(c.album));
   set("title", text(c.title));
   set("track", positive(c.track?.no));
@@ -257,8 +270,16 @@ export function normaliseTags(meta: RawMetadata): Tags {
   set("disc", positive(c.disk?.no));
   set("discTotal", positive(c.disk?.of));
   set("year", yearOf(c.year, c.date ?? c.originaldate));
-  set("genre", c.genre?.map(text).find((g) => g !== undefined));
+  const genres = genresOf(c.genre);
+  if (genres.length > 0) {
+    tags.genre = genres[0];
+    tags.genres = genres;
+  }
+  set("artistSort", text(c.artistsort));
+  set("albumArtistSort", text(c.albumartistsort));
   if (c.compilation !== undefined) tags.compilation = c.compilation === true;
+  // A compilation tagged only per singer (no album artist) is one album, not one per singer.
+  if (tags.albumArtist === undefined && tags.compilation) tags.albumArtist = VARIOUS_ARTISTS;
   const container = text(f.container);
   const codec = text(f.codec);
   // `Ogg/Vorbis I`, `MPEG/MPEG 1 Layer 3`... are noisy; keep the container unless it is a
@@ -275,4 +296,55 @@ export function normaliseTags(meta: RawMetadata): Tags {
     tags.duration = f.duration;
   }
   return tags;
+}
+
+/** The album artist of a compilation flagged as one without an album artist of its own. */
+export const VARIOUS_ARTISTS = "Various Artists";
+
+// Album-artist fields music-metadata does not map to `common.albumartist` (upper-cased ids).
+const NATIVE_ALBUM_ARTIST = new Set([
+  "TXXX:ALBUM ARTIST",
+  "TXXX:ALBUMARTIST",
+  "TXXX:ALBUM_ARTIST",
+  "ALBUM ARTIST",
+  "ALBUM_ARTIST",
+  "WM/ALBUMARTIST",
+]);
+
+function nativeAlbumArtist(
+  native: Record<string, { id: string; value: unknown }[]> | undefined,
+): string | undefined {
+  if (!native) return undefined;
+  for (const tags of Object.values(native)) {
+    for (const t of tags) {
+      if (NATIVE_ALBUM_ARTIST.has(t.id.toUpperCase())) {
+        const v = text(t.value);
+        if (v !== undefined) return v;
+      }
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Every genre, in tag order: each field (several GENRE fields, ID3v2.4 NUL-separated values,
+ * which music-metadata already splits) split again on `;` (`Jazz; Soul`), cleaned, and without
+ * repeats that differ only in case or normalisation.
+ */
+function genresOf(raw: string[] | undefined): string[] {
+  const out: string[] = [];
+  if (!raw) return out;
+  const seen = new Set<string>();
+  for (const field of raw) {
+    if (typeof field !== "string") continue;
+    for (const part of field.split(/[;\0]/)) {
+      const g = text(part);
+      if (g === undefined) continue;
+      const key = g.toLowerCase();
+      if (seen.has(key)) continue;
+      seen.add(key);
+      out.push(g);
+    }
+  }
+  return out;
 }

@@ -48,6 +48,7 @@ Deno.test("readTags reads every tag of every fixture format", async () => {
         duration: undefined,
       }, {
         ...FULL,
+        genres: [FULL.genre!],
         format: undefined,
         bitrate: undefined,
         sampleRate: undefined,
@@ -117,7 +118,7 @@ Deno.test("readTags finds the real format of a mislabelled file", async () => {
   });
 });
 
-Deno.test("normaliseTags trims, drops empty values, takes the year from the date and the first genre", () => {
+Deno.test("normaliseTags trims, drops empty values, takes the year from the date and every genre", () => {
   const meta = {
     common: {
       track: { no: 4, of: null },
@@ -140,6 +141,7 @@ Deno.test("normaliseTags trims, drops empty values, takes the year from the date
     discTotal: 3,
     year: 1999,
     genre: "Jazz",
+    genres: ["Jazz", "Rock"],
     compilation: false,
     format: "Ogg/Opus",
     sampleRate: 48000,

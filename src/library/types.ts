@@ -88,3 +88,20 @@ export interface Problem {
   /** One-line, human-readable cause, e.g. the parser's error message. */
   reason: string;
 }
+
+/** A `.m3u`/`.m3u8` playlist of a library root, with its entries resolved to source paths. */
+export interface Playlist {
+  /** Id of the {@link Origin} holding the playlist. */
+  originId: number;
+  /** Path relative to the origin root, `/`-separated. */
+  relPath: string;
+  /** Playlist file size in bytes when read. */
+  size: number;
+  /** Playlist file modification time when read, ms since the epoch. */
+  mtimeMs: number;
+  /**
+   * Its entries in order: absolute, normalised source paths (relative entries resolved against
+   * the playlist's folder, `file://` URLs decoded), or the raw line when it names no local path.
+   */
+  entries: string[];
+}

@@ -6,7 +6,8 @@
  *   chain of consecutive valid frame headers;
  * - a file cut short after its tags parses fine: we check the end of the stream where the format
  *   makes that cheap and exact (declared RIFF/FORM size, the last Ogg page, the CRC-16 of the last
- *   FLAC frame, the byte count of an MP3 Xing/Info header).
+ *   FLAC frame, the byte count of an MP3 Xing/Info header, the last MPEG/ADTS frame (MP3, MP2,
+ *   AAC), the ASF data object size (WMA), the last WavPack block and its sample count).
  * Every check reads at most a head and a tail block (already cached for the tag parser) and is
  * conservative: when a file does not follow the layout a check expects, it passes.
  */
@@ -122,7 +123,8 @@ function checkMpeg(r: BlockReader): string | undefined {
       }
     }
     if (!ok) continue;
-    return checkXing(head, p, first, end - start - p);
+    return checkXing(head, p, first, end - start - p) ??
+      checkMpegTail(r, start, end, first.key, first.len);
   }
   return "not an MPEG audio stream: no run of valid frame headers";
 }
@@ -139,6 +141,96 @@ function checkXing(b: Uint8Array, p: number, h: FrameHeader, have: number): stri
   // Some taggers and encoders are off by a frame or so; a cut file is off by much more.
   if (bytes > 0 && have + h.len < bytes) {
     return `truncated: the MP3 header declares ${bytes} bytes of audio, the file has ${have}`;
+  }
+  return undefined;
+}
+
+/**
+ * The last frame of an MPEG audio or ADTS stream must be whole: sync on a run of three frames
+ * near the end and follow it. A run that ends exactly at the end of the audio is whole; one whose
+ * last frame runs past it was cut; one broken by junk (trailing garbage some rippers leave)
+ * passes, as nothing certain can be said.
+ */
+function checkMpegTail(r: BlockReader, start: number, end: number, key: number, len: number) {
+  // Room for six frames of the size seen at the start (VBR frames may be larger: then fewer
+  // fit, and with fewer than three in sync nothing is judged).
+  const from = Math.max(start, end - Math.min(8192, 6 * len + 64));
+  const b = r.read(from, end);
+  for (let p = 0; p + 7 <= b.length; p++) {
+    const first = frameHeader(b, p);
+    if (!first || first.key !== key) continue;
+    let q = p, frames = 0;
+    for (;;) {
+      if (q === b.length) return undefined;
+      // A header cut in half, or a frame longer than what is left: cut, once in sync.
+      if (q + 7 > b.length) {
+        if (frames >= 3) return `truncated: the last audio frame is incomplete`;
+        break;
+      }
+      const h = frameHeader(b, q);
+      if (!h || h.key !== key) {
+        if (frames >= 3) return undefined;
+        break;
+      }
+      if (q + h.len > b.length) {
+        if (frames >= 3) {
+          return `truncated: the last audio frame needs ${h.len} bytes, ${b.length - q} are left`;
+        }
+        break;
+      }
+      q += h.len;
+      frames++;
+    }
+  }
+  return undefined;
+}
+
+const ASF_HEADER = [0x30, 0x26, 0xb2, 0x75, 0x8e, 0x66, 0xcf, 0x11];
+const ASF_DATA = [0x36, 0x26, 0xb2, 0x75, 0x8e, 0x66, 0xcf, 0x11];
+
+/** An ASF (WMA) file holds its whole data object, whose size its header declares. */
+function checkAsf(r: BlockReader): string | undefined {
+  const h = r.read(0, 30);
+  if (h.length < 30 || ASF_HEADER.some((v, i) => h[i] !== v)) return undefined;
+  const dv = (b: Uint8Array) => new DataView(b.buffer, b.byteOffset, b.length);
+  const headerSize = Number(dv(h).getBigUint64(16, true));
+  const d = r.read(headerSize, headerSize + 24);
+  if (d.length < 24) return "truncated: no ASF data object after the header";
+  if (ASF_DATA.some((v, i) => d[i] !== v)) return undefined;
+  const dataSize = Number(dv(d).getBigUint64(16, true));
+  // 0 (and too small) are written by live encoders that never knew the size.
+  if (dataSize >= 50 && headerSize + dataSize > r.size) {
+    return `truncated: the ASF data object declares ${dataSize} bytes, the file has ${
+      r.size - headerSize
+    }`;
+  }
+  return undefined;
+}
+
+/**
+ * A WavPack file ends with a whole block (each starts `wvpk` with its size) and the blocks cover
+ * the sample count the first one declares.
+ */
+function checkWavPack(r: BlockReader): string | undefined {
+  const h = r.read(0, 32);
+  if (h.length < 32 || !ascii(h, 0, "wvpk")) return undefined;
+  const le = (b: Uint8Array, at: number) =>
+    new DataView(b.buffer, b.byteOffset).getUint32(at, true);
+  const total = le(h, 12);
+  const end = audioEnd(r);
+  if (end === undefined) return undefined;
+  const from = Math.max(0, end - 256 * 1024);
+  const b = r.read(from, end);
+  for (let i = b.length - 32; i >= 0; i--) {
+    if (b[i] !== 0x77 || !ascii(b, i, "wvpk")) continue;
+    const blockEnd = i + 8 + le(b, i + 4);
+    if (blockEnd > b.length) return "truncated: the last WavPack block is incomplete";
+    if (blockEnd < b.length) return undefined;
+    const last = le(b, i + 16) + le(b, i + 20);
+    if (total !== 0xffffffff && last < total) {
+      return `truncated: the WavPack stream ends at sample ${last} of ${total}`;
+    }
+    return undefined;
   }
   return undefined;
 }
@@ -299,5 +391,7 @@ export function checkContainer(r: BlockReader, container: string | undefined): s
   if (c === "wave") return checkRiffLike(r, true);
   if (c.startsWith("aiff")) return checkRiffLike(r, false);
   if (c === "ogg") return checkOgg(r);
+  if (c.startsWith("asf")) return checkAsf(r);
+  if (c === "wavpack") return checkWavPack(r);
   return undefined;
 }

@@ -6,6 +6,7 @@
  * stalls only the worker).
  */
 import { extensionOf, isAudioName } from "./tags.ts";
+import { isPlaylistName } from "./playlist.ts";
 
 /** An audio file found by the walk. */
 export interface WalkFile {
@@ -67,6 +68,8 @@ export interface WalkBatch {
   problems: WalkProblem[];
   /** Directories that could not be listed: what is known under them must not be removed. */
   failedDirs: string[];
+  /** `.m3u`/`.m3u8` playlists found. */
+  playlists?: WalkFile[];
 }
 
 /** The end of a walk. */
@@ -140,13 +143,36 @@ function kindName(info: Deno.FileInfo): string {
 const COVER_STEMS = ["cover", "folder", "front"];
 const COVER_EXTS = ["jpg", "jpeg", "png", "webp", "gif", "bmp"];
 
-/** Rank of a cover image name (lower is better), or -1 when it is not one. */
+/**
+ * Rank of a cover image name (lower is better), or -1 when it is not one: cover, folder, front,
+ * then Windows Media Player's `AlbumArt_{GUID}_Large`, other `albumart*` names, and last the
+ * small thumbnails (`AlbumArtSmall`, `AlbumArt_{GUID}_Small`); then by image type.
+ */
 export function coverRank(name: string): number {
   const ext = extensionOf(name);
   const e = COVER_EXTS.indexOf(ext);
   if (e < 0) return -1;
-  const s = COVER_STEMS.indexOf(name.slice(0, name.length - ext.length - 1).toLowerCase());
+  const stem = name.slice(0, name.length - ext.length - 1).toLowerCase();
+  let s = COVER_STEMS.indexOf(stem);
+  if (s < 0 && stem.startsWith("albumart")) {
+    s = stem.endsWith("large") ? 3 : stem.endsWith("small") ? 5 : 4;
+  }
   return s < 0 ? -1 : s * COVER_EXTS.length + e;
+}
+
+/**
+ * Whether a file or folder name is hidden: one "." followed by something other than "."
+ * (`.git`, `._x.mp3`, `.Trash-1000`). `...And You Will Know Us by the Trail of Dead` is not.
+ */
+export function isHiddenName(name: string): boolean {
+  return name.length > 1 && name.charCodeAt(0) === 0x2e && name.charCodeAt(1) !== 0x2e;
+}
+
+/** Whether any component of a relative path is hidden ({@link isHiddenName}). */
+export function isHiddenPath(relPath: string): boolean {
+  if (relPath === "") return false;
+  if (isHiddenName(relPath)) return true;
+  return relPath.includes("/.") && relPath.split("/").some(isHiddenName);
 }
 
 function join(a: string, b: string): string {
@@ -158,15 +184,37 @@ function reasonOf(e: unknown): string {
   if (e instanceof Deno.errors.NotFound) return "not found (broken symlink?)";
   const m = e instanceof Error ? e.message : String(e);
   if (/os error 40|too many levels of symbolic links/i.test(m)) return "symlink loop";
+  if (/os error 36\b|name too long/i.test(m)) return "path too long (over PATH_MAX or NAME_MAX)";
+  if (/os error 5\b/.test(m)) return "input/output error (EIO)";
   return m;
+}
+
+/** Why a symlink is not followed, from the error of its stat. */
+function symlinkReason(e: unknown): string {
+  if (e instanceof Deno.errors.NotFound) return "broken symlink (target not found): not followed";
+  const r = reasonOf(e);
+  return `symlink not followed: ${r}`;
+}
+
+/** The one problem line of the hidden folders a full walk skipped. */
+function hiddenProblem(names: string[]): WalkProblem {
+  const n = names.length;
+  const some = names.slice(0, 3).join(", ") + (n > 3 ? ", ..." : "");
+  return {
+    relPath: "",
+    reason: `${n} hidden folder${n === 1 ? "" : "s"} skipped (names starting with "."): ${some}`,
+  };
 }
 
 /**
  * Walk `scope` (relative to `root`, `""` for all of it), calling `emit` with batches of about
- * `batchSize` entries. Hidden files and directories (leading `.`) and non-audio files are skipped
- * silently; symlinks are followed, but a directory already walked (same dev:ino: a symlink loop
- * or a second link to it) is skipped with a problem. Throws only when the root itself cannot be
- * read, so a vanished or unmounted library never looks like an empty one.
+ * `batchSize` entries. Hidden files and folders ({@link isHiddenName}) and non-audio files are
+ * skipped; a walk of the whole root reports the hidden folders it skipped as one problem (a
+ * count, at relPath `""`). Symlinks are followed; one that is not (dangling, a loop, a second
+ * link to a folder already walked, a FIFO or device) is a problem, and so is every folder that
+ * cannot be listed or entered (permission denied, a path over PATH_MAX, EIO). Throws only when
+ * the root itself cannot be read, so a vanished or unmounted library never looks like an empty
+ * one.
  */
 export function walkTree(
   root: string,
@@ -191,7 +239,7 @@ export function walkTree(
     visited.add(`${rootInfo.dev}:${rootInfo.ino}`);
     stack.push("");
   } else {
-    if (scope.split("/").some((c) => c.startsWith("."))) {
+    if (isHiddenPath(scope)) {
       flush(true);
       return { scope: "missing" };
     }
@@ -221,6 +269,8 @@ export function walkTree(
     if (info.isFile) {
       if (isAudioName(scope)) {
         batch.files.push(walkFileOf(scope, info));
+      } else if (isPlaylistName(scope)) {
+        (batch.playlists ??= []).push(walkFileOf(scope, info));
       }
       flush(true);
       return { scope: "file" };
@@ -236,6 +286,7 @@ export function walkTree(
     visited.add(`${info.dev}:${info.ino}`);
     stack.push(scope);
   }
+  const hiddenDirs: string[] = [];
   while (stack.length > 0) {
     const rel = stack.pop()!;
     const abs = rel === "" ? root : `${root}/${rel}`;
@@ -252,15 +303,19 @@ export function walkTree(
     const dir: WalkDir = { relPath: rel };
     let bestCover = -1;
     for (const e of entries) {
-      if (e.name.startsWith(".")) continue;
+      if (isHiddenName(e.name)) {
+        if (e.isDirectory && scope === "") hiddenDirs.push(join(rel, e.name));
+        continue;
+      }
       const childRel = join(rel, e.name);
       const childAbs = `${abs}/${e.name}`;
       let isDir = e.isDirectory;
       let isFile = e.isFile;
       const audio = isAudioName(e.name);
       const cover = audio ? -1 : coverRank(e.name);
+      const playlist = !audio && cover < 0 && isPlaylistName(e.name);
       // Only what may be used is stat'ed: non-audio files cost nothing.
-      if (!isDir && !e.isSymlink && !(isFile && (audio || cover >= 0))) {
+      if (!isDir && !e.isSymlink && !(isFile && (audio || cover >= 0 || playlist))) {
         // A FIFO, socket or device under an audio name: listed (opening one could hang).
         if (audio) {
           let kind = "not a regular file";
@@ -289,11 +344,19 @@ export function walkTree(
         // A name that is not valid UTF-8 arrives with U+FFFD in it and cannot be opened: say
         // so, for folders too (else everything below one vanishes without a word).
         const badName = e.name.includes("\uFFFD");
-        if (e.isSymlink || audio || badName) {
+        if (e.isSymlink || audio || badName || isDir) {
           batch.problems.push({
             relPath: childRel,
-            reason: badName ? "name is not valid UTF-8: cannot be opened" : reasonOf(err),
+            reason: badName
+              ? "name is not valid UTF-8: cannot be opened"
+              : e.isSymlink
+              ? symlinkReason(err)
+              : isDir
+              ? `cannot enter folder: ${reasonOf(err)}`
+              : reasonOf(err),
           });
+          // Whatever is known below a folder that cannot be entered now is kept.
+          if (isDir) batch.failedDirs.push(childRel);
           count++;
         }
         continue;
@@ -316,7 +379,7 @@ export function walkTree(
         if (visited.has(key)) {
           batch.problems.push({
             relPath: childRel,
-            reason: "symlink loop or second link to a directory already scanned: skipped",
+            reason: "symlink loop or second link to a folder already scanned: not followed",
           });
           count++;
           continue;
@@ -326,15 +389,25 @@ export function walkTree(
       } else if (isFile && audio) {
         batch.files.push(walkFileOf(childRel, info));
         count++;
+      } else if (isFile && playlist) {
+        (batch.playlists ??= []).push(walkFileOf(childRel, info));
+        count++;
       } else if (isFile && cover >= 0 && (bestCover < 0 || cover < bestCover)) {
         bestCover = cover;
         dir.cover = walkFileOf(childRel, info);
+      } else if (e.isSymlink && !isFile) {
+        batch.problems.push({
+          relPath: childRel,
+          reason: "symlink to a special file (FIFO, socket or device): not followed",
+        });
+        count++;
       }
     }
     batch.dirs.push(dir);
     count++;
     flush();
   }
+  if (hiddenDirs.length > 0) batch.problems.push(hiddenProblem(hiddenDirs.sort()));
   flush(true);
   return { scope: "dir" };
 }

@@ -6,14 +6,12 @@
  */
 
 import type { WatchMessage, WatchRequest } from "./watch_worker.ts";
+import { watchAround, type WatchSet } from "./watch_set.ts";
 
 const WORKER_URL = new URL("./watch_worker.ts", import.meta.url);
 
-/** The part of `Deno.FsWatcher` the library watcher uses. */
-export interface FsWatch extends AsyncIterable<Deno.FsEvent> {
-  /** Stop watching; iteration ends. Idempotent. */
-  close(): void;
-}
+/** The watch: a {@link WatchSet}. */
+export type FsWatch = WatchSet;
 
 /**
  * Watch `paths` recursively from a worker (on this thread when `inWorker` is false). Rejects
@@ -28,7 +26,7 @@ export function openWatch(
   if (!inWorker) {
     // A worker costs about 6 fds; under a tiny fd limit the watch stays on this thread.
     try {
-      return Promise.resolve(Deno.watchFs(paths, { recursive: true }));
+      return Promise.resolve(watchAround(paths));
     } catch (e) {
       return Promise.reject(e);
     }
@@ -38,6 +36,7 @@ export function openWatch(
   let wake: (() => void) | undefined;
   let ended: { message?: string } | undefined;
   let closed = false;
+  let skipped: string[] = [];
   const close = () => {
     if (closed) return;
     closed = true;
@@ -61,7 +60,8 @@ export function openWatch(
       const m = e.data;
       if (m.type === "ready") {
         clearTimeout(timer);
-        resolve({ close, [Symbol.asyncIterator]: iterate });
+        skipped = m.skipped;
+        resolve({ skipped, close, [Symbol.asyncIterator]: iterate });
       } else if (m.type === "error") {
         clearTimeout(timer);
         close();

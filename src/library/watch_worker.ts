@@ -5,6 +5,8 @@
  * thread, which serves the mount.
  */
 
+import { watchAround, type WatchSet } from "./watch_set.ts";
+
 /** Start watching `paths` (recursively). */
 export interface WatchRequest {
   paths: string[];
@@ -12,7 +14,7 @@ export interface WatchRequest {
 
 /** What the worker sends back. */
 export type WatchMessage =
-  | { type: "ready" }
+  | { type: "ready"; skipped: string[] }
   | { type: "error"; message: string }
   | { type: "event"; kind: string; paths: string[] }
   | { type: "end"; message?: string };
@@ -23,14 +25,14 @@ const scope = globalThis as unknown as {
 };
 
 scope.onmessage = async (e) => {
-  let watcher: Deno.FsWatcher;
+  let watcher: WatchSet;
   try {
-    watcher = Deno.watchFs(e.data.paths, { recursive: true });
+    watcher = watchAround(e.data.paths);
   } catch (err) {
     scope.postMessage({ type: "error", message: err instanceof Error ? err.message : String(err) });
     return;
   }
-  scope.postMessage({ type: "ready" });
+  scope.postMessage({ type: "ready", skipped: watcher.skipped });
   try {
     for await (const ev of watcher) {
       if (ev.kind === "access") continue;

@@ -165,3 +165,39 @@ Deno.test("polling mode picks up changes with periodic rescans", async () => {
     }
   });
 });
+
+Deno.test("watcher: a '...' folder counts, hidden ones do not, a symlinked folder added shows up, and what inotify cannot see arrives with the periodic revalidation", async () => {
+  await withLibrary(async (lib, db, scanner) => {
+    await writeMp3(`${lib}/A/01.mp3`, { title: "one" });
+    await scanner.scan([lib]);
+    const outside = await Deno.makeTempDir({ prefix: "musicfs-outside-" });
+    const ac = new AbortController();
+    const watcher = new LibraryWatcher(scanner, db.origins(), {
+      debounceMs: 100,
+      revalidateMs: 1500,
+    });
+    const running = watcher.run(ac.signal);
+    try {
+      await writeMp3(`${lib}/...And You/01.mp3`, { title: "dots" });
+      await writeMp3(`${lib}/.git/01.mp3`, { title: "hidden" });
+      await waitFor("a '...' folder", () => titles(db).has("dots"));
+
+      await writeMp3(`${outside}/Linked/01.mp3`, { title: "linked" });
+      await Deno.symlink(`${outside}/Linked`, `${lib}/Linked`);
+      await waitFor("a symlinked folder", () => titles(db).has("linked"));
+
+      // Inside the link's target nothing is watched: the revalidation finds it.
+      await writeMp3(`${outside}/Linked/02.mp3`, { title: "behind the link" });
+      await waitFor("the periodic revalidation", () => titles(db).has("behind the link"));
+      assert.ok(!titles(db).has("hidden"));
+      assert.match(
+        db.problems().find((p) => p.relPath === "")?.reason ?? "",
+        /^1 hidden folder skipped/,
+      );
+    } finally {
+      ac.abort();
+      await running;
+      await Deno.remove(outside, { recursive: true });
+    }
+  });
+});

@@ -1,6 +1,6 @@
 /**
  * The index as the daemon holds it at startup: the filesystem serves at once while the
- * snapshot loads (or rebuilds) in the background; searches wait for it, bounded.
+ * index opens (or rebuilds) in the background; searches wait for it, bounded.
  */
 import type { TrackRecord } from "../library/types.ts";
 import { SearchNotReadyError } from "./errors.ts";
@@ -156,5 +156,15 @@ export class LazySearch {
    */
   async commit(generation?: number, opts: CommitOptions = {}): Promise<CommitResult | undefined> {
     return await this.#index?.commit(generation, opts);
+  }
+
+  /** Stop the loaded index's background check (see {@link SearchIndex.stopChecking}). */
+  stopChecking(): void {
+    this.#index?.stopChecking();
+  }
+
+  /** Close the loaded index (commit first: uncommitted changes are dropped). */
+  close(): void {
+    this.#index?.close();
   }
 }

@@ -1,9 +1,11 @@
 /**
- * Full-text search over the library (SPEC.md section 4.2): a minisearch index persisted as an
- * atomic, checksummed snapshot that rebuilds itself when damaged or stale.
+ * Full-text search over the library (SPEC.md section 4.2): SQLite FTS5 in its own file
+ * (`search.db`, never library.db), stamped with library.db's generation, checked when opened and
+ * rebuilt from library.db when damaged or stale. Memory stays small at any library size: the
+ * postings stay on disk, only the word list (for typo lookups) is held in memory.
  *
  * ```ts
- * const search = LazySearch.fromSnapshot(`${stateDir}/search.snapshot`, {
+ * const search = LazySearch.fromSnapshot(`${stateDir}/search.db`, {
  *   generation: db.generation(),
  *   rebuildFrom: () => db.allTracks(),
  * });
@@ -12,9 +14,9 @@
  *   runCommitter(search, { intervalMs: 5000, signal, generation: () => db.generation() }));
  * scanner.onTrack((t) => search.indexFile(t)); // queued until loaded
  * const hits = await search.search("beatles help", 1000, { timeoutMs: 2000 }); // [{id, score}]
- * // at shutdown, after the committer resolved: nothing left to do (it flushed)
+ * // at shutdown, after the committer resolved (it committed): search.close()
  *
- * // `musicfs search` with no daemon: never writes, rebuilds in memory if the snapshot is bad
+ * // `musicfs search` with no daemon: never writes, rebuilds in memory if the index is bad
  * const index = await SearchIndex.openWithRecovery(path, { readOnly: true, generation, rebuildFrom });
  * index.search(query, limit);
  * ```
@@ -56,7 +58,12 @@ export {
   SearchRebuildError,
   type TrackSource,
 } from "./search_index.ts";
-export { inspectSnapshot, SNAPSHOT_FORMAT_VERSION, type SnapshotHeader } from "./snapshot.ts";
+export {
+  inspectSnapshot,
+  SEARCH_FORMAT_VERSION,
+  SEARCH_FORMAT_VERSION as SNAPSHOT_FORMAT_VERSION,
+  type StoreHeader as SnapshotHeader,
+} from "./store.ts";
 
 /** The longest /.search directory name, in bytes of UTF-8 (SPEC.md section 2). */
 export const SEARCH_DIR_MAX_QUERY_BYTES = 256;

@@ -1,11 +1,20 @@
 /**
- * Query execution over minisearch's inverted index (see ./engine.ts for why not
- * `MiniSearch.search`). Semantics follow minisearch with `combineWith: "AND"`: every query term
- * must match, each through its exact form, a prefix expansion or a fuzzy neighbour; scores are
- * minisearch's BM25+ with its prefix and fuzzy weights, so rankings agree with it.
+ * Queries: each query word becomes an FTS5 expression of its whole word, its prefix expansion
+ * (2+ characters) and its typo neighbours (from ./vocab.ts); the words are ANDed. FTS5 finds
+ * the matches; they are ranked here with minisearch's BM25+ (the ranking musicfs always had):
+ * field boosts of ./text.ts, a prefix or typo match weighing less than the whole word, and
+ * document frequencies from the word list in memory. FTS5's own bm25() is not used: it counts
+ * each query word's documents by walking its whole posting list, 17 ms for "the" at a million
+ * tracks.
+ *
+ * Ranking reads each match's fields, 5-8 us a row at a million tracks, so a query matching more than
+ * {@link RANK_LIMIT} tracks (one common word at a million tracks matches half a million) is not
+ * ranked row by row: it lists whole-word matches in titles and artists first, then the others;
+ * each tier ranked when it is small enough, else in track id order with one score.
  */
-import { type Engine, internals, type TermData } from "./engine.ts";
+import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { BOOSTS, FIELDS, MAX_TERM_LENGTH, terms, truncateUtf8 } from "./text.ts";
+import type { Vocabulary } from "./vocab.ts";
 
 /** One match: the track id and its relevance (higher is better). */
 export interface SearchResult {
@@ -33,11 +42,22 @@ export const MIN_FUZZY_LENGTH = 4;
 export const FUZZY = 0.2;
 /** Upper bound of edits, whatever the term length. */
 export const MAX_FUZZY = 2;
+/** Most typo neighbours a term expands to (the closest are kept). */
+export const MAX_FUZZY_TERMS = 64;
+/** The prefix lengths FTS5 keeps an index for (`prefix = '2 3'` in ./store.ts). */
+const MAX_INDEXED_PREFIX = 3;
+/** A longer prefix is expanded to the words it covers when there are at most this many. */
+export const MAX_PREFIX_TERMS = 48;
+/** A query word held by more than this share of the tracks is "common" (see executeQuery). */
+const COMMON_SHARE = 0.02;
+/** Queries matching more tracks than this are listed by tiers instead of ranked row by row. */
+export const RANK_LIMIT = 1000;
 
 const PREFIX_WEIGHT = 0.375;
 const FUZZY_WEIGHT = 0.45;
 const BM25 = { k: 1.2, b: 0.7, d: 0.5 };
-const BOOST_BY_ID = FIELDS.map((f) => BOOSTS[f]);
+const BOOST_BY_FIELD = FIELDS.map((f) => BOOSTS[f]);
+const COLUMNS = FIELDS.join(", ");
 
 /** The normalised, de-duplicated terms `query` is searched for. */
 export function queryTerms(query: string, opts: QueryOptions = {}): string[] {
@@ -45,217 +65,238 @@ export function queryTerms(query: string, opts: QueryOptions = {}): string[] {
   return [...new Set(terms(text))].slice(0, MAX_QUERY_TERMS);
 }
 
-/** One (derived term, field) posting list and the constant part of its BM25 score. */
-interface Postings {
-  freqs: Map<number, number>;
-  fieldId: number;
-  /** expansion weight * field boost * idf */
-  weight: number;
-  avgLength: number;
-}
+const quote = (t: string) => `"${t.replaceAll('"', '""')}"`;
 
+/** One query term: its FTS5 expressions and the weight of each word it matches. */
 interface TermPlan {
-  lists: Postings[];
-  /** Postings to walk when scanning this term. */
+  term: string;
+  /** Every expansion. */
+  any: string;
+  /** The whole word only, when some document holds it. */
+  exact: string | undefined;
+  /** Weights of the listed words (whole word 1, prefix and typo words less). */
+  words: Map<string, number>;
+  /** Prefix matched by FTS5 itself (not listed in `words`). */
+  openPrefix: boolean;
+  /** Documents it may match at most (sum over its words; Infinity with an open prefix). */
   cost: number;
 }
 
-function plan(ms: Engine, term: string): TermPlan {
-  const m = internals(ms);
-  const total = m._documentCount;
-  const lists: Postings[] = [];
-  let cost = 0;
-  const addData = (data: TermData | undefined, weight: number) => {
-    if (!data) return;
-    for (const [fieldId, freqs] of data) {
-      if (freqs.size === 0) continue;
-      const df = freqs.size;
-      const idf = Math.log(1 + (total - df + 0.5) / (df + 0.5));
-      const boost = BOOST_BY_ID[fieldId] ?? 1;
-      lists.push({
-        freqs,
-        fieldId,
-        weight: weight * boost * idf,
-        avgLength: m._avgFieldLength[fieldId] || 1,
-      });
-      cost += df;
-    }
-  };
-  addData(m._index.get(term), 1);
-  const seen = new Set<string>([term]);
+const prefixWeight = (word: string, term: string) =>
+  PREFIX_WEIGHT * word.length / (word.length + 0.3 * (word.length - term.length));
+
+/** The plan of `term`, or undefined when no indexed word can match it. */
+function plan(vocab: Vocabulary, term: string): TermPlan | undefined {
+  const parts: string[] = [];
+  const words = new Map<string, number>();
+  const known = vocab.has(term);
+  if (known) {
+    parts.push(quote(term));
+    words.set(term, 1);
+  }
+  let openPrefix = false;
   if (term.length >= MIN_PREFIX_LENGTH) {
-    for (const [t, data] of m._index.atPrefix(term)) {
-      if (seen.has(t)) continue;
-      seen.add(t);
-      const distance = t.length - term.length;
-      addData(data, PREFIX_WEIGHT * t.length / (t.length + 0.3 * distance));
+    // FTS5 answers a prefix longer than its prefix indexes by merging the posting lists of
+    // every word it covers, whole, before the AND can skip: at a million tracks, 20-50 ms for
+    // "rock". The words themselves are each skipped through: listed when there are few.
+    const listed = term.length > MAX_INDEXED_PREFIX
+      ? vocab.withPrefix(term, MAX_PREFIX_TERMS + 1)
+      : undefined;
+    if (listed && listed.length <= MAX_PREFIX_TERMS) {
+      for (const w of listed) {
+        if (words.has(w)) continue;
+        parts.push(quote(w));
+        words.set(w, prefixWeight(w, term));
+      }
+    } else if (vocab.hasPrefix(term)) {
+      parts.push(`${quote(term)} *`);
+      openPrefix = true;
     }
   }
   if (term.length >= MIN_FUZZY_LENGTH && !/^\d+$/.test(term)) {
     const maxDistance = Math.min(MAX_FUZZY, Math.round(term.length * FUZZY));
-    if (maxDistance > 0) {
-      for (const [t, [data, distance]] of m._index.fuzzyGet(term, maxDistance)) {
-        if (seen.has(t)) continue;
-        seen.add(t);
-        addData(data, FUZZY_WEIGHT * t.length / (t.length + distance));
-      }
+    for (const [w, d] of vocab.fuzzy(term, maxDistance, MAX_FUZZY_TERMS)) {
+      if (words.has(w) || (openPrefix && w.startsWith(term))) continue;
+      parts.push(quote(w));
+      words.set(w, FUZZY_WEIGHT * w.length / (w.length + d));
     }
   }
-  return { lists, cost };
+  if (parts.length === 0) return undefined;
+  let cost = openPrefix ? Infinity : 0;
+  for (const w of words.keys()) cost += vocab.count(w);
+  return {
+    term,
+    any: `(${parts.join(" OR ")})`,
+    exact: known ? quote(term) : undefined,
+    words,
+    openPrefix,
+    cost,
+  };
 }
+
+/** Prepared statements of one connection. */
+export class QueryStatements {
+  /** Matching rows with their fields. */
+  readonly rows: StatementSync;
+  /** Matching ids only. */
+  readonly ids: StatementSync;
+  /** How many rows match, counting no further than a limit. */
+  readonly capped: StatementSync;
+
+  /** Prepare on `db` (an index database of ./store.ts). */
+  constructor(db: DatabaseSync) {
+    this.rows = db.prepare(
+      `SELECT rowid AS id, ${COLUMNS} FROM docs WHERE docs MATCH ? LIMIT ?`,
+    );
+    this.rows.setReturnArrays(true);
+    this.ids = db.prepare("SELECT rowid AS id FROM docs WHERE docs MATCH ? LIMIT ?");
+    this.capped = db.prepare(
+      "SELECT count(*) AS n FROM (SELECT rowid FROM docs WHERE docs MATCH ? LIMIT ?)",
+    );
+  }
+}
+
+/** What ranking needs besides the rows. */
+export interface RankContext {
+  vocab: Vocabulary;
+  /** Documents in the index. */
+  documents: number;
+  /** Average words per field (FIELDS order). */
+  avgLength: ArrayLike<number>;
+}
+
+type Row = [number | bigint, ...(string | null)[]];
+
+/** The weight of `word` as a match of `p`, or undefined. */
+function weightOf(p: TermPlan, word: string): number | undefined {
+  const weight = p.words.get(word);
+  if (weight !== undefined || !p.openPrefix || !word.startsWith(p.term)) return weight;
+  return word === p.term ? 1 : prefixWeight(word, p.term);
+}
+
+/** Whether some field of `row` holds a match of `p` (what FTS5 checks for one AND operand). */
+function rowMatches(row: Row, p: TermPlan): boolean {
+  for (let f = 1; f < row.length; f++) {
+    const text = row[f] as string | null;
+    if (!text) continue;
+    for (const w of text.split(" ")) if (weightOf(p, w) !== undefined) return true;
+  }
+  return false;
+}
+
+/** BM25+ scores of `rows` for `plans`, as minisearch computes them. */
+function score(rows: Row[], plans: TermPlan[], ctx: RankContext): SearchResult[] {
+  const { k, b, d } = BM25;
+  const idf = new Map<string, number>();
+  const idfOf = (w: string) => {
+    let v = idf.get(w);
+    if (v === undefined) {
+      const df = Math.max(1, ctx.vocab.count(w));
+      v = Math.log(1 + (ctx.documents - df + 0.5) / (df + 0.5));
+      idf.set(w, v);
+    }
+    return v;
+  };
+  const out: SearchResult[] = new Array(rows.length);
+  for (let r = 0; r < rows.length; r++) {
+    const row = rows[r];
+    let total = 0;
+    for (let f = 0; f < FIELDS.length; f++) {
+      const text = row[f + 1] as string | null;
+      if (!text) continue;
+      const tokens = text.split(" ");
+      const norm = k * (1 - b + b * tokens.length / (ctx.avgLength[f] || 1));
+      const boost = BOOST_BY_FIELD[f];
+      for (const p of plans) {
+        // Each distinct matching word once, with its frequency in the field.
+        for (let t = 0; t < tokens.length; t++) {
+          const w = tokens[t];
+          const weight = weightOf(p, w);
+          if (weight === undefined) continue;
+          if (tokens.indexOf(w) !== t) continue;
+          let tf = 1;
+          for (let u = t + 1; u < tokens.length; u++) if (tokens[u] === w) tf++;
+          total += weight * boost * idfOf(w) * (d + tf * (k + 1) / (tf + norm));
+        }
+      }
+    }
+    out[r] = { id: Number(row[0]), score: total };
+  }
+  return out;
+}
+
+const byScore = (a: SearchResult, b: SearchResult) => b.score - a.score || a.id - b.id;
 
 /**
  * The best `limit` matches of `query`, best first (ties by ascending id). Never throws on odd
- * input: a query without any word (empty, only punctuation) has no matches.
+ * input: a query without any word (empty, only punctuation) has no matches. SQLite errors (a
+ * damaged file) do throw.
  */
 export function executeQuery(
-  ms: Engine,
+  st: QueryStatements,
+  ctx: RankContext,
   query: string,
   limit: number,
   opts: QueryOptions = {},
 ): SearchResult[] {
   const max = Number.isNaN(limit) ? 0 : Math.max(0, Math.floor(limit));
-  if (max === 0 || ms.documentCount === 0) return [];
-  const qs = queryTerms(query, opts);
-  if (qs.length === 0) return [];
+  if (max === 0) return [];
   const plans: TermPlan[] = [];
-  for (const t of qs) {
-    const p = plan(ms, t.slice(0, MAX_TERM_LENGTH));
-    // A word that matches nothing empties an AND query: skip planning the others.
-    if (p.cost === 0) return [];
+  for (const t of queryTerms(query, opts)) {
+    const p = plan(ctx.vocab, t.slice(0, MAX_TERM_LENGTH));
+    // A word that matches nothing empties an AND query.
+    if (!p) return [];
     plans.push(p);
   }
-  // Rarest term first: later terms only need to score the shrinking candidate set.
-  plans.sort((a, b) => a.cost - b.cost);
-  const m = internals(ms);
-  const live = m._documentIds;
-  const lengths = m._fieldLength;
-  const { k, b, d } = BM25;
-  const score = (p: Postings, short: number, tf: number): number => {
-    const len = lengths.get(short)?.[p.fieldId] ?? 0;
-    return p.weight * (d + tf * (k + 1) / (tf + k * (1 - b + b * len / p.avgLength)));
-  };
-  const scratch = scratchFor(m._nextId);
-  const { hits, scores } = scratch;
-  // Dead postings (of discarded documents) exist only until the next vacuum.
-  const checkLive = m._dirtCount > 0;
-  // hits[short] = how many query terms (in plan order) the document matched so far.
-  let candidates: number[] = [];
-  try {
-    for (let j = 0; j < plans.length; j++) {
-      const p = plans[j];
-      if (j === 0) {
-        for (const list of p.lists) {
-          for (const [short, tf] of list.freqs) {
-            if (checkLive && !live.has(short)) continue;
-            if (hits[short] === 0) {
-              hits[short] = 1;
-              candidates.push(short);
-            }
-            scores[short] += score(list, short, tf);
-          }
-        }
-      } else if (candidates.length * p.lists.length < p.cost) {
-        // Few candidates left: look them up instead of walking long posting lists.
-        for (const short of candidates) {
-          for (const list of p.lists) {
-            const tf = list.freqs.get(short);
-            if (tf === undefined) continue;
-            hits[short] = j + 1;
-            scores[short] += score(list, short, tf);
-          }
-        }
-      } else {
-        for (const list of p.lists) {
-          for (const [short, tf] of list.freqs) {
-            const h = hits[short];
-            if (h !== j && h !== j + 1) continue;
-            hits[short] = j + 1;
-            scores[short] += score(list, short, tf);
-          }
-        }
-      }
-      if (j > 0) {
-        const kept: number[] = [];
-        for (const short of candidates) {
-          if (hits[short] === j + 1) kept.push(short);
-          else {
-            hits[short] = 0;
-            scores[short] = 0;
-          }
-        }
-        candidates = kept;
-      }
-      if (candidates.length === 0) return [];
-    }
-    return topK(candidates, scores, live, max);
-  } finally {
-    for (const short of candidates) {
-      hits[short] = 0;
-      scores[short] = 0;
+  if (plans.length === 0) return [];
+  const match = plans.map((p) => p.any).join(" AND ");
+  // Words held by a large share of the library ("the", "a", "rock") cost FTS5 most of a query
+  // ANDed with rare ones: when the rare ones alone match few tracks, the common ones are
+  // checked here on the fields read for the ranking anyway.
+  const rarest = Math.min(...plans.map((p) => p.cost));
+  const common = plans.filter((p) => p.cost > ctx.documents * COMMON_SHARE && p.cost > 20 * rarest);
+  if (common.length > 0 && max <= RANK_LIMIT) {
+    const rare = plans.filter((p) => !common.includes(p)).map((p) => p.any).join(" AND ");
+    if (countUpTo(st, rare, RANK_LIMIT + 1) <= RANK_LIMIT) {
+      const rows = (st.rows.all(rare, RANK_LIMIT) as unknown as Row[])
+        .filter((row) => common.every((p) => rowMatches(row, p)));
+      return score(rows, plans, ctx).sort(byScore).slice(0, max);
     }
   }
+  // Counting reads no fields: cheap next to fetching rows that would not be ranked.
+  if (max > RANK_LIMIT || countUpTo(st, match, RANK_LIMIT + 1) <= RANK_LIMIT) {
+    const rows = st.rows.all(match, max > RANK_LIMIT ? -1 : RANK_LIMIT) as unknown as Row[];
+    return score(rows, plans, ctx).sort(byScore).slice(0, max);
+  }
+  // Too many matches to rank: whole words in titles and artists first, then the rest. A tier
+  // small enough is ranked; scores stay in [tier, tier + 1), so tiers never interleave.
+  const out: SearchResult[] = [];
+  const seen = new Set<number>();
+  const tiers: [string | undefined, number][] = [
+    [
+      plans.every((p) => p.exact)
+        ? plans.map((p) => `{title artist} : ${p.exact}`).join(" AND ")
+        : undefined,
+      2,
+    ],
+    [match, 1],
+  ];
+  for (const [expr, tier] of tiers) {
+    if (!expr) continue;
+    const want = max + seen.size;
+    const found = expr !== match && countUpTo(st, expr, RANK_LIMIT + 1) <= RANK_LIMIT
+      ? score(st.rows.all(expr, RANK_LIMIT) as unknown as Row[], plans, ctx).sort(byScore)
+      : (st.ids.all(expr, want) as { id: number }[]).map((r) => ({ id: Number(r.id), score: 0 }));
+    for (const r of found) {
+      if (seen.has(r.id)) continue;
+      seen.add(r.id);
+      out.push({ id: r.id, score: tier + r.score / (1 + r.score) });
+      if (out.length >= max) return out;
+    }
+  }
+  return out;
 }
 
-/** Per-document accumulators, reused by every query (searches are synchronous). */
-interface Scratch {
-  hits: Uint8Array;
-  scores: Float64Array;
-}
-let scratch: Scratch = { hits: new Uint8Array(0), scores: new Float64Array(0) };
-
-function scratchFor(size: number): Scratch {
-  if (scratch.hits.length < size) {
-    const n = Math.max(size, Math.ceil(scratch.hits.length * 1.5), 1024);
-    scratch = { hits: new Uint8Array(n), scores: new Float64Array(n) };
-  }
-  return scratch;
-}
-
-/** The `max` best candidates as results, best first, ties by ascending id. */
-function topK(
-  candidates: number[],
-  scores: Float64Array,
-  ids: Map<number, number>,
-  max: number,
-): SearchResult[] {
-  const better = (a: SearchResult, b: SearchResult) =>
-    a.score > b.score || (a.score === b.score && a.id < b.id);
-  const order = (a: SearchResult, b: SearchResult) => (better(a, b) ? -1 : better(b, a) ? 1 : 0);
-  if (candidates.length <= max * 2) {
-    return candidates.map((short) => ({ id: ids.get(short)!, score: scores[short] })).sort(order)
-      .slice(0, max);
-  }
-  // A min-heap of the best `max` so far: O(n log max) instead of sorting every match.
-  const heap: SearchResult[] = [];
-  const down = (i: number) => {
-    for (;;) {
-      const l = 2 * i + 1;
-      const r = l + 1;
-      let w = i;
-      if (l < heap.length && better(heap[w], heap[l])) w = l;
-      if (r < heap.length && better(heap[w], heap[r])) w = r;
-      if (w === i) return;
-      [heap[i], heap[w]] = [heap[w], heap[i]];
-      i = w;
-    }
-  };
-  for (const short of candidates) {
-    const score = scores[short];
-    if (heap.length === max && score < heap[0].score) continue;
-    const item = { id: ids.get(short)!, score };
-    if (heap.length < max) {
-      heap.push(item);
-      for (let i = heap.length - 1; i > 0;) {
-        const parent = (i - 1) >> 1;
-        if (!better(heap[parent], heap[i])) break;
-        [heap[i], heap[parent]] = [heap[parent], heap[i]];
-        i = parent;
-      }
-    } else if (better(item, heap[0])) {
-      heap[0] = item;
-      down(0);
-    }
-  }
-  return heap.sort(order);
+function countUpTo(st: QueryStatements, match: string, cap: number): number {
+  return Number((st.capped.get(match, cap) as { n: number }).n);
 }

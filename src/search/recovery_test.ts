@@ -11,49 +11,59 @@ import {
   SearchSnapshotVersionError,
   type SnapshotProblem,
 } from "./mod.ts";
+import { DatabaseSync } from "node:sqlite";
 import type { TrackRecord } from "../library/types.ts";
 import { ids, track, withTempDir } from "./testdata/helpers.ts";
 import { prng, syntheticQueries, syntheticTracks } from "./testdata/synthetic.ts";
 
-/** Ways to damage a snapshot, with the problem `open` must report. */
+const PAGE = 4096;
+
+/** Ways to damage an index file, with the problem `open` must report. */
 const CORRUPTIONS: [string, SnapshotProblem, (b: Uint8Array) => Uint8Array][] = [
   ["empty file", "truncated", () => new Uint8Array(0)],
   ["truncated header", "truncated", (b) => b.slice(0, 40)],
-  ["truncated body", "truncated", (b) => b.slice(0, Math.floor(b.length / 2))],
-  ["last byte missing", "truncated", (b) => b.slice(0, b.length - 1)],
+  ["truncated body", "truncated", (b) => b.slice(0, PAGE * Math.floor(b.length / PAGE / 2))],
+  ["last page missing", "truncated", (b) => b.slice(0, b.length - PAGE)],
   ["garbage", "garbage", (b) => {
     const r = prng(9);
     return b.map(() => Math.floor(r() * 256));
   }],
   ["trailing bytes", "garbage", (b) => new Uint8Array([...b, 10, 10])],
-  ["flipped body byte", "checksum", (b) => flip(b, 72 + Math.floor((b.length - 72) / 2))],
-  ["flipped count byte", "checksum", (b) => flip(b, 16)],
-  ["flipped generation byte", "checksum", (b) => flip(b, 24)],
-  ["flipped checksum byte", "checksum", (b) => flip(b, 50)],
-  ["wrong version", "version", (b) => {
-    const c = b.slice();
-    new DataView(c.buffer).setUint32(8, 99, true);
-    return c;
-  }],
+  ["another SQLite database", "garbage", (b) => setU32(b, 68, 0)],
+  ["wrong version", "version", (b) => setU32(b, 60, 99)],
   ["zeroed", "garbage", (b) => new Uint8Array(b.length)],
 ];
 
-function flip(b: Uint8Array, at: number): Uint8Array {
+function setU32(b: Uint8Array, at: number, value: number): Uint8Array {
   const c = b.slice();
-  c[at] ^= 0x10;
+  new DataView(c.buffer).setUint32(at, value);
   return c;
 }
 
 const GENERATION = 5;
 
-/** A committed snapshot of `tracks`, the results of some queries, and the file bytes. */
+/** A committed, closed index of `tracks`, the results of some queries, and the file bytes. */
 async function snapshotOf(path: string, tracks: TrackRecord[]) {
   const index = SearchIndex.create(path);
   await index.indexAll(tracks);
   await index.commit(GENERATION);
   const queries = [...syntheticQueries(tracks, 40, 4), "the", "love"];
   const results = new Map(queries.map((q) => [q, index.search(q, 1000)]));
+  index.close();
   return { queries, results, bytes: await Deno.readFile(path) };
+}
+
+/**
+ * Damage that SQLite's own checks do not see: the index lost a document's row behind the
+ * stamped count's back (as a torn page of the FTS tables would).
+ */
+function dropDocumentRow(path: string): void {
+  const db = new DatabaseSync(path);
+  try {
+    db.exec("DELETE FROM docs WHERE rowid = (SELECT max(id) FROM docs_content)");
+  } finally {
+    db.close();
+  }
 }
 
 function captureLogs(): { records: LogRecord[]; [Symbol.dispose](): void } {
@@ -72,8 +82,8 @@ function captureLogs(): { records: LogRecord[]; [Symbol.dispose](): void } {
 Deno.test("search corruption triggers rebuild", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/search.snapshot`;
-    const { bytes } = await snapshotOf(path, syntheticTracks(300, 1));
-    await Deno.writeFile(path, flip(bytes, 72 + 100));
+    await snapshotOf(path, syntheticTracks(300, 1));
+    dropDocumentRow(path);
     using logs = captureLogs();
     const index = await SearchIndex.openWithRecovery(path);
     assert.equal(index.size, 0, "no source: an empty index");
@@ -85,8 +95,10 @@ Deno.test("search corruption triggers rebuild", async () => {
     assert.equal(warn.properties.before, 300);
     assert.equal(warn.properties.after, 0);
     assert.equal(warn.properties.problem, "checksum");
+    index.close();
     const reopened = await SearchIndex.open(path);
     assert.equal(reopened.size, 0, "the rebuilt (empty) index was committed");
+    reopened.close();
   });
 });
 
@@ -113,12 +125,32 @@ Deno.test("open throws a typed error for each kind of damage", async () => {
       assert.equal(e.expected, 6);
       return true;
     });
-    assert.equal((await SearchIndex.open(path, { generation: GENERATION })).size, 100);
+    const good = await SearchIndex.open(path, { generation: GENERATION });
+    assert.equal(good.size, 100);
+    good.close();
     assert.deepEqual(await inspectSnapshot(path), {
-      version: 1,
+      version: 2,
       documentCount: 100,
       generation: GENERATION,
-      bodySize: bytes.length - 72,
+      bodySize: bytes.length,
+    });
+    dropDocumentRow(path);
+    await assert.rejects(SearchIndex.open(path), (e: unknown) => {
+      assert.ok(e instanceof SearchSnapshotCorruptError);
+      assert.equal(e.problem, "checksum");
+      assert.equal(e.documentCount, 100);
+      return true;
+    });
+    // A page of garbage in the middle: the full check (musicfs check) finds any such page.
+    const r = prng(3);
+    const torn = bytes.slice();
+    const page = Math.floor(bytes.length / PAGE / 2);
+    for (let i = page * PAGE; i < (page + 1) * PAGE; i++) torn[i] = Math.floor(r() * 256);
+    await Deno.writeFile(path, torn);
+    await assert.rejects(inspectSnapshot(path), (e: unknown) => {
+      assert.ok(e instanceof SearchSnapshotCorruptError, String(e));
+      assert.ok(e.problem === "checksum" || e.problem === "garbage", e.problem);
+      return true;
     });
   });
 });
@@ -214,7 +246,11 @@ Deno.test("openWithRecovery keeps a good snapshot and removes dead temp files", 
     assert.equal(index.size, 200);
     assert.equal(index.dirty, false);
     assert.equal(logs.records.filter((r) => r.level === "warning").length, 0);
-    const names = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+    index.close();
+    const names = [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) =>
+      !/-(wal|shm)$/.test(n)
+    )
+      .sort();
     assert.deepEqual(names, ["s", `s.tmp-${Deno.pid}-999`]);
   });
 });
@@ -262,5 +298,96 @@ Deno.test("read-only recovery rebuilds in memory and writes nothing", async () =
     const intact = await SearchIndex.openWithRecovery(path, { readOnly: true });
     assert.equal(intact.size, 300);
     assert.equal(intact.readOnly, true);
+  });
+});
+
+Deno.test("damage only the full check sees is found in the background and rebuilt", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/s`;
+    const tracks = syntheticTracks(3000, 12);
+    const good = await snapshotOf(path, tracks);
+    // A page whose garbage passes the checks made when opening, not the full one.
+    let torn: Uint8Array | undefined;
+    const r = prng(4);
+    for (let page = 2; page < good.bytes.length / PAGE && !torn; page++) {
+      const b = good.bytes.slice();
+      for (let i = page * PAGE + 200; i < (page + 1) * PAGE - 200; i++) {
+        b[i] = Math.floor(r() * 256);
+      }
+      await Deno.writeFile(path, b);
+      try {
+        (await SearchIndex.open(path)).close();
+      } catch {
+        continue;
+      }
+      if (await inspectSnapshot(path).then(() => false, () => true)) torn = b;
+    }
+    assert.ok(torn, "some page damage is only seen by the full check");
+    await Deno.writeFile(path, torn);
+    using logs = captureLogs();
+    const index = await SearchIndex.openWithRecovery(path, {
+      rebuildFrom: () => tracks,
+      generation: GENERATION,
+      verify: true,
+    });
+    // Changes made while the check runs wait for it, and survive the rebuild.
+    index.indexFile(track(90_001, { title: "During The Check" }));
+    await index.checked;
+    const warn = logs.records.find((r) => r.level === "warning");
+    assert.ok(warn, "a WARN is logged");
+    assert.equal(warn.properties.before, 3000);
+    assert.equal(warn.properties.after, 3001);
+    assert.deepEqual(ids(index.search("during the check")), [90_001]);
+    for (const q of good.queries.slice(0, 10)) {
+      assert.deepEqual(ids(index.search(q, 1000)), ids(good.results.get(q)!), q);
+    }
+    await index.commit();
+    index.close();
+    const header = await inspectSnapshot(path, { generation: GENERATION });
+    assert.equal(header.documentCount, 3001, "the rebuilt file passes the full check");
+  });
+});
+
+Deno.test("an intact file passes the background check; held changes are applied", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/s`;
+    await snapshotOf(path, syntheticTracks(500, 13));
+    using logs = captureLogs();
+    const index = await SearchIndex.openWithRecovery(path, {
+      rebuildFrom: () => {
+        throw new Error("must not rebuild");
+      },
+      generation: GENERATION,
+      verify: true,
+    });
+    index.indexFile(track(90_002, { title: "Held Back" }));
+    await index.checked;
+    assert.deepEqual(ids(index.search("held back")), [90_002]);
+    assert.equal(index.size, 501);
+    assert.equal(logs.records.filter((r) => r.level === "warning").length, 0);
+    await index.commit();
+    index.close();
+    assert.equal((await inspectSnapshot(path)).documentCount, 501);
+  });
+});
+
+Deno.test("stopping the background check lets the shutdown commit at once", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/s`;
+    await snapshotOf(path, syntheticTracks(500, 14));
+    using logs = captureLogs();
+    const index = await SearchIndex.openWithRecovery(path, {
+      generation: GENERATION,
+      verify: true,
+    });
+    index.indexFile(track(90_003, { title: "Last Words" }));
+    index.stopChecking();
+    await index.commit(GENERATION + 1);
+    assert.equal(logs.records.filter((r) => r.level === "warning").length, 0, "no WARN");
+    index.close();
+    const reopened = await SearchIndex.open(path, { generation: GENERATION + 1 });
+    assert.deepEqual(ids(reopened.search("last words")), [90_003]);
+    assert.equal(reopened.size, 501);
+    reopened.close();
   });
 });

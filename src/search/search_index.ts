@@ -1,41 +1,54 @@
 /**
- * The search index of the library: minisearch in memory, persisted as an atomic snapshot
- * (SPEC.md section 4.2). Only committed documents survive a crash.
+ * The search index of the library (SPEC.md section 4.2): SQLite FTS5 in a file of its own (see
+ * ./store.ts), plus the word list for typo lookups in memory (./vocab.ts). Changes go into an
+ * open transaction at once (searches see them); `commit` makes them durable together with the
+ * library.db generation they reflect. Only committed documents survive a crash.
  */
+import type { DatabaseSync, StatementSync } from "node:sqlite";
 import type { TrackRecord } from "../library/types.ts";
 import { logger } from "../log/mod.ts";
-import { createEngine, type Engine } from "./engine.ts";
 import { SearchCommitError, SearchSnapshotCorruptError, SearchSnapshotError } from "./errors.ts";
-import { executeQuery, type QueryOptions, type SearchResult } from "./query.ts";
-import { loadEngine, readSnapshot, removeStaleTemps, writeSnapshot } from "./snapshot.ts";
-import { toDocument } from "./text.ts";
+import { executeQuery, type QueryOptions, QueryStatements, type SearchResult } from "./query.ts";
+import {
+  type BackgroundCheck,
+  createMemoryStore,
+  isCorruption,
+  openStore,
+  readHeader,
+  removeStaleTemps,
+  type StoreHeader,
+  verifyInBackground,
+  verifyStore,
+  writeCopy,
+} from "./store.ts";
+import { FIELDS, toDocument } from "./text.ts";
+import { Vocabulary } from "./vocab.ts";
 
 const log = logger("search");
 
 /** Results returned when no limit is given. */
 export const DEFAULT_LIMIT = 100;
-// Vacuum (drop postings of replaced and removed documents) before a commit once this share
-// of the documents, or this many, were discarded since the last vacuum.
-const VACUUM_DIRT_FACTOR = 0.1;
-const VACUUM_DIRT_COUNT = 10_000;
 const INDEX_SLICE = 1000;
+const VOCAB_SLICE = 20_000;
 
 /** Records to (re)build an index from; async sources (a database cursor) are fine. */
 export type TrackSource = Iterable<TrackRecord> | AsyncIterable<TrackRecord>;
 
 /** Options of {@link SearchIndex.open}. */
 export interface OpenOptions {
-  /** Refuse (as stale) a snapshot reflecting another database generation. */
+  /** Refuse (as stale) an index reflecting another database generation. */
   generation?: number;
+  /** Open read-only: never write, `commit` rejects. */
+  readOnly?: boolean;
 }
 
 /** Options of {@link SearchIndex.openWithRecovery}. */
 export interface RecoveryOptions {
-  /** Where the documents come from when the snapshot is unusable (SQLite, normally). */
+  /** Where the documents come from when the index file is unusable (SQLite, normally). */
   rebuildFrom?: () => TrackSource | Promise<TrackSource>;
   /**
-   * The database generation the index must reflect; a snapshot of another generation is
-   * stale and rebuilt. Also the generation stamped on the rebuilt snapshot.
+   * The database generation the index must reflect; an index of another generation is
+   * stale and rebuilt. Also the generation stamped on the rebuilt index.
    */
   generation?: number;
   /**
@@ -43,17 +56,24 @@ export interface RecoveryOptions {
    * `musicfs search` without a daemon, next to a daemon that may be starting.
    */
   readOnly?: boolean;
+  /**
+   * After opening, check the whole file in the background (SQLite quick_check and FTS5
+   * integrity-check in a child process, seconds at a million tracks) and rebuild it when
+   * damaged.
+   * Searches are served meanwhile; changes wait until the check is over. For the daemon.
+   */
+  verify?: boolean;
 }
 
 /** What {@link SearchIndex.commit} did. */
 export interface CommitResult {
   /** False when nothing had changed since the last commit, so nothing was written. */
   written: boolean;
-  /** Documents in the snapshot. */
+  /** Documents in the index. */
   documentCount: number;
-  /** The database generation stamped on the snapshot. */
+  /** The database generation stamped on the index. */
   generation: number;
-  /** Size of the snapshot file (0 when not written). */
+  /** Size of the index file and its WAL (0 when not written). */
   bytes: number;
   /** Wall time of the commit, milliseconds. */
   ms: number;
@@ -83,54 +103,120 @@ function checkGeneration(generation: number): number {
 
 const tick = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
 
+function fileBytes(path: string): number {
+  let n = 0;
+  for (const p of [path, `${path}-wal`]) {
+    try {
+      n += Deno.statSync(p).size;
+    } catch { /* absent */ }
+  }
+  return n;
+}
+
+/** Statements that change documents. */
+class WriteStatements {
+  readonly insert: StatementSync;
+  readonly remove: StatementSync;
+  /** The fields of a document, as arrays. */
+  readonly fields: StatementSync;
+  readonly setMeta: StatementSync;
+  constructor(db: DatabaseSync) {
+    this.insert = db.prepare(
+      `INSERT INTO docs(rowid, ${FIELDS.join(", ")}) VALUES (?${", ?".repeat(FIELDS.length)})`,
+    );
+    this.remove = db.prepare("DELETE FROM docs WHERE rowid = ?");
+    this.fields = db.prepare(`SELECT ${FIELDS.join(", ")} FROM docs WHERE rowid = ?`);
+    this.fields.setReturnArrays(true);
+    this.setMeta = db.prepare("UPDATE meta SET value = ? WHERE key = ?");
+  }
+}
+
 /**
  * Full-text index of tracks. Searches return track ids with scores; callers map ids to paths.
- *
- * While a commit streams the snapshot, `indexFile` and `remove` are queued and applied when it
- * ends, so a snapshot is always one consistent state; removals are hidden from results at once,
- * new and changed documents appear when the commit finishes.
+ * A new index lives in memory until its first commit writes it to its file.
  */
 export class SearchIndex {
-  /** The snapshot file this index commits to. */
+  /** The index file this index commits to. */
   readonly path: string;
-  #ms: Engine;
+  #db: DatabaseSync;
+  #atPath: boolean;
+  #readOnly: boolean;
+  #vocab: Vocabulary;
+  #query: QueryStatements;
+  #write: WriteStatements;
   #generation: number;
-  #changes = 0;
-  #committedChanges = 0;
-  #onDisk: boolean;
-  #queued: Map<number, TrackRecord | null> | undefined;
-  /** Queued removals, hidden from results until applied. */
-  #hiddenCount = 0;
-  #readOnly = false;
+  #size: number;
+  /** Words per field over all documents, for average field lengths. */
+  #fieldWords: Float64Array;
+  /** Documents with each field. */
+  #fieldHolders: Float64Array;
+  /** Changes since the last commit, replayed when a failed write rolled them back. */
+  #journal = new Map<number, TrackRecord | null>();
+  #replay = false;
+  #changed = false;
   #commits: Promise<unknown> = Promise.resolve();
+  /** Changes only go to the journal while the file is checked or rebuilt. */
+  #holding = false;
+  /** The background check and any rebuild it caused. */
+  #checking: Promise<void> = Promise.resolve();
+  #recovery: RecoveryOptions | undefined;
+  #rebuilding = false;
+  #check: BackgroundCheck | undefined;
 
-  private constructor(path: string, ms: Engine, generation: number, onDisk: boolean) {
+  private constructor(
+    path: string,
+    db: DatabaseSync,
+    atPath: boolean,
+    readOnly: boolean,
+    vocab: Vocabulary,
+    header: StoreHeader,
+  ) {
     this.path = path;
-    this.#ms = ms;
-    this.#generation = generation;
-    this.#onDisk = onDisk;
+    this.#db = db;
+    this.#atPath = atPath;
+    this.#readOnly = readOnly;
+    this.#vocab = vocab;
+    this.#generation = header.generation;
+    this.#size = header.documentCount;
+    this.#fieldWords = Float64Array.from(header.fieldWords ?? FIELDS.map(() => 0));
+    this.#fieldHolders = Float64Array.from(header.fieldHolders ?? FIELDS.map(() => 0));
+    this.#query = new QueryStatements(db);
+    this.#write = new WriteStatements(db);
   }
 
   /** An empty index that will commit to `path` (nothing is written until `commit`). */
   static create(path: string, opts: OpenOptions = {}): SearchIndex {
-    return new SearchIndex(path, createEngine(), checkGeneration(opts.generation ?? 0), false);
+    const db = createMemoryStore();
+    const header = { ...readHeader(db), generation: checkGeneration(opts.generation ?? 0) };
+    return new SearchIndex(path, db, false, opts.readOnly ?? false, new Vocabulary(), header);
   }
 
   /**
-   * Load the snapshot at `path`. Throws a {@link SearchSnapshotError} subclass when it is
+   * Open the index file at `path`. Throws a {@link SearchSnapshotError} subclass when it is
    * missing, damaged, of another format version, or (with `generation`) stale.
    */
   static async open(path: string, opts: OpenOptions = {}): Promise<SearchIndex> {
-    const file = await readSnapshot(path, opts.generation);
-    const ms = await loadEngine(path, file);
-    return new SearchIndex(path, ms, file.header.generation, true);
+    const readOnly = opts.readOnly ?? false;
+    const { db, header } = openStore(path, { readOnly, generation: opts.generation });
+    try {
+      const vocab = await loadVocabulary(db);
+      return new SearchIndex(path, db, true, readOnly, vocab, header);
+    } catch (e) {
+      db.close();
+      throw new SearchSnapshotCorruptError(
+        isCorruption(e) ? "checksum" : "garbage",
+        path,
+        e instanceof Error ? e.message : String(e),
+        { cause: e, documentCount: header.documentCount },
+      );
+    }
   }
 
   /**
-   * Load the snapshot at `path`, or rebuild the index when the snapshot is missing, damaged,
-   * of another version or stale: from `rebuildFrom` when given, else empty. A rebuild is logged
-   * as a WARN with the document counts and committed at once. Snapshot problems never throw;
-   * a failing `rebuildFrom` does ({@link SearchRebuildError}).
+   * Open the index file at `path`, or rebuild the index when it is missing, damaged, of
+   * another version or stale: from `rebuildFrom` when given, else empty. A rebuild is logged as
+   * a WARN with the document counts and committed at once. Index problems never throw; a
+   * failing `rebuildFrom` does ({@link SearchRebuildError}).
    */
   static async openWithRecovery(path: string, opts: RecoveryOptions = {}): Promise<SearchIndex> {
     if (opts.generation !== undefined) checkGeneration(opts.generation);
@@ -138,8 +224,9 @@ export class SearchIndex {
     if (!readOnly) await removeStaleTemps(path);
     let problem: SearchSnapshotError;
     try {
-      const index = await SearchIndex.open(path, { generation: opts.generation });
-      index.#readOnly = readOnly;
+      const index = await SearchIndex.open(path, { generation: opts.generation, readOnly });
+      index.#recovery = opts;
+      if (opts.verify && !readOnly) index.#verifyInBackground();
       return index;
     } catch (e) {
       problem = e instanceof SearchSnapshotError ? e : new SearchSnapshotCorruptError(
@@ -149,17 +236,17 @@ export class SearchIndex {
         { cause: e },
       );
     }
-    const index = SearchIndex.create(path, { generation: opts.generation });
-    index.#readOnly = readOnly;
+    const index = SearchIndex.create(path, { generation: opts.generation, readOnly });
     if (opts.rebuildFrom) {
       try {
         await index.indexAll(await opts.rebuildFrom());
       } catch (e) {
+        index.close();
         throw new SearchRebuildError(e instanceof Error ? e.message : String(e), { cause: e });
       }
     }
     const reason = problem.reason;
-    // A first start (no snapshot, nothing to index) is routine, not a warning.
+    // A first start (no index, nothing to index) is routine, not a warning.
     const routine = problem.problem === "missing" && index.size === 0;
     const fields = {
       reason,
@@ -169,7 +256,7 @@ export class SearchIndex {
       path,
       readOnly,
     };
-    const message = "Search snapshot {reason}; rebuilt: {before} -> {after} documents";
+    const message = "Search index {reason}; rebuilt: {before} -> {after} documents";
     if (routine) log.info(message, fields);
     else log.warn(message, fields);
     if (readOnly) return index;
@@ -182,17 +269,17 @@ export class SearchIndex {
     return index;
   }
 
-  /** Documents in the index (changes queued during a commit are not counted yet). */
+  /** Documents in the index. */
   get size(): number {
-    return this.#ms.documentCount;
+    return this.#size;
   }
 
-  /** True when the snapshot on disk does not reflect every change made to this index. */
+  /** True when the file does not reflect every change made to this index. */
   get dirty(): boolean {
-    return !this.#onDisk || this.#changes !== this.#committedChanges;
+    return !this.#atPath || this.#changed || this.#replay;
   }
 
-  /** The database generation of the last snapshot loaded or committed (0 for a new index). */
+  /** The database generation of the state last opened or committed (0 for a new index). */
   get generation(): number {
     return this.#generation;
   }
@@ -202,40 +289,106 @@ export class SearchIndex {
     return this.#readOnly;
   }
 
-  /** True while a commit is writing. */
+  /** Always false: a commit is one SQLite transaction, nothing waits for it. */
   get committing(): boolean {
-    return this.#queued !== undefined;
+    return false;
   }
 
   /** Whether track `id` is indexed. */
   has(id: number): boolean {
-    const queued = this.#queued?.get(id);
-    if (queued !== undefined) return queued !== null;
-    return this.#ms.has(id);
+    return this.#write.fields.get(id) !== undefined;
   }
 
   /** Add `track`, or replace the indexed version of the same id. */
   indexFile(track: TrackRecord): void {
-    this.#changes++;
-    if (this.#queued) {
-      if (this.#queued.get(track.id) === null) this.#hiddenCount--;
-      this.#queued.set(track.id, track);
-      return;
-    }
-    this.#apply(track.id, track);
+    this.#change(track.id, track);
   }
 
   /** Remove track `id`; unknown ids are ignored. */
   remove(id: number): void {
-    if (this.#queued) {
-      this.#changes++;
-      if (this.#queued.get(id) !== null) this.#hiddenCount++;
-      this.#queued.set(id, null);
-      return;
+    this.#change(id, null);
+  }
+
+  #change(id: number, track: TrackRecord | null): void {
+    if (this.#readOnly && this.#atPath) {
+      throw new SearchCommitError(this.path, "the index was opened read-only");
     }
-    if (this.#ms.has(id)) {
-      this.#changes++;
-      this.#apply(id, null);
+    // A rebuilt index in memory commits as a whole: nothing to replay.
+    if (this.#atPath) this.#journal.set(id, track);
+    this.#changed = true;
+    if (this.#replay || this.#holding) return;
+    try {
+      this.#begin();
+      this.#apply(id, track);
+    } catch (e) {
+      this.#failed(e);
+    }
+  }
+
+  #begin(): void {
+    if (!this.#db.isTransaction) this.#db.exec("BEGIN");
+  }
+
+  #apply(id: number, track: TrackRecord | null): void {
+    const w = this.#write;
+    const old = w.fields.get(id) as unknown as (string | null)[] | undefined;
+    if (old) {
+      w.remove.run(id);
+      this.#count(old, -1);
+    }
+    if (track) {
+      const doc = toDocument(track);
+      const values = FIELDS.map((f) => doc[f] ?? null);
+      w.insert.run(id, ...values);
+      this.#count(values, 1);
+    }
+    this.#size += (track ? 1 : 0) - (old ? 1 : 0);
+  }
+
+  /** Document frequencies and field lengths of one document coming (1) or going (-1). */
+  #count(values: (string | null)[], sign: 1 | -1): void {
+    const distinct = new Set<string>();
+    for (let f = 0; f < values.length; f++) {
+      const v = values[f];
+      if (!v) continue;
+      const tokens = v.split(" ");
+      this.#fieldWords[f] += sign * tokens.length;
+      this.#fieldHolders[f] += sign;
+      for (const t of tokens) distinct.add(t);
+    }
+    for (const t of distinct) {
+      if (sign > 0) this.#vocab.add(t);
+      else this.#vocab.remove(t);
+    }
+  }
+
+  /** A write failed: SQLite may have rolled the transaction back; replay at the next commit. */
+  #failed(e: unknown): void {
+    if (!this.#replay) {
+      log.error("Cannot update search index, retrying at the next commit: {error}", {
+        error: e instanceof Error ? e.message : String(e),
+        path: this.path,
+      });
+    }
+    this.#rollback();
+  }
+
+  #rollback(): void {
+    try {
+      if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
+    } catch { /* already rolled back */ }
+    if (this.#atPath) {
+      this.#replay = true;
+      // Counts kept in memory included the rolled-back changes: read the committed ones.
+      try {
+        const header = readHeader(this.#db);
+        this.#size = header.documentCount;
+        this.#fieldWords = Float64Array.from(header.fieldWords ?? FIELDS.map(() => 0));
+        this.#fieldHolders = Float64Array.from(header.fieldHolders ?? FIELDS.map(() => 0));
+        this.#vocab = loadVocabularySync(this.#db);
+      } catch (e) {
+        log.error("Cannot reread search index counts: {error}", { error: String(e) });
+      }
     }
   }
 
@@ -252,11 +405,6 @@ export class SearchIndex {
     return n;
   }
 
-  #apply(id: number, track: TrackRecord | null): void {
-    if (this.#ms.has(id)) this.#ms.discard(id);
-    if (track) this.#ms.add(toDocument(track));
-  }
-
   /**
    * The best `limit` matches of `query`, best first. Every word must match, as a whole word, a
    * word prefix (2+ characters) or with a typo (1 from 4 characters, 2 from 8). Any string is
@@ -264,51 +412,265 @@ export class SearchIndex {
    * `maxQueryBytes` (1024) are cut.
    */
   search(query: string, limit: number = DEFAULT_LIMIT, opts: QueryOptions = {}): SearchResult[] {
-    const queued = this.#queued;
-    if (!queued || this.#hiddenCount === 0) return executeQuery(this.#ms, query, limit, opts);
-    return executeQuery(this.#ms, query, limit + this.#hiddenCount, opts)
-      .filter((r) => queued.get(r.id) !== null).slice(0, Math.max(0, limit));
+    try {
+      const holders = this.#fieldHolders;
+      const ctx = {
+        vocab: this.#vocab,
+        documents: this.#size,
+        avgLength: Array.from(this.#fieldWords, (w, i) => w / Math.max(1, holders[i])),
+      };
+      return executeQuery(this.#query, ctx, query, limit, opts);
+    } catch (e) {
+      if (isCorruption(e)) this.#damaged(e);
+      throw e;
+    }
   }
 
   /**
-   * Write the snapshot atomically, stamped with `generation` (default: the current one), the
+   * The file is damaged under us: rebuild it from the source when there is one, else remove it
+   * so that the next start rebuilds it.
+   */
+  #damaged(e: unknown): void {
+    if (!this.#atPath || this.#readOnly || this.#rebuilding) return;
+    const reason = e instanceof Error ? e.message : String(e);
+    if (this.#recovery?.rebuildFrom) {
+      this.#holding = true;
+      this.#checking = this.#rebuild(reason);
+      return;
+    }
+    log.warn("Search index {path} is damaged ({reason}); removed, the next start rebuilds it", {
+      path: this.path,
+      reason,
+    });
+    for (const p of [this.path, `${this.path}-wal`, `${this.path}-shm`]) {
+      try {
+        Deno.removeSync(p);
+      } catch { /* gone already */ }
+    }
+  }
+
+  /** Resolves once the background check, and any rebuild it caused, is over. */
+  get checked(): Promise<void> {
+    return this.#checking;
+  }
+
+  /**
+   * Stop the background check, if one runs (at shutdown: the final commit need not wait for
+   * it). The file counts as checked; the next start checks it again.
+   */
+  stopChecking(): void {
+    this.#check?.cancel();
+  }
+
+  #verifyInBackground(): void {
+    this.#holding = true;
+    const check = verifyInBackground(this.path);
+    this.#check = check;
+    this.#checking = check.done.then(async (v) => {
+      this.#check = undefined;
+      if (v.ok || !v.damaged) {
+        if (!v.ok) {
+          log.warn("Cannot check search index {path} in the background: {reason}", {
+            path: this.path,
+            reason: v.reason,
+          });
+        }
+        this.#release();
+        return;
+      }
+      await this.#rebuild(`damaged (${v.reason})`);
+    });
+  }
+
+  /** Apply the changes held during a check. */
+  #release(): void {
+    this.#holding = false;
+    if (this.#replay || this.#journal.size === 0) return;
+    try {
+      this.#begin();
+      for (const [id, track] of this.#journal) this.#apply(id, track);
+    } catch (e) {
+      this.#failed(e);
+    }
+  }
+
+  /**
+   * Replace a damaged file: rebuild in memory from the source (searches keep using the old
+   * file meanwhile), swap, apply the changes held meanwhile, and write the new file.
+   */
+  async #rebuild(reason: string): Promise<void> {
+    this.#rebuilding = true;
+    const before = this.#size;
+    const fresh = SearchIndex.create(this.path, { generation: this.#generation });
+    try {
+      const source = this.#recovery?.rebuildFrom;
+      if (source) await fresh.indexAll(await source());
+    } catch (e) {
+      fresh.close();
+      log.error("Cannot rebuild damaged search index {path}: {error}", {
+        path: this.path,
+        error: e instanceof Error ? e.message : String(e),
+      });
+      this.#rebuilding = false;
+      this.#release();
+      return;
+    }
+    try {
+      if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
+      this.#db.close();
+    } catch { /* damaged: closing anyway */ }
+    this.#db = fresh.#db;
+    this.#query = fresh.#query;
+    this.#write = fresh.#write;
+    this.#vocab = fresh.#vocab;
+    this.#size = fresh.#size;
+    this.#fieldWords = fresh.#fieldWords;
+    this.#fieldHolders = fresh.#fieldHolders;
+    this.#atPath = false;
+    this.#replay = false;
+    this.#holding = false;
+    const held = this.#journal;
+    this.#journal = new Map();
+    for (const [id, track] of held) this.#change(id, track);
+    log.warn("Search index {reason}; rebuilt: {before} -> {after} documents", {
+      reason,
+      problem: "checksum",
+      before,
+      after: this.#size,
+      path: this.path,
+      readOnly: false,
+    });
+    try {
+      this.#commit(this.#generation, true);
+    } catch (e) {
+      log.error("Cannot commit rebuilt search index: {error}", {
+        error: String(e),
+        path: this.path,
+      });
+    }
+    this.#rebuilding = false;
+  }
+
+  /**
+   * Make every change durable, stamped with `generation` (default: the current one), the
    * database generation whose changes the index holds. Commits run one at a time; a commit
    * with nothing changed (same generation, no change) writes nothing unless `force`.
-   * Rejects with {@link SearchCommitError} when writing fails; the old snapshot is kept.
+   * Rejects with {@link SearchCommitError} when writing fails; the last commit is kept.
    */
   commit(generation?: number, opts: CommitOptions = {}): Promise<CommitResult> {
     if (generation !== undefined) checkGeneration(generation);
     if (this.#readOnly) {
       return Promise.reject(new SearchCommitError(this.path, "the index was opened read-only"));
     }
-    const run = () => this.#commit(generation ?? this.#generation, opts.force ?? false);
+    // The background check holds the write lock: a commit waits for it.
+    const run = async () => {
+      await this.#checking;
+      return this.#commit(generation ?? this.#generation, opts.force ?? false);
+    };
     const result = this.#commits.then(run, run);
     this.#commits = result.catch(() => {});
     return result;
   }
 
-  async #commit(generation: number, force: boolean): Promise<CommitResult> {
+  #commit(generation: number, force: boolean): CommitResult {
     const start = performance.now();
     if (!force && !this.dirty && generation === this.#generation) {
       return { written: false, documentCount: this.size, generation, bytes: 0, ms: 0 };
     }
-    const mark = this.#changes;
-    this.#queued = new Map();
     try {
-      const ms = this.#ms;
-      if (ms.dirtCount >= VACUUM_DIRT_COUNT || ms.dirtFactor >= VACUUM_DIRT_FACTOR) {
-        await ms.vacuum({ batchSize: 5000, batchWait: 0 });
+      this.#begin();
+      if (this.#replay) {
+        this.#replay = false;
+        for (const [id, track] of this.#journal) this.#apply(id, track);
       }
-      const written = await writeSnapshot(this.path, ms, generation);
-      this.#committedChanges = mark;
-      this.#generation = generation;
-      this.#onDisk = true;
-      return { written: true, ...written, ms: performance.now() - start };
-    } finally {
-      const queued = this.#queued;
-      this.#queued = undefined;
-      this.#hiddenCount = 0;
-      for (const [id, track] of queued) this.#apply(id, track);
+      this.#write.setMeta.run(generation, "generation");
+      this.#write.setMeta.run(this.#size, "documents");
+      this.#fieldWords.forEach((w, i) => this.#write.setMeta.run(w, `words${i}`));
+      this.#fieldHolders.forEach((n, i) => this.#write.setMeta.run(n, `holders${i}`));
+      this.#db.exec("COMMIT");
+    } catch (e) {
+      this.#rollback();
+      throw new SearchCommitError(this.path, e instanceof Error ? e.message : String(e), {
+        cause: e,
+      });
     }
+    if (!this.#atPath) {
+      try {
+        this.#moveToFile();
+      } catch (e) {
+        throw new SearchCommitError(this.path, e instanceof Error ? e.message : String(e), {
+          cause: e,
+        });
+      }
+    }
+    this.#journal.clear();
+    this.#changed = false;
+    this.#generation = generation;
+    return {
+      written: true,
+      documentCount: this.#size,
+      generation,
+      bytes: fileBytes(this.path),
+      ms: performance.now() - start,
+    };
   }
+
+  /** The first commit of an index built in memory: copy it to its file, continue there. */
+  #moveToFile(): void {
+    writeCopy(this.#db, this.path);
+    const { db } = openStore(this.path, { readOnly: false });
+    this.#db.close();
+    this.#db = db;
+    this.#atPath = true;
+    this.#query = new QueryStatements(db);
+    this.#write = new WriteStatements(db);
+  }
+
+  /**
+   * Full check of the file (SQLite quick_check and FTS5 integrity-check, about 1 s per
+   * million tracks). Throws {@link SearchSnapshotCorruptError}.
+   */
+  verify(): void {
+    if (this.#atPath) verifyStore(this.#db, this.path, this.#size);
+  }
+
+  /**
+   * Close the file. Uncommitted changes are dropped (commit first); the WAL is folded back
+   * into the file.
+   */
+  close(): void {
+    try {
+      if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
+      if (this.#atPath && !this.#readOnly) this.#db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    } catch { /* closing anyway */ }
+    try {
+      this.#db.close();
+    } catch { /* closed already */ }
+  }
+}
+
+/** The words of the index and their document counts, read in slices (the loop keeps going). */
+async function loadVocabulary(db: DatabaseSync): Promise<Vocabulary> {
+  const words: string[] = [];
+  const counts: number[] = [];
+  const st = db.prepare("SELECT term, doc FROM vocab WHERE term > ? ORDER BY term LIMIT ?");
+  st.setReturnArrays(true);
+  let last = "";
+  for (;;) {
+    const rows = st.all(last, VOCAB_SLICE) as unknown as [string, number][];
+    for (const [term, doc] of rows) {
+      words.push(term);
+      counts.push(doc);
+    }
+    if (rows.length < VOCAB_SLICE) break;
+    last = rows[rows.length - 1][0];
+    await tick();
+  }
+  return new Vocabulary(words, counts);
+}
+
+/** {@link loadVocabulary} at once (after a failed write, a rare path). */
+function loadVocabularySync(db: DatabaseSync): Vocabulary {
+  const rows = db.prepare("SELECT term, doc FROM vocab").all() as { term: string; doc: number }[];
+  return new Vocabulary(rows.map((r) => r.term), rows.map((r) => r.doc));
 }

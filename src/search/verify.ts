@@ -1,6 +1,7 @@
 /**
- * Verification and repair of the search snapshot, for `musicfs check`. Verification reads the
- * header, checksum and body as a load would; repair is the daemon's own recovery
+ * Verification and repair of the search index (search.db), for `musicfs check`. Verification is
+ * the full check ({@link inspectSnapshot}: what opening checks, then SQLite's quick_check and
+ * FTS5's integrity-check); repair is the daemon's own recovery
  * ({@link SearchIndex.openWithRecovery}: rebuild from library.db, commit atomically).
  *
  * A snapshot behind library.db (what a kill -9 leaves: the last commit was skipped) or of an
@@ -15,7 +16,7 @@ import {
   SearchSnapshotVersionError,
 } from "./errors.ts";
 import { SearchIndex } from "./search_index.ts";
-import { inspectSnapshot } from "./snapshot.ts";
+import { inspectSnapshot } from "./store.ts";
 
 /**
  * `absent`: none written (not a fault); `stale`: sound but behind library.db or of another
@@ -118,7 +119,11 @@ export async function repair(path: string, opts: RepairOptions): Promise<SearchR
       rebuildFrom: () => db?.allTracks() ?? [],
     });
     // openWithRecovery commits the rebuild but only logs a failed commit: this one throws.
-    await index.commit();
+    try {
+      await index.commit();
+    } finally {
+      index.close();
+    }
     const now = await verify(path, { libraryGeneration: db?.generation });
     if (now.state !== "ok") {
       return { ...now, was: found.state, error: "the rebuilt snapshot does not verify" };

@@ -25,6 +25,7 @@ Deno.test("search verify/repair: stale after a kill -9 is no damage; repair rebu
     const index = SearchIndex.create(snap, { generation: db.generation });
     await index.indexAll(db.allTracks());
     await index.commit();
+    index.close();
     const ok = await verify(snap, { libraryGeneration: db.generation });
     assert.deepEqual([ok.state, ok.documents, ok.generation], ["ok", 30, db.generation]);
 
@@ -44,7 +45,8 @@ Deno.test("search verify/repair: stale after a kill -9 is no damage; repair rebu
 
     // Damage: a structured problem, not a message to parse.
     const bytes = await Deno.readFile(snap);
-    bytes[bytes.length - 10] ^= 0xff;
+    // Garbage over the page of the stamped values (the first table's root page).
+    bytes.fill(0xa5, 4096, 8192);
     await Deno.writeFile(snap, bytes);
     const bad = await verify(snap);
     assert.equal(bad.state, "damaged");

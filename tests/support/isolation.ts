@@ -22,6 +22,7 @@ const VARS = [
 ] as const;
 
 const MARK = "MUSICFS_TEST_ISOLATED";
+const PREFIX = "musicfs-test-env-";
 const REAL = "MUSICFS_TEST_REAL_ENV";
 
 /** The environment the suite was started with (before isolation); undefined = unset. */
@@ -36,7 +37,9 @@ export const REAL_ENV: Readonly<Record<(typeof VARS)[number], string | undefined
 export const ISOLATED_ROOT: string = (() => {
   const already = Deno.env.get(MARK);
   if (already) return already;
-  const root = Deno.makeTempDirSync({ prefix: "musicfs-test-env-" });
+  const root = Deno.makeTempDirSync({ prefix: PREFIX });
+  Deno.writeTextFileSync(`${root}/.owner`, `${Deno.pid} ${startTime(Deno.pid)}\n`);
+  removeOrphans(root.slice(0, root.lastIndexOf("/")), root);
   const dirs: Record<(typeof VARS)[number], string> = {
     HOME: `${root}/home`,
     XDG_STATE_HOME: `${root}/state`,
@@ -62,6 +65,45 @@ export const ISOLATED_ROOT: string = (() => {
   });
   return root;
 })();
+
+/** The process start time (field 22 of /proc/PID/stat), or "" when it is gone. */
+function startTime(pid: number): string {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19] ?? "";
+  } catch {
+    return "";
+  }
+}
+
+/**
+ * Removes the private dirs of earlier runs whose process is gone without cleaning up (killed by
+ * a timeout: no unload event), unless something is still mounted below them.
+ */
+function removeOrphans(tmp: string, ours: string): void {
+  let mounts = "";
+  try {
+    mounts = Deno.readTextFileSync("/proc/self/mounts");
+  } catch { /* no /proc: keep everything */ }
+  try {
+    for (const e of Deno.readDirSync(tmp)) {
+      const dir = `${tmp}/${e.name}`;
+      if (!e.isDirectory || !e.name.startsWith(PREFIX) || dir === ours) continue;
+      let owner: string;
+      try {
+        owner = Deno.readTextFileSync(`${dir}/.owner`).trim();
+      } catch {
+        continue; // not (yet) marked: leave it to its maker
+      }
+      const [pid, start] = owner.split(" ");
+      if (startTime(Number(pid)) === start) continue; // still running
+      if (!mounts || mounts.includes(` ${dir}/`)) continue;
+      try {
+        Deno.removeSync(dir, { recursive: true });
+      } catch { /* another run got there first */ }
+    }
+  } catch { /* an unreadable temp dir: nothing to tidy */ }
+}
 
 /** The real default state dir (what `musicfs` would use outside the suite). */
 export function realDefaultStateDir(): string {

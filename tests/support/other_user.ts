@@ -32,14 +32,10 @@ export async function existingUser(name: string): Promise<TestUser> {
  */
 export async function throwawayUser(): Promise<TestUser> {
   const name = `mfs${crypto.randomUUID().replace(/-/g, "").slice(0, 10)}`;
-  const add = await run([
-    "useradd",
-    "--no-create-home",
-    "--shell",
-    "/usr/sbin/nologin",
-    "--user-group",
-    name,
-  ]).catch((e) => ({ code: -1, stdout: "", stderr: String(e) }));
+  const add = await retried(() =>
+    run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", "--user-group", name])
+      .catch((e) => ({ code: -1, stdout: "", stderr: String(e) }))
+  );
   if (add.code !== 0) {
     console.error(`*** useradd failed (${add.stderr.trim()}); the test runs as nobody ***`);
     return await existingUser("nobody");
@@ -49,12 +45,27 @@ export async function throwawayUser(): Promise<TestUser> {
     ...u,
     created: true,
     async remove() {
-      const del = await run(["userdel", name]);
+      const del = await retried(() => run(["userdel", name]));
       if (del.code !== 0) console.error(`*** userdel ${name} failed: ${del.stderr.trim()}`);
       // userdel drops the user's own group where the system is set up so; make sure.
       if ((await run(["getent", "group", name])).code === 0) await run(["groupdel", name]);
     },
   };
+}
+
+/**
+ * `cmd` until it succeeds or has failed 10 times: useradd and userdel fail while another
+ * process holds /etc/passwd's lock (tests running side by side).
+ */
+async function retried(
+  cmd: () => Promise<{ code: number; stdout: string; stderr: string }>,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  let r = await cmd();
+  for (let i = 0; i < 9 && r.code !== 0 && /lock|try again/i.test(r.stderr); i++) {
+    await new Promise((ok) => setTimeout(ok, 200 + 100 * i));
+    r = await cmd();
+  }
+  return r;
 }
 
 /** A new directory under `parent` (mkdtemp), then owned by `user` (`chown -h`). */

@@ -6,6 +6,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
+import { DatabaseSync } from "node:sqlite";
 import { encodeTrack } from "../fixtures/mod.ts";
 import { getXattr, isMounted, run, waitFor } from "../support/helpers.ts";
 import { type DaemonProcess, detachIfMounted, startDaemon } from "../support/daemon.ts";
@@ -106,16 +107,16 @@ async function deadPid(): Promise<number> {
   return c.pid;
 }
 
-/** Rewrite the search snapshot's generation with a valid checksum (a stale snapshot). */
-async function staleSnapshot(path: string): Promise<void> {
-  const bytes = await Deno.readFile(path);
-  const view = new DataView(bytes.buffer);
-  const gen = view.getBigUint64(24, true);
-  view.setBigUint64(24, gen > 0n ? gen - 1n : gen + 1n, true);
-  const digest = createHash("sha256").update(bytes.subarray(72)).update(bytes.subarray(0, 40))
-    .digest();
-  bytes.set(digest, 40);
-  await Deno.writeFile(path, bytes);
+/** Move the search index's stamped generation off library.db's (a stale index). */
+function staleSearchIndex(path: string): void {
+  const db = new DatabaseSync(path);
+  try {
+    db.exec(
+      "UPDATE meta SET value = CASE WHEN value > 0 THEN value - 1 ELSE 1 END WHERE key = 'generation'",
+    );
+  } finally {
+    db.close();
+  }
 }
 
 /** Every case of the matrix, in a fixed order. */
@@ -157,34 +158,36 @@ export const CORRUPTIONS: CorruptionCase[] = [
       );
     },
   },
-  // search snapshot
+  // search index (search.db, SQLite FTS5)
   {
-    name: "search snapshot: garbage",
+    name: "search index: garbage",
     async inject(t) {
-      const p = `${t.state}/search.snapshot`;
+      const p = `${t.state}/search.db`;
       const size = await sizeOf(p);
       await overwrite(p, t.rng.int(0, Math.max(0, size - 512)), t.rng.bytes(512));
     },
   },
   {
-    name: "search snapshot: truncated",
+    name: "search index: truncated",
     async inject(t) {
-      const p = `${t.state}/search.snapshot`;
+      const p = `${t.state}/search.db`;
       await truncate(p, t.rng.int(0, (await sizeOf(p)) - 1));
     },
   },
   {
-    name: "search snapshot: wrong version",
+    name: "search index: wrong version",
     async inject(t) {
       const b = new Uint8Array(4);
-      new DataView(b.buffer).setUint32(0, 999, true);
-      await overwrite(`${t.state}/search.snapshot`, 8, b);
+      new DataView(b.buffer).setUint32(0, 999);
+      // SQLite's user_version, big-endian at offset 60 of the header.
+      await overwrite(`${t.state}/search.db`, 60, b);
     },
   },
   {
-    name: "search snapshot: stale generation",
-    async inject(t) {
-      await staleSnapshot(`${t.state}/search.snapshot`);
+    name: "search index: stale generation",
+    inject(t) {
+      staleSearchIndex(`${t.state}/search.db`);
+      return Promise.resolve();
     },
   },
   // LMDB index

@@ -9,7 +9,9 @@
  *   API keeps answering, EMFILE is logged with counts, opens work again afterwards;
  * - SIGSTOP plus `musicfs unmount --force`: blocked readers return, the mount goes, `status`
  *   names the way out, `search` answers offline, the continued daemon exits and detaches;
+ * - the FUSE connection aborted through fusectl alone: the daemon detaches before it exits;
  * - concurrent /.search listings: 200 queries from 4 threads, 0 ENOENT;
+ * - the library root renamed away: opens answer EIO at once, not ENOENT;
  * - a broken state dir (control socket path is a directory: the background mount fails and
  *   stops its daemon) and full ones (fresh state on a tiny tmpfs: the scan is retried until it
  *   completes; existing state on a full disk: served read-only, then written again once there
@@ -18,6 +20,7 @@
  * @module
  */
 import { controlSocketPath, readLock } from "../../src/daemon/mod.ts";
+import { findFuseMount, FUSECTL_DIR } from "../../src/fuse/mod.ts";
 import { Database, type TrackRecord } from "../../src/library/mod.ts";
 import { isMounted, run, waitFor } from "../support/helpers.ts";
 import { type DaemonProcess, detachIfMounted, musicfs, startDaemon } from "../support/daemon.ts";
@@ -60,9 +63,11 @@ async function step<T>(t: Torture, what: string, fn: () => Promise<T>, ms = STEP
 export async function recovery(t: Torture, opts: RecoveryOptions): Promise<void> {
   await dbDamage(t, { trials: opts.dbTrials });
   await stopAndForce(t);
+  await abortOnly(t);
   await searchListings(t, { passes: opts.searchPasses });
   await fdExhaustion(t, { opens: 100 });
   await brokenStateDir(t);
+  await vanishedRoot(t);
   if (Deno.uid() === 0) {
     await tinyStateDir(t);
     await fullStateDir(t);
@@ -221,6 +226,51 @@ export async function stopAndForce(t: Torture): Promise<void> {
     if (t.daemon === d && d.exitStatus) t.daemon = undefined;
     await detachIfMounted(t.mnt);
   }
+  await step(t, "restart after the abort", () => t.restart());
+  if (await t.checkOnline()) t.stats.recoveries++;
+}
+
+/**
+ * The FUSE connection is aborted through fusectl and nothing else (as a user or an admin
+ * script may do): the daemon shuts down in order and detaches the dead mount before it
+ * exits, so the mountpoint is usable again at once.
+ */
+export async function abortOnly(t: Torture): Promise<void> {
+  t.step = "fusectl abort";
+  if (!t.daemon) await t.start();
+  const d = t.daemon!;
+  const mount = findFuseMount(t.mnt);
+  if (!mount) {
+    t.violation("no FUSE mount to abort");
+    return;
+  }
+  const minor = mount.device.split(":")[1];
+  await run([
+    "sh",
+    "-c",
+    `mountpoint -q ${FUSECTL_DIR} || mount -t fusectl none ${FUSECTL_DIR}; ` +
+    `echo 1 > ${FUSECTL_DIR}/${minor}/abort`,
+  ]);
+  const aborted = performance.now();
+  const st = await step(t, "the aborted daemon to exit", () => d.waitExit(STEP_MS))
+    .catch(() => undefined);
+  t.daemon = undefined;
+  const exitMs = Math.round(performance.now() - aborted);
+  if (!st) {
+    t.violation("the daemon did not exit after its connection was aborted", tail(d.stderr, 20));
+    await d.stop(5000);
+  } else if (st.code !== 0) {
+    t.violation(`the aborted daemon exited with ${st.code}`, tail(d.stderr, 20));
+  }
+  const left = await isMounted(t.mnt);
+  if (left) {
+    t.violation("the aborted daemon left its dead mount (ENOTCONN)");
+    await detachIfMounted(t.mnt);
+  }
+  t.stats.extras.push([
+    "FUSE connection aborted (fusectl): daemon exit after / dead mount left",
+    `${exitMs} ms / ${left ? "yes" : "no"}`,
+  ]);
   await step(t, "restart after the abort", () => t.restart());
   if (await t.checkOnline()) t.stats.recoveries++;
 }
@@ -542,5 +592,68 @@ export async function fullStateDir(t: Torture): Promise<void> {
   } finally {
     await t.shutdown();
     await run(["umount", "-l", state]);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A library root that vanishes
+
+/**
+ * The library root is renamed away while the daemon serves it (reads straight from the
+ * source, no cache): an open of a track answers EIO at once, not ENOENT; once the root is
+ * back, tracks read right again within the health probe's interval.
+ */
+export async function vanishedRoot(t: Torture): Promise<void> {
+  t.step = "vanished root";
+  if (t.daemon) await t.stopClean();
+  const base = `${t.dirs.root}/vanish`;
+  const mnt = `${base}/mnt`;
+  const away = `${t.lib}.away`;
+  await Deno.mkdir(mnt, { recursive: true });
+  let d: DaemonProcess | undefined;
+  let moved = false;
+  try {
+    d = await step(t, "start", () =>
+      startDaemon({
+        libraries: [t.lib],
+        mountpoint: mnt,
+        stateDir: `${base}/state`,
+        cacheDir: `${base}/cache`,
+        args: ["--cache-reads", "never"],
+        readyTimeoutMs: 60_000,
+      }));
+    await d.waitScanDone(60_000);
+    const list = await run(["timeout", "30", "find", `${mnt}/Artists`, "-type", "f", "-print0"]);
+    const files = t.rng.sample(list.stdout.split("\0").filter(Boolean), 5);
+    await Deno.rename(t.lib, away);
+    moved = true;
+    t.stats.corruptions++;
+    const started = performance.now();
+    const r = await run(["timeout", "20", "cat", "--", files[0]]);
+    const ms = Math.round(performance.now() - started);
+    if (r.code === 124) t.violation("an open hung with the root gone");
+    else if (!/Input\/output error/.test(r.stderr)) {
+      t.violation(`an open with the root gone did not answer EIO: ${r.stderr.trim()}`);
+    }
+    if (ms > 2000) t.violation(`an open with the root gone took ${ms} ms`);
+    await Deno.rename(away, t.lib);
+    moved = false;
+    const back = performance.now();
+    const ok = await step(
+      t,
+      "reads after the root came back",
+      () =>
+        waitFor(async () => (await sha256Mounted(files)).size === files.length, STEP_MS)
+          .then(() => true, () => false),
+    );
+    if (!ok) t.violation("tracks stayed unreadable after the root came back");
+    t.stats.extras.push([
+      "library root renamed away: open answered EIO after / reads back after",
+      `${ms} ms / ${((performance.now() - back) / 1000).toFixed(1)} s`,
+    ]);
+  } finally {
+    if (moved) await Deno.rename(away, t.lib).catch(() => {});
+    await d?.stop(15_000);
+    if (await isMounted(mnt)) await abortFuseAt(mnt);
   }
 }

@@ -46,9 +46,10 @@ async function healthyStores({ stateDir, cacheDir }: Dirs): Promise<string[]> {
   const db = Database.open(`${stateDir}/library.db`);
   try {
     db.applyBatch({ files: upserts(db.ensureOrigin("/music").id, TRACKS) });
-    const index = SearchIndex.create(`${stateDir}/search.snapshot`, { generation: db.generation });
+    const index = SearchIndex.create(`${stateDir}/search.db`, { generation: db.generation });
     await index.indexAll(db.allTracks());
     await index.commit();
+    index.close();
     db.checkpoint();
   } finally {
     db.close();
@@ -221,8 +222,9 @@ Deno.test("check: tracks whose source file is gone make library.db stale", async
 Deno.test("check: a damaged search snapshot is named; --repair rebuilds it from library.db", async () => {
   await withDirs(async (dirs) => {
     await healthyStores(dirs);
-    const path = `${dirs.stateDir}/search.snapshot`;
-    overwrite(path, Deno.statSync(path).size - 100, new Uint8Array([1, 2, 3, 4]));
+    const path = `${dirs.stateDir}/search.db`;
+    // Garbage over the page of the stamped values (the first table's root page).
+    overwrite(path, 4096, new Uint8Array(4096).fill(0xa5));
     const r = await check(dirs);
     assert.equal(r.code, 1);
     assert.match(r.line("search snapshot")!, /damaged \(checksum: .+\)$/);
@@ -301,8 +303,9 @@ Deno.test("check: a stale lock of a dead pid is reported; --repair removes it", 
 Deno.test("check: --repair is refused while a daemon holds the lock, naming its pid", async () => {
   await withDirs(async (dirs) => {
     await healthyStores(dirs);
-    const path = `${dirs.stateDir}/search.snapshot`;
-    overwrite(path, Deno.statSync(path).size - 100, new Uint8Array([1, 2, 3, 4]));
+    const path = `${dirs.stateDir}/search.db`;
+    // Garbage over the page of the stamped values (the first table's root page).
+    overwrite(path, 4096, new Uint8Array(4096).fill(0xa5));
     const lock = await acquireLock(dirs.stateDir, { name: "musicfs" });
     try {
       const refused = await check({ ...dirs, repair: true });

@@ -76,7 +76,8 @@ export function reportError(io: CommandIo, e: unknown, fallbackTodo: string): nu
 /** The files of a state dir (the integrator's layout contract). */
 export function statePaths(stateDir: string): { db: string; snapshot: string } {
   const dir = stateDir.replace(/\/+$/, "") || "/";
-  return { db: `${dir}/library.db`, snapshot: `${dir}/search.snapshot` };
+  // `snapshot`: the search index (search.db; named so before it became an SQLite file).
+  return { db: `${dir}/library.db`, snapshot: `${dir}/search.db` };
 }
 
 /** Options shared by the commands that talk to the daemon. */

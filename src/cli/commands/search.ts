@@ -193,6 +193,7 @@ export async function searchOffline(
       rebuildFrom: () => db.allTracks(),
     });
     const found = index.search(query, limit);
+    index.close();
     if (found.length === 0) return [];
     // The whole tree, not just the hits: collision suffixes depend on every neighbour.
     const tree = new VirtualTree({
@@ -200,6 +201,8 @@ export async function searchOffline(
       tracks: db.allTracks(),
       covers: db.covers() as CoverImage[],
       problems: db.problems(),
+      // The daemon's stored names, so offline paths are the ones the mount shows.
+      names: db.names(),
       uid: Deno.uid() ?? 0,
       gid: Deno.gid() ?? 0,
       layout: parsed,

@@ -53,9 +53,10 @@ async function mountedStateDir(dir: string): Promise<void> {
       track("rock/b.mp3", { artist: "Band", album: "Twice", title: "Same Song", track: 3 }),
     ];
     db.applyBatch({ files: files.map((f) => ({ ...f, originId: origin.id })) });
-    const index = SearchIndex.create(`${dir}/search.snapshot`, { generation: db.generation });
+    const index = SearchIndex.create(`${dir}/search.db`, { generation: db.generation });
     await index.indexAll(db.allTracks());
     await index.commit();
+    index.close();
     db.checkpoint();
   } finally {
     db.close();
@@ -148,9 +149,10 @@ Deno.test("search offline follows a custom /Artists layout", async () => {
 Deno.test("search offline still answers with a corrupted snapshot, without writing", async () => {
   await withDir(async (dir) => {
     await mountedStateDir(dir);
-    const path = `${dir}/search.snapshot`;
+    const path = `${dir}/search.db`;
     const bytes = await Deno.readFile(path);
-    bytes[bytes.length - 10] ^= 0xff;
+    // Garbage over the page of the stamped values (the first table's root page).
+    bytes.fill(0xa5, 4096, 8192);
     await Deno.writeFile(path, bytes);
     const c = capture();
     assert.equal(await searchCommand({ stateDir: dir, query: "so what", io: c.io }), 0);
@@ -222,6 +224,48 @@ Deno.test("search asks the running daemon first and prefixes its mountpoint", as
       assert.equal(asked[1][1], 20, "the default limit");
     } finally {
       await server.shutdown();
+    }
+  });
+});
+
+Deno.test("search falls back to the state dir when the daemon does not answer in time", async () => {
+  await withDir(async (dir) => {
+    await mountedStateDir(dir);
+    await Deno.writeTextFile(`${dir}/mountpoint`, "/home/me/MusicFS");
+    const controller = new AbortController();
+    // Slower than the client's bound (but not forever: the server's shutdown waits for it).
+    const hang = () =>
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error("late")), 1500));
+    const handlers: ControlHandlers = {
+      status: hang,
+      search: hang,
+      rescan: hang,
+      shutdown: hang,
+    };
+    const socketPath = `${dir}/control.sock`;
+    const server = await serveControl({ socketPath, handlers, signal: controller.signal });
+    try {
+      const c = capture();
+      const code = await searchCommand({
+        stateDir: dir,
+        socketPath,
+        requestTimeoutMs: 300,
+        query: "so what",
+        json: true,
+        io: c.io,
+      });
+      assert.equal(code, 0, c.err.join("\n"));
+      const answer = JSON.parse(c.out.join("\n"));
+      assert.equal(answer.source, "offline");
+      assert.deepEqual(answer.results.map((h: SearchHit) => h.path), [SO_WHAT]);
+      assert.equal(c.err.length, 1);
+      assert.match(
+        c.err[0],
+        /^musicfs: the daemon did not answer GET \/search within 0\.3 s; answering from the state dir instead$/,
+      );
+    } finally {
+      controller.abort();
+      await server.finished.catch(() => {});
     }
   });
 });

@@ -202,6 +202,18 @@ export function formatTracks(s: Partial<DaemonStatus>): string {
   const tracks = typeof s.tracks === "number" ? num(s.tracks) : "?";
   if (!s.problems) return tracks;
   const where = s.mountpoint ? `${s.mountpoint}/.musicfs/problems.txt` : ".musicfs/problems.txt";
+  const k = s.problemKinds;
+  if (k) {
+    const parts = [
+      [k.files, "unreadable file"],
+      [k.folders, "folder that cannot be entered", "folders that cannot be entered"],
+      [k.symlinks, "symlink not followed", "symlinks not followed"],
+      [k.hiddenFolders, "hidden folder skipped", "hidden folders skipped"],
+    ].filter(([n]) => (n as number) > 0).map(([n, one, many]) =>
+      `${num(n as number)} ${n === 1 ? one : many ?? `${one}s`}`
+    );
+    if (parts.length > 0) return `${tracks} (${parts.join(", ")}: see ${where})`;
+  }
   return `${tracks} (${num(s.problems)} unreadable file${
     s.problems === 1 ? "" : "s"
   }: see ${where})`;

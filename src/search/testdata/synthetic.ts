@@ -104,3 +104,72 @@ export function syntheticQueries(tracks: TrackRecord[], count: number, seed = 2)
   }
   return out;
 }
+
+const ACCENTS: Record<string, string[]> = {
+  a: ["á", "à", "â", "ä", "å", "ã"],
+  e: ["é", "è", "ê", "ë"],
+  i: ["í", "ì", "î", "ï"],
+  o: ["ó", "ò", "ô", "ö", "ø", "õ"],
+  u: ["ú", "ù", "û", "ü"],
+  n: ["ñ"],
+  c: ["ç"],
+  s: ["š", "ś"],
+  z: ["ž"],
+};
+const CJK =
+  ("東京事変椎名林檎宇多田光坂本龍一久石譲美空雲雀山下達郎竹内まりや中島みゆき松任谷由実" +
+    "周杰倫王菲鄧麗君張學友陳奕迅孫燕姿林俊傑五月天蔡依林李宗盛방탄소년단아이유빅뱅소녀시대")
+    .split("");
+const KANA = "のはなさくらゆめそらうたかぜほしみちこころあいひかりナツハルフユアキ".split("");
+
+/**
+ * `n` tracks like syntheticTracks, with the variety of a real collection: accented names
+ * (about 8% of artists, and their words in titles), CJK artists and titles (about 6%), and
+ * duplicates (about 3% of tracks are the same recording again under another path).
+ */
+export function varietyTracks(n: number, seed = 1): TrackRecord[] {
+  const base = syntheticTracks(n, seed);
+  const r = prng(seed + 1000);
+  const accent = (s: string) =>
+    s.replace(
+      /[aeiouncsz]/g,
+      (ch) => (r() < 0.35 ? ACCENTS[ch][Math.floor(r() * ACCENTS[ch].length)] : ch),
+    );
+  const cjk = (len: number, chars: string[]) =>
+    Array.from({ length: len }, () => chars[Math.floor(r() * chars.length)]).join("");
+  const renamed = new Map<string, string>();
+  const artistOf = (a: string): string => {
+    let v = renamed.get(a);
+    if (v === undefined) {
+      const x = r();
+      v = x < 0.08 ? accent(a) : x < 0.14 ? cjk(2 + Math.floor(r() * 4), CJK) : a;
+      renamed.set(a, v);
+    }
+    return v;
+  };
+  for (let i = 0; i < base.length; i++) {
+    const t = base[i];
+    const artist = artistOf(t.artist!);
+    const cjkArtist = /[\u3040-\u9fff\uac00-\ud7af]/.test(artist);
+    const title = cjkArtist && r() < 0.8
+      ? cjk(2 + Math.floor(r() * 6), r() < 0.5 ? KANA : CJK)
+      : artist !== t.artist && r() < 0.5
+      ? accent(t.title!)
+      : t.title!;
+    const album = cjkArtist && r() < 0.7 ? cjk(2 + Math.floor(r() * 4), CJK) : t.album!;
+    const dir = `${artist}/${album}`;
+    base[i] = {
+      ...t,
+      artist,
+      albumArtist: artist,
+      title,
+      album,
+      relPath: `${dir}/${String(t.track).padStart(2, "0")} - ${title}.flac`,
+    };
+    if (i > 100 && r() < 0.03) {
+      const dup = base[Math.floor(r() * i)];
+      base[i] = { ...dup, id: t.id, relPath: `Duplicates/${dup.relPath}` };
+    }
+  }
+  return base;
+}
