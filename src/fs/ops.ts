@@ -195,16 +195,18 @@ export class MusicOps implements FuseOperations {
   async #picture(n: CoverNode): Promise<Uint8Array> {
     const path = this.#tree.sourcePath(n);
     // The same guard as every source open (regular file inside a root, off the loop, bounded)
-    // before the picture is read from it.
-    try {
-      const src = await this.#opener.open(path, String(n.cover.originId));
-      this.#opener.close(src.fd);
-    } catch (e) {
-      if (e instanceof SourceOpenError && e.libraryChanged) {
-        log.warn("{reason}; answering {errno}", { reason: e.message, errno: e.errno });
-        this.#opts.onSourceFault?.({ originId: n.cover.originId, path, reason: e.message });
+    // before the picture is read from it (a reader given in the options reads no file).
+    if (!this.#opts.readPicture) {
+      try {
+        const src = await this.#opener.open(path, String(n.cover.originId));
+        this.#opener.close(src.fd);
+      } catch (e) {
+        if (e instanceof SourceOpenError && e.libraryChanged) {
+          log.warn("{reason}; answering {errno}", { reason: e.message, errno: e.errno });
+          this.#opts.onSourceFault?.({ originId: n.cover.originId, path, reason: e.message });
+        }
+        throw e;
       }
-      throw e;
     }
     let data: Uint8Array | null;
     try {
