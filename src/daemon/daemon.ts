@@ -39,7 +39,7 @@ import { installCrashGuards, installSignalHandlers, runShutdown } from "./shutdo
 import * as systemd from "./sd_notify.ts";
 import { HealthMonitor } from "./health.ts";
 import { openDaemonCache } from "./cache.ts";
-import { FdBudget, guardOpens, raiseFdLimit } from "./fd_limit.ts";
+import { FdBudget, guardOpens, MIN_FDS, raiseFdLimit } from "./fd_limit.ts";
 import { guardVanishedRoots } from "./root_guard.ts";
 import { makePrivate } from "./private_dir.ts";
 import { logger } from "../log/mod.ts";
@@ -102,6 +102,11 @@ export class DaemonStartError extends Error {
 export async function runDaemon(opts: DaemonOptions): Promise<number> {
   const startedAt = Date.now();
   const limits = raiseFdLimit();
+  if (limits.soft < MIN_FDS) {
+    throw new Error(
+      `Cannot start: the open files limit is ${limits.soft}, musicfs needs at least ${MIN_FDS} (raise it with ulimit -n)`,
+    );
+  }
   if (limits.from !== undefined) {
     log.info("Raised the open files limit from {from} to {soft}", limits);
   }

@@ -49,6 +49,13 @@ function toNumber(v: bigint): number {
   return v > BigInt(INFINITE) ? INFINITE : Number(v);
 }
 
+/**
+ * The fewest file descriptors the daemon starts with: about 60 are in use at idle (Deno's
+ * worker runtimes, SQLite, the log, sockets), and below this Deno itself aborts when it starts
+ * a worker. A lower limit is refused with one line at start.
+ */
+export const MIN_FDS = 128;
+
 /** The soft and hard RLIMIT_NOFILE of this process. */
 export function fdLimit(): { soft: number; hard: number } {
   const buf = new BigUint64Array(2);

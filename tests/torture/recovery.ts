@@ -5,7 +5,7 @@
  *
  * - undetected library.db damage: 16 random bit flips, repeated; the integrity check catches
  *   what would be served wrong, and the mount never serves a wrong source;
- * - fd exhaustion: the daemon under `prlimit --nofile=64:64`, 100 concurrent opens; the control
+ * - fd exhaustion: the daemon under `prlimit --nofile=128:128`, 100 concurrent opens; the control
  *   API keeps answering, EMFILE is logged with counts, opens work again afterwards;
  * - SIGSTOP plus `musicfs unmount --force`: blocked readers return, the mount goes, `status`
  *   names the way out, `search` answers offline, the continued daemon exits and detaches;
@@ -23,7 +23,13 @@ import { controlSocketPath, readLock } from "../../src/daemon/mod.ts";
 import { findFuseMount, FUSECTL_DIR } from "../../src/fuse/mod.ts";
 import { Database, type TrackRecord } from "../../src/library/mod.ts";
 import { isMounted, run, waitFor } from "../support/helpers.ts";
-import { type DaemonProcess, detachIfMounted, musicfs, startDaemon } from "../support/daemon.ts";
+import {
+  type DaemonProcess,
+  detachIfMounted,
+  musicfs,
+  musicfsArgv,
+  startDaemon,
+} from "../support/daemon.ts";
 import { abortFuseAt, sha256Mounted, sleep, tail, type Torture } from "./harness.ts";
 
 /** Every step of this file is bounded by this: longer is a violation. */
@@ -353,7 +359,7 @@ time.sleep(float(sys.argv[1]))
 `;
 
 /**
- * The daemon limited to 64 fds (soft and hard), `opens` tracks opened at once and held: the
+ * The daemon limited to 128 fds (soft and hard), `opens` tracks opened at once and held: the
  * opens past the limit fail with EMFILE, logged with counts; the control API keeps answering
  * throughout; once they are closed, tracks open and read right again.
  */
@@ -363,16 +369,39 @@ export async function fdExhaustion(t: Torture, opts: { opens: number }): Promise
   const base = `${t.dirs.root}/fds`;
   const mnt = `${base}/mnt`;
   await Deno.mkdir(mnt, { recursive: true });
+  // Below the daemon's minimum it refuses with one line (Deno itself aborts starting a worker).
+  await step(t, "start refused under prlimit --nofile=64:64", async () => {
+    const out = await run([
+      "prlimit",
+      "--nofile=64:64",
+      "--",
+      ...musicfsArgv(),
+      "mount",
+      t.lib,
+      "--mountpoint",
+      mnt,
+      "--foreground",
+      "--state-dir",
+      `${base}/state-low`,
+      "--cache-dir",
+      `${base}/cache-low`,
+    ]);
+    const lines = out.stderr.trim().split("\n");
+    if (out.code !== 1 || lines.length !== 1 || !/open files limit is 64/.test(lines[0])) {
+      t.violation("a 64-fd limit was not refused with one line", `${out.code}: ${out.stderr}`);
+    }
+    if (await isMounted(mnt)) t.violation("the refused start left a mount", mnt);
+  });
   let d: DaemonProcess | undefined;
   try {
-    d = await step(t, "start under prlimit --nofile=64:64", () =>
+    d = await step(t, "start under prlimit --nofile=128:128", () =>
       startDaemon({
         libraries: [t.lib],
         mountpoint: mnt,
         stateDir: `${base}/state`,
         cacheDir: `${base}/cache`,
         args: ["--cache-reads", "never"],
-        wrap: ["prlimit", "--nofile=64:64", "--"],
+        wrap: ["prlimit", "--nofile=128:128", "--"],
         readyTimeoutMs: 60_000,
       }));
     await d.waitScanDone(60_000);
@@ -417,7 +446,7 @@ export async function fdExhaustion(t: Torture, opts: { opens: number }): Promise
     }
     if (d.exitStatus) t.violation("the daemon exited under fd exhaustion", tail(d.stderr, 20));
     t.stats.extras.push([
-      `fd exhaustion (64 fds): ${picks.length} held opens served / refused / status answered in`,
+      `fd exhaustion (128 fds): ${picks.length} held opens served / refused / status answered in`,
       `${held} / ${failed} / ${status ? `${answerMs} ms` : "no answer"}`,
     ]);
   } catch (e) {
