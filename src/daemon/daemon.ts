@@ -408,7 +408,12 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       listenerMs.invalidate += t2 - t1;
       listenerMs.search += performance.now() - t2;
     };
-    const scanner = new Scanner(db, { onChange });
+    const scanner = new Scanner(db, {
+      onChange,
+      // The parse workers' read-ahead holds up to 16 fds per worker; under a low open-files
+      // limit those belong to the daemon's own needs (the reserve of FdBudget) instead.
+      poolOptions: { readAhead: limits.soft >= 1024 ? 16 : 0 },
+    });
 
     session = await FuseSession.mount(opts.mountpoint, ops, {
       create: true,
