@@ -44,6 +44,8 @@ export {
   CachedReader,
   type CachedReaderOptions,
   type ChunkCache,
+  type OpenSource,
+  openSourcePlain,
   type SourceFile,
 } from "./reader.ts";
 export { cacheLayout, isChunkName } from "./store.ts";

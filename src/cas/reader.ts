@@ -22,6 +22,10 @@ export interface SourceFile {
   size: number;
   /** Modification time at the last scan (`stat().mtime.getTime()`). */
   mtimeMs: number;
+  /** Status-change time at the last scan; absent when not known (then not checked). */
+  ctimeMs?: number;
+  /** Inode number at the last scan; absent when not known (then not checked). */
+  ino?: number;
   /** Absolute path of the source file. */
   path: string;
 }
@@ -46,6 +50,11 @@ export interface CachedReaderOptions {
   memoryChunks?: number;
   /** Files remembered for {@link CachedReader.fetchChunk} by their key. Default 1024. */
   maxPrefetchFiles?: number;
+  /**
+   * Opens a source for a chunk fetch (the daemon's checked, nonblocking open); default
+   * {@link openSourcePlain}. May reject; the fetch then fails with EIO.
+   */
+  openSource?: (file: SourceFile) => Promise<OpenSource>;
 }
 
 /** A chunk being loaded: its bytes, then the outcome of storing them. */
@@ -93,6 +102,7 @@ export class CachedReader {
   /** Origin reads that timed out and have not returned yet, by origin. */
   readonly #stuck = new Map<string, number>();
   readonly #storing = new Set<Promise<unknown>>();
+  readonly #open: (file: SourceFile) => Promise<OpenSource>;
 
   /** A reader over `opts.cas`. */
   constructor(opts: CachedReaderOptions) {
@@ -106,6 +116,7 @@ export class CachedReader {
     this.#timeoutMs = opts.readTimeoutMs ?? 1500;
     this.#memoryChunks = Math.max(0, Math.floor(opts.memoryChunks ?? 8));
     this.#maxFiles = Math.max(1, Math.floor(opts.maxPrefetchFiles ?? 1024));
+    this.#open = opts.openSource ?? openSourcePlain;
   }
 
   /** Bytes per chunk. */
@@ -278,7 +289,7 @@ export class CachedReader {
           `stuck and it is not cached`,
       );
     }
-    const reading = readRange(file, chunkNo * this.#chunkSize, expected);
+    const reading = readRange(this.#open, file, chunkNo * this.#chunkSize, expected);
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timedOut = new Promise<"timeout">((r) =>
       timer = setTimeout(() => r("timeout"), this.#timeoutMs)
@@ -329,28 +340,73 @@ export class CachedReader {
   }
 }
 
+/** An open source file, as {@link CachedReaderOptions.openSource} hands it over. */
+export interface OpenSource {
+  /** Size of the opened file. */
+  size: number;
+  /** Its modification time, ms. */
+  mtimeMs: number;
+  /** Its status-change time, ms. */
+  ctimeMs: number;
+  /** Its inode number. */
+  ino: number;
+  /** Read into `dst` at `offset`; resolves to the byte count, 0 at the end. */
+  read(dst: Uint8Array, offset: number): Promise<number>;
+  /** Close it (never throws). */
+  close(): void;
+}
+
+/** The default {@link CachedReaderOptions.openSource}: Deno's open, following symlinks. */
+export async function openSourcePlain(file: SourceFile): Promise<OpenSource> {
+  const f = await Deno.open(file.path, { read: true });
+  try {
+    const st = await f.stat();
+    return {
+      size: st.size,
+      mtimeMs: st.mtime?.getTime() ?? 0,
+      ctimeMs: st.ctime?.getTime() ?? 0,
+      ino: st.ino ?? 0,
+      read: async (dst, offset) => {
+        await f.seek(offset, Deno.SeekMode.Start);
+        return (await f.read(dst)) ?? 0;
+      },
+      close: () => f.close(),
+    };
+  } catch (e) {
+    f.close();
+    throw e;
+  }
+}
+
 /**
  * `length` bytes at `offset` of the source, after checking it still is the scanned version.
  * Rejects on any mismatch or short read; the file is closed whenever the calls return, even
  * after the caller gave up on them.
  */
-async function readRange(file: SourceFile, offset: number, length: number): Promise<Uint8Array> {
-  const f = await Deno.open(file.path, { read: true });
+async function readRange(
+  open: (file: SourceFile) => Promise<OpenSource>,
+  file: SourceFile,
+  offset: number,
+  length: number,
+): Promise<Uint8Array> {
+  const f = await open(file);
   try {
-    const st = await f.stat();
-    const mtimeMs = st.mtime?.getTime() ?? 0;
-    if (st.size !== file.size || mtimeMs !== file.mtimeMs) {
+    if (
+      f.size !== file.size || f.mtimeMs !== file.mtimeMs ||
+      (file.ctimeMs !== undefined && f.ctimeMs !== file.ctimeMs) ||
+      (file.ino !== undefined && f.ino !== file.ino)
+    ) {
       throw new Error(
-        `the source changed since it was scanned (size ${st.size}, mtime ${mtimeMs}; ` +
-          `expected ${file.size}, ${file.mtimeMs})`,
+        `the source changed since it was scanned (size ${f.size}, mtime ${f.mtimeMs}, ` +
+          `ctime ${f.ctimeMs}, inode ${f.ino}; expected ${file.size}, ${file.mtimeMs}, ` +
+          `${file.ctimeMs ?? "-"}, ${file.ino ?? "-"})`,
       );
     }
-    if (offset > 0) await f.seek(offset, Deno.SeekMode.Start);
     const buf = new Uint8Array(length);
     let got = 0;
     while (got < length) {
-      const n = await f.read(buf.subarray(got));
-      if (n === null) {
+      const n = await f.read(buf.subarray(got), offset + got);
+      if (n <= 0) {
         throw new Error(`the source ended at ${offset + got} bytes, ${file.size} expected`);
       }
       got += n;

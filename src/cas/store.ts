@@ -92,11 +92,18 @@ interface Entry {
 type ChunkRow = [size: number, atime: number];
 
 /**
- * The identity of one version of a source file in the file-chunk map: file id, size and mtime.
- * A changed source gets a new key, so its stale chunks are never served.
+ * The identity of one version of a source file in the file-chunk map: file id, size, mtime,
+ * ctime and inode (when known). A changed source gets a new key, so its stale chunks are never
+ * served.
  */
-export function fileKey(file: { id: string | number; size: number; mtimeMs: number }): string {
-  return `${file.id}@${file.size}:${file.mtimeMs}`;
+export function fileKey(
+  file: { id: string | number; size: number; mtimeMs: number; ctimeMs?: number; ino?: number },
+): string {
+  // ctime and inode tell an edit that kept the size and restored the mtime.
+  const extra = file.ctimeMs === undefined && file.ino === undefined
+    ? ""
+    : `:${file.ctimeMs ?? ""}:${file.ino ?? ""}`;
+  return `${file.id}@${file.size}:${file.mtimeMs}${extra}`;
 }
 
 /** SHA-256 of `bytes` as lower-case hex. */

@@ -126,6 +126,7 @@ function buildProgram(opts: { run: Run }): { program: Command; code: () => numbe
     )
     .option("--allow-other", "let other users see the mount, with the sources' permissions")
     .option("--allow-other-search", "with --allow-other: let other users search under /.search")
+    .option("--follow-symlinks", "also serve symlinks that point outside the libraries")
     .option("--log-level <level>", "trace | debug | info | warning | error (default info)")
     .option("--log-format <text|json>", "log line format (default text)")
     .option("--demo", "serve a small in-memory demo tree at <library> instead (FUSE layer only)")

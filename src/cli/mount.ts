@@ -87,6 +87,8 @@ export interface MountFlags {
   layout?: string;
   /** `--allow-other`: let other users see the mount (with the sources' permissions). */
   allowOther?: boolean;
+  /** `--follow-symlinks`: serve symlinks whose target lies outside every library root. */
+  followSymlinks?: boolean;
   /** `--allow-other-search`: let other users run queries under /.search too. */
   allowOtherSearch?: boolean;
   /** `--log-level` as typed (`warn` is accepted for `warning`); default `info`. */
@@ -193,6 +195,11 @@ export function resolveMountOptions(
         `Mountpoint ${mountpoint} is inside library ${r} (choose a folder outside it)`,
       );
     }
+    if (r.startsWith(mountpoint + "/")) {
+      throw new UsageError(
+        `Library ${r} is inside the mountpoint ${mountpoint} (choose a mountpoint outside it)`,
+      );
+    }
   }
   return {
     libraries: roots,
@@ -203,6 +210,7 @@ export function resolveMountOptions(
     cacheReads: cacheReads as DaemonOptions["cacheReads"],
     layout: flags.layout,
     allowOther: flags.allowOther ?? false,
+    followSymlinks: flags.followSymlinks ?? false,
     allowOtherSearch: flags.allowOtherSearch ?? false,
     version,
   };
@@ -279,6 +287,7 @@ async function startInBackground(
   );
   if (flags.layout !== undefined) args.push("--layout", flags.layout);
   if (flags.allowOther) args.push("--allow-other");
+  if (flags.followSymlinks) args.push("--follow-symlinks");
   if (flags.allowOtherSearch) args.push("--allow-other-search");
   if (flags.logLevel) args.push("--log-level", flags.logLevel);
   if (flags.logFormat) args.push("--log-format", flags.logFormat);

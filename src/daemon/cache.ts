@@ -7,10 +7,12 @@ import {
   CachedReader,
   CasStore,
   type ChunkCache,
+  type OpenSource,
   Prefetcher,
   type SourceFile,
 } from "../cas/mod.ts";
-import type { CachedFile, CacheRoute } from "../fs/mod.ts";
+import type { CachedFile, CacheRoute, SourceOpener } from "../fs/mod.ts";
+import { preadAsync } from "../fuse/mod.ts";
 import type { Origin } from "../library/mod.ts";
 import { type HealthMonitor, isNetworkFs } from "./health.ts";
 import { acquireLock } from "./lock.ts";
@@ -47,6 +49,8 @@ export async function openDaemonCache(opts: {
   mode: "remote" | "always" | "never";
   origins: Origin[];
   health: HealthMonitor;
+  /** The checked source open of the read path (no FIFO, no symlink out of the library). */
+  opener?: SourceOpener;
 }): Promise<DaemonCache | undefined> {
   if (opts.mode === "never") return undefined;
   const routed = new Set<number>();
@@ -78,7 +82,24 @@ export async function openDaemonCache(opts: {
         throw e;
       }),
   };
-  const reader = new CachedReader({ cas: counted, health: opts.health });
+  const opener = opts.opener;
+  const openSource = opener &&
+    (async (f: { path: string; originId: string }): Promise<OpenSource> => {
+      // A failed open is a failed chunk fetch (EIO), whatever errno the open would answer.
+      const src = await opener.open(f.path, f.originId).catch((e: Error) => {
+        throw new Error(e.message, { cause: e });
+      });
+      return {
+        ...src,
+        read: async (dst, offset) => {
+          const n = await preadAsync(src.fd, dst, offset);
+          if (n < 0) throw new Error(`Cannot read ${f.path}`);
+          return n;
+        },
+        close: () => opener.close(src.fd),
+      };
+    });
+  const reader = new CachedReader({ cas: counted, health: opts.health, openSource });
   const prefetcher = new Prefetcher({ fetchChunk: reader.fetchChunk, concurrency: 2 });
   log.info("Reading {count} librar(ies) through the chunk cache at {dir}", {
     count: routed.size,

@@ -4,7 +4,7 @@
  * Data flows one way: library (scanner, watcher) -> tree and search -> FUSE session.
  */
 import { detach, findFuseMount, FuseSession, identity, prepareMountpoint } from "../fuse/mod.ts";
-import { MusicOps, TRACK_INO_BASE, VirtualTree } from "../fs/mod.ts";
+import { isInside, MusicOps, SourceOpener, TRACK_INO_BASE, VirtualTree } from "../fs/mod.ts";
 import type { Invalidation } from "../fs/mod.ts";
 import {
   checkSources,
@@ -71,6 +71,8 @@ export interface DaemonOptions {
    * (`default_permissions`) against each source's owner and mode (see src/fs/access.ts).
    */
   allowOther?: boolean;
+  /** Serve symlinks whose target lies outside every library root (`--follow-symlinks`). */
+  followSymlinks?: boolean;
   /** With `allowOther`: other users may run queries under /.search (else it is 0700). */
   allowOtherSearch?: boolean;
   /** Program version, for status. */
@@ -118,6 +120,27 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
   let readOnly: string | undefined;
   let unregister = () => Promise.resolve();
   try {
+    // The mount inside a library (or a library inside the mount) would index its own views,
+    // and the watcher's setup would stat the mount from the thread that serves it: a deadlock.
+    // Also through links: the mountpoint's folder as it really is (the mountpoint itself may be
+    // a dead mount, not to be stat'ed).
+    const slash = opts.mountpoint.lastIndexOf("/");
+    const realParent = await Deno.realPath(opts.mountpoint.slice(0, slash) || "/").catch(() => "");
+    const mountpoints = [opts.mountpoint];
+    if (realParent) {
+      mountpoints.push(`${realParent === "/" ? "" : realParent}${opts.mountpoint.slice(slash)}`);
+    }
+    for (const root of opts.libraries) {
+      for (const mp of mountpoints) {
+        if (isInside(mp, root) || isInside(root, mp)) {
+          throw new DaemonStartError(
+            `Cannot mount ${opts.mountpoint}: it ${
+              isInside(mp, root) ? "is inside" : "holds"
+            } the library ${root}, a loop (choose a mountpoint outside the libraries)`,
+          );
+        }
+      }
+    }
     // A bad mountpoint (a file, not empty, another live mount) is refused before any store is
     // opened or created: bad input changes nothing. A dead mount left there is detached.
     await prepareMountpoint(opts.mountpoint, true);
@@ -226,12 +249,19 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       })),
     });
 
+    // Every source open of the read path: off the event loop, under a deadline, regular files
+    // inside a root only (symlinks out of the library only with --follow-symlinks).
+    const opener = new SourceOpener({
+      roots: origins.map((o) => o.path),
+      followSymlinks: opts.followSymlinks,
+    });
     const cache = await openDaemonCache({
       cacheDir: opts.cacheDir,
       cacheSize: opts.cacheSize,
       mode: opts.cacheReads,
       origins,
       health,
+      opener,
     });
     // Only now that every lock is held: a refused start must not touch the search index.
     search.startLoading();
@@ -242,7 +272,11 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     let firstScanDone = false;
     const status = (): DaemonStatus => {
       const treeStats = tree.stats();
-      const stats = session?.stats ?? { requests: 0, errors: 0, inflight: 0, passthrough: false };
+      const stats = {
+        ...(session?.stats ??
+          { requests: 0, errors: 0, inflight: 0, passthrough: false, passthroughFallbacks: 0 }),
+        stuckOpens: opener.stuck,
+      };
       return {
         pid: Deno.pid,
         version: opts.version,
@@ -345,6 +379,31 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     };
     saveNames();
 
+    // Re-checks of sources an open found changed, swapped or gone, by origin: coalesced, so a
+    // player retrying a bad file does not queue a rescan per attempt.
+    const recheck = new Map<number, Set<string>>();
+    let recheckTimer: ReturnType<typeof setTimeout> | undefined;
+    const recheckLater = (originId: number, path: string, folder: boolean) => {
+      const root = originPath.get(originId);
+      if (!root || !isInside(path, root)) return;
+      let rel = path === root ? "" : path.slice(root.length + 1);
+      if (folder) rel = rel.includes("/") ? rel.slice(0, rel.lastIndexOf("/")) : "";
+      let set = recheck.get(originId);
+      if (!set) recheck.set(originId, set = new Set());
+      set.add(rel);
+      if (recheckTimer !== undefined) return;
+      recheckTimer = setTimeout(() => {
+        recheckTimer = undefined;
+        const work = [...recheck];
+        recheck.clear();
+        for (const [id, rels] of work) {
+          const origin = origins.find((o) => o.id === id)!;
+          scanner.rescanPaths(origin, [...rels]).catch((e) =>
+            log.warn("Cannot re-check {root}: {error}", { root: origin.path, error: String(e) })
+          );
+        }
+      }, 200);
+    };
     const ops = new MusicOps({
       tree,
       search: async (q, limit) =>
@@ -352,6 +411,14 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       invalidate,
       cache: cache?.route,
       healthy: (id) => health.status(String(id))?.healthy ?? true,
+      opener,
+      invalidateAttr: async (ino) => {
+        if (!session) return;
+        session.notifyInvalInode(ino, -1, 0);
+        await session.flushNotifications();
+      },
+      onSourceFault: (f) => recheckLater(f.originId, f.path, true),
+      onSourceChanged: (originId, path) => recheckLater(originId, path, false),
     });
 
     // Source fds never eat the reserve the daemon itself needs (control API, SQLite, log).
@@ -387,6 +454,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
           sample.set(t.originId, `${originPath.get(t.originId)}/${t.relPath}`);
         }
       }
+      if (c.problemsChanged) stopWatchingIfFifo();
       const inv = tree.apply({
         added: c.added,
         changed: c.changed,
@@ -408,16 +476,39 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       listenerMs.invalidate += t2 - t1;
       listenerMs.search += performance.now() - t2;
     };
+    // st_dev of our own mount, once mounted: the walk refuses anything on it (a loop).
+    const mount: { dev?: number } = {};
+    // The watch's event thread opens each file it hears about, and a FIFO would hold it for
+    // good: with one in the library, poll instead.
+    let libraryWatcher: LibraryWatcher | undefined;
+    const fifoProblem = () => ours(db!.problems()).find((p) => p.reason.startsWith("a FIFO"));
+    const stopWatchingIfFifo = () => {
+      const p = libraryWatcher && fifoProblem();
+      if (p) {
+        libraryWatcher!.stopWatching(
+          `a FIFO in the library (${originPath.get(p.originId)}/${p.relPath}) stalls file events`,
+        );
+      }
+    };
     const scanner = new Scanner(db, {
       onChange,
       // The parse workers' read-ahead holds up to 16 fds per worker; under a low open-files
       // limit those belong to the daemon's own needs (the reserve of FdBudget) instead.
       poolOptions: { readAhead: limits.soft >= 1024 ? 16 : 0 },
+      walkRules: () => ({
+        roots: origins.map((o) => o.path),
+        followSymlinks: opts.followSymlinks,
+        mountpoint: opts.mountpoint,
+        mountDev: mount.dev,
+      }),
     });
 
+    // MUSICFS_PASSTHROUGH=0 serves reads in userspace even as root (tests of that path).
+    const passthroughEnv = Deno.env.get("MUSICFS_PASSTHROUGH");
     session = await FuseSession.mount(opts.mountpoint, ops, {
       create: true,
       allowOther: opts.allowOther,
+      passthrough: passthroughEnv === "0" ? false : "auto",
       // Other users get exactly what the sources give them; the kernel checks the modes.
       defaultPermissions: opts.allowOther,
       // The tree tells the kernel about every change, so its caches may live long (generated
@@ -431,6 +522,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     // Which connection is ours: after an abort (fusectl) the session ends without unmounting,
     // and only a mount of this very connection may be detached at shutdown.
     const ourDevice = findFuseMount(mountpoint)?.device;
+    mount.dev = deviceNumber(ourDevice);
     log.info("Mounted {mountpoint} with {tracks} tracks", {
       mountpoint,
       tracks: tree.stats().tracks,
@@ -697,7 +789,14 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     // Deno.watchFs sets up its inotify watches synchronously (0.5 s at 16k folders): only
     // once the mount is up and reported ready.
     supervisor.spawnCritical("watcher", (signal) => {
-      const watcher = new LibraryWatcher(scanner, origins, {
+      const known = fifoProblem();
+      const watcher = libraryWatcher = new LibraryWatcher(scanner, origins, {
+        mountpoint,
+        // A worker thread costs about 6 fds: only with a workable fd limit (not `ulimit -n 64`).
+        watchInWorker: limits.soft >= 256,
+        pollReason: known &&
+          `a FIFO in the library (${originPath.get(known.originId)}/${known.relPath}) stalls ` +
+            `file events`,
         revalidateMs: revalidateMsFromEnv(),
         onState: (s: WatchState) => {
           for (const o of origins) watchStates.set(o.id, s);
@@ -742,4 +841,14 @@ function describeHit(tree: VirtualTree, id: number, score: number, db: Database)
   const t = db.getTrack(id);
   const path = t && tree.pathOf(TRACK_INO_BASE + id);
   return t && path ? toSearchHit(t, score, path) : null;
+}
+
+/** `st_dev` of a `major:minor` device (glibc's makedev), or undefined. */
+function deviceNumber(device: string | undefined): number | undefined {
+  const m = device && /^(\d+):(\d+)$/.exec(device);
+  if (!m) return undefined;
+  const major = Number(m[1]);
+  const minor = Number(m[2]);
+  return ((major & 0xfffff000) * 2 ** 32) + ((major & 0xfff) << 8) + ((minor & 0xffffff00) << 12) +
+    (minor & 0xff);
 }

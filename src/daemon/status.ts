@@ -83,7 +83,16 @@ export interface DaemonStatus {
     lastWriteError?: string;
   } | null;
   search: { state: "loading" | "ready" | "failed" | string; documents: number };
-  fuse?: { requests: number; errors: number; inflight: number; passthrough: boolean };
+  fuse?: {
+    requests: number;
+    errors: number;
+    inflight: number;
+    passthrough: boolean;
+    /** Opens whose passthrough failed and were served in userspace (that open only). */
+    passthroughFallbacks?: number;
+    /** Source opens past their deadline that have not returned yet (a hung library). */
+    stuckOpens?: number;
+  };
   /** Why library.db is served read-only (a full state dir); null when it is writable. */
   readOnly?: string | null;
   /** Set while scans fail (e.g. a full state dir): the stored tree is served meanwhile. */

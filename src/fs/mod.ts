@@ -87,4 +87,13 @@ export {
   type MusicOpsOptions,
   SEARCH_QUERY_MAX_BYTES,
   SEARCH_RESULTS_MAX,
+  type SourceFault,
 } from "./ops.ts";
+export {
+  isInside,
+  type OpenedSource,
+  SourceOpener,
+  type SourceOpenerOptions,
+  SourceOpenError,
+  type SourceVersion,
+} from "./source_open.ts";

@@ -6,14 +6,12 @@
  */
 import {
   type Attr,
-  closeFd,
   copyRange,
   type DirEntry,
   type Entry,
   Errno,
   FsError,
   type FuseOperations,
-  openReadOnly,
   type OpenResult,
   preadAsync,
   preadCached,
@@ -28,6 +26,7 @@ import {
   type TrackNode,
   type VirtualTree,
 } from "./tree.ts";
+import { SourceOpener, SourceOpenError, type SourceVersion } from "./source_open.ts";
 import { readFrontPicture } from "../library/front_picture.ts";
 import { logger } from "../log/mod.ts";
 
@@ -54,8 +53,22 @@ export interface CachedFile {
   size: number;
   /** Source modification time in ms since the epoch, as scanned. */
   mtimeMs: number;
+  /** Source status-change time in ms, as scanned (absent in rows scanned before schema 2). */
+  ctimeMs?: number;
+  /** Source inode number, as scanned (absent in rows scanned before schema 2). */
+  ino?: number;
   /** Absolute path of the source file. */
   path: string;
+}
+
+/** A source that could not be opened as the library recorded it (a swap, a FIFO, a vanished file). */
+export interface SourceFault {
+  /** The origin holding the source. */
+  originId: number;
+  /** Absolute source path. */
+  path: string;
+  /** One-line reason. */
+  reason: string;
 }
 
 /** Reads through the chunk cache, for origins that should not be read directly. */
@@ -80,14 +93,64 @@ export interface MusicOpsOptions {
   cache?: CacheRoute;
   /** Whether an origin is reachable; reads of an unhealthy origin fail fast with EIO. */
   healthy?: (originId: number) => boolean;
+  /**
+   * Opens sources (off the request loop, checked to be regular files inside a root); default:
+   * one over `tree.origins` paths, symlinks out of the library not followed.
+   */
+  opener?: SourceOpener;
+  /**
+   * Drop the kernel's cached attributes of `ino` now; resolves once the kernel has them (the
+   * open that found a new version waits for it, so its first read sees the new size).
+   */
+  invalidateAttr?: (ino: number) => Promise<void>;
+  /** A source was found swapped, not a regular file, or gone at open: list it and rescan. */
+  onSourceFault?: (fault: SourceFault) => void;
+  /** A source was found changed at open (another version than scanned): rescan it. */
+  onSourceChanged?: (originId: number, path: string) => void;
   /** Reads the embedded front picture of an audio file (default: music-metadata's). */
   readPicture?: (path: string) => Promise<Uint8Array | null>;
 }
 
+interface FdHandle {
+  kind: "fd";
+  fd: number;
+  /** Size of the version opened: reads stop there, and a source of another size is EIO. */
+  size: number;
+  path: string;
+  /** The version this handle reads. */
+  version: SourceVersion;
+  /** Page-cache-only reads may run on the request loop (not FUSE or network sources). */
+  nowait: boolean;
+  live: Live;
+}
+
+/**
+ * What the daemon knows about the source behind an inode while it is open (or was found
+ * changed at an open): the kernel keeps one page cache and one size per inode, while each
+ * handle must keep reading the version it opened.
+ */
+interface Live {
+  ino: number;
+  /** The tree record this was recorded against; another one (a rescan landed) ends `version`. */
+  rec: object;
+  /** The newest version an open found; undefined while it is the record's. */
+  version?: SourceVersion;
+  /** Open handles of this inode. */
+  handles: Set<FdHandle>;
+  /** The kernel page cache may hold bytes of another version than `version`. */
+  dirty: boolean;
+}
+
 type Handle =
-  | { kind: "fd"; fd: number; size: number; path: string }
+  | FdHandle
   | { kind: "mem"; data: Uint8Array }
   | { kind: "cache"; file: CachedFile };
+
+function sameVersion(rec: Partial<SourceVersion>, v: SourceVersion): boolean {
+  return rec.size === v.size && rec.mtimeMs === v.mtimeMs &&
+    (rec.ctimeMs === undefined || rec.ctimeMs === v.ctimeMs) &&
+    (rec.ino === undefined || rec.ino === v.ino);
+}
 
 const encoder = new TextEncoder();
 /** The extended attribute naming a file's source. */
@@ -111,6 +174,10 @@ export class MusicOps implements FuseOperations {
   #searchHeld = new Set<number>();
   /** Held query directories past the kept window: inode -> query; dropped when forgotten. */
   #searchOverflow = new Map<number, string>();
+  #opener: SourceOpener;
+  #live = new Map<number, Live>();
+  /** Stats of origins read through the cache that timed out and have not returned, by origin. */
+  #statStuck = new Map<number, number>();
   /** Embedded covers being measured, so concurrent lookups extract once. */
   #measuring = new Map<number, Promise<void>>();
   readonly #readPicture: (path: string) => Promise<Uint8Array | null>;
@@ -119,6 +186,7 @@ export class MusicOps implements FuseOperations {
   constructor(opts: MusicOpsOptions) {
     this.#tree = opts.tree;
     this.#opts = opts;
+    this.#opener = opts.opener ?? new SourceOpener({ roots: opts.tree.originPaths() });
     this.#readPicture = opts.readPicture ??
       (async (path) => (await readFrontPicture(path))?.data ?? null);
   }
@@ -126,6 +194,20 @@ export class MusicOps implements FuseOperations {
   /** The bytes of an embedded cover, read now (never kept beyond the open file). */
   async #picture(n: CoverNode): Promise<Uint8Array> {
     const path = this.#tree.sourcePath(n);
+    // The same guard as every source open (regular file inside a root, off the loop, bounded)
+    // before the picture is read from it (a reader given in the options reads no file).
+    if (!this.#opts.readPicture) {
+      try {
+        const src = await this.#opener.open(path, String(n.cover.originId));
+        this.#opener.close(src.fd);
+      } catch (e) {
+        if (e instanceof SourceOpenError && e.libraryChanged) {
+          log.warn("{reason}; answering {errno}", { reason: e.message, errno: e.errno });
+          this.#opts.onSourceFault?.({ originId: n.cover.originId, path, reason: e.message });
+        }
+        throw e;
+      }
+    }
     let data: Uint8Array | null;
     try {
       data = await this.#readPicture(path);
@@ -151,6 +233,25 @@ export class MusicOps implements FuseOperations {
     await p;
   }
 
+  /** Attributes of `n`, with the size and times of a newer version found at an open. */
+  #attr(n: Node): Attr {
+    const a = this.#tree.attr(n);
+    if (this.#live.size === 0) return a;
+    const live = this.#live.get(a.ino);
+    if (!live?.version) return a;
+    const rec = recordOf(n);
+    if (live.rec !== rec) {
+      // The tree has a newer record (the rescan landed): it speaks for the source again.
+      live.version = undefined;
+      if (live.handles.size === 0) this.#live.delete(a.ino);
+      return a;
+    }
+    a.size = live.version.size;
+    a.mtimeMs = live.version.mtimeMs;
+    a.ctimeMs = live.version.ctimeMs;
+    return a;
+  }
+
   #node(ino: number): Node {
     const n = this.#tree.get(ino);
     if (!n) throw new FsError(Errno.ENOENT);
@@ -164,7 +265,7 @@ export class MusicOps implements FuseOperations {
       if (n.kind === "cover" && n.embedded) await this.#measure(n);
       // Counted like the kernel counts it: a query directory looked up is held until forgotten.
       if (parent === INO.search && n.kind === "dir") this.#holdSearchDir(name, n.ino);
-      return { attr: this.#tree.attr(n) };
+      return { attr: this.#attr(n) };
     }
     if (parent !== INO.search || !this.#opts.search) return null;
     if (encoder.encode(name).length > SEARCH_QUERY_MAX_BYTES) throw new FsError(Errno.ENAMETOOLONG);
@@ -226,13 +327,13 @@ export class MusicOps implements FuseOperations {
   async getattr(ino: number): Promise<Attr> {
     const n = this.#node(ino);
     if (n.kind === "cover" && n.embedded) await this.#measure(n);
-    return this.#tree.attr(n);
+    return this.#attr(n);
   }
 
   /** See {@link FuseOperations.getattrNow}: the tree is in memory. */
   getattrNow(ino: number): Attr | undefined {
     const n = this.#tree.get(ino);
-    return n && this.#tree.attr(n);
+    return n && this.#attr(n);
   }
 
   /**
@@ -253,7 +354,7 @@ export class MusicOps implements FuseOperations {
     }
     const out: DirEntry[] = new Array(list.length);
     for (let i = 0; i < list.length; i++) {
-      out[i] = { name: list[i].name, attr: this.#tree.attr(list[i].node) };
+      out[i] = { name: list[i].name, attr: this.#attr(list[i].node) };
     }
     return out;
   }
@@ -277,27 +378,155 @@ export class MusicOps implements FuseOperations {
     }
     const fh = this.#nextFh++;
     const path = this.#tree.sourcePath(n);
-    const size = this.#tree.attr(n).size;
+    const originId = n.kind === "track" ? n.track.originId : n.cover.originId;
     if (n.kind === "track") {
       const file = this.#cachedFile(n, path);
-      if (this.#opts.cache?.routes(file.originId)) {
-        this.#handles.set(fh, { kind: "cache", file });
-        this.#opts.cache.opened?.(file);
-        return { fh, keepCache: true };
+      if (this.#opts.cache?.routes(file.originId)) return await this.#openCached(n, fh, file);
+    }
+    if (this.#opts.healthy && !this.#opts.healthy(originId)) {
+      throw new FsError(Errno.EIO, `origin of ${path} is unreachable`);
+    }
+    let src;
+    try {
+      src = await this.#opener.open(path, String(originId));
+    } catch (e) {
+      if (e instanceof SourceOpenError && e.libraryChanged) {
+        log.warn("{reason}; answering {errno}", { reason: e.message, errno: e.errno });
+        this.#opts.onSourceFault?.({ originId, path, reason: e.message });
       }
-      if (this.#opts.healthy && !this.#opts.healthy(file.originId)) {
-        throw new FsError(Errno.EIO, `origin of ${path} is unreachable`);
+      throw e;
+    }
+    const rec = recordOf(n);
+    let live = this.#live.get(ino);
+    if (!live || live.rec !== rec) {
+      if (!live) this.#live.set(ino, live = { ino, rec, handles: new Set(), dirty: false });
+      live.rec = rec;
+      live.version = undefined;
+    }
+    const version: SourceVersion = {
+      size: src.size,
+      mtimeMs: src.mtimeMs,
+      ctimeMs: src.ctimeMs,
+      ino: src.ino,
+    };
+    if (!sameVersion(live.version ?? rec as Partial<SourceVersion>, version)) {
+      // Another version than the kernel knows: it must see the new size before the first read.
+      live.version = version;
+      live.dirty = true;
+      log.info("Source {path} changed since it was scanned; serving the new version", { path });
+      await this.#opts.invalidateAttr?.(ino).catch(() => {});
+      this.#opts.onSourceChanged?.(originId, path);
+    }
+    let older = false;
+    for (const h of live.handles) if (!sameVersion(h.version, version)) older = true;
+    const h: FdHandle = {
+      kind: "fd",
+      fd: src.fd,
+      size: src.size,
+      path,
+      version,
+      nowait: src.nowaitSafe,
+      live,
+    };
+    live.handles.add(h);
+    this.#handles.set(fh, h);
+    if (older) {
+      // A handle of an older version is still reading, through the same page cache: this one
+      // reads around it, so neither sees the other's bytes.
+      return { fh, directIo: true, backingFd: src.fd, backingVersion: versionKey(version) };
+    }
+    if (live.dirty) {
+      // Open without KEEP_CACHE: the kernel drops the pages of the older version.
+      live.dirty = false;
+      await this.#opts.invalidateAttr?.(ino).catch(() => {});
+      return { fh, backingFd: src.fd, backingVersion: versionKey(version) };
+    }
+    return { fh, keepCache: true, backingFd: src.fd, backingVersion: versionKey(version) };
+  }
+
+  /**
+   * An open through the chunk cache. While the origin answers, a stat (bounded) tells whether
+   * the source is still the version the tree knows: if not, this open reads the new version
+   * (its own cache key) with its size, and the kernel is told first. A dead or slow origin
+   * serves what is cached for the known version.
+   */
+  async #openCached(n: TrackNode, fh: number, file: CachedFile): Promise<OpenResult> {
+    const healthy = !this.#opts.healthy || this.#opts.healthy(file.originId);
+    const st = healthy && !this.#statStuck.has(file.originId)
+      ? await this.#statWithin(file.path, file.originId, 1000)
+      : undefined;
+    const rec = n.track;
+    let live = this.#live.get(n.ino);
+    if (live && live.rec !== rec) {
+      live.rec = rec;
+      live.version = undefined;
+    }
+    const current: Partial<SourceVersion> = live?.version ?? rec;
+    let changed = false;
+    if (st?.isFile) {
+      const version: SourceVersion = {
+        size: st.size,
+        mtimeMs: st.mtime?.getTime() ?? 0,
+        ctimeMs: st.ctime?.getTime() ?? 0,
+        ino: st.ino ?? 0,
+      };
+      if (!sameVersion(current, version)) {
+        changed = true;
+        if (!live) {
+          this.#live.set(n.ino, live = { ino: n.ino, rec, handles: new Set(), dirty: false });
+        }
+        live.version = version;
+        log.info("Source {path} changed since it was scanned; serving the new version", {
+          path: file.path,
+        });
+        await this.#opts.invalidateAttr?.(n.ino).catch(() => {});
+        this.#opts.onSourceChanged?.(file.originId, file.path);
       }
     }
-    // A local open(2) costs microseconds; network origins never get here (cache route).
-    const fd = openReadOnly(path);
-    this.#handles.set(fh, { kind: "fd", fd, size, path });
-    return { fh, keepCache: true, backingFd: fd };
+    const v = live?.version;
+    const opened = v
+      ? { ...file, size: v.size, mtimeMs: v.mtimeMs, ctimeMs: v.ctimeMs, ino: v.ino }
+      : file;
+    this.#handles.set(fh, { kind: "cache", file: opened });
+    this.#opts.cache!.opened?.(opened);
+    // A new version: open without KEEP_CACHE, so the kernel drops the old version's pages.
+    return changed ? { fh } : { fh, keepCache: true };
+  }
+
+  /**
+   * `Deno.stat` of `path`, or undefined when it fails or takes longer than `ms`. A stat that
+   * timed out marks its origin until it returns: opens then serve the cache without waiting.
+   */
+  async #statWithin(path: string, originId: number, ms: number) {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const stat = Deno.stat(path).catch(() => undefined);
+    const late = new Promise<"late">((r) => timer = setTimeout(() => r("late"), ms));
+    try {
+      const got = await Promise.race([stat, late]);
+      if (got !== "late") return got;
+      this.#statStuck.set(originId, (this.#statStuck.get(originId) ?? 0) + 1);
+      stat.finally(() => {
+        const n = (this.#statStuck.get(originId) ?? 1) - 1;
+        if (n > 0) this.#statStuck.set(originId, n);
+        else this.#statStuck.delete(originId);
+      });
+      return undefined;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   #cachedFile(n: TrackNode, path: string): CachedFile {
     const t = n.track;
-    return { originId: t.originId, id: t.id, size: t.size, mtimeMs: t.mtimeMs, path };
+    return {
+      originId: t.originId,
+      id: t.id,
+      size: t.size,
+      mtimeMs: t.mtimeMs,
+      ctimeMs: t.ctimeMs,
+      ino: t.ino,
+      path,
+    };
   }
 
   /** See {@link FuseOperations.read}. */
@@ -311,11 +540,16 @@ export class MusicOps implements FuseOperations {
       return await this.#opts.cache!.read(h.file, offset, dst).catch(cacheReadErrno);
     }
     const want = Math.max(0, Math.min(dst.length, h.size - offset));
-    const n = await preadAsync(h.fd, want < dst.length ? dst.subarray(0, want) : dst, offset);
+    // One byte past the version's end, when there is room: a source that grew shows too.
+    const ask = want < dst.length ? want + 1 : want;
+    const n = await preadAsync(h.fd, ask < dst.length ? dst.subarray(0, ask) : dst, offset);
     if (n < 0) throw new FsError(Errno.EIO, `Cannot read ${h.path}`);
-    if (n < want) {
-      // The source shrank since it was scanned: never pass off short data as the file.
-      log.warn("Source {path} is shorter than recorded; answering EIO", { path: h.path });
+    if (n !== want) {
+      // The source changed size under this handle: never pass off a mix as the file.
+      log.warn("Source {path} changed size while open ({how}); answering EIO", {
+        path: h.path,
+        how: n < want ? "shorter" : "longer",
+      });
       throw new FsError(Errno.EIO, `${h.path} changed size`);
     }
     return n;
@@ -328,9 +562,11 @@ export class MusicOps implements FuseOperations {
     if (h.kind === "mem") {
       return copyRange(h.data, offset, dst);
     }
+    if (!h.nowait) return undefined;
     const want = Math.max(0, Math.min(dst.length, h.size - offset));
-    const n = preadCached(h.fd, want < dst.length ? dst.subarray(0, want) : dst, offset);
-    // Anything short (not cached, or the source shrank) takes the async path, which reports.
+    const ask = want < dst.length ? want + 1 : want;
+    const n = preadCached(h.fd, ask < dst.length ? dst.subarray(0, ask) : dst, offset);
+    // Anything else (not cached, or the source changed size) takes the async path, which reports.
     return n === want ? n : undefined;
   }
 
@@ -338,7 +574,13 @@ export class MusicOps implements FuseOperations {
   release(_ino: number, fh: number): Promise<void> {
     const h = this.#handles.get(fh);
     this.#handles.delete(fh);
-    if (h?.kind === "fd") closeFd(h.fd);
+    if (h?.kind === "fd") {
+      this.#opener.close(h.fd);
+      h.live.handles.delete(h);
+      if (h.live.handles.size === 0 && !h.live.version && !h.live.dirty) {
+        this.#live.delete(h.live.ino);
+      }
+    }
     return Promise.resolve();
   }
 
@@ -395,14 +637,29 @@ export class MusicOps implements FuseOperations {
 
   /** Close every source file still open (at shutdown). */
   closeAll(): void {
-    for (const h of this.#handles.values()) if (h.kind === "fd") closeFd(h.fd);
+    for (const h of this.#handles.values()) if (h.kind === "fd") this.#opener.closeNow(h.fd);
     this.#handles.clear();
+    this.#live.clear();
+  }
+
+  /** Source opens stuck past their deadline (for status). */
+  get stuckOpens(): number {
+    return this.#opener.stuck;
   }
 
   /** Open file handles (for status). */
   get openFiles(): number {
     return this.#handles.size;
   }
+}
+
+/** The tree record behind a track or cover node (its identity changes when the tree updates it). */
+function recordOf(n: Node): object {
+  return n.kind === "track" ? n.track : (n as CoverNode).cover;
+}
+
+function versionKey(v: SourceVersion): string {
+  return `${v.ino}:${v.size}:${v.mtimeMs}:${v.ctimeMs}`;
 }
 
 // The chunk cache throws its own errors (CasReadError, RangeError); the kernel gets an errno.

@@ -1074,6 +1074,11 @@ export class VirtualTree {
     return (node as Generated).make();
   }
 
+  /** The library roots' paths (where sources may be opened). */
+  originPaths(): string[] {
+    return [...this.#origins.values()];
+  }
+
   /** Absolute source path of a track or cover. */
   sourcePath(node: TrackNode | CoverNode): string {
     if (node.kind === "cover") return (node as Cover).sourcePath;

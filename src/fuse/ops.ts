@@ -67,6 +67,12 @@ export interface OpenResult {
    * (the filesystem does, in `release`).
    */
   backingFd?: number;
+  /**
+   * Which version of the content `backingFd` holds. The kernel allows one backing file per
+   * inode while it is open: an open whose version differs from the one in use is answered EIO
+   * rather than served the other version's bytes.
+   */
+  backingVersion?: string;
 }
 
 /** Filesystem statistics for `statfs(2)`. */

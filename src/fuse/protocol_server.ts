@@ -114,6 +114,8 @@ export interface ProtocolStats {
   inflight: number;
   /** Whether reads of files opened with a `backingFd` are served by the kernel. */
   passthrough: boolean;
+  /** Opens that asked for passthrough and were served in userspace because it failed. */
+  passthroughFallbacks: number;
 }
 
 /** One decoded request, as handlers see it; the same object is reused for every request. */
@@ -183,10 +185,12 @@ export class ProtocolServer {
   #inoDirs = new Map<number, DirHandle>();
   #noOpendir = false;
   #nextDirFh = 1;
-  #backing = new Map<number, { id: number; refs: number }>();
+  #backing = new Map<number, { id: number; refs: number; version?: string }>();
   #passthrough = false;
   #minor = 0;
-  #stats = { requests: 0, errors: 0, malformed: 0 };
+  #stats = { requests: 0, errors: 0, malformed: 0, passthroughFallbacks: 0 };
+  /** Inodes whose passthrough open failed, with the count (each is logged once). */
+  #backingFailures = new Map<number, number>();
 
   /** Serve `ops`, answering through `send`. */
   constructor(ops: FuseOperations, send: ReplySink, opts: ProtocolOptions = {}) {
@@ -520,7 +524,18 @@ export class ProtocolServer {
     let openFlags = FOPEN_NOFLUSH;
     let backingId = 0;
     if (r.backingFd !== undefined && this.#passthrough) {
-      backingId = this.#acquireBacking(ino, r.backingFd);
+      const held = this.#backing.get(ino);
+      if (held && held.version !== r.backingVersion) {
+        // One backing file per inode while it is open: never serve this open the other one.
+        log.warn(
+          "Inode {ino} changed while an older version is open through passthrough; answering EIO " +
+            "until it is closed",
+          { ino },
+        );
+        await this.#ops.release?.(ino, r.fh ?? 0);
+        return this.replyError(ctx.unique, Errno.EIO, ctx);
+      }
+      backingId = this.#acquireBacking(ino, r.backingFd, r.backingVersion);
       if (backingId > 0) openFlags |= FOPEN_PASSTHROUGH;
     }
     if (!backingId) {
@@ -531,7 +546,7 @@ export class ProtocolServer {
     if (!this.#replyOut(ctx, FuseOpenOut.SIZE) && backingId) this.#releaseBacking(ino);
   }
 
-  #acquireBacking(ino: number, fd: number): number {
+  #acquireBacking(ino: number, fd: number, version?: string): number {
     const b = this.#backing.get(ino);
     if (b) {
       b.refs++;
@@ -539,11 +554,19 @@ export class ProtocolServer {
     }
     const id = this.#opts.backing!.open(fd);
     if (id <= 0) {
-      this.#passthrough = false;
-      log.warn("Kernel passthrough unavailable; serving reads in userspace");
+      // One odd source must not end passthrough for every other file: this open alone is
+      // served in userspace, and each inode's failure is logged once.
+      const seen = this.#backingFailures.get(ino) ?? 0;
+      if (this.#backingFailures.size < 65536 || seen) this.#backingFailures.set(ino, seen + 1);
+      this.#stats.passthroughFallbacks++;
+      if (!seen) {
+        log.warn("Kernel passthrough failed for inode {ino}; serving that open in userspace", {
+          ino,
+        });
+      }
       return 0;
     }
-    this.#backing.set(ino, { id, refs: 1 });
+    this.#backing.set(ino, { id, refs: 1, version });
     return id;
   }
 

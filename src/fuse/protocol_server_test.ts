@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { DemoFs } from "./demo_fs.ts";
+import type { FuseOperations } from "./ops.ts";
 import { Op } from "./opcodes.ts";
 import { Errno } from "../sys/errno.ts";
 import { hex, readIn, request, u32, u64, Wire } from "./testdata/wire.ts";
@@ -148,12 +149,59 @@ Deno.test("protocol: passthrough backing ids are shared per inode and closed on 
     assert.deepEqual(closed, []);
     await w.call(request(Op.RELEASE, 13, ino, u64(getU64(b.v, 0), 0, 0)));
     assert.deepEqual(closed, [41]);
-    // A refused backing open turns passthrough off and answers a classic open.
-    const w2 = await ready(fs, { passthrough: true, backing: { open: () => -1, close: () => {} } });
+    // A refused backing open serves that open alone in userspace: passthrough stays on.
+    let refuse = true;
+    const w2 = await ready(fs, {
+      passthrough: true,
+      backing: { open: () => refuse ? -1 : 50, close: () => {} },
+    });
     const c = await w2.call(request(Op.OPEN, 14, ino, u32(0, 0)));
-    assert.equal(c.v.getUint32(8, true), 0x22);
-    assert.equal(w2.server.passthrough, false);
+    assert.equal(c.v.getUint32(8, true), 0x22, "NOFLUSH | KEEP_CACHE: a classic open");
+    assert.equal(w2.server.passthrough, true, "one odd source does not end passthrough");
+    assert.equal(w2.server.stats.passthroughFallbacks, 1);
     await w2.call(request(Op.RELEASE, 15, ino, u64(getU64(c.v, 0), 0, 0)));
+    refuse = false;
+    const d = await w2.call(request(Op.OPEN, 16, ino, u32(0, 0)));
+    assert.equal(d.v.getUint32(8, true), 0xa0);
+    assert.equal(d.v.getInt32(12, true), 50);
+    await w2.call(request(Op.RELEASE, 17, ino, u64(getU64(d.v, 0), 0, 0)));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("protocol: an open of another version than the backing file in use answers EIO", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/src.bin`, "source bytes");
+    const fs = demo();
+    const ino = fs.addSource("src.bin", `${dir}/src.bin`);
+    let version = "v1";
+    const released: number[] = [];
+    const ops: FuseOperations = {
+      lookup: (p, n) => fs.lookup(p, n),
+      getattr: (i) => fs.getattr(i),
+      readdir: (i) => fs.readdir(i),
+      read: (i, fh, off, dst, ctx) => fs.read(i, fh, off, dst, ctx),
+      open: async (i, flags, ctx) => ({
+        ...(await fs.open(i, flags, ctx)),
+        backingVersion: version,
+      }),
+      release: (i, fh) => (released.push(fh), fs.release(i, fh)),
+    };
+    const w = await ready(ops as unknown as DemoFs, {
+      passthrough: true,
+      backing: { open: () => 41, close: () => {} },
+    });
+    const a = await w.call(request(Op.OPEN, 10, ino, u32(0, 0)));
+    assert.equal(a.v.getInt32(12, true), 41);
+    version = "v2";
+    const b = await w.call(request(Op.OPEN, 11, ino, u32(0, 0)));
+    assert.equal(b.error, Errno.EIO, "never the older version's backing file");
+    assert.equal(released.length, 1, "the refused open's handle is released");
+    await w.call(request(Op.RELEASE, 12, ino, u64(getU64(a.v, 0), 0, 0)));
+    const c = await w.call(request(Op.OPEN, 13, ino, u32(0, 0)));
+    assert.equal(c.v.getInt32(12, true), 41, "once the old one is closed, the new version opens");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

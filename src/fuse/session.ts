@@ -66,6 +66,8 @@ export interface SessionStats {
   inflight: number;
   /** Whether reads of files opened with a `backingFd` are served by the kernel (passthrough). */
   passthrough: boolean;
+  /** Opens that asked for passthrough and were served in userspace because it failed. */
+  passthroughFallbacks: number;
   /** GETATTRs the reader thread answered from shared attributes (included in `requests`). */
   answeredByReader: number;
 }
@@ -173,13 +175,14 @@ export class FuseSession {
 
   /** Request counters. */
   get stats(): SessionStats {
-    const { requests, errors, inflight, passthrough } = this.#server.stats;
+    const { requests, errors, inflight, passthrough, passthroughFallbacks } = this.#server.stats;
     const byReader = this.#ring.answered;
     return {
       requests: requests + byReader,
       errors,
       inflight,
       passthrough,
+      passthroughFallbacks,
       answeredByReader: byReader,
     };
   }

@@ -335,6 +335,10 @@ export interface KnownEntry {
   size: number;
   /** Modification time (ms since the epoch) when last read. */
   mtimeMs: number;
+  /** Status-change time when last read; absent for problems and rows from schema 1. */
+  ctimeMs?: number;
+  /** Inode number when last read; absent for problems and rows from schema 1. */
+  ino?: number;
   /** `problem`: it failed to parse last time (re-read only if it changed). */
   kind: "track" | "problem";
 }
@@ -563,7 +567,9 @@ export class Database {
         sample_rate = ?, duration = ?, ctime_ms = ?, ino = ?, uid = ?, gid = ?, mode = ?,
         genres = ?, artist_sort = ?, album_artist_sort = ?, picture = ? WHERE id = ?`),
       deleteFile: p("DELETE FROM files WHERE id = ?"),
-      knownFiles: p(`SELECT rel_path, size, mtime_ms FROM files WHERE origin_id = ?1 AND ${UNDER}`),
+      knownFiles: p(
+        `SELECT rel_path, size, mtime_ms, ctime_ms, ino FROM files WHERE origin_id = ?1 AND ${UNDER}`,
+      ),
       knownProblems: p(`SELECT rel_path, size, mtime_ms FROM problems
         WHERE origin_id = ?1 AND size IS NOT NULL AND ${UNDER}`),
       problem: p(
@@ -848,8 +854,13 @@ export class Database {
     const out = new Map<string, KnownEntry>();
     const params = underParams(under);
     type R = [string, number, number][];
-    for (const [p, size, mtimeMs] of this.#s.knownFiles.all(originId, ...params) as unknown as R) {
-      out.set(p, { size, mtimeMs, kind: "track" });
+    type F = [string, number, number, number | null, number | null][];
+    const files = this.#s.knownFiles.all(originId, ...params) as unknown as F;
+    for (const [p, size, mtimeMs, ctimeMs, ino] of files) {
+      const e: KnownEntry = { size, mtimeMs, kind: "track" };
+      if (ctimeMs !== null) e.ctimeMs = ctimeMs;
+      if (ino !== null) e.ino = ino;
+      out.set(p, e);
     }
     for (
       const [p, size, mtimeMs] of this.#s.knownProblems.all(originId, ...params) as unknown as R

@@ -66,7 +66,7 @@ export {
   trackProblems,
 } from "./integrity.ts";
 export { Walker, WalkError } from "./walker.ts";
-export type { WalkBatch, WalkDir, WalkFile, WalkProblem, WalkSummary } from "./walk.ts";
+export type { WalkBatch, WalkDir, WalkFile, WalkProblem, WalkRules, WalkSummary } from "./walk.ts";
 export { coverRank, isHiddenName, isHiddenPath } from "./walk.ts";
 export {
   LibraryWatcher,

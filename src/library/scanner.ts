@@ -18,6 +18,7 @@ import type {
   Cover,
   Database,
   FileUpsert,
+  KnownEntry,
   OriginDir,
   OriginPath,
   ProblemUpsert,
@@ -26,7 +27,7 @@ import { ParseCancelledError, ParserPool, type ParserPoolOptions } from "./pool.
 import { extensionOf, type TagResult } from "./tags.ts";
 import type { Origin, Playlist, TrackRecord } from "./types.ts";
 import { decodePlaylist, MAX_PLAYLIST_BYTES, parsePlaylist } from "./playlist.ts";
-import type { WalkBatch, WalkFile } from "./walk.ts";
+import type { WalkBatch, WalkFile, WalkRules } from "./walk.ts";
 import { Walker } from "./walker.ts";
 import { safeReason } from "./reason.ts";
 
@@ -165,8 +166,10 @@ export interface ScannerOptions {
   pool?: ParserPool;
   /** Options of the owned pool when `pool` is not given. */
   poolOptions?: ParserPoolOptions;
-  /** The directory walker to use (default: a new one, owned). */
+  /** The directory walker to use (default: a new one, owned, walking by `walkRules`). */
   walker?: Walker;
+  /** Which symlinks the owned walker follows and where the daemon's mount is (a loop). */
+  walkRules?: () => WalkRules | undefined;
   /** Called after each committed batch that changed something. */
   onChange?: (change: LibraryChange) => void;
   /** Commit after this many parsed files (default 500). */
@@ -227,6 +230,19 @@ async function readPlaylist(root: string, f: WalkFile, originId: number): Promis
     mtimeMs: f.mtimeMs,
     entries: parsePlaylist(decodePlaylist(bytes), dir),
   };
+}
+
+/**
+ * Whether a file is the version last read. Tracks compare size, mtime, ctime and inode: an edit
+ * that keeps the size and restores the mtime (`touch -r`, `rsync -t`, taggers' "preserve mtime")
+ * still moves the ctime, and a temp file renamed over the source has another inode. Track rows
+ * from schema 1 have no ctime/inode: they count as changed (read once more). Problems remember
+ * only size and mtime.
+ */
+function unchanged(k: KnownEntry, f: WalkFile): boolean {
+  if (k.size !== f.size || k.mtimeMs !== f.mtimeMs) return false;
+  if (k.kind === "problem") return true;
+  return k.ctimeMs === f.ctimeMs && k.ino === f.ino;
 }
 
 function isUnder(path: string, dir: string): boolean {
@@ -319,7 +335,7 @@ export class Scanner {
     this.#ownsPool = options.pool === undefined;
     this.#pool = options.pool ?? new ParserPool(options.poolOptions);
     this.#ownsWalker = options.walker === undefined;
-    this.#walker = options.walker ?? new Walker();
+    this.#walker = options.walker ?? new Walker({ rules: options.walkRules });
     this.onChange = options.onChange;
     this.#batchSize = options.batchSize ?? 500;
     this.#batchMs = options.batchMs ?? 1000;
@@ -337,7 +353,8 @@ export class Scanner {
   async scan(roots: string[], options: ScanOptions = {}): Promise<ScanResult[]> {
     const out: ScanResult[] = [];
     for (const root of roots) {
-      const origin = this.#db.ensureOrigin(Deno.realPathSync(root));
+      // Async: a hung root must not block the event loop (the mount is served from it).
+      const origin = this.#db.ensureOrigin(await Deno.realPath(root));
       out.push(await this.scanOrigin(origin, options));
     }
     return out;
@@ -480,7 +497,7 @@ export class Scanner {
         const k = known.get(f.relPath);
         known.delete(f.relPath);
         rechecked.delete(f.relPath);
-        if (k && k.size === f.size && k.mtimeMs === f.mtimeMs) {
+        if (k && unchanged(k, f)) {
           run.progress.unchanged++;
           run.result.unchanged++;
           continue;

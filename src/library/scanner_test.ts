@@ -415,6 +415,45 @@ Deno.test({
   },
 });
 
+Deno.test("an edit keeping size and mtime (ctime moves) and a same-size file renamed over (new inode) are re-read", async () => {
+  await withDirs(async (lib, state) => {
+    await writeMp3(`${lib}/A/a.mp3`, { title: "Title A", artist: "X" });
+    await writeMp3(`${lib}/A/b.mp3`, { title: "Title B", artist: "X" });
+    const db = Database.open(`${state}/library.db`);
+    const scanner = scannerFor(db);
+    try {
+      await scanner.scan([lib]);
+      // Deno's stat gives the ctime in whole seconds.
+      await new Promise((r) => setTimeout(r, 1100));
+      const a = `${lib}/A/a.mp3`;
+      const st = Deno.statSync(a);
+      const bytes = Deno.readFileSync(a);
+      const at = new TextDecoder("latin1").decode(bytes).indexOf("Title A");
+      assert.ok(at > 0, "the title is stored as text");
+      bytes[at + 6] = "Z".charCodeAt(0);
+      Deno.writeFileSync(a, bytes);
+      Deno.utimeSync(a, st.atime!, st.mtime!);
+      const b = `${lib}/A/b.mp3`;
+      const sb = Deno.statSync(b);
+      Deno.copyFileSync(b, `${b}.tmp`);
+      Deno.utimeSync(`${b}.tmp`, sb.atime!, sb.mtime!);
+      Deno.renameSync(`${b}.tmp`, b);
+      assert.equal(Deno.statSync(a).size, st.size);
+      assert.equal(Deno.statSync(a).mtime!.getTime(), st.mtime!.getTime());
+
+      const [r] = await scanner.scan([lib]);
+      assert.equal(r.parsed, 2, "both files are read again");
+      const titles = db.allTracks().map((t) => t.title).sort();
+      assert.deepEqual(titles, ["Title B", "Title Z"]);
+      const [again] = await scanner.scan([lib]);
+      assert.equal(again.parsed, 0, "and then they count as unchanged");
+    } finally {
+      scanner.close();
+      db.close();
+    }
+  });
+});
+
 Deno.test("a scan says where its time went: walk, parse, SQLite writes and the listener", async () => {
   await withDirs(async (lib, state) => {
     await writeAlbums(lib, 30);

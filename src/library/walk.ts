@@ -81,6 +81,65 @@ export interface WalkSummary {
   scope: "missing" | "file" | "dir";
 }
 
+/** What the walk may follow: the symlink rule and the daemon's own mount (a loop). */
+export interface WalkRules {
+  /** Library roots (resolved): a symlink is followed only when its target lies inside one. */
+  roots: string[];
+  /** Follow symlinks out of the library too (`--follow-symlinks`). */
+  followSymlinks?: boolean;
+  /** The daemon's mountpoint: a path leading into it is a loop, never walked. */
+  mountpoint?: string;
+  /** `st_dev` of the daemon's mount (also catches bind mounts of it). */
+  mountDev?: number;
+}
+
+function inside(path: string, root: string): boolean {
+  if (root === "/") return true;
+  return path === root || path.startsWith(root + "/");
+}
+
+/**
+ * Why the walk must not follow `abs` (a symlink, or what `info` describes), or undefined when it
+ * may. Resolving the link first means a link into the mount is never stat'ed through.
+ */
+function refusal(abs: string, isLink: boolean, rules: WalkRules | undefined): string | undefined {
+  if (!rules) return undefined;
+  if (isLink) {
+    const real = Deno.realPathSync(abs);
+    if (rules.mountpoint && inside(real, rules.mountpoint)) {
+      return `links into the musicfs mount at ${rules.mountpoint} (a loop): skipped`;
+    }
+    if (!rules.followSymlinks && !rules.roots.some((r) => inside(real, r))) {
+      return `symlink to ${real}, outside the library: skipped (--follow-symlinks includes it)`;
+    }
+  }
+  return undefined;
+}
+
+function onMount(info: Deno.FileInfo, rules: WalkRules | undefined): string | undefined {
+  if (rules?.mountDev !== undefined && info.dev === rules.mountDev) {
+    return `is the musicfs mount${
+      rules.mountpoint ? ` at ${rules.mountpoint}` : ""
+    } (a loop): skipped`;
+  }
+  return undefined;
+}
+
+function isDirSafe(abs: string): boolean {
+  try {
+    return Deno.statSync(abs).isDirectory;
+  } catch {
+    return false;
+  }
+}
+
+function kindName(info: Deno.FileInfo): string {
+  if (info.isFifo) return "a FIFO";
+  if (info.isSocket) return "a socket";
+  if (info.isCharDevice || info.isBlockDevice) return "a device";
+  return "a special file";
+}
+
 const COVER_STEMS = ["cover", "folder", "front"];
 const COVER_EXTS = ["jpg", "jpeg", "png", "webp", "gif", "bmp"];
 
@@ -162,6 +221,7 @@ export function walkTree(
   scope: string,
   emit: (batch: WalkBatch) => void,
   batchSize = 2000,
+  rules?: WalkRules,
 ): WalkSummary {
   const rootInfo = Deno.statSync(root);
   if (!rootInfo.isDirectory) throw new Error(`Cannot scan ${root}: not a directory`);
@@ -184,8 +244,12 @@ export function walkTree(
       return { scope: "missing" };
     }
     let info: Deno.FileInfo;
+    let refused: string | undefined;
     try {
-      info = Deno.statSync(`${root}/${scope}`);
+      const abs = `${root}/${scope}`;
+      refused = refusal(abs, Deno.lstatSync(abs).isSymlink, rules);
+      info = refused ? Deno.lstatSync(abs) : Deno.statSync(abs);
+      refused ??= onMount(info, rules);
     } catch (e) {
       if (e instanceof Deno.errors.NotFound) {
         flush(true);
@@ -195,6 +259,12 @@ export function walkTree(
       batch.failedDirs.push(scope);
       flush(true);
       return { scope: "dir" };
+    }
+    if (refused) {
+      // Listed as a problem: what was known under it is removed (a problem replaces a track).
+      batch.problems.push({ relPath: scope, reason: refused });
+      flush(true);
+      return { scope: "missing" };
     }
     if (info.isFile) {
       if (isAudioName(scope)) {
@@ -206,6 +276,9 @@ export function walkTree(
       return { scope: "file" };
     }
     if (!info.isDirectory) {
+      if (isAudioName(scope)) {
+        batch.problems.push({ relPath: scope, reason: `${kindName(info)}, not a regular file` });
+      }
       flush(true);
       return { scope: "missing" };
     }
@@ -242,9 +315,30 @@ export function walkTree(
       const cover = audio ? -1 : coverRank(e.name);
       const playlist = !audio && cover < 0 && isPlaylistName(e.name);
       // Only what may be used is stat'ed: non-audio files cost nothing.
-      if (!isDir && !e.isSymlink && !(isFile && (audio || cover >= 0 || playlist))) continue;
+      if (!isDir && !e.isSymlink && !(isFile && (audio || cover >= 0 || playlist))) {
+        // A FIFO, socket or device under an audio name: listed (opening one could hang).
+        if (audio) {
+          let kind = "not a regular file";
+          try {
+            kind = `${kindName(Deno.lstatSync(childAbs))}, not a regular file`;
+          } catch { /* gone */ }
+          batch.problems.push({ relPath: childRel, reason: `${kind}: skipped` });
+          count++;
+        }
+        continue;
+      }
       let info: Deno.FileInfo;
+      let refused: string | undefined;
       try {
+        refused = e.isSymlink ? refusal(childAbs, true, rules) : undefined;
+        if (refused) {
+          // Listed when it would have been used: an audio name, a folder, or the mount itself.
+          if (audio || refused.includes("musicfs mount") || isDirSafe(childAbs)) {
+            batch.problems.push({ relPath: childRel, reason: refused });
+            count++;
+          }
+          continue;
+        }
         info = Deno.statSync(childAbs);
       } catch (err) {
         // A name that is not valid UTF-8 arrives with U+FFFD in it and cannot be opened: say
@@ -269,6 +363,17 @@ export function walkTree(
       }
       isDir = info.isDirectory;
       isFile = info.isFile;
+      refused = onMount(info, rules);
+      if (refused) {
+        batch.problems.push({ relPath: childRel, reason: refused });
+        count++;
+        continue;
+      }
+      if (audio && !isDir && !isFile) {
+        batch.problems.push({ relPath: childRel, reason: `${kindName(info)}, not a regular file` });
+        count++;
+        continue;
+      }
       if (isDir) {
         const key = `${info.dev}:${info.ino}`;
         if (visited.has(key)) {

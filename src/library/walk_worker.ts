@@ -2,13 +2,14 @@
  * The walk worker of a {@link Walker} (walker.ts): runs {@link walkTree} for each request and
  * streams its batches back, so the synchronous walk never blocks the daemon's event loop.
  */
-import { type WalkBatch, type WalkSummary, walkTree } from "./walk.ts";
+import { type WalkBatch, type WalkRules, type WalkSummary, walkTree } from "./walk.ts";
 
 /** Walk `scope` of `root`. */
 export interface WalkRequest {
   id: number;
   root: string;
   scope: string;
+  rules?: WalkRules;
 }
 
 /** What the worker sends back: batches, then `done` or `error`. */
@@ -29,6 +30,8 @@ scope.onmessage = (e) => {
       root,
       e.data.scope,
       (batch) => scope.postMessage({ id, type: "batch", batch }),
+      undefined,
+      e.data.rules,
     );
     scope.postMessage({ id, type: "done", summary });
   } catch (err) {

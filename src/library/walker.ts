@@ -3,7 +3,7 @@
  * An aborted walk terminates the worker (a synchronous walk cannot be interrupted otherwise, and a
  * stalled network mount must not hold the scan); the next walk starts a new one.
  */
-import type { WalkBatch, WalkSummary } from "./walk.ts";
+import type { WalkBatch, WalkRules, WalkSummary } from "./walk.ts";
 import type { WalkMessage, WalkRequest } from "./walk_worker.ts";
 
 const WORKER_URL = new URL("./walk_worker.ts", import.meta.url);
@@ -32,10 +32,15 @@ export class Walker {
   #nextId = 1;
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
   readonly #idleMs: number;
+  readonly #rules?: () => WalkRules | undefined;
 
-  /** The worker stops after `idleMs` without a walk (default 30 s). */
-  constructor(options: { idleMs?: number } = {}) {
+  /**
+   * The worker stops after `idleMs` without a walk (default 30 s). `rules` (asked at each walk)
+   * say which symlinks may be followed and where the daemon's own mount is.
+   */
+  constructor(options: { idleMs?: number; rules?: () => WalkRules | undefined } = {}) {
     this.#idleMs = options.idleMs ?? 30_000;
+    this.#rules = options.rules;
   }
 
   /**
@@ -89,7 +94,7 @@ export class Walker {
           reject(e);
         },
       };
-      const req: WalkRequest = { id, root, scope };
+      const req: WalkRequest = { id, root, scope, rules: this.#rules?.() };
       worker.postMessage(req);
     });
   }

@@ -13,7 +13,8 @@ import { logger } from "../log/mod.ts";
 import type { Scanner } from "./scanner.ts";
 import type { Origin } from "./types.ts";
 import { coverRank, isHiddenPath } from "./walk.ts";
-import { watchAround, type WatchSet } from "./watch_set.ts";
+import type { WatchSet } from "./watch_set.ts";
+import { openWatch } from "./watch.ts";
 
 /** What {@link LibraryWatcher}'s event loop returns to have its watches set up again. */
 const REWATCH = "\0rewatch";
@@ -48,6 +49,17 @@ export interface WatchOptions {
   pollReason?: string;
   /** Called whenever the state changes (also once at start). */
   onState?: (state: WatchState) => void;
+  /**
+   * Run the watch in a worker thread (default true): its setup (which follows symlinks, maybe
+   * into a hung share or the daemon's own mount) and its event thread (which a FIFO can hold for
+   * good) then never block the main thread. False keeps it here (about 6 fds fewer).
+   */
+  watchInWorker?: boolean;
+  /**
+   * The daemon's own mountpoint: events under it are never re-checked (that would stat the
+   * mount from the daemon serving it). Links into it are refused by the walk.
+   */
+  mountpoint?: string;
 }
 
 /**
@@ -79,6 +91,8 @@ export class LibraryWatcher {
   readonly #origins: Origin[];
   readonly #opts: WatchOptions;
   #state: WatchState;
+  #current: WatchSet | undefined;
+  #stopReason: string | undefined;
 
   /** A watcher of `origins` (as stored in the scanner's database). */
   constructor(scanner: Scanner, origins: Origin[], options: WatchOptions = {}) {
@@ -89,6 +103,17 @@ export class LibraryWatcher {
     this.#state = options.pollReason
       ? { mode: "polling", reason: options.pollReason, since: Date.now() }
       : { mode: "watching", since: Date.now() };
+  }
+
+  /** The current mode, and why when polling. */
+  /**
+   * Give up on filesystem events and poll from now on, for `reason` (e.g. a FIFO in the library:
+   * the event thread opens each file it hears about, and a FIFO holds it there for good).
+   */
+  stopWatching(reason: string): void {
+    if (this.#state.mode === "polling" || this.#stopReason) return;
+    this.#stopReason = reason;
+    this.#current?.close();
   }
 
   /** The current mode, and why when polling. */
@@ -124,7 +149,15 @@ export class LibraryWatcher {
     for (;;) {
       let watcher: WatchSet;
       try {
-        watcher = watchAround(this.#origins.map((o) => o.path));
+        watcher = await openWatch(
+          this.#origins.map((o) => o.path),
+          undefined,
+          this.#opts.watchInWorker ?? true,
+        );
+        if (signal.aborted) {
+          watcher.close();
+          return;
+        }
       } catch (e) {
         this.#setState({
           mode: "polling",
@@ -141,6 +174,12 @@ export class LibraryWatcher {
           paths: watcher.skipped.join(", "),
         });
       }
+      if (this.#stopReason) {
+        watcher.close();
+        this.#setState({ mode: "polling", reason: this.#stopReason, since: Date.now() });
+        return await this.#poll(signal);
+      }
+      this.#current = watcher;
       if (first) this.#setState({ mode: "watching", since: Date.now() });
       first = false;
       const stopRevalidating = new AbortController();
@@ -158,8 +197,14 @@ export class LibraryWatcher {
         stopRevalidating.abort();
         await revalidating;
       }
+      this.#current = undefined;
       if (failure !== undefined) throw failure;
       if (signal.aborted) return;
+      if (this.#stopReason) {
+        this.#setState({ mode: "polling", reason: this.#stopReason, since: Date.now() });
+        await this.#rescanAll(signal);
+        return await this.#poll(signal);
+      }
       if (died === REWATCH) continue;
       this.#setState({ mode: "polling", reason: `the watch stopped: ${died}`, since: Date.now() });
       // What happened while the watch was dying is unknown: rescan now, then poll.
@@ -241,6 +286,8 @@ export class LibraryWatcher {
 
   /** Record the path an event touched, as the scope to re-check in its origin. */
   #note(pending: Map<number, Set<string>>, path: string): void {
+    const mp = this.#opts.mountpoint;
+    if (mp && (path === mp || path.startsWith(mp + "/"))) return;
     const origin = this.#origins.find((o) => path === o.path || path.startsWith(o.path + "/"));
     if (!origin) return;
     let rel = path === origin.path ? "" : path.slice(origin.path.length + 1);

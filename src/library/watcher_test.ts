@@ -58,6 +58,8 @@ Deno.test("watcher picks up added, changed and removed files and folders within 
     });
     const running = watcher.run(ac.signal);
     try {
+      // The watch is set up in a worker: events count from when it says it is watching.
+      await waitFor("the watch to start", () => states.some((s) => s.mode === "watching"));
       assert.equal(watcher.state.mode, "watching");
       const id2 = db.allTracks().find((t) => t.title === "two")!.id;
 

@@ -14,6 +14,11 @@ const SYMBOLS = {
   strerror: { parameters: ["i32"], result: "pointer" },
   open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
+  // Source-file calls that may block on a dead or hostile origin run on the thread pool.
+  open_nb: { name: "open", parameters: ["buffer", "i32", "u32"], result: "i32", nonblocking: true },
+  fstat_nb: { name: "fstat", parameters: ["i32", "buffer"], result: "i32", nonblocking: true },
+  fstatfs_nb: { name: "fstatfs", parameters: ["i32", "buffer"], result: "i32", nonblocking: true },
+  close_nb: { name: "close", parameters: ["i32"], result: "i32", nonblocking: true },
   read: { parameters: ["i32", "buffer", "usize"], result: "i32" },
   write: { parameters: ["i32", "buffer", "usize"], result: "i32" },
   write_nb: {
@@ -107,6 +112,8 @@ export const O_NONBLOCK = 0o4000;
 export const O_CLOEXEC = 0o2000000;
 /** Do not update the access time (ignored when not permitted). */
 export const O_NOATIME = 0o1000000;
+/** Fail with ELOOP when the last path component is a symlink. */
+export const O_NOFOLLOW = 0o400000;
 
 // Deno's FFI accepts plain numbers for 64-bit integer parameters; its types say bigint.
 // Passing numbers avoids a BigInt allocation per call on the read path.

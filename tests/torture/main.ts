@@ -6,6 +6,7 @@
  * - `MUSICFS_TORTURE_PASSES`: passes over the corruption matrix, default 2;
  * - `MUSICFS_TORTURE_ALBUM`: tracks in the one huge album of the bad-input case, default 3000;
  * - `MUSICFS_TORTURE_LOAD_MS`: duration of the load case, default 30000;
+ * - `MUSICFS_TORTURE_SOURCE_TRACKS`: tracks of each hostile/hung source case, default 20;
  * - `MUSICFS_TORTURE_RESCAN_GONE=0`: skip the rescan while a library root is gone (known bug);
  * - `MUSICFS_TORTURE_DB_TRIALS`: trials of 16 bit flips in library.db, default 40;
  * - `MUSICFS_TORTURE_SEARCH_PASSES`: passes of 4 threads over 200 /.search queries, default 20;
@@ -43,6 +44,7 @@ if (import.meta.main) {
     rescanWhileGone: Deno.env.get("MUSICFS_TORTURE_RESCAN_GONE") !== "0",
     albumTracks: envInt("MUSICFS_TORTURE_ALBUM", 3000),
     loadMs: envInt("MUSICFS_TORTURE_LOAD_MS", 30_000),
+    sourceTracks: envInt("MUSICFS_TORTURE_SOURCE_TRACKS", 20),
     recovery: {
       dbTrials: envInt("MUSICFS_TORTURE_DB_TRIALS", 40),
       searchPasses: envInt("MUSICFS_TORTURE_SEARCH_PASSES", 20),

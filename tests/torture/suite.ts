@@ -7,6 +7,7 @@
  */
 import { summaryTable, Torture, tortureSeed, type TortureStats } from "./harness.ts";
 import { badInput, deadOrigin, load } from "./extras.ts";
+import { sourceFaults } from "./sources.ts";
 import { recovery, type RecoveryOptions } from "./recovery.ts";
 import {
   corruptionCase,
@@ -45,6 +46,8 @@ export interface SuiteOptions {
   albumTracks: number;
   /** Milliseconds of load (0: skip). */
   loadMs: number;
+  /** Tracks of each hostile/hung source case's library (0: skip those cases). */
+  sourceTracks?: number;
   /** The recovery cases of issue 12 (db bit flips, fd exhaustion, unmount --force...). */
   recovery?: RecoveryOptions;
   verbose?: boolean;
@@ -117,6 +120,7 @@ export async function runTorture(o: SuiteOptions): Promise<SuiteResult> {
       await deadOrigin(t, { tracks: o.originTracks, rescanWhileGone: o.rescanWhileGone });
     }
     if (o.albumTracks) await badInput(t, { albumTracks: o.albumTracks });
+    if (o.sourceTracks) await sourceFaults(t, { tracks: o.sourceTracks });
     if (o.recovery) await recovery(t, o.recovery);
     if (o.loadMs) {
       await load(t, { ms: o.loadMs });

@@ -9,7 +9,7 @@ import { needsFuse } from "../support/helpers.ts";
 import { runTorture } from "./suite.ts";
 
 Deno.test(
-  "torture: crashes, corruption, full disk, dead origin, bad input and load keep every invariant",
+  "torture: crashes, corruption, full disk, dead origin, bad input, hostile sources and load keep every invariant",
   {
     ...needsFuse,
   },
@@ -27,6 +27,7 @@ Deno.test(
       originTracks: 40,
       albumTracks: 500,
       loadMs: 5000,
+      sourceTracks: 8,
       recovery: { dbTrials: 3, searchPasses: 2 },
     });
     console.error(result.table);
