@@ -497,6 +497,9 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     };
     const scanner = new Scanner(db, {
       onChange,
+      // The parse workers' read-ahead holds up to 16 fds per worker; under a low open-files
+      // limit those belong to the daemon's own needs (the reserve of FdBudget) instead.
+      poolOptions: { readAhead: limits.soft >= 1024 ? 16 : 0 },
       walkRules: () => ({
         roots: origins.map((o) => o.path),
         followSymlinks: opts.followSymlinks,

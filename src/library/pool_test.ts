@@ -85,7 +85,7 @@ Deno.test("parse pool close rejects what is still queued", async () => {
   });
 });
 
-Deno.test("parse pool keeps every answer with its file through a long queue", async () => {
+Deno.test("parse pool keeps every answer with its file through a long queue, read-ahead or not", async () => {
   await withDir(async (dir) => {
     const files: string[] = [];
     for (let i = 0; i < 5; i++) {
@@ -93,18 +93,31 @@ Deno.test("parse pool keeps every answer with its file through a long queue", as
       await Deno.writeFile(p, encodeTrack("opus", { title: `t${i}` }));
       files.push(p);
     }
-    const pool = new ParserPool({ size: 2 });
-    try {
-      // Queued at once, past the queue's compaction point (1024 taken), as a first scan does.
-      const paths = Array.from({ length: 3000 }, (_, i) => files[(i * 7) % files.length]);
-      const results = await Promise.all(paths.map((p) => pool.parse(p)));
-      results.forEach((r, i) => {
-        assert.ok(r.ok, paths[i]);
-        assert.equal(r.tags.title, `t${(i * 7) % files.length}`);
-      });
-      assert.equal(pool.pending, 0);
-    } finally {
-      pool.close();
+    const fds = () => [...Deno.readDirSync("/proc/self/fd")].length;
+    // With and without the workers' read-ahead: the same answers, and no fd left open.
+    for (const readAhead of [16, 0]) {
+      const pool = new ParserPool({ size: 2, readAhead });
+      try {
+        // Both workers started, and each has read ahead once (their runtimes hold fds too).
+        await Promise.all(Array.from({ length: 200 }, (_, i) => pool.parse(files[i % 5])));
+        await new Promise((r) => setTimeout(r, 300));
+        const before = fds();
+        // Queued at once, past the queue's compaction point (1024 taken), as a first scan does.
+        const paths = Array.from({ length: 3000 }, (_, i) => files[(i * 7) % files.length]);
+        const results = await Promise.all(paths.map((p) => pool.parse(p)));
+        results.forEach((r, i) => {
+          assert.ok(r.ok, paths[i]);
+          assert.equal(r.tags.title, `t${(i * 7) % files.length}`);
+        });
+        assert.equal(pool.pending, 0);
+        await new Promise((r) => setTimeout(r, 300));
+        assert.ok(
+          fds() <= before,
+          `fds: ${before} before, ${fds()} after (readAhead ${readAhead})`,
+        );
+      } finally {
+        pool.close();
+      }
     }
   });
 });

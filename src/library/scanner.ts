@@ -23,7 +23,7 @@ import type {
   OriginPath,
   ProblemUpsert,
 } from "./db.ts";
-import { ParseCancelledError, ParserPool } from "./pool.ts";
+import { ParseCancelledError, ParserPool, type ParserPoolOptions } from "./pool.ts";
 import { extensionOf, type TagResult } from "./tags.ts";
 import type { Origin, Playlist, TrackRecord } from "./types.ts";
 import { decodePlaylist, MAX_PLAYLIST_BYTES, parsePlaylist } from "./playlist.ts";
@@ -164,6 +164,8 @@ export interface ScanResult {
 export interface ScannerOptions {
   /** The parse pool to use (default: one of `navigator.hardwareConcurrency` workers, owned). */
   pool?: ParserPool;
+  /** Options of the owned pool when `pool` is not given. */
+  poolOptions?: ParserPoolOptions;
   /** The directory walker to use (default: a new one, owned, walking by `walkRules`). */
   walker?: Walker;
   /** Which symlinks the owned walker follows and where the daemon's mount is (a loop). */
@@ -331,7 +333,7 @@ export class Scanner {
   constructor(db: Database, options: ScannerOptions = {}) {
     this.#db = db;
     this.#ownsPool = options.pool === undefined;
-    this.#pool = options.pool ?? new ParserPool();
+    this.#pool = options.pool ?? new ParserPool(options.poolOptions);
     this.#ownsWalker = options.walker === undefined;
     this.#walker = options.walker ?? new Walker({ rules: options.walkRules });
     this.onChange = options.onChange;
