@@ -8,6 +8,7 @@ import {
   type OriginHealth,
 } from "./health.ts";
 import { DemoFs, FuseSession } from "../fuse/mod.ts";
+import { startDemoServer } from "../../tests/support/demo_server.ts";
 
 const HAVE_FUSE = await Deno.stat("/dev/fuse").then(() => true, () => false);
 const IS_ROOT = Deno.uid() === 0;
@@ -35,41 +36,16 @@ async function library(): Promise<{ dir: string; root: string; file: string }> {
 async function hangingMount(dir: string) {
   const mnt = `${dir}/mnt`;
   await Deno.mkdir(mnt);
-  const script = new URL("../../tests/support/demo_mount.ts", import.meta.url).pathname;
-  const config = new URL("../../deno.json", import.meta.url).pathname;
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--quiet", `--config=${config}`, script, mnt],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = child.stdout.getReader();
-  let out = "";
-  while (!out.includes("\n")) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    out += new TextDecoder().decode(value);
-  }
-  reader.releaseLock();
-  if (!out.startsWith("ready")) {
-    child.kill("SIGKILL");
-    await child.status;
-    throw new Error(`demo mount did not start: ${out}`);
-  }
+  const server = await startDemoServer(mnt);
+  const child = server.child;
   child.kill("SIGSTOP");
   return {
     mnt,
     child,
     resume: () => child.kill("SIGCONT"),
     async release() {
-      try {
-        child.kill("SIGCONT");
-        child.kill("SIGKILL");
-      } catch { /* already gone */ }
+      await server.kill();
       await run(["umount", "-l", mnt]);
-      await child.status;
-      await child.stdout.cancel().catch(() => {});
-      await child.stdin.close().catch(() => {});
     },
   };
 }

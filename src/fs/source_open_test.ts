@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { SourceOpener, SourceOpenError } from "./source_open.ts";
 import { preadSync } from "../fuse/mod.ts";
+import { startDemoServer } from "../../tests/support/demo_server.ts";
 
 async function tempDir(): Promise<string> {
   return await Deno.realPath(await Deno.makeTempDir({ prefix: "musicfs-source-open-" }));
@@ -116,21 +117,9 @@ Deno.test({
   sanitizeResources: false,
   async fn() {
     const mp = await Deno.makeTempDir({ prefix: "musicfs-hung-" });
-    const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        new URL("../../tests/support/demo_mount.ts", import.meta.url).pathname,
-        mp,
-      ],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "inherit",
-    }).spawn();
-    const reader = child.stdout.getReader();
+    const server = await startDemoServer(mp);
+    const child = server.child;
     try {
-      const { value } = await reader.read();
-      assert.ok(new TextDecoder().decode(value).startsWith("ready"));
       const opener = new SourceOpener({ roots: [mp], timeoutMs: 400 });
       // A FUSE source: page-cache-only reads are not safe on the request loop.
       const live = await opener.open(`${mp}/hello.txt`, "demo");
@@ -151,13 +140,7 @@ Deno.test({
       for (let i = 0; i < 100 && opener.stuck > 0; i++) await new Promise((r) => setTimeout(r, 50));
       assert.equal(opener.stuck, 0, "the stuck open returned and its fd was closed");
     } finally {
-      try {
-        child.kill("SIGCONT");
-      } catch { /* gone */ }
-      await child.stdin.close().catch(() => {});
-      reader.releaseLock();
-      await child.stdout.cancel().catch(() => {});
-      await child.status;
+      await server.stop();
       await Deno.remove(mp).catch(() => {});
     }
   },

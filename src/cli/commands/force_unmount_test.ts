@@ -3,6 +3,7 @@ import { findFuseMount } from "../../fuse/mod.ts";
 import { needsFuse, run, tempDir } from "../../../tests/support/helpers.ts";
 import type { CommandIo } from "./common.ts";
 import { forceUnmountCommand } from "./force_unmount.ts";
+import { startDemoServer } from "../../../tests/support/demo_server.ts";
 
 function capture(): { io: CommandIo; out: string[]; err: string[] } {
   const out: string[] = [];
@@ -34,19 +35,9 @@ Deno.test(
     const dir = await tempDir("musicfs-cli-force-");
     const mnt = `${dir.path}/mnt`;
     await Deno.mkdir(mnt);
-    const script = new URL("../../../tests/support/demo_mount.ts", import.meta.url).pathname;
-    const config = new URL("../../../deno.json", import.meta.url).pathname;
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "--quiet", `--config=${config}`, script, mnt],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "inherit",
-    }).spawn();
+    const server = await startDemoServer(mnt);
+    const child = server.child;
     try {
-      const reader = child.stdout.getReader();
-      const { value } = await reader.read();
-      reader.releaseLock();
-      assert.match(new TextDecoder().decode(value), /^ready /);
       // The state dir records the mountpoint, as the daemon does: no argument needed.
       await Deno.writeTextFile(`${dir.path}/mountpoint`, mnt);
       child.kill("SIGSTOP");
@@ -68,12 +59,7 @@ Deno.test(
       const st = await child.status;
       assert.equal(st.code, 0);
     } finally {
-      try {
-        child.kill("SIGCONT");
-        child.kill("SIGKILL");
-      } catch { /* already gone */ }
-      await child.stdout.cancel().catch(() => {});
-      await child.stdin.close().catch(() => {});
+      await server.kill();
       await run(["umount", "-l", mnt]);
       await dir.cleanup();
     }

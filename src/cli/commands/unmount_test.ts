@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { acquireLock, controlSocketPath, serveControl } from "../../daemon/mod.ts";
-import { findFuseMount, isDeadMount } from "../../fuse/mod.ts";
+import { detach, findFuseMount, isDeadMount } from "../../fuse/mod.ts";
+import { startDemoServer } from "../../../tests/support/demo_server.ts";
 import { needsFuse, tempDir } from "../../../tests/support/helpers.ts";
 import type { CommandIo } from "./common.ts";
 import { unmountCommand } from "./unmount.ts";
@@ -115,21 +116,9 @@ Deno.test(
     const dir = await tempDir("musicfs-cli-unmount-");
     const mnt = `${dir.path}/mnt`;
     await Deno.mkdir(mnt);
-    const script = new URL("../../../tests/support/demo_mount.ts", import.meta.url).pathname;
-    const config = new URL("../../../deno.json", import.meta.url).pathname;
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "--quiet", `--config=${config}`, script, mnt],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "inherit",
-    }).spawn();
+    const server = await startDemoServer(mnt);
     try {
-      const reader = child.stdout.getReader();
-      const { value } = await reader.read();
-      reader.releaseLock();
-      assert.match(new TextDecoder().decode(value), /^ready /);
-      child.kill("SIGKILL");
-      await child.status;
+      await server.kill();
       assert.ok(await isDeadMount(mnt), "a SIGKILLed server leaves a dead mount");
 
       const c = capture();
@@ -137,11 +126,8 @@ Deno.test(
       assert.deepEqual(c.out, [`musicfs was not running; detached the dead mount at ${mnt}`]);
       assert.equal(findFuseMount(mnt), undefined);
     } finally {
-      try {
-        child.kill("SIGKILL");
-      } catch { /* already gone */ }
-      await child.stdout.cancel().catch(() => {});
-      await child.stdin.close().catch(() => {});
+      await server.kill();
+      if (findFuseMount(mnt)) await detach(mnt);
       await dir.cleanup();
     }
   },
