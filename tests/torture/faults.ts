@@ -10,7 +10,15 @@ import { DatabaseSync } from "node:sqlite";
 import { encodeTrack } from "../fixtures/mod.ts";
 import { getXattr, isMounted, run, waitFor } from "../support/helpers.ts";
 import { type DaemonProcess, detachIfMounted, startDaemon } from "../support/daemon.ts";
-import { offlineCheck, sha256Mounted, sleep, tail, type Torture, walkFiles } from "./harness.ts";
+import {
+  fill,
+  offlineCheck,
+  sha256Mounted,
+  sleep,
+  tail,
+  type Torture,
+  walkFiles,
+} from "./harness.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Crash loop
@@ -317,19 +325,6 @@ export async function warmCache(t: Torture): Promise<void> {
 
 // ---------------------------------------------------------------------------------------------
 // Full disk
-
-/** Fill the filesystem of `path` (a file written until ENOSPC). */
-async function fill(path: string): Promise<void> {
-  const f = await Deno.open(path, { write: true, create: true });
-  try {
-    const block = new Uint8Array(4096).fill(0x55);
-    for (;;) await f.write(block);
-  } catch {
-    // ENOSPC: full.
-  } finally {
-    f.close();
-  }
-}
 
 /**
  * The state dir on a small tmpfs that fills up during a scan: the daemon keeps serving and

@@ -723,3 +723,16 @@ export async function abortFuseAt(mountpoint: string): Promise<void> {
   }
   await detachIfMounted(mountpoint);
 }
+
+/** Fill the filesystem of `path` (a file written until ENOSPC). */
+export async function fill(path: string): Promise<void> {
+  const f = await Deno.open(path, { write: true, create: true });
+  try {
+    const block = new Uint8Array(4096).fill(0x55);
+    for (;;) await f.write(block);
+  } catch {
+    // ENOSPC: full.
+  } finally {
+    f.close();
+  }
+}

@@ -30,7 +30,7 @@ import {
   musicfsArgv,
   startDaemon,
 } from "../support/daemon.ts";
-import { abortFuseAt, sha256Mounted, sleep, tail, type Torture } from "./harness.ts";
+import { abortFuseAt, fill, sha256Mounted, sleep, tail, type Torture } from "./harness.ts";
 
 /** Every step of this file is bounded by this: longer is a violation. */
 const STEP_MS = 30_000;
@@ -544,19 +544,6 @@ export async function tinyStateDir(t: Torture): Promise<void> {
   } finally {
     await t.shutdown();
     await run(["umount", "-l", state]);
-  }
-}
-
-/** Fill the filesystem holding `path` with one file (ENOSPC ends it). */
-async function fill(path: string): Promise<void> {
-  const f = await Deno.open(path, { write: true, create: true });
-  try {
-    const block = new Uint8Array(4096).fill(0x55);
-    for (;;) await f.write(block);
-  } catch {
-    // ENOSPC: full.
-  } finally {
-    f.close();
   }
 }
 
