@@ -9,6 +9,7 @@ import { type Database, open, type RootDatabase } from "lmdb";
 import { logger } from "../log/mod.ts";
 import { CasClosedError, CasWriteError, formatBytes, StoreFullError } from "./errors.ts";
 import { checkIndex, DB_NAMES, INDEX_FORMAT, type IndexCheck, MAX_DBS } from "./index_check.ts";
+import { moveAside } from "../util/mod.ts";
 
 const log = logger("cas");
 
@@ -224,7 +225,9 @@ export class CasStore {
       rebuiltBecause = `index is empty but ${disk.files.size} chunk files exist`;
     }
     let movedTo: string | undefined;
-    if (rebuiltBecause && check.status !== "absent") movedTo = await moveAside(dir);
+    if (rebuiltBecause && check.status !== "absent") {
+      movedTo = moveAside(`${dir}/index`, { keep: KEEP_CORRUPT });
+    }
 
     let env: RootDatabase;
     try {
@@ -233,7 +236,7 @@ export class CasStore {
       // Validated a moment ago, so this is unexpected; a fresh index is still better than none.
       if (rebuiltBecause) throw e;
       rebuiltBecause = `index failed to open (${e instanceof Error ? e.message : e})`;
-      movedTo = await moveAside(dir);
+      movedTo = moveAside(`${dir}/index`, { keep: KEEP_CORRUPT });
       env = openEnv(indexPath);
     }
     const store = new CasStore({
@@ -818,39 +821,6 @@ function openEnv(indexPath: string): RootDatabase {
   // Written synchronously so the validator never sees a committed index without its marker.
   if (meta.get("format") === undefined) meta.putSync("format", INDEX_FORMAT);
   return env;
-}
-
-/** Rename `<dir>/index` to `<dir>/index.corrupt-<time>` and keep the newest few of those. */
-async function moveAside(dir: string): Promise<string | undefined> {
-  const stamp = new Date().toISOString().replace(/[:.]/g, "-");
-  let target = `${dir}/index.corrupt-${stamp}`;
-  for (let i = 1; await exists(target); i++) target = `${dir}/index.corrupt-${stamp}.${i}`;
-  try {
-    await Deno.rename(`${dir}/index`, target);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return undefined;
-    throw e;
-  }
-  const old: string[] = [];
-  for await (const d of Deno.readDir(dir)) {
-    if (d.name.startsWith("index.corrupt-")) old.push(d.name);
-  }
-  // ISO timestamps sort chronologically as strings.
-  old.sort().reverse();
-  for (const name of old.slice(KEEP_CORRUPT)) {
-    await Deno.remove(`${dir}/${name}`, { recursive: true }).catch(() => {});
-  }
-  return target;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
 }
 
 /** Remove everything in `dir`; returns how many entries were removed. */

@@ -26,7 +26,8 @@ import {
 } from "../library/mod.ts";
 import { LazySearch, runCommitter } from "../search/mod.ts";
 import { acquireLock, type HeldLock } from "./lock.ts";
-import { abortableSleep, taskReportToJson, TaskSupervisor } from "./supervisor.ts";
+import { taskReportToJson, TaskSupervisor } from "./supervisor.ts";
+import { abortableSleep, exists } from "../util/mod.ts";
 import {
   type ControlHandlers,
   type ControlServer,
@@ -113,7 +114,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
   // What the daemon writes (library.db, snapshots, chunks, log, socket) is its user's alone.
   Deno.umask(0o077);
   await makePrivate(opts.stateDir, "state dir");
-  if (await Deno.lstat(opts.cacheDir).then(() => true, () => false)) {
+  if (await exists(opts.cacheDir)) {
     await makePrivate(opts.cacheDir, "cache dir");
   }
   const locks: HeldLock[] = [await acquireLock(opts.stateDir, { name: "musicfs" })];
@@ -158,7 +159,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       // A full (or read-only) state dir: a WAL database cannot even be opened for reading
       // there. What is stored is served as it is, read-only, and the scan is retried until
       // the database can be written again.
-      if (!(await Deno.lstat(dbPath).then(() => true, () => false))) throw e;
+      if (!(await exists(dbPath))) throw e;
       try {
         opened = { db: Database.openFrozen(dbPath), fullRescan: false };
       } catch {

@@ -13,6 +13,7 @@ import {
   parseMountinfo,
   statfsTypeAsync,
 } from "../sys/mod.ts";
+import { abortableSleep } from "../util/mod.ts";
 
 const log = logger("daemon", "health");
 
@@ -133,7 +134,7 @@ export class HealthMonitor {
     while (!stop?.aborted) {
       await raceAbort(this.probeNow(), stop);
       if (stop?.aborted) break;
-      await sleep(this.#intervalMs, stop);
+      await abortableSleep(this.#intervalMs, stop);
     }
   }
 
@@ -292,12 +293,6 @@ function raceAbort<T>(p: Promise<T>, signal?: AbortSignal): Promise<T | undefine
     signal.addEventListener("abort", onAbort, { once: true });
   });
   return Promise.race([p, aborted]).finally(() => signal.removeEventListener("abort", onAbort));
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const slept = new Promise<void>((resolve) => timer = setTimeout(resolve, ms));
-  return raceAbort(slept, signal).then(() => clearTimeout(timer));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@
  */
 import { errno, libc, strerror } from "../sys/libc.ts";
 import { logger } from "../log/mod.ts";
-import { abortableSleep } from "./supervisor.ts";
+import { abortableSleep } from "../util/mod.ts";
 
 const log = logger("daemon", "sd_notify");
 

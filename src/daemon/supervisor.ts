@@ -7,6 +7,7 @@
  * @module
  */
 import { logger } from "../log/mod.ts";
+import { abortableSleep } from "../util/mod.ts";
 
 const log = logger("daemon", "supervisor");
 
@@ -417,20 +418,4 @@ function isAbortError(e: unknown): boolean {
 function toError(e: unknown): Error {
   if (e instanceof Error) return e;
   return new Error(`Non-error thrown: ${String(e)}`, { cause: e });
-}
-
-/** setTimeout that ends early, resolving, when `signal` aborts. */
-export function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const onAbort = () => {
-      clearTimeout(timer);
-      resolve();
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
 }

@@ -12,6 +12,7 @@ import { logger } from "../log/mod.ts";
 import { extensionOf } from "./tags.ts";
 import { integrityProblems } from "./integrity.ts";
 import type { Origin, Playlist, Problem, Tags, TrackRecord } from "./types.ts";
+import { existsSync, moveAside } from "../util/mod.ts";
 
 const log = logger("library", "db");
 
@@ -1184,13 +1185,13 @@ export function openLibraryDatabase(
   path: string,
   options: LibraryOpenOptions = {},
 ): LibraryDatabaseOpen {
-  const existed = exists(path);
+  const existed = existsSync(path);
   try {
     const db = Database.openWithIntegrityCheck(path);
     return { db, fullRescan: !existed || db.origins().length === 0 };
   } catch (e) {
     if (!(e instanceof DatabaseCorruptedError)) throw e;
-    const movedTo = moveAside(path, options.keepCorrupt ?? 3);
+    const movedTo = setAside(path, options.keepCorrupt ?? 3);
     log.warn(
       "Library database {path} is damaged ({reason}); moved it to {movedTo} and starting a fresh one (full rescan)",
       {
@@ -1220,7 +1221,7 @@ export function setAsideLibraryDatabase(
     db.checkpoint();
   } catch { /* damaged enough to refuse: the -wal is moved along anyway */ }
   db.close();
-  const movedTo = moveAside(path, options.keepCorrupt ?? 3);
+  const movedTo = setAside(path, options.keepCorrupt ?? 3);
   log.warn(
     "Library database {path} is damaged ({reason}); moved it to {movedTo} and starting a fresh one (full rescan)",
     { path, reason, movedTo },
@@ -1228,54 +1229,9 @@ export function setAsideLibraryDatabase(
   return { db: Database.open(path), fullRescan: true, recovered: { reason, movedTo } };
 }
 
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
-}
-
-function moveAside(path: string, keep: number): string {
-  // ISO time without ':' (awkward in file names); sorts in time order as text.
-  let stamp = new Date().toISOString().replaceAll(":", "-");
-  let target = `${path}.corrupt-${stamp}`;
-  for (let i = 2; exists(target); i++) {
-    stamp = `${new Date().toISOString().replaceAll(":", "-")}.${i}`;
-    target = `${path}.corrupt-${stamp}`;
-  }
-  Deno.renameSync(path, target);
-  // The pair keeps SQLite's naming, so the set-aside copy can still be opened for forensics.
-  for (const suffix of ["-wal", "-shm"]) {
-    try {
-      Deno.renameSync(path + suffix, target + suffix);
-    } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
-    }
-  }
-  pruneCorrupt(path, keep);
-  return target;
-}
-
-function pruneCorrupt(path: string, keep: number): void {
-  const slash = path.lastIndexOf("/");
-  const dir = slash >= 0 ? path.slice(0, slash) || "/" : ".";
-  const base = path.slice(slash + 1) + ".corrupt-";
-  const stamps = new Set<string>();
-  for (const e of Deno.readDirSync(dir)) {
-    if (!e.name.startsWith(base)) continue;
-    stamps.add(e.name.slice(base.length).replace(/-(wal|shm)$/, ""));
-  }
-  const sorted = [...stamps].sort().reverse();
-  for (const stamp of sorted.slice(keep)) {
-    for (const suffix of ["", "-wal", "-shm"]) {
-      try {
-        Deno.removeSync(`${dir}/${base}${stamp}${suffix}`);
-      } catch (e) {
-        if (!(e instanceof Deno.errors.NotFound)) throw e;
-      }
-    }
-  }
+/** library.db with its -wal/-shm to `library.db.corrupt-<time>`, keeping the newest `keep`. */
+function setAside(path: string, keep: number): string {
+  const movedTo = moveAside(path, { keep, companions: ["-wal", "-shm"] });
+  if (!movedTo) throw new Deno.errors.NotFound(`Cannot set aside ${path}: it is gone`);
+  return movedTo;
 }

@@ -13,6 +13,7 @@ import {
   setAsideLibraryDatabase,
 } from "./db.ts";
 import { checkSources, trackProblems } from "./integrity.ts";
+import { existsSync } from "../util/mod.ts";
 
 /**
  * How the database was found. `absent`: never created (not a fault); `damaged`: fails its
@@ -63,20 +64,10 @@ function describe(path: string, db: Database, state: LibraryState): LibraryRepor
   };
 }
 
-function exists(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
-}
-
 /** Checks `path` read-only, as the daemon checks it at start. Never throws. */
 export function verify(path: string): LibraryReport {
   try {
-    if (!exists(path)) return { store: "library.db", path, state: "absent" };
+    if (!existsSync(path)) return { store: "library.db", path, state: "absent" };
     const db = Database.openWithIntegrityCheck(path, { readOnly: true });
     try {
       const damage = rowProblems(db);
@@ -107,7 +98,7 @@ export function verify(path: string): LibraryReport {
  */
 export function repair(path: string): LibraryReport {
   try {
-    if (!exists(path)) return { store: "library.db", path, state: "absent" };
+    if (!existsSync(path)) return { store: "library.db", path, state: "absent" };
     let opened = openLibraryDatabase(path);
     const damage = opened.recovered ? [] : rowProblems(opened.db);
     if (damage.length) {

@@ -15,6 +15,7 @@ import type { Origin } from "./types.ts";
 import { coverRank, isHiddenPath } from "./walk.ts";
 import type { WatchSet } from "./watch_set.ts";
 import { openWatch } from "./watch.ts";
+import { abortableSleep } from "../util/mod.ts";
 
 /** What {@link LibraryWatcher}'s event loop returns to have its watches set up again. */
 const REWATCH = "\0rewatch";
@@ -305,7 +306,7 @@ export class LibraryWatcher {
     const ms = this.#opts.revalidateMs ?? REVALIDATE_MS;
     if (ms <= 0) return;
     while (!signal.aborted) {
-      await sleep(ms, signal);
+      await abortableSleep(ms, signal);
       if (signal.aborted) return;
       await this.#rescanAll(signal);
     }
@@ -314,7 +315,7 @@ export class LibraryWatcher {
   async #poll(signal: AbortSignal): Promise<void> {
     const pollMs = this.#opts.pollMs ?? 300_000;
     while (!signal.aborted) {
-      await sleep(pollMs, signal);
+      await abortableSleep(pollMs, signal);
       if (signal.aborted) return;
       await this.#rescanAll(signal);
     }
@@ -334,18 +335,6 @@ export class LibraryWatcher {
 
 function messageOf(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
 }
 
 /**

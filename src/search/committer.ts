@@ -1,5 +1,6 @@
 /** The daemon's search committer task: periodic commits, and a last one at shutdown. */
 import type { CommitResult } from "./search_index.ts";
+import { abortableSleep } from "../util/mod.ts";
 
 /** What the committer needs of an index ({@link SearchIndex} and {@link LazySearch} fit). */
 export interface Committable {
@@ -30,19 +31,6 @@ function needsCommit(index: Committable, generation: (() => number) | undefined)
     generation() !== index.generation;
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done);
-  });
-}
-
 /**
  * Commit `index` every `intervalMs` when it changed, until `signal` aborts; then commit once
  * more and resolve, so a shutdown loses nothing indexed. Rejects when a commit fails (the
@@ -51,7 +39,7 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
 export async function runCommitter(index: Committable, opts: CommitterOptions): Promise<void> {
   const interval = Math.max(1, opts.intervalMs);
   while (!opts.signal.aborted) {
-    await sleep(interval, opts.signal);
+    await abortableSleep(interval, opts.signal);
     if (opts.signal.aborted) break;
     if (needsCommit(index, opts.generation)) await index.commit(opts.generation?.());
   }

@@ -28,6 +28,7 @@ import {
 } from "../../library/mod.ts";
 import { repairSearch, type SearchReport, verifySearch } from "../../search/mod.ts";
 import { CommandError, type CommandIo, consoleIo, reportError, statePaths } from "./common.ts";
+import { exists } from "../../util/mod.ts";
 
 /**
  * How a store was found. `absent`: never created (not a fault); `stale`: sound but behind
@@ -314,14 +315,4 @@ function lockReport(locks: LockFinding[], repaired: boolean): StoreReport {
       state: "stale",
       detail: `left by ${what}, which is gone; the next mount takes it over`,
     };
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
 }

@@ -1,0 +1,105 @@
+/** Small filesystem helpers shared by the stores, the daemon and the CLI. */
+
+/**
+ * Whether a directory entry named `path` is there (a dangling symlink counts: the name is
+ * taken). Errors other than "not found" (EACCES, EIO) are thrown, not read as "absent".
+ *
+ * @example
+ * ```ts
+ * import { exists } from "./fs.ts";
+ * console.log(await exists("/")); // true
+ * ```
+ */
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}
+
+/** {@link exists}, synchronously (for callers that are synchronous themselves). */
+export function existsSync(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}
+
+/** How {@link moveAside} names and prunes the set-aside copies. */
+export interface MoveAsideOptions {
+  /** How many set-aside copies (the newest) to keep; older ones are removed. */
+  keep: number;
+  /** Files that go with `path` under its name plus a suffix (SQLite's `-wal`, `-shm`). */
+  companions?: string[];
+}
+
+/**
+ * Set a damaged store aside for forensics: rename `path` (and its companions) to
+ * `<path>.corrupt-<time>`, then keep only the newest `keep` such copies. Returns the new
+ * name, or undefined when `path` was not there.
+ *
+ * @example
+ * ```ts
+ * import { moveAside } from "./fs.ts";
+ * const dir = Deno.makeTempDirSync();
+ * Deno.writeTextFileSync(`${dir}/library.db`, "junk");
+ * const to = moveAside(`${dir}/library.db`, { keep: 3, companions: ["-wal", "-shm"] });
+ * console.log(to); // <dir>/library.db.corrupt-2026-...Z
+ * Deno.removeSync(dir, { recursive: true });
+ * ```
+ */
+export function moveAside(path: string, options: MoveAsideOptions): string | undefined {
+  const companions = options.companions ?? [];
+  // ISO time without ':' (awkward in file names); sorts in time order as text.
+  let target = `${path}.corrupt-${stampNow()}`;
+  for (let i = 2; existsSync(target); i++) target = `${path}.corrupt-${stampNow()}.${i}`;
+  try {
+    Deno.renameSync(path, target);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw e;
+  }
+  // The companions keep their suffixes, so the set-aside copy can still be opened as it was.
+  for (const suffix of companions) {
+    try {
+      Deno.renameSync(path + suffix, target + suffix);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+  }
+  pruneAside(path, options.keep, companions);
+  return target;
+}
+
+function stampNow(): string {
+  return new Date().toISOString().replaceAll(":", "-");
+}
+
+function pruneAside(path: string, keep: number, companions: string[]): void {
+  const slash = path.lastIndexOf("/");
+  const dir = slash >= 0 ? path.slice(0, slash) || "/" : ".";
+  const base = path.slice(slash + 1) + ".corrupt-";
+  const stamps = new Set<string>();
+  for (const e of Deno.readDirSync(dir)) {
+    if (!e.name.startsWith(base)) continue;
+    let stamp = e.name.slice(base.length);
+    const suffix = companions.find((s) => stamp.endsWith(s));
+    if (suffix) stamp = stamp.slice(0, -suffix.length);
+    stamps.add(stamp);
+  }
+  for (const stamp of [...stamps].sort().reverse().slice(keep)) {
+    for (const suffix of ["", ...companions]) {
+      try {
+        Deno.removeSync(`${dir}/${base}${stamp}${suffix}`, { recursive: true });
+      } catch (e) {
+        if (!(e instanceof Deno.errors.NotFound)) throw e;
+      }
+    }
+  }
+}
