@@ -43,6 +43,8 @@ import { openDaemonCache } from "./cache.ts";
 import { FdBudget, guardOpens, MIN_FDS, raiseFdLimit } from "./fd_limit.ts";
 import { guardVanishedRoots } from "./root_guard.ts";
 import { makePrivate } from "./private_dir.ts";
+import { ChangeHub } from "./change_hub.ts";
+import { ProbeFiles } from "./probe_files.ts";
 import { logger } from "../log/mod.ts";
 import type { DaemonStatus, ScanStatus } from "./status.ts";
 import { register } from "./registry.ts";
@@ -244,14 +246,12 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       rebuildFrom: () => ours(db!.allTracks()),
       verify: true,
     });
-    // One known track per origin: an unmounted share leaves an empty mountpoint that a stat
-    // of the root alone would call healthy.
-    const sample = new Map<number, string>();
+    const probes = new ProbeFiles(originPath);
     const health = new HealthMonitor({
       origins: origins.map((o) => ({
         id: String(o.id),
         path: o.path,
-        probeFile: () => sample.get(o.id),
+        probeFile: () => probes.get(o.id),
       })),
     });
 
@@ -336,20 +336,9 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
 
     const startTracks = ours(allTracks);
     allTracks = [];
-    for (const t of startTracks) {
-      if (!sample.has(t.originId)) {
-        sample.set(t.originId, `${originPath.get(t.originId)}/${t.relPath}`);
-      }
-      if (sample.size === origins.length) break;
-    }
-    const invalidate = (inv: Invalidation[]) => {
-      if (!session) return;
-      for (const i of inv) {
-        if (i.kind === "entry") session.notifyInvalEntry(i.parent, i.name);
-        else if (i.kind === "delete") session.notifyDelete(i.parent, i.child, i.name);
-        else session.notifyInvalInode(i.ino, 0, -1);
-      }
-    };
+    probes.seed(startTracks);
+    // Called only once the tree below exists (background owner lookups, changes, checks).
+    const invalidate = (inv: Invalidation[]) => hub.invalidate(inv);
     const tree = new VirtualTree({
       origins,
       tracks: startTracks,
@@ -367,23 +356,27 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         ? { shareSearch: opts.allowOtherSearch, onAccessResolved: invalidate }
         : undefined,
     });
-    // Names that stay put: what the tree settled is stored right after each library batch
-    // (the next synchronous step after its commit), so a restart gives every file its name.
-    let unsavedNames: ReturnType<typeof tree.takeNameChanges> = [];
-    const saveNames = () => {
-      const changes = [...unsavedNames, ...tree.takeNameChanges()];
-      try {
-        db!.saveNames(changes);
-        unsavedNames = [];
-      } catch (e) {
-        unsavedNames = changes;
-        log.warn("Cannot store {n} name assignments (will retry): {error}", {
-          n: changes.length,
-          error: String(e),
-        });
+    // The watch's event thread opens each file it hears about, and a FIFO would hold it for
+    // good: with one in the library, poll instead.
+    let libraryWatcher: LibraryWatcher | undefined;
+    const fifoProblem = () => ours(db!.problems()).find((p) => p.reason.startsWith("a FIFO"));
+    const stopWatchingIfFifo = () => {
+      const p = libraryWatcher && fifoProblem();
+      if (p) {
+        libraryWatcher!.stopWatching(
+          `a FIFO in the library (${originPath.get(p.originId)}/${p.relPath}) stalls file events`,
+        );
       }
     };
-    saveNames();
+    const hub = new ChangeHub({
+      tree,
+      search,
+      names: db,
+      problems: () => ours(db!.problems()),
+      probes,
+      onProblemsChanged: stopWatchingIfFifo,
+    });
+    hub.saveNames();
 
     // Re-checks of sources an open found changed, swapped or gone, by origin: coalesced, so a
     // player retrying a bad file does not queue a rescan per attempt.
@@ -445,59 +438,10 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       onRootGone: () => void health.probeNow(),
     });
 
-    // Where the change listener's time goes during a scan (the scan's debug stage line).
-    const listenerMs = { tree: 0, invalidate: 0, search: 0 };
-    const onChange = (c: LibraryChange) => {
-      const t0 = performance.now();
-      const removedIds = c.removed.map((t) => t.id);
-      for (const t of c.removed) {
-        if (sample.get(t.originId) === `${originPath.get(t.originId)}/${t.relPath}`) {
-          sample.delete(t.originId);
-        }
-      }
-      for (const t of c.added) {
-        if (!sample.has(t.originId)) {
-          sample.set(t.originId, `${originPath.get(t.originId)}/${t.relPath}`);
-        }
-      }
-      if (c.problemsChanged) stopWatchingIfFifo();
-      const inv = tree.apply({
-        added: c.added,
-        changed: c.changed,
-        removed: removedIds,
-        covers: c.covers,
-        removedCovers: c.removedCovers,
-        problems: c.problemsChanged ? ours(db!.problems()) : undefined,
-        playlists: c.playlists,
-        removedPlaylists: c.removedPlaylists,
-      });
-      saveNames();
-      const t1 = performance.now();
-      invalidate(inv);
-      const t2 = performance.now();
-      for (const t of c.added) search.indexFile(t);
-      for (const t of c.changed) search.indexFile(t);
-      for (const id of removedIds) search.remove(id);
-      listenerMs.tree += t1 - t0;
-      listenerMs.invalidate += t2 - t1;
-      listenerMs.search += performance.now() - t2;
-    };
     // st_dev of our own mount, once mounted: the walk refuses anything on it (a loop).
     const mount: { dev?: number } = {};
-    // The watch's event thread opens each file it hears about, and a FIFO would hold it for
-    // good: with one in the library, poll instead.
-    let libraryWatcher: LibraryWatcher | undefined;
-    const fifoProblem = () => ours(db!.problems()).find((p) => p.reason.startsWith("a FIFO"));
-    const stopWatchingIfFifo = () => {
-      const p = libraryWatcher && fifoProblem();
-      if (p) {
-        libraryWatcher!.stopWatching(
-          `a FIFO in the library (${originPath.get(p.originId)}/${p.relPath}) stalls file events`,
-        );
-      }
-    };
     const scanner = new Scanner(db, {
-      onChange,
+      onChange: (c) => hub.apply(c),
       // The parse workers' read-ahead holds up to 16 fds per worker; under a low open-files
       // limit those belong to the daemon's own needs (the reserve of FdBudget) instead.
       poolOptions: { readAhead: limits.soft >= 1024 ? 16 : 0 },
@@ -524,6 +468,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       // Listings too: apply() invalidates a directory's inode whenever its entries change.
       cacheDirs: true,
     });
+    hub.kernel = session;
     const mountpoint = session.mountpoint;
     // Which connection is ours: after an abort (fusectl) the session ends without unmounting,
     // and only a mount of this very connection may be detached at shutdown.
@@ -550,7 +495,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
             log.info("The state dir can be written again: scanning");
             readOnly = undefined;
           }
-          listenerMs.tree = listenerMs.invalidate = listenerMs.search = 0;
+          hub.resetTimings();
           let told = 0;
           await scanner.scan(origins.map((o) => o.path), {
             signal,
@@ -571,9 +516,9 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
             "Scan change listener: tree {tree} ms, kernel invalidations {invalidate} ms, " +
               "search {search} ms",
             {
-              tree: Math.round(listenerMs.tree),
-              invalidate: Math.round(listenerMs.invalidate),
-              search: Math.round(listenerMs.search),
+              tree: Math.round(hub.timings.tree),
+              invalidate: Math.round(hub.timings.invalidate),
+              search: Math.round(hub.timings.search),
             },
           );
         } catch (e) {
@@ -768,8 +713,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
             first: `${originPath.get(missing[0].originId)}/${missing[0].relPath}`,
           },
         );
-        invalidate(tree.apply({ removed: missing.map((t) => t.id) }));
-        for (const t of missing) search.remove(t.id);
+        hub.removeTracks(missing.map((t) => t.id));
       } else {
         log.info("Sources of {checked} tracks checked in {ms} ms: all there", {
           checked: result.checked,
