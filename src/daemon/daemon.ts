@@ -10,24 +10,16 @@ import {
   checkSources,
   countProblems,
   Database,
-  type LibraryChange,
-  type LibraryDatabaseOpen,
   LibraryWatcher,
-  mergeRoots,
-  openLibraryDatabase,
-  type Origin,
   revalidateMsFromEnv,
   Scanner,
   type ScanProgress,
-  setAsideLibraryDatabase,
-  trackProblems,
-  type TrackRecord,
   type WatchState,
 } from "../library/mod.ts";
 import { LazySearch, runCommitter } from "../search/mod.ts";
 import { acquireLock, type HeldLock } from "./lock.ts";
 import { taskReportToJson, TaskSupervisor } from "./supervisor.ts";
-import { abortableSleep, exists } from "../util/mod.ts";
+import { abortableSleep } from "../util/mod.ts";
 import {
   type ControlHandlers,
   type ControlServer,
@@ -40,9 +32,15 @@ import { installCrashGuards, installSignalHandlers, runShutdown } from "./shutdo
 import * as systemd from "./sd_notify.ts";
 import { HealthMonitor } from "./health.ts";
 import { openDaemonCache } from "./cache.ts";
-import { FdBudget, guardOpens, MIN_FDS, raiseFdLimit } from "./fd_limit.ts";
+import { FdBudget, guardOpens } from "./fd_limit.ts";
 import { guardVanishedRoots } from "./root_guard.ts";
-import { makePrivate } from "./private_dir.ts";
+import {
+  DaemonStartError,
+  ensureFdLimit,
+  makeDaemonFilesPrivate,
+  refuseMountLoop,
+} from "./preflight.ts";
+import { openLibrary, recordLayout, registerOrigins } from "./open_library.ts";
 import { ChangeHub } from "./change_hub.ts";
 import { ProbeFiles } from "./probe_files.ts";
 import { logger } from "../log/mod.ts";
@@ -89,14 +87,7 @@ export interface DaemonOptions {
 /** Delays before scan retries 1, 2, 3...; the last repeats. */
 const SCAN_RETRY_MS = [2000, 5000, 10_000, 20_000];
 
-/** A daemon start that failed before the mount answered, with a one-line reason. */
-export class DaemonStartError extends Error {
-  /** `message` is shown to the user as is. */
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = "DaemonStartError";
-  }
-}
+export { DaemonStartError };
 
 /**
  * Run the daemon until it is shut down (signal, control API, or the mount going away).
@@ -104,21 +95,8 @@ export class DaemonStartError extends Error {
  */
 export async function runDaemon(opts: DaemonOptions): Promise<number> {
   const startedAt = Date.now();
-  const limits = raiseFdLimit();
-  if (limits.soft < MIN_FDS) {
-    throw new Error(
-      `Cannot start: the open files limit is ${limits.soft}, musicfs needs at least ${MIN_FDS} (raise it with ulimit -n)`,
-    );
-  }
-  if (limits.from !== undefined) {
-    log.info("Raised the open files limit from {from} to {soft}", limits);
-  }
-  // What the daemon writes (library.db, snapshots, chunks, log, socket) is its user's alone.
-  Deno.umask(0o077);
-  await makePrivate(opts.stateDir, "state dir");
-  if (await exists(opts.cacheDir)) {
-    await makePrivate(opts.cacheDir, "cache dir");
-  }
+  const limits = ensureFdLimit();
+  await makeDaemonFilesPrivate(opts.stateDir, opts.cacheDir);
   const locks: HeldLock[] = [await acquireLock(opts.stateDir, { name: "musicfs" })];
   const uninstallGuards = installCrashGuards();
   let db: Database | undefined;
@@ -128,103 +106,18 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
   let readOnly: string | undefined;
   let unregister = () => Promise.resolve();
   try {
-    // The mount inside a library (or a library inside the mount) would index its own views,
-    // and the watcher's setup would stat the mount from the thread that serves it: a deadlock.
-    // Also through links: the mountpoint's folder as it really is (the mountpoint itself may be
-    // a dead mount, not to be stat'ed).
-    const slash = opts.mountpoint.lastIndexOf("/");
-    const realParent = await Deno.realPath(opts.mountpoint.slice(0, slash) || "/").catch(() => "");
-    const mountpoints = [opts.mountpoint];
-    if (realParent) {
-      mountpoints.push(`${realParent === "/" ? "" : realParent}${opts.mountpoint.slice(slash)}`);
-    }
-    for (const root of opts.libraries) {
-      for (const mp of mountpoints) {
-        if (isInside(mp, root) || isInside(root, mp)) {
-          throw new DaemonStartError(
-            `Cannot mount ${opts.mountpoint}: it ${
-              isInside(mp, root) ? "is inside" : "holds"
-            } the library ${root}, a loop (choose a mountpoint outside the libraries)`,
-          );
-        }
-      }
-    }
+    await refuseMountLoop(opts.mountpoint, opts.libraries);
     // A bad mountpoint (a file, not empty, another live mount) is refused before any store is
     // opened or created: bad input changes nothing. A dead mount left there is detached.
     await prepareMountpoint(opts.mountpoint, true);
-    const checkStarted = performance.now();
-    const dbPath = `${opts.stateDir}/library.db`;
-    let opened: LibraryDatabaseOpen;
-    try {
-      opened = openLibraryDatabase(dbPath);
-    } catch (e) {
-      // A full (or read-only) state dir: a WAL database cannot even be opened for reading
-      // there. What is stored is served as it is, read-only, and the scan is retried until
-      // the database can be written again.
-      if (!(await exists(dbPath))) throw e;
-      try {
-        opened = { db: Database.openFrozen(dbPath), fullRescan: false };
-      } catch {
-        throw e;
-      }
-      readOnly = (e as Error).message;
-      log.warn(
-        "Cannot open library.db for writing ({reason}); serving the stored library read-only " +
-          "and retrying the scan until the state dir can be written",
-        { reason: readOnly },
-      );
-    }
-    // The rows themselves (every source once, clean paths), over the load the tree needs anyway.
-    let allTracks: TrackRecord[] = opened.db.allTracks();
-    const damage = trackProblems(allTracks, new Set(opened.db.origins().map((o) => o.id)));
-    if (damage.length) {
-      opened = setAsideLibraryDatabase(opened.db, `integrity check failed: ${damage.join("; ")}`);
-      allTracks = [];
-    }
-    db = opened.db;
-    integrity = {
-      ok: !opened.recovered,
-      ms: Math.round(performance.now() - checkStarted),
-      reason: opened.recovered?.reason,
-    };
-    log.debug("library.db checked in {ms} ms ({tracks} tracks): {result}", {
-      ms: integrity.ms,
-      tracks: allTracks.length,
-      result: opened.recovered ? "damaged, set aside; rescanning from scratch" : "ok",
-    });
-    if (opened.recovered) {
-      log.warn("library.db was damaged ({reason}); moved to {to}, rescanning from scratch", {
-        reason: opened.recovered.reason,
-        to: opened.recovered.movedTo,
-      });
-    }
-    // A root inside another one (or given twice) would show its files twice: merged, one line.
-    const { roots, merged } = mergeRoots(opts.libraries);
-    for (const m of merged) log.warn("{message}", { message: m.message });
-    const origins: Origin[] = roots.map((p) => {
-      try {
-        return db!.ensureOrigin(p);
-      } catch (e) {
-        if (!readOnly) throw e;
-        throw new DaemonStartError(
-          `Cannot add library ${p} while the state dir cannot be written (${readOnly})`,
-          { cause: e },
-        );
-      }
-    });
+    const library = await openLibrary(opts.stateDir);
+    db = library.db;
+    integrity = library.integrity;
+    readOnly = library.readOnly;
+    let allTracks = library.tracks;
+    const origins = registerOrigins(db, opts.libraries, readOnly);
     const originPath = new Map(origins.map((o) => [o.id, o.path]));
-    // Offline `musicfs search` prints /Artists paths; it needs the layout the daemon used.
-    // Best effort: a full state dir must not keep the stored library from being served.
-    const layoutFile = `${opts.stateDir}/layout`;
-    try {
-      if (opts.layout) await Deno.writeTextFile(layoutFile, opts.layout);
-      else await Deno.remove(layoutFile).catch(() => {});
-      await Deno.writeTextFile(`${opts.stateDir}/mountpoint`, opts.mountpoint);
-    } catch (e) {
-      log.warn("Cannot record the layout and mountpoint in the state dir: {error}", {
-        error: (e as Error).message,
-      });
-    }
+    await recordLayout(opts.stateDir, opts.layout, opts.mountpoint);
     const originIds = new Set(origins.map((o) => o.id));
     // Rows of libraries not given this time stay in the database but out of the tree.
     const ours = <T extends { originId: number }>(xs: T[]) =>
