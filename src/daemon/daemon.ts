@@ -3,8 +3,8 @@
  * mounts it, and runs every background job under the supervisor until an ordered shutdown.
  * Data flows one way: library (scanner, watcher) -> tree and search -> FUSE session.
  */
-import { detach, findFuseMount, FuseSession, identity, prepareMountpoint } from "../fuse/mod.ts";
-import { isInside, MusicOps, SourceOpener, TRACK_INO_BASE, VirtualTree } from "../fs/mod.ts";
+import { type FuseSession, identity, prepareMountpoint } from "../fuse/mod.ts";
+import { MusicOps, SourceOpener, TRACK_INO_BASE, VirtualTree } from "../fs/mod.ts";
 import type { Invalidation } from "../fs/mod.ts";
 import {
   checkSources,
@@ -43,6 +43,8 @@ import {
 import { openLibrary, recordLayout, registerOrigins } from "./open_library.ts";
 import { ChangeHub } from "./change_hub.ts";
 import { ProbeFiles } from "./probe_files.ts";
+import { SourceRecheck } from "./source_recheck.ts";
+import { mountTree, unmountTree } from "./mount_session.ts";
 import { logger } from "../log/mod.ts";
 import type { DaemonStatus, ScanStatus } from "./status.ts";
 import { register } from "./registry.ts";
@@ -271,31 +273,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     });
     hub.saveNames();
 
-    // Re-checks of sources an open found changed, swapped or gone, by origin: coalesced, so a
-    // player retrying a bad file does not queue a rescan per attempt.
-    const recheck = new Map<number, Set<string>>();
-    let recheckTimer: ReturnType<typeof setTimeout> | undefined;
-    const recheckLater = (originId: number, path: string, folder: boolean) => {
-      const root = originPath.get(originId);
-      if (!root || !isInside(path, root)) return;
-      let rel = path === root ? "" : path.slice(root.length + 1);
-      if (folder) rel = rel.includes("/") ? rel.slice(0, rel.lastIndexOf("/")) : "";
-      let set = recheck.get(originId);
-      if (!set) recheck.set(originId, set = new Set());
-      set.add(rel);
-      if (recheckTimer !== undefined) return;
-      recheckTimer = setTimeout(() => {
-        recheckTimer = undefined;
-        const work = [...recheck];
-        recheck.clear();
-        for (const [id, rels] of work) {
-          const origin = origins.find((o) => o.id === id)!;
-          scanner.rescanPaths(origin, [...rels]).catch((e) =>
-            log.warn("Cannot re-check {root}: {error}", { root: origin.path, error: String(e) })
-          );
-        }
-      }, 200);
-    };
+    const recheck = new SourceRecheck(origins, (o, rels) => scanner.rescanPaths(o, rels));
     const ops = new MusicOps({
       tree,
       search: async (q, limit) =>
@@ -309,8 +287,8 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         session.notifyInvalInode(ino, -1, 0);
         await session.flushNotifications();
       },
-      onSourceFault: (f) => recheckLater(f.originId, f.path, true),
-      onSourceChanged: (originId, path) => recheckLater(originId, path, false),
+      onSourceFault: (f) => recheck.later(f.originId, f.path, true),
+      onSourceChanged: (originId, path) => recheck.later(originId, path, false),
     });
 
     // Source fds never eat the reserve the daemon itself needs (control API, SQLite, log).
@@ -346,27 +324,11 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       }),
     });
 
-    // MUSICFS_PASSTHROUGH=0 serves reads in userspace even as root (tests of that path).
-    const passthroughEnv = Deno.env.get("MUSICFS_PASSTHROUGH");
-    session = await FuseSession.mount(opts.mountpoint, ops, {
-      create: true,
-      allowOther: opts.allowOther,
-      passthrough: passthroughEnv === "0" ? false : "auto",
-      // Other users get exactly what the sources give them; the kernel checks the modes.
-      defaultPermissions: opts.allowOther,
-      // The tree tells the kernel about every change, so its caches may live long (generated
-      // files, which change without a notice, get 1 s: see MusicOps.shareAttrs).
-      entryTtlMs: 3_600_000,
-      attrTtlMs: 3_600_000,
-      // Listings too: apply() invalidates a directory's inode whenever its entries change.
-      cacheDirs: true,
-    });
+    const mounted = await mountTree(opts.mountpoint, ops, { allowOther: opts.allowOther });
+    session = mounted.session;
     hub.kernel = session;
-    const mountpoint = session.mountpoint;
-    // Which connection is ours: after an abort (fusectl) the session ends without unmounting,
-    // and only a mount of this very connection may be detached at shutdown.
-    const ourDevice = findFuseMount(mountpoint)?.device;
-    mount.dev = deviceNumber(ourDevice);
+    const mountpoint = mounted.mountpoint;
+    mount.dev = mounted.dev;
     log.info("Mounted {mountpoint} with {tracks} tracks", {
       mountpoint,
       tracks: tree.stats().tracks,
@@ -481,8 +443,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         {
           name: "unmount",
           run: async () => {
-            await session!.unmount();
-            await detachOwnDeadMount(mountpoint, ourDevice);
+            await unmountTree(mounted);
           },
         },
         {
@@ -665,33 +626,9 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
   }
 }
 
-/**
- * Detach the mount at `mountpoint` when it is still the connection `device` (`major:minor`):
- * what an aborted connection leaves (the session ends without unmounting), a dead mount that
- * fails every access with ENOTCONN. A mount made there since by someone else is left alone.
- */
-async function detachOwnDeadMount(mountpoint: string, device: string | undefined): Promise<void> {
-  if (!device) return;
-  const mount = findFuseMount(mountpoint);
-  if (mount?.device !== device) return;
-  if (await detach(mountpoint)) {
-    log.info("Detached {mountpoint}: its FUSE connection had been aborted", { mountpoint });
-  }
-}
-
 /** A search hit for GET /search: the track's fields and its /Artists path. */
 function describeHit(tree: VirtualTree, id: number, score: number, db: Database): SearchHit | null {
   const t = db.getTrack(id);
   const path = t && tree.pathOf(TRACK_INO_BASE + id);
   return t && path ? toSearchHit(t, score, path) : null;
-}
-
-/** `st_dev` of a `major:minor` device (glibc's makedev), or undefined. */
-function deviceNumber(device: string | undefined): number | undefined {
-  const m = device && /^(\d+):(\d+)$/.exec(device);
-  if (!m) return undefined;
-  const major = Number(m[1]);
-  const minor = Number(m[2]);
-  return ((major & 0xfffff000) * 2 ** 32) + ((major & 0xfff) << 8) + ((minor & 0xffffff00) << 12) +
-    (minor & 0xff);
 }
