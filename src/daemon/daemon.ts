@@ -13,7 +13,6 @@ import {
   LibraryWatcher,
   revalidateMsFromEnv,
   Scanner,
-  type ScanProgress,
   type WatchState,
 } from "../library/mod.ts";
 import { LazySearch, runCommitter } from "../search/mod.ts";
@@ -45,6 +44,7 @@ import { ChangeHub } from "./change_hub.ts";
 import { ProbeFiles } from "./probe_files.ts";
 import { SourceRecheck } from "./source_recheck.ts";
 import { mountTree, unmountTree } from "./mount_session.ts";
+import { ScanTask } from "./scan_task.ts";
 import { logger } from "../log/mod.ts";
 import type { DaemonStatus, ScanStatus } from "./status.ts";
 import { register } from "./registry.ts";
@@ -86,9 +86,6 @@ export interface DaemonOptions {
   onScanProgress?: (status: DaemonStatus) => void;
 }
 
-/** Delays before scan retries 1, 2, 3...; the last repeats. */
-const SCAN_RETRY_MS = [2000, 5000, 10_000, 20_000];
-
 export { DaemonStartError };
 
 /**
@@ -104,8 +101,6 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
   let db: Database | undefined;
   let session: FuseSession | undefined;
   let integrity: DaemonStatus["integrity"] = null;
-  /** Why library.db is served read-only (a full state dir), until it can be written again. */
-  let readOnly: string | undefined;
   let unregister = () => Promise.resolve();
   try {
     await refuseMountLoop(opts.mountpoint, opts.libraries);
@@ -115,9 +110,8 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     const library = await openLibrary(opts.stateDir);
     db = library.db;
     integrity = library.integrity;
-    readOnly = library.readOnly;
     let allTracks = library.tracks;
-    const origins = registerOrigins(db, opts.libraries, readOnly);
+    const origins = registerOrigins(db, opts.libraries, library.readOnly);
     const originPath = new Map(origins.map((o) => [o.id, o.path]));
     await recordLayout(opts.stateDir, opts.layout, opts.mountpoint);
     const originIds = new Set(origins.map((o) => o.id));
@@ -126,13 +120,6 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       xs.filter((x) => originIds.has(x.originId));
     const { uid, gid } = identity();
 
-    let scanProgress: ScanProgress | null = null;
-    const scanRetry: {
-      failures: number;
-      reason?: string;
-      at?: number;
-      timer?: ReturnType<typeof setTimeout>;
-    } = { failures: 0 };
     const watchStates = new Map<number, WatchState>();
     // The supervisor logs every transition itself.
     const supervisor = new TaskSupervisor();
@@ -169,8 +156,6 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     // The minisearch snapshot of musicfs before search.db: rebuilt into search.db.
     await Deno.remove(`${opts.stateDir}/search.snapshot`).catch(() => {});
 
-    const scanning = () => supervisor.status("scanner")?.state === "running";
-    let firstScanDone = false;
     const status = (): DaemonStatus => {
       const treeStats = tree.stats();
       const stats = {
@@ -188,25 +173,9 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         tracks: treeStats.tracks,
         problems: treeStats.problems,
         problemKinds: countProblems(tree.problems()),
-        scan: scanProgress && {
-          active: scanning(),
-          phase: scanProgress.phase,
-          root: scanProgress.root,
-          seen: scanProgress.seen,
-          unchanged: scanProgress.unchanged,
-          total: scanProgress.total,
-          parsed: scanProgress.parsed,
-          committed: scanProgress.committed,
-          walkDone: scanProgress.walkDone,
-        },
-        scanRetry: scanRetry.failures
-          ? {
-            failures: scanRetry.failures,
-            reason: scanRetry.reason,
-            nextAt: scanRetry.at === undefined ? undefined : new Date(scanRetry.at).toISOString(),
-          }
-          : null,
-        firstScanDone,
+        scan: scanTask.scanStatus(),
+        scanRetry: scanTask.retryStatus(),
+        firstScanDone: scanTask.firstScanDone,
         tasks: supervisor.checkAll().map(taskReportToJson),
         origins: origins.map((o) => {
           const h = health.status(String(o.id));
@@ -225,7 +194,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         fuse: stats,
         integrity,
         fds: fds?.stats() ?? null,
-        readOnly: readOnly ?? null,
+        readOnly: scanTask.readOnly ?? null,
       };
     };
 
@@ -323,6 +292,21 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         mountDev: mount.dev,
       }),
     });
+    const scanTask = new ScanTask({
+      supervisor,
+      scanner,
+      db,
+      roots: origins.map((o) => o.path),
+      hub,
+      readOnly: library.readOnly,
+      shuttingDown: () => signals.shuttingDown,
+      trackCount: () => tree.stats().tracks,
+      onProgress: opts.onScanProgress && ((final) => {
+        const now = status();
+        if (final && now.scan) now.scan.active = false;
+        opts.onScanProgress!(now);
+      }),
+    });
 
     const mounted = await mountTree(opts.mountpoint, ops, { allowOther: opts.allowOther });
     session = mounted.session;
@@ -334,87 +318,13 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       tracks: tree.stats().tracks,
     });
 
-    // A scan that fails (a full state dir, an I/O error) is retried with backoff; the tree
-    // already served stays as it is meanwhile. Status shows the retry.
-    const rescan = (): boolean => {
-      if (supervisor.status("scanner")?.state === "running") return false;
-      if (scanRetry.timer !== undefined) clearTimeout(scanRetry.timer);
-      scanRetry.timer = undefined;
-      scanRetry.at = undefined;
-      supervisor.spawnSupervised("scanner", async (signal) => {
-        try {
-          if (db!.frozen && !db!.unfreeze()) {
-            throw new Error(`library.db cannot be written yet (${readOnly})`);
-          }
-          if (readOnly && !db!.frozen) {
-            log.info("The state dir can be written again: scanning");
-            readOnly = undefined;
-          }
-          hub.resetTimings();
-          let told = 0;
-          await scanner.scan(origins.map((o) => o.path), {
-            signal,
-            // Every file: status must never show fewer files read than tracks in the tree
-            // (the tree fills from commits, which follow the reads). Only the kept copy is
-            // per file; systemd and the progress bar hear at most every 250 ms.
-            progressMs: 0,
-            onProgress: (p) => {
-              scanProgress = p;
-              const now = performance.now();
-              if (now - told < 250 && p.phase !== "done") return;
-              told = now;
-              systemd.status(`scan ${p.phase}: ${p.parsed}/${p.total} files read`);
-              opts.onScanProgress?.(status());
-            },
-          });
-          log.debug(
-            "Scan change listener: tree {tree} ms, kernel invalidations {invalidate} ms, " +
-              "search {search} ms",
-            {
-              tree: Math.round(hub.timings.tree),
-              invalidate: Math.round(hub.timings.invalidate),
-              search: Math.round(hub.timings.search),
-            },
-          );
-        } catch (e) {
-          if (signal.aborted || signals.shuttingDown) throw e;
-          const delayMs = SCAN_RETRY_MS[Math.min(scanRetry.failures, SCAN_RETRY_MS.length - 1)];
-          scanRetry.failures++;
-          scanRetry.reason = (e as Error).message;
-          scanRetry.at = Date.now() + delayMs;
-          log.warn("The scan failed ({reason}); serving the stored tree, retry {n} in {s} s", {
-            reason: scanRetry.reason,
-            n: scanRetry.failures,
-            s: delayMs / 1000,
-          });
-          scanRetry.timer = setTimeout(() => {
-            scanRetry.timer = undefined;
-            if (!signals.shuttingDown) rescan();
-          }, delayMs);
-          throw e;
-        } finally {
-          // Also when the scan failed: `mount --wait` must not wait for a scan that ended.
-          firstScanDone = true;
-          if (opts.onScanProgress) {
-            const last = status();
-            if (last.scan) last.scan.active = false;
-            opts.onScanProgress(last);
-          }
-        }
-        scanRetry.failures = 0;
-        scanRetry.reason = undefined;
-        systemd.status(`serving ${tree.stats().tracks} tracks`);
-      });
-      return true;
-    };
-
     const shutdown = async () => {
       systemd.stopping();
       const report = await runShutdown([
         {
           name: "stop tasks",
           run: async () => {
-            if (scanRetry.timer !== undefined) clearTimeout(scanRetry.timer);
+            scanTask.cancelRetry();
             const stragglers = await supervisor.stopAll(5000);
             if (stragglers.length) {
               log.warn("Tasks still running at shutdown: {stragglers}", { stragglers });
@@ -464,7 +374,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     };
     const signals = installSignalHandlers({
       onShutdown: shutdown,
-      onRescan: () => void rescan(),
+      onRescan: () => void scanTask.start(),
     });
 
     const controlHandlers: ControlHandlers = {
@@ -475,7 +385,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
           results: hits.map((h) => describeHit(tree, h.id, h.score, db!)).filter(Boolean),
         };
       },
-      rescan: () => Promise.resolve({ started: rescan() }),
+      rescan: () => Promise.resolve({ started: scanTask.start() }),
       shutdown: () => signals.requestShutdown("control API"),
     };
     // The first listener is part of the start: a daemon nobody can reach (e.g. control.sock is
@@ -541,7 +451,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         state: h.healthy ? "reachable again" : "unreachable",
       });
       // Whatever changed while it was away (or a scan refused while its root looked empty).
-      if (h.healthy) rescan();
+      if (h.healthy) scanTask.start();
     };
     // The cross-check of every served track against its source file, off the loop: a path
     // that does not exist (a file deleted while stopped, or a damaged row that passed every
@@ -575,7 +485,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         });
       }
     });
-    rescan();
+    scanTask.start();
     try {
       unregister = await register({
         mountpoint,
