@@ -27,7 +27,7 @@ import {
   serveControl,
   toSearchHit,
 } from "./control.ts";
-import { installCrashGuards, installSignalHandlers, runShutdown } from "./shutdown.ts";
+import { installCrashGuards, installSignalHandlers } from "./shutdown.ts";
 import * as systemd from "./sd_notify.ts";
 import { HealthMonitor } from "./health.ts";
 import { openDaemonCache } from "./cache.ts";
@@ -43,8 +43,9 @@ import { openLibrary, recordLayout, registerOrigins } from "./open_library.ts";
 import { ChangeHub } from "./change_hub.ts";
 import { ProbeFiles } from "./probe_files.ts";
 import { SourceRecheck } from "./source_recheck.ts";
-import { mountTree, unmountTree } from "./mount_session.ts";
+import { mountTree } from "./mount_session.ts";
 import { ScanTask } from "./scan_task.ts";
+import { shutDownDaemon } from "./shutdown_steps.ts";
 import { logger } from "../log/mod.ts";
 import type { DaemonStatus, ScanStatus } from "./status.ts";
 import { register } from "./registry.ts";
@@ -318,60 +319,21 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       tracks: tree.stats().tracks,
     });
 
-    const shutdown = async () => {
-      systemd.stopping();
-      const report = await runShutdown([
-        {
-          name: "stop tasks",
-          run: async () => {
-            scanTask.cancelRetry();
-            const stragglers = await supervisor.stopAll(5000);
-            if (stragglers.length) {
-              log.warn("Tasks still running at shutdown: {stragglers}", { stragglers });
-            }
-          },
-          timeoutMs: 7000,
-        },
-        {
-          name: "commit search",
-          run: async () => {
-            // The full check of search.db started at open holds the changes made meanwhile.
-            search.stopChecking();
-            if (search.index) await search.commit();
-            search.close();
-          },
-        },
-        { name: "close scanner", run: () => scanner.close() },
-        { name: "close cache", run: () => cache?.close() },
-        {
-          name: "close sqlite",
-          run: () => {
-            db!.checkpoint();
-            db!.close();
-          },
-        },
-        {
-          name: "unmount",
-          run: async () => {
-            await unmountTree(mounted);
-          },
-        },
-        {
-          name: "close files",
-          run: () => {
-            ops.closeAll();
-            fds.close();
-          },
-        },
-        { name: "unregister", run: () => unregister() },
-        {
-          name: "release lock",
-          run: async () => void await Promise.all(locks.map((l) => l.release())),
-        },
-      ]);
-      uninstallGuards();
-      if (!report.ok) throw new Error("shutdown finished with errors");
-    };
+    const shutdown = () =>
+      shutDownDaemon({
+        scanTask,
+        supervisor,
+        search,
+        scanner,
+        cache,
+        db: db!,
+        mount: mounted,
+        ops,
+        fds,
+        unregister: () => unregister(),
+        locks,
+        uninstallGuards,
+      });
     const signals = installSignalHandlers({
       onShutdown: shutdown,
       onRescan: () => void scanTask.start(),
