@@ -7,7 +7,6 @@ import { type FuseSession, identity, prepareMountpoint } from "../fuse/mod.ts";
 import { MusicOps, SourceOpener, TRACK_INO_BASE, VirtualTree } from "../fs/mod.ts";
 import type { Invalidation } from "../fs/mod.ts";
 import {
-  checkSources,
   countProblems,
   Database,
   LibraryWatcher,
@@ -19,14 +18,7 @@ import { LazySearch, runCommitter } from "../search/mod.ts";
 import { acquireLock, type HeldLock } from "./lock.ts";
 import { taskReportToJson, TaskSupervisor } from "./supervisor.ts";
 import { abortableSleep } from "../util/mod.ts";
-import {
-  type ControlHandlers,
-  type ControlServer,
-  controlSocketPath,
-  type SearchHit,
-  serveControl,
-  toSearchHit,
-} from "./control.ts";
+import { type ControlHandlers, controlSocketPath, type SearchHit, toSearchHit } from "./control.ts";
 import { installCrashGuards, installSignalHandlers } from "./shutdown.ts";
 import * as systemd from "./sd_notify.ts";
 import { HealthMonitor } from "./health.ts";
@@ -46,6 +38,8 @@ import { SourceRecheck } from "./source_recheck.ts";
 import { mountTree } from "./mount_session.ts";
 import { ScanTask } from "./scan_task.ts";
 import { shutDownDaemon } from "./shutdown_steps.ts";
+import { openControlListener, spawnControlApi } from "./control_listener.ts";
+import { checkServedSources } from "./source_check.ts";
 import { logger } from "../log/mod.ts";
 import type { DaemonStatus, ScanStatus } from "./status.ts";
 import { register } from "./registry.ts";
@@ -350,19 +344,12 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       rescan: () => Promise.resolve({ started: scanTask.start() }),
       shutdown: () => signals.requestShutdown("control API"),
     };
-    // The first listener is part of the start: a daemon nobody can reach (e.g. control.sock is
-    // a directory) must fail its start, not keep a mount that `musicfs unmount` cannot stop.
-    const firstStop = new AbortController();
-    let firstServer: ControlServer | undefined;
+    let firstListener;
     try {
-      firstServer = await serveControl({
-        socketPath: controlSocketPath(opts.stateDir),
-        signal: firstStop.signal,
-        handlers: controlHandlers,
-      });
+      firstListener = await openControlListener(opts.stateDir, controlHandlers);
     } catch (e) {
       signals.uninstall();
-      throw new DaemonStartError((e as Error).message, { cause: e });
+      throw e;
     }
     supervisor.spawnSupervised("fuse", async (signal) => {
       const aborted = new Promise<void>((r) =>
@@ -386,24 +373,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       }
     });
     supervisor.spawnCritical("health monitor", (signal) => health.run(signal));
-    supervisor.spawnCritical("control api", async (signal) => {
-      let server = firstServer;
-      firstServer = undefined;
-      if (server) signal.addEventListener("abort", () => firstStop.abort(), { once: true });
-      else {
-        server = await serveControl({
-          socketPath: controlSocketPath(opts.stateDir),
-          signal,
-          handlers: controlHandlers,
-        });
-      }
-      await server.finished;
-    }, {
-      // Never given up on: it is how the user reaches the daemon. A listener lost (e.g. to
-      // EMFILE) comes back within seconds.
-      backoffMs: [200, 1000, 5000],
-      maxRestarts: 1000,
-    });
+    spawnControlApi(supervisor, opts.stateDir, controlHandlers, firstListener);
     const wd = systemd.watchdogIntervalMs();
     if (wd) supervisor.spawnSupervised("watchdog", (signal) => systemd.runWatchdog(signal));
 
@@ -415,38 +385,11 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       // Whatever changed while it was away (or a scan refused while its root looked empty).
       if (h.healthy) scanTask.start();
     };
-    // The cross-check of every served track against its source file, off the loop: a path
-    // that does not exist (a file deleted while stopped, or a damaged row that passed every
-    // check) leaves the tree at once instead of when the rescan reaches it.
-    supervisor.spawnSupervised("source check", async (signal) => {
-      const result = await checkSources(startTracks, originPath, { signal });
-      const missing = result.missing.filter((t) => tree.get(TRACK_INO_BASE + t.id));
-      if (integrity) {
-        integrity.sources = {
-          checked: result.checked,
-          missing: result.missing.length,
-          skipped: result.skipped,
-          ms: result.ms,
-        };
-      }
-      if (missing.length) {
-        log.warn(
-          "{count} of {checked} tracks name a source that is not there (first: {first}); " +
-            "removed from the tree until a scan finds them",
-          {
-            count: missing.length,
-            checked: result.checked,
-            first: `${originPath.get(missing[0].originId)}/${missing[0].relPath}`,
-          },
-        );
-        hub.removeTracks(missing.map((t) => t.id));
-      } else {
-        log.info("Sources of {checked} tracks checked in {ms} ms: all there", {
-          checked: result.checked,
-          ms: result.ms,
-        });
-      }
-    });
+    supervisor.spawnSupervised(
+      "source check",
+      (signal) =>
+        checkServedSources({ tracks: startTracks, originPath, tree, hub, integrity }, signal),
+    );
     scanTask.start();
     try {
       unregister = await register({
