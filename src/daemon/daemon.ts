@@ -7,7 +7,6 @@ import { type FuseSession, identity, prepareMountpoint } from "../fuse/mod.ts";
 import { MusicOps, SourceOpener, TRACK_INO_BASE, VirtualTree } from "../fs/mod.ts";
 import type { Invalidation } from "../fs/mod.ts";
 import {
-  countProblems,
   Database,
   LibraryWatcher,
   revalidateMsFromEnv,
@@ -16,7 +15,7 @@ import {
 } from "../library/mod.ts";
 import { LazySearch, runCommitter } from "../search/mod.ts";
 import { acquireLock, type HeldLock } from "./lock.ts";
-import { taskReportToJson, TaskSupervisor } from "./supervisor.ts";
+import { TaskSupervisor } from "./supervisor.ts";
 import { abortableSleep } from "../util/mod.ts";
 import { type ControlHandlers, controlSocketPath, type SearchHit, toSearchHit } from "./control.ts";
 import { installCrashGuards, installSignalHandlers } from "./shutdown.ts";
@@ -40,6 +39,7 @@ import { ScanTask } from "./scan_task.ts";
 import { shutDownDaemon } from "./shutdown_steps.ts";
 import { openControlListener, spawnControlApi } from "./control_listener.ts";
 import { checkServedSources } from "./source_check.ts";
+import { statusReport } from "./status_report.ts";
 import { logger } from "../log/mod.ts";
 import type { DaemonStatus, ScanStatus } from "./status.ts";
 import { register } from "./registry.ts";
@@ -151,47 +151,25 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     // The minisearch snapshot of musicfs before search.db: rebuilt into search.db.
     await Deno.remove(`${opts.stateDir}/search.snapshot`).catch(() => {});
 
-    const status = (): DaemonStatus => {
-      const treeStats = tree.stats();
-      const stats = {
-        ...(session?.stats ??
-          { requests: 0, errors: 0, inflight: 0, passthrough: false, passthroughFallbacks: 0 }),
-        stuckOpens: opener.stuck,
-      };
-      return {
-        pid: Deno.pid,
+    const status = (): DaemonStatus =>
+      statusReport({
         version: opts.version,
         mountpoint: opts.mountpoint,
-        startedAt,
-        uptimeMs: Date.now() - startedAt,
         stateDir: opts.stateDir,
-        tracks: treeStats.tracks,
-        problems: treeStats.problems,
-        problemKinds: countProblems(tree.problems()),
-        scan: scanTask.scanStatus(),
-        scanRetry: scanTask.retryStatus(),
-        firstScanDone: scanTask.firstScanDone,
-        tasks: supervisor.checkAll().map(taskReportToJson),
-        origins: origins.map((o) => {
-          const h = health.status(String(o.id));
-          const w = watchStates.get(o.id);
-          return {
-            id: o.id,
-            path: o.path,
-            healthy: h?.healthy ?? true,
-            consecutiveFailures: h?.consecutiveFailures ?? 0,
-            watch: w?.mode ?? "watching",
-            reason: w?.reason,
-          };
-        }),
-        cache: cache?.stats() ?? null,
-        search: { state: search.state, documents: search.index?.size ?? 0 },
-        fuse: stats,
+        startedAt,
+        tree,
+        session,
+        stuckOpens: opener.stuck,
+        scanTask,
+        supervisor,
+        origins,
+        health,
+        watchStates,
+        cache,
+        search,
         integrity,
-        fds: fds?.stats() ?? null,
-        readOnly: scanTask.readOnly ?? null,
-      };
-    };
+        fds,
+      });
 
     const startTracks = ours(allTracks);
     allTracks = [];
