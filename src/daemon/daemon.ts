@@ -6,13 +6,7 @@
 import { type FuseSession, identity, prepareMountpoint } from "../fuse/mod.ts";
 import { MusicOps, SourceOpener, TRACK_INO_BASE, VirtualTree } from "../fs/mod.ts";
 import type { Invalidation } from "../fs/mod.ts";
-import {
-  Database,
-  LibraryWatcher,
-  revalidateMsFromEnv,
-  Scanner,
-  type WatchState,
-} from "../library/mod.ts";
+import { Database, Scanner } from "../library/mod.ts";
 import { LazySearch, runCommitter } from "../search/mod.ts";
 import { acquireLock, type HeldLock } from "./lock.ts";
 import { TaskSupervisor } from "./supervisor.ts";
@@ -40,6 +34,7 @@ import { shutDownDaemon } from "./shutdown_steps.ts";
 import { openControlListener, spawnControlApi } from "./control_listener.ts";
 import { checkServedSources } from "./source_check.ts";
 import { statusReport } from "./status_report.ts";
+import { LibraryWatch } from "./library_watch.ts";
 import { logger } from "../log/mod.ts";
 import type { DaemonStatus, ScanStatus } from "./status.ts";
 import { register } from "./registry.ts";
@@ -115,7 +110,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       xs.filter((x) => originIds.has(x.originId));
     const { uid, gid } = identity();
 
-    const watchStates = new Map<number, WatchState>();
+    const watch = new LibraryWatch(origins, () => ours(db!.problems()));
     // The supervisor logs every transition itself.
     const supervisor = new TaskSupervisor();
     const search = LazySearch.fromSnapshot(`${opts.stateDir}/search.db`, {
@@ -164,7 +159,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         supervisor,
         origins,
         health,
-        watchStates,
+        watchStates: watch.states,
         cache,
         search,
         integrity,
@@ -193,25 +188,13 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         ? { shareSearch: opts.allowOtherSearch, onAccessResolved: invalidate }
         : undefined,
     });
-    // The watch's event thread opens each file it hears about, and a FIFO would hold it for
-    // good: with one in the library, poll instead.
-    let libraryWatcher: LibraryWatcher | undefined;
-    const fifoProblem = () => ours(db!.problems()).find((p) => p.reason.startsWith("a FIFO"));
-    const stopWatchingIfFifo = () => {
-      const p = libraryWatcher && fifoProblem();
-      if (p) {
-        libraryWatcher!.stopWatching(
-          `a FIFO in the library (${originPath.get(p.originId)}/${p.relPath}) stalls file events`,
-        );
-      }
-    };
     const hub = new ChangeHub({
       tree,
       search,
       names: db,
       problems: () => ours(db!.problems()),
       probes,
-      onProblemsChanged: stopWatchingIfFifo,
+      onProblemsChanged: () => watch.stopWatchingIfFifo(),
     });
     hub.saveNames();
 
@@ -383,27 +366,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     }
     systemd.ready();
     opts.onReady?.({ mountpoint, tracks: tree.stats().tracks, pid: Deno.pid });
-    // Deno.watchFs sets up its inotify watches synchronously (0.5 s at 16k folders): only
-    // once the mount is up and reported ready.
-    supervisor.spawnCritical("watcher", (signal) => {
-      const known = fifoProblem();
-      const watcher = libraryWatcher = new LibraryWatcher(scanner, origins, {
-        mountpoint,
-        // A worker thread costs about 6 fds: only with a workable fd limit (not `ulimit -n 64`).
-        watchInWorker: limits.soft >= 256,
-        pollReason: known &&
-          `a FIFO in the library (${originPath.get(known.originId)}/${known.relPath}) stalls ` +
-            `file events`,
-        revalidateMs: revalidateMsFromEnv(),
-        onState: (s: WatchState) => {
-          for (const o of origins) watchStates.set(o.id, s);
-          if (s.mode === "polling") {
-            log.warn("Watching failed ({reason}); rescanning periodically", { reason: s.reason });
-          }
-        },
-      });
-      return watcher.run(signal);
-    });
+    watch.spawn(supervisor, scanner, { mountpoint, fdLimit: limits.soft });
     // Runs until a signal or the control API shuts us down; that path exits the process.
     await new Promise(() => {});
     return 0;
