@@ -4,8 +4,7 @@
  * Data flows one way: library (scanner, watcher) -> tree and search -> FUSE session.
  */
 import { type FuseSession, identity, prepareMountpoint } from "../fuse/mod.ts";
-import { MusicOps, SourceOpener, TRACK_INO_BASE, VirtualTree } from "../fs/mod.ts";
-import type { Invalidation } from "../fs/mod.ts";
+import { SourceOpener, TRACK_INO_BASE, type VirtualTree } from "../fs/mod.ts";
 import { Database, Scanner } from "../library/mod.ts";
 import { LazySearch, runCommitter } from "../search/mod.ts";
 import { acquireLock, type HeldLock } from "./lock.ts";
@@ -16,8 +15,6 @@ import { installCrashGuards, installSignalHandlers } from "./shutdown.ts";
 import * as systemd from "./sd_notify.ts";
 import { HealthMonitor } from "./health.ts";
 import { openDaemonCache } from "./cache.ts";
-import { FdBudget, guardOpens } from "./fd_limit.ts";
-import { guardVanishedRoots } from "./root_guard.ts";
 import {
   DaemonStartError,
   ensureFdLimit,
@@ -25,9 +22,7 @@ import {
   refuseMountLoop,
 } from "./preflight.ts";
 import { openLibrary, recordLayout, registerOrigins } from "./open_library.ts";
-import { ChangeHub } from "./change_hub.ts";
 import { ProbeFiles } from "./probe_files.ts";
-import { SourceRecheck } from "./source_recheck.ts";
 import { mountTree } from "./mount_session.ts";
 import { ScanTask } from "./scan_task.ts";
 import { shutDownDaemon } from "./shutdown_steps.ts";
@@ -35,6 +30,7 @@ import { openControlListener, spawnControlApi } from "./control_listener.ts";
 import { checkServedSources } from "./source_check.ts";
 import { statusReport } from "./status_report.ts";
 import { LibraryWatch } from "./library_watch.ts";
+import { buildServing } from "./serving.ts";
 import { logger } from "../log/mod.ts";
 import type { DaemonStatus, ScanStatus } from "./status.ts";
 import { register } from "./registry.ts";
@@ -169,69 +165,26 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     const startTracks = ours(allTracks);
     allTracks = [];
     probes.seed(startTracks);
-    // Called only once the tree below exists (background owner lookups, changes, checks).
-    const invalidate = (inv: Invalidation[]) => hub.invalidate(inv);
-    const tree = new VirtualTree({
+    const { tree, hub, ops, fds } = buildServing({
+      db,
       origins,
       tracks: startTracks,
-      covers: ours(db.covers()),
-      problems: ours(db.problems()),
-      playlists: ours(db.playlists()),
-      names: db.names(),
+      ours,
       uid,
       gid,
       layout: opts.layout,
-      status: () => JSON.stringify(status(), null, 2) + "\n",
-      // Owners and modes the records lack (covers, rows from before schema 2) are stat'ed in
-      // the background; until then those files show as ours alone.
-      permissions: opts.allowOther
-        ? { shareSearch: opts.allowOtherSearch, onAccessResolved: invalidate }
-        : undefined,
-    });
-    const hub = new ChangeHub({
-      tree,
+      allowOther: opts.allowOther,
+      allowOtherSearch: opts.allowOtherSearch,
       search,
-      names: db,
-      problems: () => ours(db!.problems()),
-      probes,
-      onProblemsChanged: () => watch.stopWatchingIfFifo(),
-    });
-    hub.saveNames();
-
-    const recheck = new SourceRecheck(origins, (o, rels) => scanner.rescanPaths(o, rels));
-    const ops = new MusicOps({
-      tree,
-      search: async (q, limit) =>
-        (await search.search(q, limit, { timeoutMs: 2000 })).map((r) => r.id),
-      invalidate,
-      cache: cache?.route,
-      healthy: (id) => health.status(String(id))?.healthy ?? true,
+      health,
       opener,
-      invalidateAttr: async (ino) => {
-        if (!session) return;
-        session.notifyInvalInode(ino, -1, 0);
-        await session.flushNotifications();
-      },
-      onSourceFault: (f) => recheck.later(f.originId, f.path, true),
-      onSourceChanged: (originId, path) => recheck.later(originId, path, false),
-    });
-
-    // Source fds never eat the reserve the daemon itself needs (control API, SQLite, log).
-    const fds = new FdBudget({ limit: limits.soft });
-    guardOpens(ops, fds, (ino) => {
-      const kind = tree.get(ino)?.kind;
-      return kind === "track" || kind === "cover";
-    });
-
-    guardVanishedRoots(ops, {
-      originOf: (ino) => {
-        const n = tree.get(ino);
-        if (n?.kind !== "track" && n?.kind !== "cover") return undefined;
-        const source = tree.sourcePath(n);
-        const o = origins.find((o) => source.startsWith(`${o.path}/`));
-        return o && { id: o.id, root: o.path };
-      },
-      onRootGone: () => void health.probeNow(),
+      cache,
+      probes,
+      fdLimit: limits.soft,
+      statusText: () => JSON.stringify(status(), null, 2) + "\n",
+      session: () => session,
+      onProblemsChanged: () => watch.stopWatchingIfFifo(),
+      rescanPaths: (o, rels) => scanner.rescanPaths(o, rels),
     });
 
     // st_dev of our own mount, once mounted: the walk refuses anything on it (a loop).
