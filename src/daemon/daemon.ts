@@ -6,10 +6,9 @@
 import { type FuseSession, identity, prepareMountpoint } from "../fuse/mod.ts";
 import { SourceOpener, TRACK_INO_BASE, type VirtualTree } from "../fs/mod.ts";
 import { Database, Scanner } from "../library/mod.ts";
-import { LazySearch, runCommitter } from "../search/mod.ts";
+import { LazySearch } from "../search/mod.ts";
 import { acquireLock, type HeldLock } from "./lock.ts";
 import { TaskSupervisor } from "./supervisor.ts";
-import { abortableSleep } from "../util/mod.ts";
 import { type ControlHandlers, controlSocketPath, type SearchHit, toSearchHit } from "./control.ts";
 import { installCrashGuards, installSignalHandlers } from "./shutdown.ts";
 import * as systemd from "./sd_notify.ts";
@@ -26,11 +25,12 @@ import { ProbeFiles } from "./probe_files.ts";
 import { mountTree } from "./mount_session.ts";
 import { ScanTask } from "./scan_task.ts";
 import { shutDownDaemon } from "./shutdown_steps.ts";
-import { openControlListener, spawnControlApi } from "./control_listener.ts";
+import { openControlListener } from "./control_listener.ts";
 import { checkServedSources } from "./source_check.ts";
 import { statusReport } from "./status_report.ts";
 import { LibraryWatch } from "./library_watch.ts";
 import { buildServing } from "./serving.ts";
+import { spawnDaemonTasks } from "./daemon_tasks.ts";
 import { logger } from "../log/mod.ts";
 import type { DaemonStatus, ScanStatus } from "./status.ts";
 import { register } from "./registry.ts";
@@ -265,31 +265,17 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       signals.uninstall();
       throw e;
     }
-    supervisor.spawnSupervised("fuse", async (signal) => {
-      const aborted = new Promise<void>((r) =>
-        signal.addEventListener("abort", () => r(), { once: true })
-      );
-      await Promise.race([session!.closed, aborted]);
-      if (!signal.aborted) {
-        log.warn("The mount at {mountpoint} went away; shutting down", { mountpoint });
-        void signals.requestShutdown("mount gone");
-      }
+    spawnDaemonTasks(supervisor, {
+      session,
+      mountpoint,
+      search,
+      db,
+      health,
+      stateDir: opts.stateDir,
+      controlHandlers,
+      firstListener,
+      requestShutdown: (why) => signals.requestShutdown(why),
     });
-    supervisor.spawnCritical(
-      "search committer",
-      (signal) =>
-        runCommitter(search, { intervalMs: 5000, signal, generation: () => db!.generation }),
-    );
-    supervisor.spawnCritical("wal checkpointer", async (signal) => {
-      while (!signal.aborted) {
-        await abortableSleep(60_000, signal);
-        if (!signal.aborted) db!.checkpoint();
-      }
-    });
-    supervisor.spawnCritical("health monitor", (signal) => health.run(signal));
-    spawnControlApi(supervisor, opts.stateDir, controlHandlers, firstListener);
-    const wd = systemd.watchdogIntervalMs();
-    if (wd) supervisor.spawnSupervised("watchdog", (signal) => systemd.runWatchdog(signal));
 
     health.onChange = (id, h) => {
       log.warn("Library {path} is {state}", {
