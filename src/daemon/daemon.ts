@@ -4,16 +4,13 @@
  * Data flows one way: library (scanner, watcher) -> tree and search -> FUSE session.
  */
 import { type FuseSession, identity, prepareMountpoint } from "../fuse/mod.ts";
-import { SourceOpener, TRACK_INO_BASE, type VirtualTree } from "../fs/mod.ts";
+import { TRACK_INO_BASE, type VirtualTree } from "../fs/mod.ts";
 import { Database, Scanner } from "../library/mod.ts";
-import { LazySearch } from "../search/mod.ts";
 import { acquireLock, type HeldLock } from "./lock.ts";
 import { TaskSupervisor } from "./supervisor.ts";
 import { type ControlHandlers, controlSocketPath, type SearchHit, toSearchHit } from "./control.ts";
 import { installCrashGuards, installSignalHandlers } from "./shutdown.ts";
 import * as systemd from "./sd_notify.ts";
-import { HealthMonitor } from "./health.ts";
-import { openDaemonCache } from "./cache.ts";
 import {
   DaemonStartError,
   ensureFdLimit,
@@ -21,7 +18,6 @@ import {
   refuseMountLoop,
 } from "./preflight.ts";
 import { openLibrary, recordLayout, registerOrigins } from "./open_library.ts";
-import { ProbeFiles } from "./probe_files.ts";
 import { mountTree } from "./mount_session.ts";
 import { ScanTask } from "./scan_task.ts";
 import { shutDownDaemon } from "./shutdown_steps.ts";
@@ -31,6 +27,7 @@ import { statusReport } from "./status_report.ts";
 import { LibraryWatch } from "./library_watch.ts";
 import { buildServing } from "./serving.ts";
 import { spawnDaemonTasks } from "./daemon_tasks.ts";
+import { openStores } from "./open_stores.ts";
 import { logger } from "../log/mod.ts";
 import type { DaemonStatus, ScanStatus } from "./status.ts";
 import { register } from "./registry.ts";
@@ -109,38 +106,16 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     const watch = new LibraryWatch(origins, () => ours(db!.problems()));
     // The supervisor logs every transition itself.
     const supervisor = new TaskSupervisor();
-    const search = LazySearch.fromSnapshot(`${opts.stateDir}/search.db`, {
-      generation: db.generation,
-      rebuildFrom: () => ours(db!.allTracks()),
-      verify: true,
-    });
-    const probes = new ProbeFiles(originPath);
-    const health = new HealthMonitor({
-      origins: origins.map((o) => ({
-        id: String(o.id),
-        path: o.path,
-        probeFile: () => probes.get(o.id),
-      })),
-    });
-
-    // Every source open of the read path: off the event loop, under a deadline, regular files
-    // inside a root only (symlinks out of the library only with --follow-symlinks).
-    const opener = new SourceOpener({
-      roots: origins.map((o) => o.path),
-      followSymlinks: opts.followSymlinks,
-    });
-    const cache = await openDaemonCache({
+    const { search, probes, health, opener, cache } = await openStores({
+      stateDir: opts.stateDir,
       cacheDir: opts.cacheDir,
       cacheSize: opts.cacheSize,
-      mode: opts.cacheReads,
+      cacheReads: opts.cacheReads,
+      followSymlinks: opts.followSymlinks,
+      db,
       origins,
-      health,
-      opener,
+      ourTracks: () => ours(db!.allTracks()),
     });
-    // Only now that every lock is held: a refused start must not touch the search index.
-    search.startLoading();
-    // The minisearch snapshot of musicfs before search.db: rebuilt into search.db.
-    await Deno.remove(`${opts.stateDir}/search.snapshot`).catch(() => {});
 
     const status = (): DaemonStatus =>
       statusReport({
