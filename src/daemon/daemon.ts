@@ -74,9 +74,15 @@ export { DaemonStartError };
 /**
  * Run the daemon until it is shut down (signal, control API, or the mount going away).
  * Rejects with a one-line reason when it cannot start; resolves with the exit code.
+ *
+ * The steps, each in its own module: preflight (preflight.ts), open stores (open_library.ts,
+ * open_stores.ts), build serving (serving.ts, change_hub.ts), mount (mount_session.ts), spawn
+ * tasks (scan_task.ts, daemon_tasks.ts, control_listener.ts, source_check.ts,
+ * library_watch.ts), and the ordered shutdown (shutdown_steps.ts).
  */
 export async function runDaemon(opts: DaemonOptions): Promise<number> {
   const startedAt = Date.now();
+  // Preflight: a refused start changes nothing.
   const limits = ensureFdLimit();
   await makeDaemonFilesPrivate(opts.stateDir, opts.cacheDir);
   const locks: HeldLock[] = [await acquireLock(opts.stateDir, { name: "musicfs" })];
@@ -90,6 +96,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     // A bad mountpoint (a file, not empty, another live mount) is refused before any store is
     // opened or created: bad input changes nothing. A dead mount left there is detached.
     await prepareMountpoint(opts.mountpoint, true);
+    // Open stores.
     const library = await openLibrary(opts.stateDir);
     db = library.db;
     integrity = library.integrity;
@@ -117,6 +124,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       ourTracks: () => ours(db!.allTracks()),
     });
 
+    // Build serving.
     const status = (): DaemonStatus =>
       statusReport({
         version: opts.version,
@@ -192,6 +200,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       }),
     });
 
+    // Mount.
     const mounted = await mountTree(opts.mountpoint, ops, { allowOther: opts.allowOther });
     session = mounted.session;
     hub.kernel = session;
@@ -202,6 +211,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       tracks: tree.stats().tracks,
     });
 
+    // Spawn tasks (and the shutdown that stops them).
     const shutdown = () =>
       shutDownDaemon({
         scanTask,
