@@ -328,16 +328,8 @@ export function daemonOptions(
   };
 }
 
-/** Whether `path` exists (without following a final symlink). */
-export async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
-}
+/** Whether `path` exists (without following a final symlink): the project's one `exists`. */
+export { exists } from "../../src/util/mod.ts";
 
 /** Make {@link DaemonDirs}, run `fn`, then detach any mount left and remove them. */
 export async function withDirs<T>(fn: (dirs: DaemonDirs) => Promise<T>): Promise<T> {
