@@ -2,6 +2,18 @@
  * The daemon's building blocks: task supervision, the single-instance lock, systemd
  * notification, the control API, signals and the ordered shutdown, log rotation.
  *
+ * {@link runDaemon} (daemon.ts) reads as its steps, each in its own module:
+ * - preflight.ts: the open-files limit, private state/cache dirs, refusing a looping mount;
+ * - open_library.ts, open_stores.ts: library.db (checked, set aside when damaged, read-only
+ *   from a full state dir), then search, health probes, the source opener, the chunk cache;
+ * - serving.ts: the tree and the FUSE operations with their guards; change_hub.ts turns each
+ *   committed library batch into tree updates, stored names, kernel invalidations and search
+ *   updates (probe_files.ts, source_recheck.ts help);
+ * - mount_session.ts: the mount, our connection, detaching our own dead mount;
+ * - scan_task.ts, library_watch.ts, daemon_tasks.ts, control_listener.ts, source_check.ts:
+ *   the supervised tasks; status_report.ts: the status document;
+ * - shutdown_steps.ts: the ordered shutdown.
+ *
  * How the daemon puts them together:
  *
  * ```ts
