@@ -460,16 +460,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         }
       }
       if (c.problemsChanged) stopWatchingIfFifo();
-      const inv = tree.apply({
-        added: c.added,
-        changed: c.changed,
-        removed: removedIds,
-        covers: c.covers,
-        removedCovers: c.removedCovers,
-        problems: c.problemsChanged ? ours(db!.problems()) : undefined,
-        playlists: c.playlists,
-        removedPlaylists: c.removedPlaylists,
-      });
+      const inv = tree.apply(c, c.problemsChanged ? ours(db!.problems()) : undefined);
       saveNames();
       const t1 = performance.now();
       invalidate(inv);
@@ -767,7 +758,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
             first: `${originPath.get(missing[0].originId)}/${missing[0].relPath}`,
           },
         );
-        invalidate(tree.apply({ removed: missing.map((t) => t.id) }));
+        invalidate(tree.apply({ removed: missing }));
         for (const t of missing) search.remove(t.id);
       } else {
         log.info("Sources of {checked} tracks checked in {ms} ms: all there", {

@@ -54,6 +54,9 @@
 import type { Attr } from "../fuse/ops.ts";
 import { S_IFDIR, S_IFLNK, S_IFREG } from "../fuse/ops.ts";
 import type { Origin, Playlist, Problem, TrackRecord } from "../library/types.ts";
+import type { CoverImage, LibraryChange } from "../library/change.ts";
+
+export type { CoverImage };
 import { logger } from "../log/mod.ts";
 import { escapeControl } from "./escape.ts";
 import {
@@ -117,22 +120,6 @@ const ALBUMS = 1;
 const GENRES = 2;
 const YEARS = 3;
 const OTHER = 4;
-
-/** A cover image of one source directory, as the library reports it. */
-export interface CoverImage {
-  /** Id of the {@link Origin} holding the image. */
-  originId: number;
-  /** The source directory, relative to the origin root (`""` for the root itself). */
-  dir: string;
-  /** The image file, relative to the origin root. */
-  relPath: string;
-  /** Lower-case extension without the dot, e.g. `jpg`. */
-  ext: string;
-  /** Size in bytes; when absent, the file is stat'ed once on first {@link VirtualTree.attr}. */
-  size?: number;
-  /** Modification time in ms since the epoch; stat'ed along with `size` when absent. */
-  mtimeMs?: number;
-}
 
 /** A stored name: `fileId` (a track id) is called `name` in the directory of inode `dir`. */
 export interface NameRow {
@@ -232,26 +219,6 @@ export type Invalidation =
   | { kind: "entry"; parent: number; name: string }
   | { kind: "delete"; parent: number; child: number; name: string }
   | { kind: "inode"; ino: number };
-
-/** What changed in the library. Records in `added` and `changed` are treated alike. */
-export interface TreeChanges {
-  /** Tracks new to the library. */
-  added?: Iterable<TrackRecord>;
-  /** Tracks whose tags, size or mtime changed (same id). */
-  changed?: Iterable<TrackRecord>;
-  /** Track ids. */
-  removed?: Iterable<number>;
-  /** New or replaced covers (one per source directory). */
-  covers?: Iterable<CoverImage>;
-  /** Source directories that no longer have a cover. */
-  removedCovers?: Iterable<{ originId: number; dir: string }>;
-  /** The full new problem list, when it changed. */
-  problems?: Iterable<Problem>;
-  /** New or changed playlists. */
-  playlists?: Iterable<Playlist>;
-  /** Playlists gone. */
-  removedPlaylists?: Iterable<{ originId: number; relPath: string }>;
-}
 
 /** A name given a collision suffix (listed in problems.txt). */
 export interface Collision {
@@ -1145,17 +1112,18 @@ export class VirtualTree {
   // ---- updates -------------------------------------------------------------------------
 
   /**
-   * Apply library changes; returns the kernel invalidations that make open shells see them.
-   * Costs O(changed tracks + the albums and directories they touch), not O(library) (except
-   * cover changes, which look through every track once).
+   * Apply a library change (the scanner's, as it is; absent parts change nothing) and, when
+   * given, the library's new problem list; returns the kernel invalidations that make open
+   * shells see them. Costs O(changed tracks + the albums and directories they touch), not
+   * O(library) (except cover changes, which look through every track once).
    */
-  apply(changes: TreeChanges): Invalidation[] {
+  apply(changes: Partial<LibraryChange>, problems?: Iterable<Problem>): Invalidation[] {
     return this.#batch((inodes) => {
       const albums = new Set<Album>();
       const groups = new Set<Group>();
       const placing = new Set<Track>();
       const plKeys = this.#plIndex.size > 0;
-      for (const id of changes.removed ?? []) {
+      for (const { id } of changes.removed ?? []) {
         const t = this.#tracks.get(id);
         if (!t) continue;
         this.#detach(t);
@@ -1281,8 +1249,8 @@ export class VirtualTree {
         // Entries follow their tracks: the kernel must not keep an old size.
         for (const e of this.#playlists.values()) inodes.add(e.node.ino);
       }
-      if (changes.problems) {
-        this.#problems = [...changes.problems];
+      if (problems) {
+        this.#problems = [...problems];
         this.#problemsVersion++;
       }
     });

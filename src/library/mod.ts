@@ -12,9 +12,9 @@
  * @module
  */
 export type { Origin, Playlist, Problem, Tags, TrackRecord } from "./types.ts";
+export type { CoverImage, LibraryChange } from "./change.ts";
 export {
   type Batch,
-  type BatchResult,
   type Cover,
   type CoverUpsert,
   Database,
@@ -50,7 +50,6 @@ export {
 export { ParseCancelledError, ParserPool, type ParserPoolOptions } from "./pool.ts";
 export {
   EmptyRootError,
-  type LibraryChange,
   Scanner,
   type ScannerOptions,
   type ScanOptions,
