@@ -15,7 +15,6 @@ import { logger } from "../log/mod.ts";
 import type { LibraryChange } from "./change.ts";
 import type {
   Batch,
-  Cover,
   Database,
   FileUpsert,
   KnownEntry,
@@ -25,7 +24,7 @@ import type {
 } from "./db.ts";
 import { ParseCancelledError, ParserPool, type ParserPoolOptions } from "./pool.ts";
 import { extensionOf, type TagResult } from "./tags.ts";
-import type { Origin, Playlist, TrackRecord } from "./types.ts";
+import type { Origin, Playlist } from "./types.ts";
 import { decodePlaylist, MAX_PLAYLIST_BYTES, parsePlaylist } from "./playlist.ts";
 import type { WalkBatch, WalkFile, WalkRules } from "./walk.ts";
 import { Walker } from "./walker.ts";
