@@ -13,6 +13,7 @@ import { GeneratedFiles } from "./generated.ts";
 import { INO, InodeTable, TRACK_INO_BASE } from "./inodes.ts";
 import { DirJournal } from "./journal.ts";
 import type { Layout } from "./layout.ts";
+import type { TreeOptions } from "./tree.ts";
 import {
   ALBUMS,
   type AnyNode,
@@ -34,21 +35,22 @@ import { Views } from "./views.ts";
 
 const TRAILING = /\/+$/;
 
-/** Permissions mode of a tree (see `TreeOptions.permissions` in tree.ts). */
-export interface TreePermissions {
-  shareSearch?: boolean;
-  onAccessResolved?: (inv: import("./journal.ts").Invalidation[]) => void;
-}
+/** Permissions mode of a tree (see {@link TreeOptions.permissions}). */
+export type TreePermissions = NonNullable<TreeOptions["permissions"]>;
 
 /** The shared state of one virtual tree. */
 export class TreeCore {
+  /** Library roots by origin id, without a trailing slash. */
   readonly origins = new Map<number, string>();
   /** Every live node but the tracks with id-derived inodes, which {@link tracks} finds. */
   readonly nodes = new Map<number, AnyNode>();
+  /** Every track by its database id. */
   readonly tracks = new Map<number, Track>();
   /** Permissions mode; undefined: all is the owner's. */
   readonly perms: TreePermissions | undefined;
+  /** While the constructor builds: every name is settled afresh. */
   building = true;
+  /** Directories in the tree, the fixed ones included. */
   dirCount = 0;
   /** Bumped whenever problems.txt may read differently. */
   problemsVersion = 0;
@@ -57,20 +59,33 @@ export class TreeCore {
   /** The time of the batch in progress. */
   now = Date.now();
 
+  /** `/`. */
   readonly root: Dir;
+  /** /Artists, /Albums, /Genres, /Years, by view ({@link ARTISTS} ...). */
   readonly viewDirs: Dir[];
+  /** /.search. */
   readonly searchDir: Dir;
+  /** /Playlists. */
   readonly playlistDir: Dir;
 
+  /** Inode numbering. */
   readonly inodes = new InodeTable();
+  /** Directory upkeep and the batch journal. */
   readonly dirs: DirJournal;
+  /** The four tag views. */
   readonly views: Views;
+  /** Album covers. */
   readonly covers: Covers;
+  /** /Playlists. */
   readonly playlists: Playlists;
+  /** /.search query directories. */
   readonly search: SearchDirs;
+  /** /.musicfs/status.json and problems.txt. */
   readonly files: GeneratedFiles;
+  /** Attributes and access. */
   readonly access: TreeAccess;
 
+  /** The fixed directories and files, and the rooms; the tree's content comes later. */
   constructor(
     readonly uid: number,
     readonly gid: number,
@@ -120,6 +135,7 @@ export class TreeCore {
     this.playlistDir = fixed(INO.playlists, "Playlists", this.root, OTHER);
   }
 
+  /** The live node of `ino`. */
   node(ino: number): AnyNode | undefined {
     return ino >= TRACK_INO_BASE ? this.tracks.get(ino - TRACK_INO_BASE) : this.nodes.get(ino);
   }
@@ -130,25 +146,30 @@ export class TreeCore {
     return d instanceof Dir ? d.entries.get(name) : undefined;
   }
 
+  /** Absolute source path of `relPath` in origin `originId`. */
   source(originId: number, relPath: string): string {
     return `${this.origins.get(originId) ?? `<origin ${originId}>`}/${relPath}`;
   }
 
+  /** Absolute source path behind a file node. */
   nodeSource(n: FileNode): string {
     if (n instanceof Track) return this.source(n.track.originId, n.track.relPath);
     return n.sourcePath;
   }
 
+  /** Virtual path of a directory (`""` for the root). */
   dirPath(d: Dir): string {
     let p = "";
     for (let x: Dir | null = d; x && x.parent; x = x.parent) p = `/${x.name}${p}`;
     return p;
   }
 
+  /** Virtual path of `n` in directory `d`. */
   filePath(d: Dir, n: FileNode): string {
     return `${this.dirPath(d)}/${this.nameIn(d, n)}`;
   }
 
+  /** The name `n` has in `d` (its wanted name when it is not there). */
   nameIn(d: Dir, n: FileNode): string {
     const base = this.baseOf(d, n);
     if (d.entries.get(base) === n) return base;
@@ -156,12 +177,14 @@ export class TreeCore {
     return base;
   }
 
+  /** The name `n` wants in `d`, before any collision suffix. */
   baseOf(d: Dir, n: FileNode): string {
     if (n instanceof Track) return d.view === ARTISTS ? n.aname ?? n.name : n.name;
     if (n instanceof Generated) return n.name;
     return n.base;
   }
 
+  /** The extension a collision suffix goes before. */
   extOf(n: FileNode): string {
     return n instanceof Track
       ? n.track.ext

@@ -19,6 +19,7 @@ import {
   YEARS,
 } from "./nodes.ts";
 
+/** Folders holding one disc of an album (`CD1`, `Disc 2`, `disk 03 - Bonus`). */
 export const DISC_FOLDER = /^(?:cd|dis[ck])[\s._-]*\d{1,3}(?:\b.*)?$/i;
 
 /** Image type of a picture's MIME type, as a cover extension. */

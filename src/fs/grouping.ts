@@ -90,6 +90,7 @@ export function nfc(s: string): string {
   return v;
 }
 
+/** Add `by` to the count of `k`, dropping counts that reach zero. */
 export function bump<K>(m: Map<K, number>, k: K, by: number): void {
   const n = (m.get(k) ?? 0) + by;
   if (n <= 0) m.delete(k);
@@ -133,8 +134,6 @@ export function albumArtistSortOf(t: TrackRecord): string {
   return present(t.albumArtistSort) ?? present(t.albumArtist) ?? present(t.artistSort) ??
     albumArtistName(t);
 }
-
-/** Folders holding one disc of an album (`CD1`, `Disc 2`, `disk 03 - Bonus`). */
 
 /**
  * An album: (album artist, album title) compared by foldKey, whatever per-track years or

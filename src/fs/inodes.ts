@@ -34,6 +34,7 @@ export const INO = {
 
 /** Track inodes are this plus the track id. */
 export const TRACK_INO_BASE = 2 ** 52;
+/** Hashed inodes start here: the fixed numbers below stay free for new fixed nodes. */
 export const FIRST_HASHED_INO = 16;
 
 /**

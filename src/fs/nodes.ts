@@ -12,10 +12,15 @@ import type { Album, Group } from "./grouping.ts";
 import { sanitizeName } from "./naming.ts";
 
 // Which view a directory belongs to: decides which of a track's names applies in it.
+/** View of the directories under /Artists (a track's /Artists name may follow the layout). */
 export const ARTISTS = 0;
+/** View of the directories under /Albums. */
 export const ALBUMS = 1;
+/** View of the directories under /Genres. */
 export const GENRES = 2;
+/** View of the directories under /Years. */
 export const YEARS = 3;
+/** Any other directory (the root, /.search, /.musicfs, /Playlists). */
 export const OTHER = 4;
 
 /** A directory. */
@@ -108,6 +113,7 @@ export class Dir implements DirNode {
   acc: Access | undefined = undefined;
 }
 
+/** A track: one object under a name in each of its directories. */
 export class Track implements TrackNode {
   readonly kind = "track";
   links = 0;
@@ -133,6 +139,7 @@ export class Track implements TrackNode {
   constructor(readonly ino: number, public track: TrackRecord) {}
 }
 
+/** A `cover.<ext>` image, shown in the album folders that pick it. */
 export class Cover implements CoverNode {
   readonly kind = "cover";
   links = 0;
@@ -153,6 +160,7 @@ export class Cover implements CoverNode {
   accOf: CoverImage | undefined = undefined;
 }
 
+/** A file made on demand: status.json, problems.txt, a playlist. */
 export class Generated implements GeneratedNode {
   readonly kind = "generated";
   links = 1;
@@ -177,6 +185,7 @@ export interface PlaylistEntry {
   cache: { version: number; bytes: Uint8Array } | undefined;
 }
 
+/** A /.search result link. */
 export class Symlink implements SymlinkNode {
   readonly kind = "symlink";
   links = 0;
@@ -191,20 +200,25 @@ export class Symlink implements SymlinkNode {
   track: Track | undefined = undefined;
 }
 
+/** Anything but a directory. */
 export type FileNode = Track | Cover | Generated | Symlink;
+/** Any node class of the tree. */
 export type AnyNode = Dir | FileNode;
 
+/** The directory part of a relative path (`""` at the origin root). */
 export function dirOf(relPath: string): string {
   const i = relPath.lastIndexOf("/");
   return i < 0 ? "" : relPath.slice(0, i);
 }
 
+/** A relative directory without `./` prefixes or slashes at either end. */
 export function normDir(dir: string): string {
   let d = dir.replace(/^(\.\/)+/, "").replace(/^\/+|\/+$/g, "");
   if (d === ".") d = "";
   return d;
 }
 
+/** Key of a source directory or file (`<origin id>:<relative path>`). */
 export function sourceDirKey(originId: number, dir: string): string {
   return `${originId}:${dir}`;
 }
