@@ -4,12 +4,13 @@
  * spelling and year.
  *
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Group } from "./grouping.ts";
  *
  * const g = new Group("the beatles");
  * g.counts.set("The Beatles", 2).set("the beatles", 1);
- * g.settle();
- * console.log(g.display); // "The Beatles"
+ * assert.ok(g.settle());
+ * assert.equal(g.display, "The Beatles");
  * ```
  *
  * @module

@@ -4,12 +4,14 @@
  * remembered with its key for the life of the tree so that no number is handed out twice.
  *
  * ```ts
- * import { InodeTable, INO, TRACK_INO_BASE } from "./inodes.ts";
+ * import assert from "node:assert/strict";
+ * import { INO, InodeTable, TRACK_INO_BASE } from "./inodes.ts";
  *
  * const inodes = new InodeTable();
  * const a = inodes.hash("d/Artists/Queen");
- * console.log(a === inodes.hash("d/Artists/Queen")); // true: same key, same number
- * console.log(inodes.track(7) === TRACK_INO_BASE + 7, INO.root); // true 1
+ * assert.equal(inodes.hash("d/Artists/Queen"), a); // same key, same number
+ * assert.ok(a >= 16 && a < TRACK_INO_BASE && a !== INO.root);
+ * assert.equal(inodes.track(7), TRACK_INO_BASE + 7);
  * ```
  *
  * @module

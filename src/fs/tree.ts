@@ -56,21 +56,23 @@
  * the policy in access.ts). {@link VirtualTree} is their public face.
  *
  * ```ts
+ * import assert from "node:assert/strict";
  * import { INO, VirtualTree } from "./tree.ts";
  *
- * const tree = new VirtualTree({
- *   origins: [{ id: 1, path: "/music" }],
- *   tracks: [{
- *     id: 1, originId: 1, relPath: "Queen/News/01.flac", ext: "flac", size: 1, mtimeMs: 0,
- *     albumArtist: "Queen", album: "News of the World", title: "We Will Rock You", track: 1,
- *   }],
- *   uid: 1000,
- *   gid: 1000,
- * });
+ * const track = {
+ *   id: 1, originId: 1, relPath: "Queen/News/01.flac", ext: "flac", size: 1, mtimeMs: 0,
+ *   albumArtist: "Queen", album: "News of the World", title: "We Will Rock You", track: 1,
+ * };
+ * const origins = [{ id: 1, path: "/music" }];
+ * const tree = new VirtualTree({ origins, tracks: [track], uid: 0, gid: 0 });
  * const artists = tree.lookup(INO.root, "Artists")!;
- * console.log(tree.children(artists.ino)!.map((e) => e.name)); // ["Queen"]
- * const inv = tree.apply({ removed: [{ id: 1, originId: 1, relPath: "", ext: "", size: 0, mtimeMs: 0 }] });
- * console.log(inv.length > 0, tree.children(artists.ino)!.length); // true 0
+ * assert.deepEqual(tree.children(artists.ino)!.map((e) => e.name), ["Queen"]);
+ * // A library change, as the scanner reports it: the kernel caches to drop come back.
+ * const [album] = tree.children(tree.lookup(artists.ino, "Queen")!.ino)!;
+ * assert.equal(album.name, "News of the World");
+ * const inv = tree.apply({ removed: [track] });
+ * assert.ok(inv.some((i) => i.kind === "delete" && i.name === "Queen"));
+ * assert.deepEqual(tree.children(artists.ino), []);
  * ```
  *
  * @module

@@ -4,6 +4,7 @@
  * the search index: no conversions on the way.
  *
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { LibraryChange } from "./change.ts";
  *
  * const change: LibraryChange = {
@@ -17,7 +18,7 @@
  *   removedPlaylists: [],
  *   generation: 7,
  * };
- * console.log(change.covers.length); // 1
+ * assert.equal(change.covers.length, 1);
  * ```
  *
  * @module
