@@ -55,6 +55,7 @@ export class TreeAccess {
     return { uid: a.uid, gid: a.gid, mode: a.mode & 0o7777 };
   }
 
+  /** The access `n` is served with (permissions mode), computed and remembered. */
   accessOf(n: AnyNode, depth = 0): Access {
     if (n instanceof Track) {
       if (n.accOf !== n.track || !n.acc) {
@@ -168,6 +169,27 @@ export class TreeAccess {
     return [...inodes].map((ino) => ({ kind: "inode" as const, ino }));
   }
 
+  /**
+   * After a batch (permissions mode): the directories it touched and the nodes it refreshed
+   * are judged again, and /.search folders follow their tracks.
+   */
+  afterBatch(touched: Iterable<{ dir: Dir }>, inodes: Set<number>): void {
+    for (const { dir } of touched) this.accessChanged(dir, inodes);
+    let searchStale = false;
+    for (const ino of inodes) {
+      const n = this.c.node(ino);
+      if (n instanceof Track) {
+        searchStale = true;
+        this.accessOf(n);
+      } else if (n instanceof Cover && n.accOf !== n.cover) this.toLearn(n);
+    }
+    if (searchStale) {
+      for (const q of this.c.searchDir.entries.values()) {
+        if (q instanceof Dir) this.accessChanged(q, inodes);
+      }
+    }
+  }
+
   /** A directory's entries changed: it and the directories above it recompute their access. */
   accessChanged(d: Dir | null, inodes: Set<number>): void {
     // All the way up: a directory may have been settled without looking at every entry.
@@ -179,6 +201,7 @@ export class TreeAccess {
     }
   }
 
+  /** Attributes before permissions mode: everything is the daemon user's. */
   plainAttr(node: Node): Attr {
     const n = node as AnyNode;
     const base = { ino: n.ino, uid: this.c.uid, gid: this.c.gid };

@@ -84,6 +84,7 @@ export class Covers {
     }
   }
 
+  /** Record the cover of a source folder (replacing the folder's previous one). */
   set(c: CoverImage): void {
     const key = sourceDirKey(c.originId, normDir(c.dir));
     const had = this.byDir.get(key);

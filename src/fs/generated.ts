@@ -37,6 +37,7 @@ export class GeneratedFiles {
     return ino;
   }
 
+  /** problems.txt, made again only when something it lists changed. */
   bytes(): Uint8Array {
     if (this.problemsText?.version === this.c.problemsVersion) return this.problemsText.bytes;
     const problems = this.list

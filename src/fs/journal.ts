@@ -10,7 +10,7 @@ import type { TreeCore } from "./core.ts";
 import { INO } from "./inodes.ts";
 import { compare, withCollisionSuffix } from "./naming.ts";
 import { bump } from "./grouping.ts";
-import { Cover, Dir, type FileNode, Track, YEARS } from "./nodes.ts";
+import { Dir, type FileNode, Track, YEARS } from "./nodes.ts";
 
 /** A stored name: `fileId` (a track id) is called `name` in the directory of inode `dir`. */
 export interface NameRow {
@@ -91,22 +91,7 @@ export class DirJournal {
     try {
       fn(inodes);
       this.finish();
-      if (this.c.perms) {
-        for (const { dir } of this.log.values()) this.c.access.accessChanged(dir, inodes);
-        let searchStale = false;
-        for (const ino of inodes) {
-          const n = this.c.node(ino);
-          if (n instanceof Track) {
-            searchStale = true;
-            this.c.access.accessOf(n);
-          } else if (n instanceof Cover && n.accOf !== n.cover) this.c.access.toLearn(n);
-        }
-        if (searchStale) {
-          for (const q of this.c.searchDir.entries.values()) {
-            if (q instanceof Dir) this.c.access.accessChanged(q, inodes);
-          }
-        }
-      }
+      if (this.c.perms) this.c.access.afterBatch(this.log.values(), inodes);
       const out: Invalidation[] = [];
       for (const { dir, name, old } of this.log.values()) {
         const cur = dir.entries.get(name)?.ino ?? 0;
@@ -160,6 +145,7 @@ export class DirJournal {
     return d;
   }
 
+  /** Put `n` in `d` under its wanted name, or queue it for {@link resolve} when contested. */
   insert(d: Dir, n: FileNode): void {
     n.links++;
     if (n instanceof Track) this.coverDirty.add(d);
@@ -176,6 +162,7 @@ export class DirJournal {
     }
   }
 
+  /** Take `n` out of `d`; the directory is pruned at the end of the batch if left empty. */
   remove(d: Dir, n: FileNode): void {
     n.links--;
     if (n instanceof Track) this.coverDirty.add(d);

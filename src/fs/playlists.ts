@@ -104,6 +104,7 @@ export class Playlists {
     this.c.problemsVersion++;
   }
 
+  /** A track went or is about to change: the entries naming it find nothing for now. */
   unindex(t: Track): void {
     const src = this.c.source(t.track.originId, t.track.relPath);
     if (this.index.get(src) === t) {

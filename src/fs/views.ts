@@ -132,13 +132,7 @@ export class Views {
       }
       this.join(t, groups, albums);
       placing.add(t);
-      if (plKeys) {
-        const src = this.c.source(rec.originId, rec.relPath);
-        if (this.c.playlists.index.has(src)) {
-          this.c.playlists.index.set(src, t);
-          this.c.problemsVersion++;
-        }
-      }
+      if (plKeys) this.c.playlists.relink(t);
     }
     const replace = (t: Track) => {
       if (placing.has(t)) return;
@@ -178,6 +172,7 @@ export class Views {
     return placing.size > 0;
   }
 
+  /** Count one spelling `raw` in its group of `reg` (made if new). */
   groupJoin(reg: Map<string, Group>, raw: string, touched: Set<Group>): Group {
     const spelling = nfc(raw);
     const key = foldKey(spelling);
@@ -191,6 +186,7 @@ export class Views {
     return g;
   }
 
+  /** Undo {@link groupJoin}; a group left with no spelling goes. */
   groupLeave(reg: Map<string, Group>, g: Group, raw: string, touched: Set<Group>): void {
     bump(g.counts, nfc(raw), -1);
     if (g.counts.size === 0) reg.delete(g.key);
@@ -262,6 +258,7 @@ export class Views {
     }
   }
 
+  /** Forget an album left without tracks. */
   dropAlbum(a: Album): void {
     if (this.albums.get(a.key) === a) this.albums.delete(a.key);
     a.aa.albums.delete(a);
@@ -362,6 +359,7 @@ export class Views {
     }
   }
 
+  /** Take a track out of all its directories (it keeps its stored names to carry along). */
   detach(t: Track): void {
     // A track with stored names takes them along when its folder is renamed (a new year or
     // spelling): the same place in the new folder keeps the same file name.
