@@ -75,35 +75,25 @@ export class ChangeHub {
   apply(c: LibraryChange): void {
     const { tree, search } = this.#opts;
     const t0 = performance.now();
-    const removedIds = c.removed.map((t) => t.id);
     this.#opts.probes?.update(c);
     if (c.problemsChanged) this.#opts.onProblemsChanged?.();
-    const inv = tree.apply({
-      added: c.added,
-      changed: c.changed,
-      removed: removedIds,
-      covers: c.covers,
-      removedCovers: c.removedCovers,
-      problems: c.problemsChanged ? this.#opts.problems() : undefined,
-      playlists: c.playlists,
-      removedPlaylists: c.removedPlaylists,
-    });
+    const inv = tree.apply(c, c.problemsChanged ? this.#opts.problems() : undefined);
     this.saveNames();
     const t1 = performance.now();
     this.invalidate(inv);
     const t2 = performance.now();
     for (const t of c.added) search.indexFile(t);
     for (const t of c.changed) search.indexFile(t);
-    for (const id of removedIds) search.remove(id);
+    for (const t of c.removed) search.remove(t.id);
     this.timings.tree += t1 - t0;
     this.timings.invalidate += t2 - t1;
     this.timings.search += performance.now() - t2;
   }
 
   /** Take tracks out of the tree and the search index (sources found missing). */
-  removeTracks(ids: readonly number[]): void {
-    this.invalidate(this.#opts.tree.apply({ removed: ids }));
-    for (const id of ids) this.#opts.search.remove(id);
+  removeTracks(tracks: TrackRecord[]): void {
+    this.invalidate(this.#opts.tree.apply({ removed: tracks }));
+    for (const t of tracks) this.#opts.search.remove(t.id);
   }
 
   /** Tell the kernel to forget what `inv` names (nothing before the mount). */

@@ -27,6 +27,8 @@ function change(c: Partial<LibraryChange>): LibraryChange {
     problemsChanged: false,
     covers: [],
     removedCovers: [],
+    playlists: [],
+    removedPlaylists: [],
     generation: 2,
     ...c,
   };
@@ -146,7 +148,7 @@ Deno.test("change hub: a changed problem list is re-read and its listener told",
 Deno.test("change hub: before the mount nothing is sent; removeTracks serves the source check", () => {
   const { tree, search, hub, kernel } = setup([abbey, kind]);
   hub.kernel = undefined;
-  hub.removeTracks([2]);
+  hub.removeTracks([kind]);
   assert.equal(tree.get(TRACK_INO_BASE + 2), undefined);
   assert.deepEqual(search.search("everything").map((r) => r.id), []);
   assert.deepEqual(kernel.calls, []);

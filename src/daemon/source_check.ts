@@ -46,7 +46,7 @@ export async function checkServedSources(c: ServedSourcesCheck, signal: AbortSig
         first: `${c.originPath.get(missing[0].originId)}/${missing[0].relPath}`,
       },
     );
-    c.hub.removeTracks(missing.map((t) => t.id));
+    c.hub.removeTracks(missing);
   } else {
     log.info("Sources of {checked} tracks checked in {ms} ms: all there", {
       checked: result.checked,

@@ -144,7 +144,7 @@ Deno.test("access tree: a changed source mode reaches its folders and the kernel
   assert.ok(inodes.has(at(t, "/Artists/Priv").ino), "the artist folder's attrs are dropped");
   assert.ok(inodes.has(at(t, "/Artists/Priv/Closed").ino));
   // Removing the only public track closes /Artists to others.
-  t.apply({ removed: [1], changed: [priv] });
+  t.apply({ removed: [pub], changed: [priv] });
   assert.deepEqual(modeOf(t, "/Artists"), { uid: 1000, gid: 0, mode: 0o500 });
   assert.equal(modeOf(t, "/").uid, 1000);
 });

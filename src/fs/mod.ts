@@ -28,7 +28,6 @@ export {
   type SymlinkNode,
   TRACK_INO_BASE,
   type TrackNode,
-  type TreeChanges,
   type TreeEntry,
   type TreeOptions,
   type TreeStats,

@@ -26,6 +26,11 @@ function rec(id: number, relPath: string, tags: Partial<TrackRecord> = {}): Trac
   };
 }
 
+/** Removed tracks as the library reports them (the tree goes by their ids). */
+function removedRecs(...ids: number[]): TrackRecord[] {
+  return ids.map((id) => rec(id, `gone/${id}.mp3`));
+}
+
 function build(tracks: TrackRecord[], opts: Partial<TreeOptions> = {}): VirtualTree {
   return new VirtualTree({ origins, tracks, uid: 1234, gid: 5678, ...opts });
 }
@@ -451,7 +456,7 @@ Deno.test("apply(remove) deletes names and prunes directories left empty", () =>
   const album = at(tree, "/Artists/Gone/L (1970)")!.ino;
   const cover = at(tree, "/Artists/Gone/L (1970)/cover.jpg")!.ino;
   const genre = at(tree, "/Genres/G")!.ino;
-  const inv = tree.apply({ removed: [1, 999] });
+  const inv = tree.apply({ removed: removedRecs(1, 999) });
   const got = kinds(inv);
   for (
     const want of [
@@ -473,7 +478,7 @@ Deno.test("apply(remove) deletes names and prunes directories left empty", () =>
   assert.equal(tree.attr(tree.get(INO.artists)!).nlink, 3);
   assert.equal(tree.get(cover)?.kind, "cover");
   // Empty views stay.
-  tree.apply({ removed: [2] });
+  tree.apply({ removed: removedRecs(2) });
   assert.deepEqual(names(tree, "/"), [
     ".musicfs",
     ".search",
@@ -493,7 +498,7 @@ Deno.test("apply: a track on disc 2 renames the rest of its album", () => {
     added: [rec(2, "a/2.mp3", { albumArtist: "A", album: "L", title: "U", track: 1, disc: 2 })],
   });
   assert.deepEqual(names(tree, "/Artists/A/L"), ["1-01 - T.mp3", "2-01 - U.mp3"]);
-  const inv = tree.apply({ removed: [2] });
+  const inv = tree.apply({ removed: removedRecs(2) });
   assert.deepEqual(names(tree, "/Artists/A/L"), ["01 - T.mp3"]);
   assert.ok(kinds(inv).includes(`entry ${at(tree, "/Artists/A/L")!.ino} 1-01 - T.mp3`));
 });
@@ -505,7 +510,7 @@ Deno.test("apply: a removed source frees its name; the other keeps its own, a ne
   ];
   const tree = build(tracks);
   assert.deepEqual(names(tree, "/Artists/A/L"), ["01 - S (2).mp3", "01 - S.mp3"]);
-  tree.apply({ removed: [1] });
+  tree.apply({ removed: removedRecs(1) });
   // Names stay put: "(2)" keeps serving b/x.mp3 for as long as it exists.
   assert.deepEqual(names(tree, "/Artists/A/L"), ["01 - S (2).mp3"]);
   assert.equal(at(tree, "/Artists/A/L/01 - S (2).mp3")!.ino, TRACK_INO_BASE + 2);
@@ -550,7 +555,7 @@ Deno.test("names stay put: a newcomer that sorts first takes the next free suffi
     ["01 - Same (2).mp3 6", "01 - Same (3).mp3 7", "01 - Same.mp3 5"],
   );
   // Removal frees rows: the db drops them with the file; the tree forgets them too.
-  tree.apply({ removed: [5, 7] });
+  tree.apply({ removed: removedRecs(5, 7) });
   assert.deepEqual(names(tree, dir), ["01 - Same (2).mp3"]);
   assert.ok(tree.nameRows().every((r) => r.fileId === 6));
   // A row that no longer fits (the title changed) is ignored.
@@ -585,7 +590,13 @@ Deno.test("apply converges to the tree a fresh build of the same library gives",
       size: round,
     };
     const removedCovers = round % 5 === 4 ? [{ originId: 1, dir: "x" }] : [];
-    tree.apply({ added, removed, changed, covers: [cover], removedCovers });
+    tree.apply({
+      added,
+      removed: removed.map((id) => lib.get(id)!),
+      changed,
+      covers: [cover],
+      removedCovers,
+    });
     for (const id of removed) lib.delete(id);
     for (const t of [...added, ...changed]) lib.set(t.id, t);
     covers.set(`${cover.originId}:${cover.dir}`, cover);
@@ -620,7 +631,7 @@ Deno.test("problems.txt lists unreadable files; a new problem list invalidates i
   const tree = build([], { problems: [{ originId: 2, relPath: "bad.mp3", reason: "truncated" }] });
   const read = () => new TextDecoder().decode(tree.content(tree.get(INO.problems) as never));
   assert.match(read(), /^unreadable: \/nas\/music\/bad\.mp3: truncated$/m);
-  const inv = tree.apply({ problems: [] });
+  const inv = tree.apply({}, []);
   assert.deepEqual(inv, [{ kind: "inode", ino: INO.problems }]);
   assert.doesNotMatch(read(), /unreadable:/);
   assert.deepEqual(tree.problems(), []);
@@ -817,7 +828,7 @@ Deno.test("covers: the folder's image, else the parent of a disc folder, else th
   assert.equal(tree.attr(emb).size, 1234);
   assert.equal(at(tree, "/Albums/Emb - A/cover.png")!.ino, emb.ino);
   // The track holding it goes: the next track's picture takes over (a new object).
-  tree.apply({ removed: [3] });
+  tree.apply({ removed: removedRecs(3) });
   const next = at(tree, "/Artists/A/Emb/cover.png")!;
   assert.equal(next.kind === "cover" && tree.sourcePath(next), "/music/Emb/02.mp3");
   // An image appears in the folder: it wins over the embedded picture.

@@ -13,6 +13,9 @@ import { extensionOf } from "./tags.ts";
 import { integrityProblems } from "./integrity.ts";
 import type { Origin, Playlist, Problem, Tags, TrackRecord } from "./types.ts";
 import { existsSync, moveAside } from "../util/mod.ts";
+import type { LibraryChange, OriginDir, OriginPath } from "./change.ts";
+
+export type { OriginDir, OriginPath };
 
 const log = logger("library", "db");
 
@@ -242,14 +245,6 @@ export interface Cover {
 /** A cover image as the scanner records it ({@link Cover} without the derived `ext`). */
 export type CoverUpsert = Omit<Cover, "ext">;
 
-/** A source directory of an origin. */
-export interface OriginDir {
-  /** Id of the {@link Origin}. */
-  originId: number;
-  /** Relative to the origin root, `""` for the root itself. */
-  dir: string;
-}
-
 function coverOf(
   originId: number,
   dir: string,
@@ -258,14 +253,6 @@ function coverOf(
   mtimeMs: number,
 ): Cover {
   return { originId, dir, relPath, ext: extensionOf(relPath), size, mtimeMs };
-}
-
-/** A path inside an origin. */
-export interface OriginPath {
-  /** Id of the {@link Origin}. */
-  originId: number;
-  /** Path relative to the origin root, `/`-separated. */
-  relPath: string;
 }
 
 /** Scan counters stored with a batch, so an interrupted scan knows where it stood. */
@@ -296,28 +283,6 @@ export interface Batch {
   playlists?: Playlist[];
   /** Playlists gone. */
   removePlaylists?: OriginPath[];
-}
-
-/** What a committed batch changed, for the tree and search. */
-export interface BatchResult {
-  /** Tracks new to the database, with their assigned ids. */
-  added: TrackRecord[];
-  /** Tracks that existed at the same path and were rewritten (same id, new tags/size/mtime). */
-  changed: TrackRecord[];
-  /** Tracks deleted (vanished, or now a problem), as they were before. */
-  removed: TrackRecord[];
-  /** The problem list changed (added, removed, or a new reason): problems.txt is stale. */
-  problemsChanged: boolean;
-  /** Covers new or replaced (one per source directory). */
-  covers: Cover[];
-  /** Source directories that no longer have a cover. */
-  removedCovers: OriginDir[];
-  /** Playlists new or changed. */
-  playlists: Playlist[];
-  /** Playlists gone. */
-  removedPlaylists: OriginPath[];
-  /** The generation this batch committed. */
-  generation: number;
 }
 
 /** A stored name of the virtual tree (see the `names` table). */
@@ -886,11 +851,11 @@ export class Database {
    * one), record problems (a track at the same path is removed), remove vanished paths, update
    * covers and the scan checkpoint, and bump the generation if any of that changed something.
    */
-  applyBatch(batch: Batch): BatchResult {
+  applyBatch(batch: Batch): LibraryChange {
     const s = this.#s;
     const now = Date.now();
     return this.#write(() => {
-      const res: BatchResult = {
+      const res: LibraryChange = {
         added: [],
         changed: [],
         removed: [],

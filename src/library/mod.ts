@@ -3,18 +3,35 @@
  * library roots, and tells listeners what changed. Data flows one way: library -> tree/search.
  *
  * ```ts
+ * import assert from "node:assert/strict";
+ * import { type LibraryChange, openLibraryDatabase, Scanner } from "./mod.ts";
+ *
+ * const stateDir = await Deno.makeTempDir();
+ * const music = await Deno.makeTempDir();
+ * await Deno.writeTextFile(`${music}/Road Trip.m3u`, "#EXTM3U\nA/01 - Song.mp3\n");
  * const { db, fullRescan } = openLibraryDatabase(`${stateDir}/library.db`);
- * const scanner = new Scanner(db, { onChange: (change) => updateTreeAndSearch(change) });
- * await scanner.scan(roots, { signal, onProgress });
- * await watchLibrary(scanner, db.origins(), { signal });
+ * // The one change type: what the tree (VirtualTree.apply) and search take as they are.
+ * const changes: LibraryChange[] = [];
+ * const scanner = new Scanner(db, { onChange: (change) => changes.push(change) });
+ * try {
+ *   await scanner.scan([music]);
+ *   // Then `watchLibrary(scanner, db.origins(), { signal })` follows the roots until aborted.
+ * } finally {
+ *   scanner.close();
+ *   db.close();
+ *   await Deno.remove(stateDir, { recursive: true });
+ *   await Deno.remove(music, { recursive: true });
+ * }
+ * assert.ok(fullRescan);
+ * assert.deepEqual(changes.flatMap((c) => c.playlists.map((p) => p.relPath)), ["Road Trip.m3u"]);
  * ```
  *
  * @module
  */
 export type { Origin, Playlist, Problem, Tags, TrackRecord } from "./types.ts";
+export type { CoverImage, LibraryChange } from "./change.ts";
 export {
   type Batch,
-  type BatchResult,
   type Cover,
   type CoverUpsert,
   Database,
@@ -50,7 +67,6 @@ export {
 export { ParseCancelledError, ParserPool, type ParserPoolOptions } from "./pool.ts";
 export {
   EmptyRootError,
-  type LibraryChange,
   Scanner,
   type ScannerOptions,
   type ScanOptions,

@@ -12,10 +12,9 @@
  * complete walk, so an interrupted walk never removes anything.
  */
 import { logger } from "../log/mod.ts";
+import type { LibraryChange } from "./change.ts";
 import type {
   Batch,
-  BatchResult,
-  Cover,
   Database,
   FileUpsert,
   KnownEntry,
@@ -25,7 +24,7 @@ import type {
 } from "./db.ts";
 import { ParseCancelledError, ParserPool, type ParserPoolOptions } from "./pool.ts";
 import { extensionOf, type TagResult } from "./tags.ts";
-import type { Origin, Playlist, TrackRecord } from "./types.ts";
+import type { Origin, Playlist } from "./types.ts";
 import { decodePlaylist, MAX_PLAYLIST_BYTES, parsePlaylist } from "./playlist.ts";
 import type { WalkBatch, WalkFile, WalkRules } from "./walk.ts";
 import { Walker } from "./walker.ts";
@@ -52,28 +51,6 @@ export class EmptyRootError extends Error {
     this.root = root;
     this.kept = kept;
   }
-}
-
-/** What changed in the library with one committed batch. */
-export interface LibraryChange {
-  /** Tracks new to the library, with their assigned ids. */
-  added: TrackRecord[];
-  /** Tracks rewritten in place (same id and path; new tags, size or mtime). */
-  changed: TrackRecord[];
-  /** Tracks gone (deleted, or unreadable now), as they were before. */
-  removed: TrackRecord[];
-  /** The problem list changed (re-read it with {@link Database.problems}). */
-  problemsChanged: boolean;
-  /** Cover images new or replaced (one per source directory). */
-  covers: Cover[];
-  /** Source directories that no longer have a cover. */
-  removedCovers: OriginDir[];
-  /** Playlists new or changed. */
-  playlists?: Playlist[];
-  /** Playlists gone. */
-  removedPlaylists?: OriginPath[];
-  /** The database generation this change committed. */
-  generation: number;
 }
 
 /** Where a scan stands. */
@@ -700,7 +677,7 @@ export class Scanner {
     run.result.stages.listenerMs += performance.now() - c1;
   }
 
-  #notify(res: BatchResult): void {
+  #notify(res: LibraryChange): void {
     if (
       !res.added.length && !res.changed.length && !res.removed.length && !res.problemsChanged &&
       !res.covers.length && !res.removedCovers.length && !res.playlists.length &&
@@ -709,17 +686,7 @@ export class Scanner {
       return;
     }
     try {
-      this.onChange?.({
-        added: res.added,
-        changed: res.changed,
-        removed: res.removed,
-        problemsChanged: res.problemsChanged,
-        covers: res.covers,
-        removedCovers: res.removedCovers,
-        playlists: res.playlists,
-        removedPlaylists: res.removedPlaylists,
-        generation: res.generation,
-      });
+      this.onChange?.(res);
     } catch (e) {
       // The batch is committed; a broken listener must not lose the scan's later batches.
       log.error("Library change listener failed: {error}", { error: e });

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { Database, DatabaseWriteError } from "./db.ts";
 import { ParserPool } from "./pool.ts";
-import { EmptyRootError, type LibraryChange, Scanner, type ScannerOptions } from "./scanner.ts";
+import type { LibraryChange } from "./change.ts";
+import { EmptyRootError, Scanner, type ScannerOptions } from "./scanner.ts";
 import { Walker } from "./walker.ts";
 import { type FixtureTags, makeLibrary, writeTrack } from "../../tests/fixtures/mod.ts";
 import type { Tags } from "./types.ts";

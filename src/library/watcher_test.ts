@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { Database } from "./db.ts";
 import { ParserPool } from "./pool.ts";
-import { type LibraryChange, Scanner } from "./scanner.ts";
+import type { LibraryChange } from "./change.ts";
+import { Scanner } from "./scanner.ts";
 import { type FixtureTags, writeTrack } from "../../tests/fixtures/mod.ts";
 import { Walker } from "./walker.ts";
 import { LibraryWatcher, type WatchState } from "./watcher.ts";
