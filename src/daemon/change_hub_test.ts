@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { INO, TRACK_INO_BASE, VirtualTree } from "../fs/mod.ts";
-import type { LibraryChange, Problem, TrackRecord } from "../library/mod.ts";
+import { emptyChange, type LibraryChange, type Problem, type TrackRecord } from "../library/mod.ts";
 import { SearchIndex } from "../search/mod.ts";
 import { ChangeHub, type KernelNotifier } from "./change_hub.ts";
 import { ProbeFiles } from "./probe_files.ts";
@@ -20,18 +20,7 @@ function rec(id: number, relPath: string, tags: Partial<TrackRecord> = {}): Trac
 }
 
 function change(c: Partial<LibraryChange>): LibraryChange {
-  return {
-    added: [],
-    changed: [],
-    removed: [],
-    problemsChanged: false,
-    covers: [],
-    removedCovers: [],
-    playlists: [],
-    removedPlaylists: [],
-    generation: 2,
-    ...c,
-  };
+  return { ...emptyChange(2), ...c };
 }
 
 /** The FUSE session's notify calls, recorded (the one fake: no kernel in a unit test). */

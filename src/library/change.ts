@@ -81,3 +81,18 @@ export interface LibraryChange {
   /** The database generation this change committed. */
   generation: number;
 }
+
+/** A change that changes nothing (yet), at `generation`: what a batch starts from. */
+export function emptyChange(generation = 0): LibraryChange {
+  return {
+    added: [],
+    changed: [],
+    removed: [],
+    problemsChanged: false,
+    covers: [],
+    removedCovers: [],
+    playlists: [],
+    removedPlaylists: [],
+    generation,
+  };
+}

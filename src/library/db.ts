@@ -13,7 +13,7 @@ import { extensionOf } from "./tags.ts";
 import { integrityProblems } from "./integrity.ts";
 import type { Origin, Playlist, Problem, Tags, TrackRecord } from "./types.ts";
 import { existsSync, moveAside } from "../util/mod.ts";
-import type { LibraryChange, OriginDir, OriginPath } from "./change.ts";
+import { emptyChange, type LibraryChange, type OriginDir, type OriginPath } from "./change.ts";
 
 export type { OriginDir, OriginPath };
 
@@ -855,17 +855,7 @@ export class Database {
     const s = this.#s;
     const now = Date.now();
     return this.#write(() => {
-      const res: LibraryChange = {
-        added: [],
-        changed: [],
-        removed: [],
-        problemsChanged: false,
-        covers: [],
-        removedCovers: [],
-        playlists: [],
-        removedPlaylists: [],
-        generation: 0,
-      };
+      const res = emptyChange();
       const removeTrack = (originId: number, relPath: string) => {
         const r = s.trackByPath.get(originId, relPath) as unknown as TrackRow | undefined;
         if (!r) return;

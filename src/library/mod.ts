@@ -30,6 +30,7 @@
  */
 export type { Origin, Playlist, Problem, Tags, TrackRecord } from "./types.ts";
 export type { CoverImage, LibraryChange } from "./change.ts";
+export { emptyChange } from "./change.ts";
 export {
   type Batch,
   type Cover,
