@@ -12,6 +12,7 @@ import { getXattr, isMounted, run, waitFor } from "../support/helpers.ts";
 import { type DaemonProcess, detachIfMounted, startDaemon } from "../support/daemon.ts";
 import {
   fill,
+  mountTmpfs,
   offlineCheck,
   sha256Mounted,
   sleep,
@@ -334,9 +335,7 @@ export async function fullDisk(t: Torture): Promise<void> {
   t.step = "full disk (state dir)";
   if (t.daemon) await t.stopClean();
   const state = `${t.dirs.root}/fullstate`;
-  await Deno.mkdir(state, { recursive: true });
-  const m = await run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", state]);
-  if (m.code !== 0) throw new Error(`mount tmpfs: ${m.stderr}`);
+  await mountTmpfs(state, "2m");
   try {
     const d = await t.start({ stateDir: state });
     await d.waitScanDone(60_000);
@@ -433,8 +432,7 @@ export async function fullCache(t: Torture, opts: { tracks: number }): Promise<v
     await Deno.writeFile(p, bytes);
     want.set(p, createHash("sha256").update(bytes).digest("hex"));
   }
-  const m = await run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", cache]);
-  if (m.code !== 0) throw new Error(`mount tmpfs: ${m.stderr}`);
+  await mountTmpfs(cache, "4m");
   let d: DaemonProcess | undefined;
   try {
     d = await startDaemon({

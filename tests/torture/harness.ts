@@ -736,3 +736,10 @@ export async function fill(path: string): Promise<void> {
     f.close();
   }
 }
+
+/** Mount a `size` tmpfs at `path` (created when missing): a small disk to fill. Root only. */
+export async function mountTmpfs(path: string, size: string): Promise<void> {
+  await Deno.mkdir(path, { recursive: true });
+  const m = await run(["mount", "-t", "tmpfs", "-o", `size=${size}`, "tmpfs", path]);
+  if (m.code !== 0) throw new Error(`mount tmpfs at ${path}: ${m.stderr}`);
+}

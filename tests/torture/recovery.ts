@@ -30,7 +30,15 @@ import {
   musicfsArgv,
   startDaemon,
 } from "../support/daemon.ts";
-import { abortFuseAt, fill, sha256Mounted, sleep, tail, type Torture } from "./harness.ts";
+import {
+  abortFuseAt,
+  fill,
+  mountTmpfs,
+  sha256Mounted,
+  sleep,
+  tail,
+  type Torture,
+} from "./harness.ts";
 
 /** Every step of this file is bounded by this: longer is a violation. */
 const STEP_MS = 30_000;
@@ -505,9 +513,7 @@ export async function tinyStateDir(t: Torture): Promise<void> {
   t.step = "tiny state dir";
   if (t.daemon) await t.stopClean();
   const state = `${t.dirs.root}/tinystate`;
-  await Deno.mkdir(state, { recursive: true });
-  const m = await run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", state]);
-  if (m.code !== 0) throw new Error(`mount tmpfs: ${m.stderr}`);
+  await mountTmpfs(state, "160k");
   try {
     const d = await step(t, "start on a 160 KiB state dir", () => t.start({ stateDir: state }));
     let failures = 0;
@@ -556,9 +562,7 @@ export async function fullStateDir(t: Torture): Promise<void> {
   t.step = "full state dir";
   if (t.daemon) await t.stopClean();
   const state = `${t.dirs.root}/fullstate2`;
-  await Deno.mkdir(state, { recursive: true });
-  const m = await run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", state]);
-  if (m.code !== 0) throw new Error(`mount tmpfs: ${m.stderr}`);
+  await mountTmpfs(state, "8m");
   try {
     const first = await step(t, "first start", () => t.start({ stateDir: state }));
     await first.waitScanDone(60_000);
