@@ -36,7 +36,12 @@ export interface ChangeHubOptions {
   /** The tree changes are applied to. */
   tree: Pick<VirtualTree, "apply" | "takeNameChanges">;
   /** The search index tracks are indexed in and removed from. */
-  search: { indexFile(track: TrackRecord): void; remove(id: number): void };
+  search: {
+    indexFile(track: TrackRecord): void;
+    remove(id: number): void;
+    /** A whole batch at once (large ones are indexed off the main thread). */
+    update?(tracks: readonly TrackRecord[], removedIds: readonly number[]): void;
+  };
   /** Where the tree's name assignments are stored (library.db); a failure is retried later. */
   names: { saveNames(changes: NameChanges): void };
   /** This mount's full problem list, read when a change says it changed. */
@@ -82,9 +87,16 @@ export class ChangeHub {
     const t1 = performance.now();
     this.invalidate(inv);
     const t2 = performance.now();
-    for (const t of c.added) search.indexFile(t);
-    for (const t of c.changed) search.indexFile(t);
-    for (const t of c.removed) search.remove(t.id);
+    if (search.update) {
+      search.update(
+        c.changed.length ? [...c.added, ...c.changed] : c.added,
+        c.removed.map((t) => t.id),
+      );
+    } else {
+      for (const t of c.added) search.indexFile(t);
+      for (const t of c.changed) search.indexFile(t);
+      for (const t of c.removed) search.remove(t.id);
+    }
     this.timings.tree += t1 - t0;
     this.timings.invalidate += t2 - t1;
     this.timings.search += performance.now() - t2;

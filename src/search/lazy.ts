@@ -3,6 +3,8 @@
  * index opens (or rebuilds) in the background; searches wait for it, bounded.
  */
 import type { TrackRecord } from "../library/types.ts";
+import { logger } from "../log/mod.ts";
+import { BulkWriter, type Change } from "./bulk_writer.ts";
 import { SearchNotReadyError } from "./errors.ts";
 import type { QueryOptions, SearchResult } from "./query.ts";
 import {
@@ -12,6 +14,14 @@ import {
   type RecoveryOptions,
   SearchIndex,
 } from "./search_index.ts";
+
+const log = logger("search");
+
+/**
+ * Batches of at least this many changes are indexed by a worker (./bulk_writer.ts): below it,
+ * the worker's round trip costs more than it saves the main thread.
+ */
+export const BULK_MIN_CHANGES = 64;
 
 /** How long a search waits for the index by default, milliseconds. */
 export const DEFAULT_READY_TIMEOUT_MS = 2000;
@@ -37,15 +47,24 @@ export class LazySearch {
   #error: unknown;
   #loading: Promise<SearchIndex> | undefined;
   #queued = new Map<number, TrackRecord | null>();
+  #bulk: BulkWriter | undefined;
+  #useWorker: boolean;
 
-  /** `load` produces the index, normally `SearchIndex.openWithRecovery(...)`. */
-  constructor(load: () => Promise<SearchIndex>) {
+  /**
+   * `load` produces the index, normally `SearchIndex.openWithRecovery(...)`. With `bulkWorker`
+   * false, large batches are indexed on this thread too.
+   */
+  constructor(load: () => Promise<SearchIndex>, opts: { bulkWorker?: boolean } = {}) {
     this.#load = load;
+    this.#useWorker = opts.bulkWorker ?? true;
   }
 
   /** A LazySearch loading `path` with {@link SearchIndex.openWithRecovery}. */
-  static fromSnapshot(path: string, opts: RecoveryOptions = {}): LazySearch {
-    return new LazySearch(() => SearchIndex.openWithRecovery(path, opts));
+  static fromSnapshot(
+    path: string,
+    opts: RecoveryOptions & { bulkWorker?: boolean } = {},
+  ): LazySearch {
+    return new LazySearch(() => SearchIndex.openWithRecovery(path, opts), opts);
   }
 
   /** Where the load is. */
@@ -76,7 +95,9 @@ export class LazySearch {
       await null;
       return await this.#load();
     })();
+    const started = performance.now();
     this.#loading = p.then((index) => {
+      const queued = this.#queued.size;
       for (const [id, track] of this.#queued) {
         if (track) index.indexFile(track);
         else index.remove(id);
@@ -84,6 +105,11 @@ export class LazySearch {
       this.#queued.clear();
       this.#index = index;
       this.#state = "ready";
+      log.debug("Search index ready in {ms} ms ({documents} documents, {queued} queued changes)", {
+        ms: Math.round(performance.now() - started),
+        documents: index.size,
+        queued,
+      });
       return index;
     }, (e) => {
       this.#error = e;
@@ -130,19 +156,58 @@ export class LazySearch {
 
   /** Index `track` now, or once loaded. */
   indexFile(track: TrackRecord): void {
-    if (this.#index) this.#index.indexFile(track);
-    else this.#queued.set(track.id, track);
+    if (!this.#index) this.#queued.set(track.id, track);
+    else if (this.#bulk?.busy) this.#bulk.send([[track.id, track]]);
+    else this.#index.indexFile(track);
   }
 
   /** Remove track `id` now, or once loaded. */
   remove(id: number): void {
-    if (this.#index) this.#index.remove(id);
-    else this.#queued.set(id, null);
+    if (!this.#index) this.#queued.set(id, null);
+    else if (this.#bulk?.busy) this.#bulk.send([[id, null]]);
+    else this.#index.remove(id);
+  }
+
+  /**
+   * Index `tracks` and remove `removedIds`, as one batch (a committed library batch). Large
+   * batches are indexed by a worker off this thread (see ./bulk_writer.ts); searches see them
+   * once it committed them, within milliseconds.
+   */
+  update(tracks: readonly TrackRecord[], removedIds: readonly number[] = []): void {
+    const index = this.#index;
+    if (!index) {
+      for (const t of tracks) this.#queued.set(t.id, t);
+      for (const id of removedIds) this.#queued.set(id, null);
+      return;
+    }
+    const n = tracks.length + removedIds.length;
+    if (
+      this.#bulk?.busy ||
+      (this.#useWorker && n >= BULK_MIN_CHANGES && (this.#bulk?.usable ?? true) &&
+        index.releaseWrites())
+    ) {
+      const changes: Change[] = tracks.map((t) => [t.id, t]);
+      for (const id of removedIds) changes.push([id, null]);
+      (this.#bulk ??= new BulkWriter(index)).send(changes);
+      return;
+    }
+    for (const t of tracks) index.indexFile(t);
+    for (const id of removedIds) index.remove(id);
+  }
+
+  /** Changes sent to the indexing worker and not yet committed by it. */
+  get pendingBulk(): number {
+    return this.#bulk?.pending ?? 0;
+  }
+
+  /** Resolves once the indexing worker committed everything sent to it (searches see it). */
+  async settled(): Promise<void> {
+    await this.#bulk?.drained();
   }
 
   /** True when the loaded index has changes not yet committed (false before it loads). */
   get dirty(): boolean {
-    return this.#index?.dirty ?? false;
+    return (this.#index?.dirty ?? false) || (this.#bulk?.busy ?? false);
   }
 
   /** The loaded index's generation; undefined before the load (nothing to commit yet). */
@@ -155,7 +220,11 @@ export class LazySearch {
    * is still the one being loaded, and queued changes are rebuilt from the database if lost.
    */
   async commit(generation?: number, opts: CommitOptions = {}): Promise<CommitResult | undefined> {
-    return await this.#index?.commit(generation, opts);
+    const index = this.#index;
+    if (!index) return undefined;
+    // Stamping `generation` claims every change before it: the worker's must be committed.
+    if (this.#bulk) return await this.#bulk.whileIdle(() => index.commit(generation, opts));
+    return await index.commit(generation, opts);
   }
 
   /** Stop the loaded index's background check (see {@link SearchIndex.stopChecking}). */
@@ -165,6 +234,7 @@ export class LazySearch {
 
   /** Close the loaded index (commit first: uncommitted changes are dropped). */
   close(): void {
+    this.#bulk?.close();
     this.#index?.close();
   }
 }

@@ -40,6 +40,46 @@ export interface OpenOptions {
   generation?: number;
   /** Open read-only: never write, `commit` rejects. */
   readOnly?: boolean;
+  /**
+   * Load no word list: count how each word's document count changes instead
+   * ({@link SearchIndex.writerState}). For a writer beside the index that searches (the bulk
+   * writer of ./bulk_writer.ts); such an index cannot search.
+   */
+  wordDeltas?: boolean;
+}
+
+/** The counts a writer beside the index reports after each commit ({@link SearchIndex.writerState}). */
+export interface WriterState {
+  /** Documents in the index. */
+  size: number;
+  /** Words per field over all documents. */
+  fieldWords: number[];
+  /** Documents with each field. */
+  fieldHolders: number[];
+  /** How the document count of each word changed since the last report. */
+  words: [string, number][];
+}
+
+/** Where {@link SearchIndex} counts words: the word list, or only the changes to it. */
+interface WordCounts {
+  add(word: string): void;
+  remove(word: string): void;
+}
+
+/** Word count changes, for {@link WriterState.words}. */
+class WordDeltas implements WordCounts {
+  #deltas = new Map<string, number>();
+  add(word: string): void {
+    this.#deltas.set(word, (this.#deltas.get(word) ?? 0) + 1);
+  }
+  remove(word: string): void {
+    this.#deltas.set(word, (this.#deltas.get(word) ?? 0) - 1);
+  }
+  take(): [string, number][] {
+    const out = [...this.#deltas].filter(([, n]) => n !== 0);
+    this.#deltas.clear();
+    return out;
+  }
 }
 
 /** Options of {@link SearchIndex.openWithRecovery}. */
@@ -142,6 +182,8 @@ export class SearchIndex {
   #atPath: boolean;
   #readOnly: boolean;
   #vocab: Vocabulary;
+  /** Where #count counts words: #vocab, or a WordDeltas for a writer that never searches. */
+  #words: WordCounts;
   #query: QueryStatements;
   #write: WriteStatements;
   #generation: number;
@@ -170,12 +212,14 @@ export class SearchIndex {
     readOnly: boolean,
     vocab: Vocabulary,
     header: StoreHeader,
+    words?: WordDeltas,
   ) {
     this.path = path;
     this.#db = db;
     this.#atPath = atPath;
     this.#readOnly = readOnly;
     this.#vocab = vocab;
+    this.#words = words ?? vocab;
     this.#generation = header.generation;
     this.#size = header.documentCount;
     this.#fieldWords = Float64Array.from(header.fieldWords ?? FIELDS.map(() => 0));
@@ -197,9 +241,27 @@ export class SearchIndex {
    */
   static async open(path: string, opts: OpenOptions = {}): Promise<SearchIndex> {
     const readOnly = opts.readOnly ?? false;
+    const t0 = performance.now();
     const { db, header } = openStore(path, { readOnly, generation: opts.generation });
     try {
+      if (opts.wordDeltas) {
+        return new SearchIndex(
+          path,
+          db,
+          true,
+          readOnly,
+          new Vocabulary(),
+          header,
+          new WordDeltas(),
+        );
+      }
+      const t1 = performance.now();
       const vocab = await loadVocabulary(db);
+      log.debug("Search index opened: checks {check} ms, word list {vocab} ms ({words} words)", {
+        check: Math.round(t1 - t0),
+        vocab: Math.round(performance.now() - t1),
+        words: vocab.size,
+      });
       return new SearchIndex(path, db, true, readOnly, vocab, header);
     } catch (e) {
       db.close();
@@ -357,8 +419,8 @@ export class SearchIndex {
       for (const t of tokens) distinct.add(t);
     }
     for (const t of distinct) {
-      if (sign > 0) this.#vocab.add(t);
-      else this.#vocab.remove(t);
+      if (sign > 0) this.#words.add(t);
+      else this.#words.remove(t);
     }
   }
 
@@ -385,10 +447,71 @@ export class SearchIndex {
         this.#size = header.documentCount;
         this.#fieldWords = Float64Array.from(header.fieldWords ?? FIELDS.map(() => 0));
         this.#fieldHolders = Float64Array.from(header.fieldHolders ?? FIELDS.map(() => 0));
-        this.#vocab = loadVocabularySync(this.#db);
+        if (this.#words === this.#vocab) this.#words = this.#vocab = loadVocabularySync(this.#db);
       } catch (e) {
         log.error("Cannot reread search index counts: {error}", { error: String(e) });
       }
+    }
+  }
+
+  /**
+   * Let another connection write the file (the bulk writer, ./bulk_writer.ts): commit what is
+   * pending here, keeping the stamped generation. False when this index cannot hand over now
+   * (read-only, not yet written to its file, under a check or rebuild, or a write to replay):
+   * it then takes the changes itself.
+   */
+  releaseWrites(): boolean {
+    if (this.#readOnly || !this.#atPath || this.#holding || this.#rebuilding || this.#replay) {
+      return false;
+    }
+    if (!this.#db.isTransaction) return true;
+    try {
+      this.#commit(this.#generation, false);
+      return true;
+    } catch (e) {
+      log.error("Cannot commit search index before a bulk write: {error}", { error: String(e) });
+      return false;
+    }
+  }
+
+  /**
+   * Another connection committed changes (see {@link releaseWrites}): take its counts, so that
+   * searches rank with them, and commit them with the next generation.
+   */
+  applyWriterState(state: WriterState): void {
+    this.#size = state.size;
+    this.#fieldWords = Float64Array.from(state.fieldWords);
+    this.#fieldHolders = Float64Array.from(state.fieldHolders);
+    for (const [word, delta] of state.words) this.#vocab.adjust(word, delta);
+    this.#changed = true;
+  }
+
+  /**
+   * The counts of this index and the word count changes since the last call: what a writer
+   * beside the searching index reports after each commit ({@link applyWriterState}).
+   */
+  writerState(): WriterState {
+    return {
+      size: this.#size,
+      fieldWords: Array.from(this.#fieldWords),
+      fieldHolders: Array.from(this.#fieldHolders),
+      words: this.#words instanceof WordDeltas ? this.#words.take() : [],
+    };
+  }
+
+  /**
+   * Read the counts and the generation from the file again (no transaction may be open): after
+   * another connection wrote it. With `words`, the word list too (O(index)).
+   */
+  reloadCounts(opts: { words?: boolean } = {}): void {
+    if (this.#db.isTransaction) throw new Error("Cannot reload search counts inside a write");
+    const header = readHeader(this.#db);
+    this.#size = header.documentCount;
+    this.#generation = header.generation;
+    this.#fieldWords = Float64Array.from(header.fieldWords ?? FIELDS.map(() => 0));
+    this.#fieldHolders = Float64Array.from(header.fieldHolders ?? FIELDS.map(() => 0));
+    if (opts.words && this.#words === this.#vocab) {
+      this.#words = this.#vocab = loadVocabularySync(this.#db);
     }
   }
 
@@ -523,6 +646,7 @@ export class SearchIndex {
     this.#query = fresh.#query;
     this.#write = fresh.#write;
     this.#vocab = fresh.#vocab;
+    this.#words = fresh.#words;
     this.#size = fresh.#size;
     this.#fieldWords = fresh.#fieldWords;
     this.#fieldHolders = fresh.#fieldHolders;

@@ -74,6 +74,20 @@ export class Vocabulary {
     if (n !== undefined && n > 0) this.#extra.set(word, n - 1);
   }
 
+  /** `delta` more (or, negative, fewer) documents hold `word`; counts stop at zero. */
+  adjust(word: string, delta: number): void {
+    if (delta === 0) return;
+    const i = this.#index(word);
+    if (i >= 0) {
+      this.#counts[i] = Math.max(0, this.#counts[i] + delta);
+      return;
+    }
+    const n = Math.max(0, (this.#extra.get(word) ?? 0) + delta);
+    if (n === 0 && !this.#extra.has(word)) return;
+    this.#extra.set(word, n);
+    if (this.#extra.size >= Math.max(MERGE_MIN, this.#sorted.length / MERGE_RATIO)) this.#merge();
+  }
+
   #merge(): void {
     const extra = [...this.#extra.keys()].sort();
     const s = this.#sorted;
