@@ -15,6 +15,7 @@
 import type { TrackRecord } from "../library/types.ts";
 import { logger } from "../log/mod.ts";
 import type { IndexRequest, IndexResponse } from "./index_worker.ts";
+import { packChange, type PackedValue } from "./packed.ts";
 import type { SearchIndex } from "./search_index.ts";
 
 const log = logger("search");
@@ -92,7 +93,9 @@ export class BulkWriter {
     const worker = this.#worker ??= this.#spawn();
     const seq = ++this.#seq;
     this.#out.set(seq, changes);
-    const req: IndexRequest = { seq, path: this.#index.path, changes };
+    const packed: PackedValue[] = [];
+    for (const [id, track] of changes) packChange(packed, id, track);
+    const req: IndexRequest = { seq, path: this.#index.path, changes: packed };
     worker.postMessage(req);
   }
 

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { BulkWriter } from "./bulk_writer.ts";
 import { LazySearch, SearchIndex } from "./mod.ts";
+import { packChange, type PackedValue, unpackChanges } from "./packed.ts";
+import { toDocument } from "./text.ts";
 import { ids, track, withTempDir } from "./testdata/helpers.ts";
 
 const many = (from: number, n: number, title = (i: number) => `Song ${i}`) =>
@@ -112,3 +114,22 @@ for (const [how, query] of [["answers with an error", ""], ["throws", "?throw"]]
     });
   });
 }
+
+Deno.test("packed changes carry what the index reads of a track", () => {
+  const t = track(3, {
+    title: "Señor",
+    artist: "A",
+    albumArtist: "B",
+    album: "C",
+    genre: "D",
+    year: 1999,
+  });
+  const packed: PackedValue[] = [];
+  packChange(packed, 3, t);
+  packChange(packed, 4, null);
+  packChange(packed, 5, track(5, { relPath: "x/Untitled.mp3", title: undefined }));
+  const [a, b, c] = unpackChanges(packed);
+  assert.deepEqual(toDocument(a[1]!), toDocument(t));
+  assert.deepEqual(b, [4, null]);
+  assert.deepEqual(toDocument(c[1]!).title, "untitled");
+});

@@ -9,14 +9,14 @@
  */
 /// <reference no-default-lib="true" />
 /// <reference lib="deno.worker" />
-import type { TrackRecord } from "../library/types.ts";
+import { type PackedValue, unpackChanges } from "./packed.ts";
 import { SearchIndex, type WriterState } from "./search_index.ts";
 
-/** A batch of changes: a track to (re)index, or null to remove the id. */
+/** A batch of changes ({@link PackedValue}s, see ./packed.ts) for the index at `path`. */
 export interface IndexRequest {
   seq: number;
   path: string;
-  changes: [number, TrackRecord | null][];
+  changes: PackedValue[];
 }
 
 /** The answer to {@link IndexRequest} `seq`: committed, or not at all. */
@@ -31,7 +31,7 @@ async function handle(req: IndexRequest): Promise<IndexResponse> {
     index ??= await SearchIndex.open(req.path, { wordDeltas: true });
     // The searching side may have written since the last batch (small changes, commits).
     index.reloadCounts();
-    for (const [id, track] of req.changes) {
+    for (const [id, track] of unpackChanges(req.changes)) {
       if (track) index.indexFile(track);
       else index.remove(id);
     }
