@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { configureSync, type LogRecord, resetSync } from "@logtape/logtape";
 import {
   inspectSnapshot,
+  SEARCH_FORMAT_VERSION,
   SearchIndex,
   SearchRebuildError,
   SearchSnapshotCorruptError,
@@ -129,7 +130,7 @@ Deno.test("open throws a typed error for each kind of damage", async () => {
     assert.equal(good.size, 100);
     good.close();
     assert.deepEqual(await inspectSnapshot(path), {
-      version: 2,
+      version: SEARCH_FORMAT_VERSION,
       documentCount: 100,
       generation: GENERATION,
       bodySize: bytes.length,
@@ -389,5 +390,37 @@ Deno.test("stopping the background check lets the shutdown commit at once", asyn
     assert.deepEqual(ids(reopened.search("last words")), [90_003]);
     assert.equal(reopened.size, 501);
     reopened.close();
+  });
+});
+
+Deno.test("the stored word list is checked against the postings, and rebuilt when it differs", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/s`;
+    const tracks = syntheticTracks(400, 15);
+    await snapshotOf(path, tracks);
+    // Adds, replacements and removals keep the stored counts exact.
+    const index = await SearchIndex.open(path, { generation: GENERATION });
+    for (let id = 1; id <= 40; id++) index.remove(id);
+    index.indexFile(track(41, { title: "Replaced Forty One", artist: "Nobody Else" }));
+    index.indexFile(track(9_001, { title: "Brand New Wordz" }));
+    await index.commit(GENERATION);
+    index.close();
+    assert.equal((await inspectSnapshot(path)).documentCount, 361, "the full check passes");
+
+    const db = new DatabaseSync(path);
+    db.exec("UPDATE words SET doc = doc + 5 WHERE term = 'wordz'");
+    db.close();
+    await assert.rejects(inspectSnapshot(path), /word list differs.*"wordz" in 6 documents/);
+    using logs = captureLogs();
+    const checked = await SearchIndex.openWithRecovery(path, {
+      rebuildFrom: () => [...tracks.slice(41), track(41, { title: "Replaced Forty One" })],
+      generation: GENERATION,
+      verify: true,
+    });
+    await checked.checked;
+    assert.ok(logs.records.some((r) => r.level === "warning"), "a WARN is logged");
+    await checked.commit();
+    checked.close();
+    assert.equal((await inspectSnapshot(path)).documentCount, 360);
   });
 });

@@ -160,6 +160,10 @@ class WriteStatements {
   /** The fields of a document, as arrays. */
   readonly fields: StatementSync;
   readonly setMeta: StatementSync;
+  /** Add to the document count of a word. */
+  readonly addWord: StatementSync;
+  /** Forget a word no document holds any more. */
+  readonly dropWord: StatementSync;
   constructor(db: DatabaseSync) {
     this.insert = db.prepare(
       `INSERT INTO docs(rowid, ${FIELDS.join(", ")}) VALUES (?${", ?".repeat(FIELDS.length)})`,
@@ -168,6 +172,10 @@ class WriteStatements {
     this.fields = db.prepare(`SELECT ${FIELDS.join(", ")} FROM docs WHERE rowid = ?`);
     this.fields.setReturnArrays(true);
     this.setMeta = db.prepare("UPDATE meta SET value = ? WHERE key = ?");
+    this.addWord = db.prepare(
+      "INSERT INTO words(term, doc) VALUES (?, ?) ON CONFLICT(term) DO UPDATE SET doc = doc + excluded.doc",
+    );
+    this.dropWord = db.prepare("DELETE FROM words WHERE term = ? AND doc <= 0");
   }
 }
 
@@ -192,6 +200,8 @@ export class SearchIndex {
   #fieldWords: Float64Array;
   /** Documents with each field. */
   #fieldHolders: Float64Array;
+  /** How each word's document count changed since the last commit (stored by the commit). */
+  #wordChanges = new Map<string, number>();
   /** Changes since the last commit, replayed when a failed write rolled them back. */
   #journal = new Map<number, TrackRecord | null>();
   #replay = false;
@@ -418,9 +428,11 @@ export class SearchIndex {
       this.#fieldHolders[f] += sign;
       for (const t of tokens) distinct.add(t);
     }
+    const changes = this.#wordChanges;
     for (const t of distinct) {
       if (sign > 0) this.#words.add(t);
       else this.#words.remove(t);
+      changes.set(t, (changes.get(t) ?? 0) + sign);
     }
   }
 
@@ -439,6 +451,8 @@ export class SearchIndex {
     try {
       if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
     } catch { /* already rolled back */ }
+    // They described the rolled-back changes; a replay counts again.
+    this.#wordChanges.clear();
     if (this.#atPath) {
       this.#replay = true;
       // Counts kept in memory included the rolled-back changes: read the committed ones.
@@ -647,6 +661,7 @@ export class SearchIndex {
     this.#write = fresh.#write;
     this.#vocab = fresh.#vocab;
     this.#words = fresh.#words;
+    this.#wordChanges = fresh.#wordChanges;
     this.#size = fresh.#size;
     this.#fieldWords = fresh.#fieldWords;
     this.#fieldHolders = fresh.#fieldHolders;
@@ -707,6 +722,12 @@ export class SearchIndex {
         this.#replay = false;
         for (const [id, track] of this.#journal) this.#apply(id, track);
       }
+      for (const [word, delta] of this.#wordChanges) {
+        if (delta === 0) continue;
+        this.#write.addWord.run(word, delta);
+        if (delta < 0) this.#write.dropWord.run(word);
+      }
+      this.#wordChanges.clear();
       this.#write.setMeta.run(generation, "generation");
       this.#write.setMeta.run(this.#size, "documents");
       this.#fieldWords.forEach((w, i) => this.#write.setMeta.run(w, `words${i}`));
@@ -777,7 +798,7 @@ export class SearchIndex {
 async function loadVocabulary(db: DatabaseSync): Promise<Vocabulary> {
   const words: string[] = [];
   const counts: number[] = [];
-  const st = db.prepare("SELECT term, doc FROM vocab WHERE term > ? ORDER BY term LIMIT ?");
+  const st = db.prepare("SELECT term, doc FROM words WHERE term > ? ORDER BY term LIMIT ?");
   st.setReturnArrays(true);
   let last = "";
   for (;;) {
@@ -795,6 +816,6 @@ async function loadVocabulary(db: DatabaseSync): Promise<Vocabulary> {
 
 /** {@link loadVocabulary} at once (after a failed write, a rare path). */
 function loadVocabularySync(db: DatabaseSync): Vocabulary {
-  const rows = db.prepare("SELECT term, doc FROM vocab").all() as { term: string; doc: number }[];
+  const rows = db.prepare("SELECT term, doc FROM words").all() as { term: string; doc: number }[];
   return new Vocabulary(rows.map((r) => r.term), rows.map((r) => r.doc));
 }

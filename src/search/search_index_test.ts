@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import MiniSearch from "minisearch";
 import { SearchIndex } from "./search_index.ts";
+import { SEARCH_FORMAT_VERSION } from "./store.ts";
 import { queryTerms } from "./query.ts";
 import { BOOSTS, FIELDS, toDocument } from "./text.ts";
 import { ids, track, withTempDir } from "./testdata/helpers.ts";
@@ -228,7 +229,11 @@ Deno.test("the index file is SQLite FTS5, stamped with its generation", async ()
         (db.prepare("SELECT key, value FROM meta").all() as { key: string; value: number }[])
           .map((r) => [r.key, r.value]),
       );
-      assert.deepEqual([meta.documents, meta.format, meta.generation], [13, 2, 7]);
+      assert.deepEqual([meta.documents, meta.format, meta.generation], [
+        13,
+        SEARCH_FORMAT_VERSION,
+        7,
+      ]);
       const hits = db.prepare("SELECT rowid FROM docs WHERE docs MATCH 'track' ORDER BY rowid")
         .all().map((r) => r.rowid);
       assert.deepEqual(hits, [...Array(13).keys()].map((i) => i + 1));

@@ -9,6 +9,7 @@
  * @module
  */
 import { DatabaseSync } from "node:sqlite";
+import { checkWordList } from "./store.ts";
 
 /** The line this child prints. */
 export type VerifyAnswer = { ok: true } | { ok: false; reason: string; damaged: boolean };
@@ -29,13 +30,14 @@ export function verifyFile(path: string): VerifyAnswer {
     } finally {
       db.exec("ROLLBACK");
     }
+    checkWordList(db);
     return { ok: true };
   } catch (err) {
     const reason = err instanceof Error ? err.message : String(err);
     return {
       ok: false,
       reason,
-      damaged: /integrity|malformed|corrupt|not a database/i.test(reason),
+      damaged: /integrity|malformed|corrupt|not a database|word list differs/i.test(reason),
     };
   } finally {
     try {
