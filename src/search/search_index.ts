@@ -293,7 +293,7 @@ export class SearchIndex {
   static async openWithRecovery(path: string, opts: RecoveryOptions = {}): Promise<SearchIndex> {
     if (opts.generation !== undefined) checkGeneration(opts.generation);
     const readOnly = opts.readOnly ?? false;
-    if (!readOnly) await removeStaleTemps(path);
+    if (!readOnly) removeStaleTemps(path);
     let problem: SearchSnapshotError;
     try {
       const index = await SearchIndex.open(path, { generation: opts.generation, readOnly });

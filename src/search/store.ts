@@ -351,18 +351,24 @@ export function writeCopy(db: DatabaseSync, path: string): void {
   }
 }
 
-/** Remove temp files of writes whose process is gone (a crash mid-write leaves one). */
-export async function removeStaleTemps(path: string): Promise<number> {
+/**
+ * Remove temp files of writes whose process is gone (a crash mid-write leaves one).
+ * Synchronous (a directory of a few files): opening the index then needs no turn of the event
+ * loop, so it is done before the daemon's first long synchronous step.
+ */
+export function removeStaleTemps(path: string): number {
   const dir = dirOf(path);
   const prefix = path.slice(path.lastIndexOf("/") + 1) + ".tmp-";
   let removed = 0;
   try {
-    for await (const e of Deno.readDir(dir)) {
+    for (const e of Deno.readDirSync(dir)) {
       if (!e.isFile || !e.name.startsWith(prefix)) continue;
       const pid = Number(e.name.slice(prefix.length).split("-")[0]);
       if (pid === Deno.pid || (Number.isInteger(pid) && pid > 0 && processAlive(pid))) continue;
-      await Deno.remove(`${dir}/${e.name}`).catch(() => {});
-      removed++;
+      try {
+        Deno.removeSync(`${dir}/${e.name}`);
+        removed++;
+      } catch { /* gone already */ }
     }
   } catch {
     // An unreadable directory will fail the commit with a clearer error.
