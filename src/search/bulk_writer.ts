@@ -81,6 +81,11 @@ export class BulkWriter {
       }
       return;
     }
+    if (!this.#index.acceptsWriter) {
+      this.#takeBack();
+      this.send(changes);
+      return;
+    }
     for (let i = 0; i < changes.length; i += MAX_BATCH) {
       const part = changes.length > MAX_BATCH ? changes.slice(i, i + MAX_BATCH) : changes;
       if (this.#paused > 0) this.#held.push(part);
@@ -115,6 +120,12 @@ export class BulkWriter {
       this.#fail(res.error);
       return;
     }
+    if (!this.#index.acceptsWriter) {
+      // The index found damage and is rebuilding (or replaying a failed write): the worker's
+      // file is on its way out. The index takes every change from here, in order.
+      this.#takeBack();
+      return;
+    }
     this.#out.delete(res.seq);
     this.#index.applyWriterState(res);
     if (this.#out.size === 0) this.#settled();
@@ -132,20 +143,32 @@ export class BulkWriter {
   /** The worker failed: stop it and apply what it did not answer here. */
   #fail(reason: string): void {
     if (this.#broken) return;
+    const n = this.pending;
+    log.error(
+      "Search indexing worker failed ({reason}); indexing {n} changes on the main thread instead",
+      { reason, n },
+    );
+    this.#takeBack();
+  }
+
+  /**
+   * Stop the worker for good and apply what it has not answered to the index itself (applying
+   * a change twice does no harm: the worker may have committed it and died before answering).
+   */
+  #takeBack(): void {
+    if (this.#broken) return;
     this.#broken = true;
     const undone = [...this.#out.values(), ...this.#held];
     this.#out.clear();
     this.#held = [];
     this.#stopWorker(true);
-    log.error(
-      "Search indexing worker failed ({reason}); indexing {n} changes on the main thread instead",
-      { reason, n: undone.reduce((n, b) => n + b.length, 0) },
-    );
-    try {
-      // What the worker committed before failing is in the file: start from there.
-      this.#index.reloadCounts({ words: true });
-    } catch (e) {
-      log.error("Cannot reread search index counts: {error}", { error: String(e) });
+    if (this.#index.acceptsWriter) {
+      try {
+        // What the worker committed is in the file: start from there.
+        this.#index.reloadCounts({ words: true });
+      } catch (e) {
+        log.error("Cannot reread search index counts: {error}", { error: String(e) });
+      }
     }
     for (const batch of undone) {
       for (const [id, track] of batch) {

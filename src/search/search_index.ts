@@ -469,15 +469,21 @@ export class SearchIndex {
   }
 
   /**
+   * Whether another connection may write the file now: false when read-only, not yet written
+   * to its file, under a check or rebuild, or with a failed write to replay.
+   */
+  get acceptsWriter(): boolean {
+    return !this.#readOnly && this.#atPath && !this.#holding && !this.#rebuilding && !this.#replay;
+  }
+
+  /**
    * Let another connection write the file (the bulk writer, ./bulk_writer.ts): commit what is
    * pending here, keeping the stamped generation. False when this index cannot hand over now
    * (read-only, not yet written to its file, under a check or rebuild, or a write to replay):
    * it then takes the changes itself.
    */
   releaseWrites(): boolean {
-    if (this.#readOnly || !this.#atPath || this.#holding || this.#rebuilding || this.#replay) {
-      return false;
-    }
+    if (!this.acceptsWriter) return false;
     if (!this.#db.isTransaction) return true;
     try {
       this.#commit(this.#generation, false);
