@@ -227,9 +227,8 @@ function checkContents(db: DatabaseSync, path: string, bodySize: number): StoreH
     throw new SearchSnapshotCorruptError("garbage", path, "stamped values missing");
   }
   const claimed = { documentCount: header.documentCount };
-  const rows = Number(
-    (db.prepare("SELECT count(*) AS n FROM docs_content").get() as { n: number }).n,
-  );
+  // FTS5's own row count (its "averages" record), O(1); the full check counts the rows too.
+  const rows = fts5RowCount(db);
   if (rows !== header.documentCount) {
     throw new SearchSnapshotCorruptError(
       "checksum",
@@ -241,6 +240,45 @@ function checkContents(db: DatabaseSync, path: string, bodySize: number): StoreH
   // Reads the FTS5 structure record and one doclist: a damaged structure fails here.
   db.prepare("SELECT rowid FROM docs WHERE docs MATCH '\"e\" *' LIMIT 1").all();
   return header;
+}
+
+/**
+ * The rows FTS5 counts in `docs`: the first varint of its averages record (rowid 1 of
+ * `docs_data`), which every insert and delete updates.
+ */
+export function fts5RowCount(db: DatabaseSync): number {
+  const row = db.prepare("SELECT block FROM docs_data WHERE id = 1").get() as
+    | { block: Uint8Array }
+    | undefined;
+  if (!row) return 0;
+  if (!(row.block instanceof Uint8Array)) throw new Error("FTS5 averages record is not a blob");
+  // Empty until the first write.
+  if (row.block.length === 0) return 0;
+  // An SQLite varint: big-endian groups of 7 bits, high bit set on all but the last; the
+  // ninth byte carries 8.
+  const b = row.block;
+  let v = 0;
+  for (let k = 0; k < 9; k++) {
+    if (k >= b.length) throw new Error("FTS5 averages record is truncated");
+    if (k === 8) return v * 256 + b[k];
+    v = v * 128 + (b[k] & 0x7f);
+    if ((b[k] & 0x80) === 0) return v;
+  }
+  return v;
+}
+
+/** The rows of the content table against the stamped count, O(index): for the full check. */
+export function checkDocumentCount(db: DatabaseSync): void {
+  const rows = Number(
+    (db.prepare("SELECT count(*) AS n FROM docs_content").get() as { n: number }).n,
+  );
+  const stamped = Number(
+    (db.prepare("SELECT value FROM meta WHERE key = 'documents'").get() as { value: number })
+      ?.value,
+  );
+  if (rows !== stamped) {
+    throw new Error(`document count ${stamped} does not match the index (${rows} rows)`);
+  }
 }
 
 /**
@@ -266,6 +304,7 @@ export function verifyStore(db: DatabaseSync, path: string, documentCount?: numb
     } finally {
       db.exec("ROLLBACK");
     }
+    checkDocumentCount(db);
     checkWordList(db);
   } catch (e) {
     throw new SearchSnapshotCorruptError("checksum", path, message(e), { cause: e, documentCount });

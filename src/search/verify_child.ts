@@ -9,7 +9,7 @@
  * @module
  */
 import { DatabaseSync } from "node:sqlite";
-import { checkWordList } from "./store.ts";
+import { checkDocumentCount, checkWordList } from "./store.ts";
 
 /** The line this child prints. */
 export type VerifyAnswer = { ok: true } | { ok: false; reason: string; damaged: boolean };
@@ -30,6 +30,7 @@ export function verifyFile(path: string): VerifyAnswer {
     } finally {
       db.exec("ROLLBACK");
     }
+    checkDocumentCount(db);
     checkWordList(db);
     return { ok: true };
   } catch (err) {
@@ -37,7 +38,9 @@ export function verifyFile(path: string): VerifyAnswer {
     return {
       ok: false,
       reason,
-      damaged: /integrity|malformed|corrupt|not a database|word list differs/i.test(reason),
+      damaged: /integrity|malformed|corrupt|not a database|word list differs|does not match/i.test(
+        reason,
+      ),
     };
   } finally {
     try {
