@@ -140,8 +140,8 @@ export class QueryStatements {
   readonly rows: StatementSync;
   /** Matching ids only. */
   readonly ids: StatementSync;
-  /** How many rows match, counting no further than a limit. */
-  readonly capped: StatementSync;
+  /** The fields of the rows of a JSON array of ids (FTS5's content table: c0.. in FIELDS order). */
+  readonly content: StatementSync;
 
   /** Prepare on `db` (an index database of ./store.ts). */
   constructor(db: DatabaseSync) {
@@ -150,9 +150,11 @@ export class QueryStatements {
     );
     this.rows.setReturnArrays(true);
     this.ids = db.prepare("SELECT rowid AS id FROM docs WHERE docs MATCH ? LIMIT ?");
-    this.capped = db.prepare(
-      "SELECT count(*) AS n FROM (SELECT rowid FROM docs WHERE docs MATCH ? LIMIT ?)",
+    this.content = db.prepare(
+      `SELECT id, ${FIELDS.map((_, i) => `c${i}`).join(", ")} FROM docs_content ` +
+        "WHERE id IN (SELECT value FROM json_each(?))",
     );
+    this.content.setReturnArrays(true);
   }
 }
 
@@ -257,16 +259,23 @@ export function executeQuery(
   const common = plans.filter((p) => p.cost > ctx.documents * COMMON_SHARE && p.cost > 20 * rarest);
   if (common.length > 0 && max <= RANK_LIMIT) {
     const rare = plans.filter((p) => !common.includes(p)).map((p) => p.any).join(" AND ");
-    if (countUpTo(st, rare, RANK_LIMIT + 1) <= RANK_LIMIT) {
-      const rows = (st.rows.all(rare, RANK_LIMIT) as unknown as Row[])
-        .filter((row) => common.every((p) => rowMatches(row, p)));
+    const found = idsUpTo(st, rare, RANK_LIMIT + 1);
+    if (found.length <= RANK_LIMIT) {
+      const rows = rowsOf(st, found).filter((row) => common.every((p) => rowMatches(row, p)));
       return score(rows, plans, ctx).sort(byScore).slice(0, max);
     }
   }
-  // Counting reads no fields: cheap next to fetching rows that would not be ranked.
-  if (max > RANK_LIMIT || countUpTo(st, match, RANK_LIMIT + 1) <= RANK_LIMIT) {
-    const rows = st.rows.all(match, max > RANK_LIMIT ? -1 : RANK_LIMIT) as unknown as Row[];
-    return score(rows, plans, ctx).sort(byScore).slice(0, max);
+  if (max > RANK_LIMIT) {
+    return score(st.rows.all(match, -1) as unknown as Row[], plans, ctx).sort(byScore).slice(
+      0,
+      max,
+    );
+  }
+  // The ids first (FTS5 reads no fields for them): cheap next to fetching rows that would not
+  // be ranked; the fields of few enough are then read by id, not by matching again.
+  const found = idsUpTo(st, match, RANK_LIMIT + 1);
+  if (found.length <= RANK_LIMIT) {
+    return score(rowsOf(st, found), plans, ctx).sort(byScore).slice(0, max);
   }
   // Too many matches to rank: whole words in titles and artists first, then the rest. A tier
   // small enough is ranked; scores stay in [tier, tier + 1), so tiers never interleave.
@@ -284,9 +293,10 @@ export function executeQuery(
   for (const [expr, tier] of tiers) {
     if (!expr) continue;
     const want = max + seen.size;
-    const found = expr !== match && countUpTo(st, expr, RANK_LIMIT + 1) <= RANK_LIMIT
-      ? score(st.rows.all(expr, RANK_LIMIT) as unknown as Row[], plans, ctx).sort(byScore)
-      : (st.ids.all(expr, want) as { id: number }[]).map((r) => ({ id: Number(r.id), score: 0 }));
+    const some = expr === match ? [] : idsUpTo(st, expr, RANK_LIMIT + 1);
+    const found = expr !== match && some.length <= RANK_LIMIT
+      ? score(rowsOf(st, some), plans, ctx).sort(byScore)
+      : idsUpTo(st, expr, want).map((id) => ({ id, score: 0 }));
     for (const r of found) {
       if (seen.has(r.id)) continue;
       seen.add(r.id);
@@ -297,6 +307,13 @@ export function executeQuery(
   return out;
 }
 
-function countUpTo(st: QueryStatements, match: string, cap: number): number {
-  return Number((st.capped.get(match, cap) as { n: number }).n);
+/** The ids of the first `cap` rows matching `match`. */
+function idsUpTo(st: QueryStatements, match: string, cap: number): number[] {
+  return (st.ids.all(match, cap) as { id: number }[]).map((r) => Number(r.id));
+}
+
+/** The rows (id and fields) of `ids`. */
+function rowsOf(st: QueryStatements, ids: number[]): Row[] {
+  if (ids.length === 0) return [];
+  return st.content.all(JSON.stringify(ids)) as unknown as Row[];
 }
