@@ -293,11 +293,13 @@ export function executeQuery(
   for (const [expr, tier] of tiers) {
     if (!expr) continue;
     const want = max + seen.size;
-    const some = expr === match ? [] : idsUpTo(st, expr, RANK_LIMIT + 1);
-    const found = expr !== match && some.length <= RANK_LIMIT
+    // The ids of the whole match were read above: enough of them unless a tier came first.
+    const some = expr === match ? found : idsUpTo(st, expr, RANK_LIMIT + 1);
+    const listed = expr !== match && some.length <= RANK_LIMIT
       ? score(rowsOf(st, some), plans, ctx).sort(byScore)
-      : idsUpTo(st, expr, want).map((id) => ({ id, score: 0 }));
-    for (const r of found) {
+      : (some.length >= want ? some.slice(0, want) : idsUpTo(st, expr, want))
+        .map((id) => ({ id, score: 0 }));
+    for (const r of listed) {
       if (seen.has(r.id)) continue;
       seen.add(r.id);
       out.push({ id: r.id, score: tier + r.score / (1 + r.score) });
