@@ -121,6 +121,9 @@ function plan(vocab: Vocabulary, term: string): TermPlan | undefined {
       words.set(w, FUZZY_WEIGHT * w.length / (w.length + d));
     }
   }
+  // The open prefix covers the whole word: matching it too would only merge its posting list
+  // (the largest, for "the") into the prefix's.
+  if (openPrefix && known) parts.shift();
   if (parts.length === 0) return undefined;
   let cost = openPrefix ? Infinity : 0;
   for (const w of words.keys()) cost += vocab.count(w);
