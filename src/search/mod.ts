@@ -7,6 +7,10 @@
  * Results are track ids; callers map them to tree paths. Queries are cut to 1024 bytes here;
  * /.search names are at most {@link SEARCH_DIR_MAX_QUERY_BYTES}.
  *
+ * The daemon hands each committed library batch to `LazySearch.update(tracks, removedIds)`:
+ * large ones (a first scan) are indexed by a worker thread through its own connection
+ * (./bulk_writer.ts), off the thread that serves the mount.
+ *
  * ```ts
  * import assert from "node:assert/strict";
  * import { LazySearch, runCommitter, SearchIndex, type TrackRecord } from "./mod.ts";
