@@ -217,12 +217,19 @@ interface Trie {
 }
 
 function buildTrie(s: string[]): Trie {
-  let bound = 1;
-  for (const w of s) bound += w.length;
-  const chars = new Uint16Array(bound);
-  const first = new Int32Array(bound);
-  const children = new Int32Array(bound);
-  const word = new Int32Array(bound).fill(-1);
+  // One node per distinct prefix: each word adds those past its common prefix with the last.
+  let nodes = 1;
+  for (let i = 0; i < s.length; i++) {
+    const w = s[i];
+    const prev = i > 0 ? s[i - 1] : "";
+    let k = 0;
+    while (k < prev.length && k < w.length && prev.charCodeAt(k) === w.charCodeAt(k)) k++;
+    nodes += w.length - k;
+  }
+  const chars = new Uint16Array(nodes);
+  const first = new Int32Array(nodes);
+  const children = new Int32Array(nodes);
+  const word = new Int32Array(nodes).fill(-1);
   let next = 1;
   // The node for s[lo, hi), which share their first `depth` characters.
   const build = (node: number, lo: number, hi: number, depth: number) => {
@@ -243,12 +250,7 @@ function buildTrie(s: string[]): Trie {
     }
   };
   if (s.length > 0) build(0, 0, s.length, 0);
-  return {
-    chars: chars.slice(0, next),
-    first: first.slice(0, next),
-    children: children.slice(0, next),
-    word: word.slice(0, next),
-  };
+  return { chars, first, children, word };
 }
 
 /** First index of `s` whose word is >= `word`. */
