@@ -135,3 +135,27 @@ Deno.test("packed changes carry what the index reads of a track", () => {
   assert.deepEqual(b, [4, null]);
   assert.deepEqual(toDocument(c[1]!).title, "untitled");
 });
+
+Deno.test("while the background check holds the file, a large batch waits in the index itself", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/search.db`;
+    const first = await SearchIndex.openWithRecovery(path, { generation: 1 });
+    for (const t of many(1, 50)) first.indexFile(t);
+    await first.commit(1);
+    first.close();
+    const lazy = LazySearch.fromSnapshot(path, { generation: 1, verify: true });
+    const index = await lazy.ready();
+    assert.equal(index.acceptsWriter, false, "the check holds the write lock");
+    lazy.update(many(100, 200));
+    assert.equal(lazy.pendingBulk, 0, "not sent to the worker");
+    await index.checked;
+    assert.equal(index.size, 250);
+    assert.deepEqual(ids(await lazy.search("song 150")).slice(0, 1), [150]);
+    // Once the check is over, large batches go to the worker again.
+    lazy.update(many(1000, 100));
+    assert.ok(lazy.pendingBulk > 0);
+    await lazy.commit(2);
+    lazy.close();
+    assert.equal((await inspectSnapshot(path, { generation: 2 })).documentCount, 350);
+  });
+});
