@@ -117,7 +117,9 @@ export class DirJournal {
 
   /** Remember what `dir` held under `name` before this batch first changed it. */
   touch(dir: Dir, name: string): void {
-    if (this.log === null || this.fresh.has(dir)) return;
+    if (this.log === null) return;
+    this.c.rows.touch(dir, name);
+    if (this.fresh.has(dir)) return;
     const key = `${dir.ino}/${name}`;
     if (!this.log.has(key)) {
       this.log.set(key, { dir, name, old: dir.entries.get(name)?.ino ?? 0 });

@@ -275,6 +275,9 @@ export class MusicOps implements FuseOperations {
   }
 
   async #searchDir(query: string): Promise<Node> {
+    // Query folders link into the tree in memory: after a start served from library.db's
+    // rows, the first query waits for it.
+    await this.#tree.whenLoaded;
     const ids = await this.#opts.search!(query, SEARCH_RESULTS_MAX);
     const { node, invalidations } = this.#tree.setSearchResults(query, ids);
     const dropped = this.#holdSearchDir(query, node.ino);

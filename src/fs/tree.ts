@@ -101,9 +101,20 @@ import {
   type TreeEntry,
 } from "./nodes.ts";
 import { compare } from "./naming.ts";
+import type { TreeRow } from "../library/tree_rows.ts";
+import {
+  dirAttr,
+  StoredCover,
+  StoredDir,
+  type StoredNode,
+  StoredTrack,
+  StoredTree,
+  type TreeRowSource,
+} from "./stored.ts";
 
 export { INO, TRACK_INO_BASE };
 export type { Collision, CoverImage, Invalidation, NameRow, NameRowChange };
+export type { TreeRowSource } from "./stored.ts";
 export type {
   CoverNode,
   DirNode,
@@ -166,6 +177,12 @@ export interface TreeOptions {
    * mounts, which the kernel checks with `default_permissions`); `shareSearch` opens
    * /.search to other users. Absent: everything belongs to `uid`/`gid`, 0444 and 0555.
    */
+  /**
+   * Serve the four views from library.db's rows until {@link VirtualTree.load} builds the
+   * tree (stored.ts): `tracks`, `covers`, `playlists` and `names` are then not read here.
+   * Not with `permissions` (folder access needs the whole tree).
+   */
+  stored?: { source: TreeRowSource; stats: TreeStats };
   permissions?: {
     shareSearch?: boolean;
     /**
@@ -185,10 +202,15 @@ export class VirtualTree {
   /** The /Artists layout in use. */
   readonly layout: Layout;
   readonly #c: TreeCore;
+  /** While the tree is not built: the views served from library.db's rows. */
+  #stored: StoredTree | undefined;
+  #storedStats: TreeStats | undefined;
+  #loaded!: () => void;
+  /** Resolves once the tree is built (at once unless it was made with `stored`). */
+  readonly whenLoaded: Promise<void> = new Promise((r) => (this.#loaded = r));
 
   /** Build the tree of `opts.tracks`. Throws {@link LayoutError} for a bad layout string. */
   constructor(opts: TreeOptions) {
-    const started = performance.now();
     this.uid = opts.uid;
     this.gid = opts.gid;
     const c = this.#c = new TreeCore(
@@ -201,6 +223,25 @@ export class VirtualTree {
     );
     this.layout = c.views.layout;
     c.files.list = [...(opts.problems ?? [])];
+    if (opts.stored && !c.perms) {
+      const origins = c.origins;
+      this.#stored = new StoredTree(
+        opts.stored.source,
+        opts.uid,
+        opts.gid,
+        (id) => origins.get(id),
+        c.now,
+      );
+      this.#storedStats = opts.stored.stats;
+      return;
+    }
+    this.#build(opts);
+  }
+
+  #build(opts: Pick<TreeOptions, "tracks" | "covers" | "playlists" | "names">): void {
+    const started = performance.now();
+    const c = this.#c;
+    c.building = true;
     c.views.build(opts.tracks ?? [], opts.names ?? []);
     c.covers.build(opts.covers ?? []);
     for (const p of opts.playlists ?? []) c.playlists.set(p);
@@ -213,6 +254,7 @@ export class VirtualTree {
       c.access.accessOf(c.root);
     }
     c.building = false;
+    this.#loaded();
     log.debug("Tree built: {tracks} tracks, {dirs} directories in {ms} ms", {
       tracks: c.tracks.size,
       dirs: c.dirCount,
@@ -220,15 +262,72 @@ export class VirtualTree {
     });
   }
 
+  /** Whether the tree is built (else the views are served from library.db's rows). */
+  get loaded(): boolean {
+    return this.#stored === undefined;
+  }
+
+  /**
+   * Build the tree of a tree made with `stored` (the rows stop being read), and check it
+   * against the rows the kernel was given meanwhile: the invalidations returned drop what
+   * differs (and /Playlists, empty until now). `differences` counts the entries that did.
+   */
+  load(
+    opts: Pick<TreeOptions, "tracks" | "covers" | "playlists" | "names" | "problems">,
+  ): { invalidations: Invalidation[]; differences: number } {
+    const stored = this.#stored;
+    if (!stored) throw new Error("The tree is built already");
+    if (opts.problems) this.#c.files.list = [...opts.problems];
+    this.#build(opts);
+    this.#stored = undefined;
+    this.#storedStats = undefined;
+    const out: Invalidation[] = [{ kind: "inode", ino: INO.playlists }];
+    let differences = 0;
+    for (const ino of stored.served) {
+      const was = stored.names(ino);
+      const d = this.#c.node(ino);
+      const now = d instanceof Dir ? d.entries : new Map<string, { ino: number }>();
+      let differs = false;
+      for (const [name, child] of was) {
+        if (now.get(name)?.ino !== child) {
+          out.push({ kind: "entry", parent: ino, name });
+          differs = true;
+          differences++;
+        }
+      }
+      for (const [name] of now) {
+        if (!was.has(name)) {
+          out.push({ kind: "entry", parent: ino, name });
+          differs = true;
+          differences++;
+        }
+      }
+      if (differs) out.push({ kind: "inode", ino });
+    }
+    return { invalidations: out, differences };
+  }
+
+  #isStored(n: Node): n is StoredNode {
+    return n instanceof StoredDir || n instanceof StoredTrack || n instanceof StoredCover;
+  }
+
+  /** Whether `ino`'s entries are served from the rows (a view's folder, or below). */
+  #storedDir(ino: number): boolean {
+    return (ino >= INO.artists && ino <= INO.years) || this.#c.node(ino) === undefined;
+  }
+
   // ---- serving -------------------------------------------------------------------------
 
   /** The node of `ino`, if it exists now. */
   get(ino: number): Node | undefined {
-    return this.#c.node(ino);
+    const n = this.#c.node(ino);
+    if (n || !this.#stored) return n;
+    return this.#stored.get(ino);
   }
 
   /** The node called `name` in directory `parent`; undefined when there is none. */
   lookup(parent: number, name: string): Node | undefined {
+    if (this.#stored && this.#storedDir(parent)) return this.#stored.lookup(parent, name);
     return this.#c.lookup(parent, name);
   }
 
@@ -238,6 +337,10 @@ export class VirtualTree {
    * the directory changed); the array must not be modified.
    */
   children(ino: number): readonly TreeEntry[] | undefined {
+    if (this.#stored && this.#storedDir(ino)) {
+      const n = this.get(ino);
+      return n?.kind === "dir" ? this.#stored.children(ino) : undefined;
+    }
     const d = this.#c.node(ino);
     if (!(d instanceof Dir)) return undefined;
     if (d.sorted) return d.sorted;
@@ -251,6 +354,14 @@ export class VirtualTree {
 
   /** `stat(2)` attributes of a node. */
   attr(node: Node): Attr {
+    const stored = this.#stored;
+    if (stored) {
+      if (this.#isStored(node)) return stored.attr(node);
+      if (node.ino >= INO.artists && node.ino <= INO.years) {
+        const row = stored.dirRow(INO.root, (node as DirNode).name);
+        if (row) return dirAttr({ ino: node.ino, uid: this.uid, gid: this.gid }, row);
+      }
+    }
     return this.#c.access.attr(node);
   }
 
@@ -259,6 +370,10 @@ export class VirtualTree {
    * symlink answers those of the track it links to.
    */
   access(node: Node): Access {
+    if (this.#stored && this.#isStored(node)) {
+      const a = this.#stored.attr(node);
+      return { uid: a.uid, gid: a.gid, mode: a.mode & 0o7777 };
+    }
     return this.#c.access.access(node);
   }
 
@@ -288,6 +403,9 @@ export class VirtualTree {
 
   /** Absolute source path of a track or cover. */
   sourcePath(node: TrackNode | CoverNode): string {
+    if (node instanceof StoredTrack || node instanceof StoredCover) {
+      return this.#stored!.sourcePath(node);
+    }
     if (node.kind === "cover") return (node as Cover).sourcePath;
     return this.#c.source(node.track.originId, node.track.relPath);
   }
@@ -299,6 +417,7 @@ export class VirtualTree {
    */
   pathOf(ino: number): string | undefined {
     const n = this.#c.node(ino);
+    if (!n && this.#stored) return this.#storedPath(ino);
     if (!n) return undefined;
     if (n instanceof Dir) return n === this.#c.root ? "/" : this.#c.dirPath(n);
     if (n instanceof Track) {
@@ -310,6 +429,17 @@ export class VirtualTree {
       }
     }
     return undefined;
+  }
+
+  #storedPath(ino: number): string | undefined {
+    let p = "";
+    let row: TreeRow | undefined;
+    for (let at = ino, hops = 0; at !== INO.root; at = row.parent, hops++) {
+      row = this.#stored!.src.treeEntryOf(at);
+      if (!row || hops > 64) return undefined;
+      p = `/${row.name}${p}`;
+    }
+    return p;
   }
 
   /** Names that were given a collision suffix, by virtual path. */
@@ -324,6 +454,9 @@ export class VirtualTree {
 
   /** Counts of what the tree holds. */
   stats(): TreeStats {
+    if (this.#storedStats) {
+      return { ...this.#storedStats, problems: this.#c.files.list.length };
+    }
     let collisions = 0;
     for (const d of this.#c.dirs.collided) collisions += d.collisions?.length ?? 0;
     return {
@@ -347,6 +480,7 @@ export class VirtualTree {
    * O(library) (except cover changes, which look through every track once).
    */
   apply(changes: Partial<LibraryChange>, problems?: Iterable<Problem>): Invalidation[] {
+    if (this.#stored) throw new Error("Cannot apply a change before the tree is built");
     const c = this.#c;
     return c.dirs.batch((inodes) => {
       const placed = c.views.apply(changes, inodes);
@@ -373,8 +507,31 @@ export class VirtualTree {
     return this.#c.dirs.nameRows();
   }
 
+  /**
+   * Record which entries of the views each {@link apply} changes, for {@link takeRows}
+   * (library.db's `tree_entries`); off by default.
+   */
+  recordRows(on: boolean): void {
+    this.#c.rows.on = on;
+    if (!on) this.#c.rows.clear();
+  }
+
+  /** The rows changed since the last call (see {@link recordRows}). */
+  takeRows(): { upserts: TreeRow[]; deletes: [number, string][] } {
+    return this.#c.rows.take();
+  }
+
+  /** Every row of the four views (for a full dump; do not apply changes meanwhile). */
+  allRows(): Generator<TreeRow> {
+    return this.#c.rows.all();
+  }
+
   /** Record the size of an embedded cover once its picture was extracted (until then: 0). */
   setCoverSize(node: CoverNode, size: number): void {
+    if (node instanceof StoredCover) {
+      node.cover = { ...node.cover, size };
+      return;
+    }
     this.#c.covers.setCoverSize(node, size);
   }
 
@@ -388,6 +545,7 @@ export class VirtualTree {
     query: string,
     trackIds: Iterable<number>,
   ): { node: DirNode; invalidations: Invalidation[] } {
+    if (this.#stored) throw new Error("Cannot fill /.search before the tree is built");
     return this.#c.search.setSearchResults(query, trackIds);
   }
 
