@@ -5,7 +5,7 @@
  */
 import { type FuseSession, identity, prepareMountpoint } from "../fuse/mod.ts";
 import { TRACK_INO_BASE, type VirtualTree } from "../fs/mod.ts";
-import { Database, Scanner } from "../library/mod.ts";
+import { Database, mergeRoots, Scanner } from "../library/mod.ts";
 import { acquireLock, type HeldLock } from "./lock.ts";
 import { TaskSupervisor } from "./supervisor.ts";
 import { type ControlHandlers, controlSocketPath, type SearchHit, toSearchHit } from "./control.ts";
@@ -25,7 +25,8 @@ import { openControlListener } from "./control_listener.ts";
 import { checkServedSources } from "./source_check.ts";
 import { statusReport } from "./status_report.ts";
 import { LibraryWatch } from "./library_watch.ts";
-import { buildServing } from "./serving.ts";
+import { buildServing, loadStoredTree } from "./serving.ts";
+import { treeShape } from "./tree_rows.ts";
 import { spawnDaemonTasks } from "./daemon_tasks.ts";
 import { openStores } from "./open_stores.ts";
 import { logger } from "../log/mod.ts";
@@ -97,10 +98,14 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     // opened or created: bad input changes nothing. A dead mount left there is detached.
     await prepareMountpoint(opts.mountpoint, true);
     // Open stores.
-    const library = await openLibrary(opts.stateDir);
+    // The tree is served from library.db's rows when they picture the library as it is.
+    const shape = treeShape(opts.layout, mergeRoots(opts.libraries).roots);
+    const library = await openLibrary(opts.stateDir, {
+      treeShape: opts.allowOther ? undefined : shape,
+    });
     db = library.db;
     integrity = library.integrity;
-    let allTracks = library.tracks;
+    let allTracks = library.tracks ?? [];
     const origins = registerOrigins(db, opts.libraries, library.readOnly);
     const originPath = new Map(origins.map((o) => [o.id, o.path]));
     await recordLayout(opts.stateDir, opts.layout, opts.mountpoint);
@@ -145,13 +150,16 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         fds,
       });
 
-    const startTracks = ours(allTracks);
+    let startTracks = ours(allTracks);
     allTracks = [];
     probes.seed(startTracks);
-    const { tree, hub, ops, fds } = buildServing({
+    const serving = buildServing({
       db,
       origins,
       tracks: startTracks,
+      storedTree: library.storedTree,
+      treeShape: shape,
+      scanIdle: () => !scanTask.active,
       ours,
       uid,
       gid,
@@ -169,6 +177,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       onProblemsChanged: () => watch.stopWatchingIfFifo(),
       rescanPaths: (o, rels) => scanner.rescanPaths(o, rels),
     });
+    const { tree, hub, ops, fds } = serving;
 
     // st_dev of our own mount, once mounted: the walk refuses anything on it (a loop).
     const mount: { dev?: number } = {};
@@ -220,6 +229,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         scanner,
         cache,
         db: db!,
+        treeRows: serving.rows,
         mount: mounted,
         ops,
         fds,
@@ -229,7 +239,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       });
     const signals = installSignalHandlers({
       onShutdown: shutdown,
-      onRescan: () => void scanTask.start(),
+      onRescan: () => void tree.whenLoaded.then(() => scanTask.start()),
     });
 
     const controlHandlers: ControlHandlers = {
@@ -240,7 +250,10 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
           results: hits.map((h) => describeHit(tree, h.id, h.score, db!)).filter(Boolean),
         };
       },
-      rescan: () => Promise.resolve({ started: scanTask.start() }),
+      rescan: async () => {
+        await tree.whenLoaded;
+        return { started: scanTask.start() };
+      },
       shutdown: () => signals.requestShutdown("control API"),
     };
     let firstListener;
@@ -268,14 +281,8 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         state: h.healthy ? "reachable again" : "unreachable",
       });
       // Whatever changed while it was away (or a scan refused while its root looked empty).
-      if (h.healthy) scanTask.start();
+      if (h.healthy && tree.loaded) scanTask.start();
     };
-    supervisor.spawnSupervised(
-      "source check",
-      (signal) =>
-        checkServedSources({ tracks: startTracks, originPath, tree, hub, integrity }, signal),
-    );
-    scanTask.start();
     try {
       unregister = await register({
         mountpoint,
@@ -290,6 +297,18 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     }
     systemd.ready();
     opts.onReady?.({ mountpoint, tracks: tree.stats().tracks, pid: Deno.pid });
+    // A start served from library.db's rows builds the tree now; the scan and the watcher
+    // change it, so they wait for it.
+    if (!tree.loaded) {
+      startTracks = await loadStoredTree(serving, db, ours);
+      probes.seed(startTracks);
+    }
+    supervisor.spawnSupervised(
+      "source check",
+      (signal) =>
+        checkServedSources({ tracks: startTracks, originPath, tree, hub, integrity }, signal),
+    );
+    scanTask.start();
     watch.spawn(supervisor, scanner, { mountpoint, fdLimit: limits.soft });
     // Runs until a signal or the control API shuts us down; that path exits the process.
     await new Promise(() => {});

@@ -4,8 +4,14 @@
  * guards (the fd budget, vanished roots, re-checks of sources a read found wrong).
  */
 import type { FuseSession } from "../fuse/mod.ts";
-import { type Invalidation, MusicOps, type SourceOpener, VirtualTree } from "../fs/mod.ts";
-import type { Database, Origin, TrackRecord } from "../library/mod.ts";
+import {
+  type Invalidation,
+  MusicOps,
+  type SourceOpener,
+  type TreeStats,
+  VirtualTree,
+} from "../fs/mod.ts";
+import type { Database, Origin, TrackRecord, TreeStamp } from "../library/mod.ts";
 import type { LazySearch } from "../search/mod.ts";
 import type { DaemonCache } from "./cache.ts";
 import { ChangeHub } from "./change_hub.ts";
@@ -14,14 +20,23 @@ import type { HealthMonitor } from "./health.ts";
 import type { ProbeFiles } from "./probe_files.ts";
 import { guardVanishedRoots } from "./root_guard.ts";
 import { SourceRecheck } from "./source_recheck.ts";
+import { loadStoredTracks } from "./open_library.ts";
+import { TreeRowsKeeper } from "./tree_rows.ts";
+import { logger } from "../log/mod.ts";
 
 /** The inputs of {@link buildServing}. */
 export interface ServingOptions {
   db: Database;
   /** This mount's libraries. */
   origins: Origin[];
-  /** The stored tracks of this mount's libraries. */
+  /** The stored tracks of this mount's libraries (none when `storedTree` is given). */
   tracks: TrackRecord[];
+  /** Serve the tree from library.db's rows until {@link loadStoredTree} builds it. */
+  storedTree?: TreeStamp;
+  /** The shape of this mount's tree rows (see treeShape). */
+  treeShape: string;
+  /** No scan running: the tree's rows may be written whole. */
+  scanIdle: () => boolean;
   /** Keeps rows of this mount's libraries (others stay stored, out of the tree). */
   ours: <T extends { originId: number }>(xs: T[]) => T[];
   uid: number;
@@ -53,6 +68,8 @@ export interface Serving {
   ops: MusicOps;
   /** Source fds never eat the reserve the daemon itself needs (control API, SQLite, log). */
   fds: FdBudget;
+  /** Keeps library.db's rows of the tree current. */
+  rows: TreeRowsKeeper;
 }
 
 /** Build the tree from the stored library, and the operations that serve it. */
@@ -60,13 +77,16 @@ export function buildServing(o: ServingOptions): Serving {
   const { db, origins, ours, search, health } = o;
   // Called only once the tree below exists (background owner lookups).
   const invalidate = (inv: Invalidation[]) => hub.invalidate(inv);
+  const stored = o.storedTree;
   const tree = new VirtualTree({
     origins,
-    tracks: o.tracks,
-    covers: ours(db.covers()),
+    ...(stored ? { stored: { source: db, stats: JSON.parse(stored.stats) as TreeStats } } : {
+      tracks: o.tracks,
+      covers: ours(db.covers()),
+      playlists: ours(db.playlists()),
+      names: db.names(),
+    }),
     problems: ours(db.problems()),
-    playlists: ours(db.playlists()),
-    names: db.names(),
     uid: o.uid,
     gid: o.gid,
     layout: o.layout,
@@ -77,10 +97,23 @@ export function buildServing(o: ServingOptions): Serving {
       ? { shareSearch: o.allowOtherSearch, onAccessResolved: invalidate }
       : undefined,
   });
+  const rows = new TreeRowsKeeper({
+    db,
+    tree,
+    shape: o.treeShape,
+    valid: stored !== undefined,
+    idle: () => {
+      try {
+        return o.scanIdle();
+      } catch {
+        return false;
+      }
+    },
+  });
   const hub = new ChangeHub({
     tree,
     search,
-    names: db,
+    names: rows,
     problems: () => ours(db.problems()),
     probes: o.probes,
     onProblemsChanged: o.onProblemsChanged,
@@ -121,5 +154,35 @@ export function buildServing(o: ServingOptions): Serving {
     },
     onRootGone: () => void health.probeNow(),
   });
-  return { tree, hub, ops, fds };
+  return { tree, hub, ops, fds, rows };
+}
+
+/**
+ * Build the tree of a start served from library.db's rows (see buildServing's `storedTree`):
+ * read the tracks once the mount serves, build, and drop from the kernel's caches what the
+ * rows said differently. Resolves with this mount's tracks.
+ */
+export async function loadStoredTree(
+  s: Serving,
+  db: Database,
+  ours: <T extends { originId: number }>(xs: T[]) => T[],
+): Promise<TrackRecord[]> {
+  // Let the mount answer its first requests before the build takes the loop.
+  await new Promise((r) => setTimeout(r, 0));
+  const started = performance.now();
+  const tracks = ours(loadStoredTracks(db));
+  const { invalidations, differences } = await s.tree.load({
+    tracks,
+    covers: ours(db.covers()),
+    playlists: ours(db.playlists()),
+    names: db.names(),
+    problems: ours(db.problems()),
+  });
+  s.hub.invalidate(invalidations);
+  s.hub.saveNames();
+  const props = { ms: Math.round(performance.now() - started), n: differences };
+  const msg = "Tree built in {ms} ms after serving from library.db; {n} stored entries differed";
+  if (differences) logger("daemon").warn(msg, props);
+  else logger("daemon").debug(msg, props);
+  return tracks;
 }

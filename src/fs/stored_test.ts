@@ -193,7 +193,7 @@ Deno.test("stored tree: the rows serve exactly what the tree in memory serves, b
     // load(): the tree takes over; what the kernel was given and now differs is invalidated.
     const served = stored();
     listing(served);
-    const same = served.load(content());
+    const same = await served.load(content());
     assert.equal(same.differences, 0);
     assert.equal(served.loaded, true);
     await served.whenLoaded;
@@ -203,7 +203,7 @@ Deno.test("stored tree: the rows serve exactly what the tree in memory serves, b
     listing(stale);
     db.saveTree({ upserts: [], deletes: [[INO.artists, "Pink Floyd"]] });
     assert.equal(db.treeStamp(), undefined, "a part without a stamp unstamps the rows");
-    const { differences, invalidations } = stale.load(content());
+    const { differences, invalidations } = await stale.load(content());
     assert.ok(differences >= 1);
     assert.ok(invalidations.some((i) => i.kind === "entry" && i.name === "Pink Floyd"));
   } finally {
@@ -233,7 +233,7 @@ Deno.test("stored tree: search folders wait for the tree; status counts come fro
     tree.whenLoaded.then(() => (loaded = true));
     await Promise.resolve();
     assert.equal(loaded, false);
-    tree.load({ tracks: db.allTracks() });
+    await tree.load({ tracks: db.allTracks() });
     await tree.whenLoaded;
     const hit = db.allTracks()[0];
     const { node } = tree.setSearchResults("q", [hit.id]);

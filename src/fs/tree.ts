@@ -127,6 +127,9 @@ export type {
 
 const log = logger("fs", "tree");
 
+/** How long {@link VirtualTree.load} builds before it lets requests in. */
+const LOAD_SLICE_MS = 8;
+
 /** Counts for status.json. */
 export interface TreeStats {
   /** Track files (each counted once, though listed in several views). */
@@ -205,6 +208,7 @@ export class VirtualTree {
   /** While the tree is not built: the views served from library.db's rows. */
   #stored: StoredTree | undefined;
   #storedStats: TreeStats | undefined;
+  #loading = false;
   #loaded!: () => void;
   /** Resolves once the tree is built (at once unless it was made with `stored`). */
   readonly whenLoaded: Promise<void> = new Promise((r) => (this.#loaded = r));
@@ -239,14 +243,20 @@ export class VirtualTree {
   }
 
   #build(opts: Pick<TreeOptions, "tracks" | "covers" | "playlists" | "names">): void {
+    for (const _ of this.#buildSteps(opts));
+  }
+
+  *#buildSteps(
+    opts: Pick<TreeOptions, "tracks" | "covers" | "playlists" | "names">,
+  ): Generator<void> {
     const started = performance.now();
     const c = this.#c;
     c.building = true;
-    c.views.build(opts.tracks ?? [], opts.names ?? []);
+    yield* c.views.buildSteps(opts.tracks ?? [], opts.names ?? []);
     c.covers.build(opts.covers ?? []);
     for (const p of opts.playlists ?? []) c.playlists.set(p);
     c.playlists.reindex();
-    c.dirs.finish();
+    yield* c.dirs.finishSteps();
     // Settle every folder's access now, before the mount serves: later changes cost only
     // the folders they touch.
     if (c.perms) {
@@ -272,13 +282,21 @@ export class VirtualTree {
    * against the rows the kernel was given meanwhile: the invalidations returned drop what
    * differs (and /Playlists, empty until now). `differences` counts the entries that did.
    */
-  load(
+  async load(
     opts: Pick<TreeOptions, "tracks" | "covers" | "playlists" | "names" | "problems">,
-  ): { invalidations: Invalidation[]; differences: number } {
+  ): Promise<{ invalidations: Invalidation[]; differences: number }> {
     const stored = this.#stored;
     if (!stored) throw new Error("The tree is built already");
+    if (this.#loading) throw new Error("The tree is being built already");
+    this.#loading = true;
     if (opts.problems) this.#c.files.list = [...opts.problems];
-    this.#build(opts);
+    // The rows serve meanwhile: the build gives the loop back every few milliseconds.
+    let slice = performance.now();
+    for (const _ of this.#buildSteps(opts)) {
+      if (performance.now() - slice < LOAD_SLICE_MS) continue;
+      await new Promise((r) => setTimeout(r, 0));
+      slice = performance.now();
+    }
     this.#stored = undefined;
     this.#storedStats = undefined;
     const out: Invalidation[] = [{ kind: "inode", ino: INO.playlists }];
