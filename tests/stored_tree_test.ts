@@ -27,6 +27,20 @@ async function snapshot(mnt: string): Promise<Map<string, string>> {
 }
 
 const DEBUG = { args: ["--log-level", "debug"] };
+/** The tree in memory is dropped after 1 s unused. */
+const DROPPING = { ...DEBUG, env: { MUSICFS_TREE_IDLE_SECONDS: "1" } };
+
+/** Whether library.db's tree rows are stamped with its current generation. */
+function rowsCurrent(state: string): boolean {
+  const db = new DatabaseSync(`${state}/library.db`, { readOnly: true });
+  try {
+    const one = (sql: string) => (db.prepare(sql).get() as { value: number } | undefined)?.value;
+    const rows = one("SELECT value FROM tree_meta WHERE key = 'generation'");
+    return rows !== undefined && rows === one("SELECT value FROM meta WHERE key = 'generation'");
+  } finally {
+    db.close();
+  }
+}
 
 async function stopped(d: DaemonProcess): Promise<void> {
   const status = await d.stop();
@@ -43,32 +57,40 @@ Deno.test(
       let first: Map<string, string>;
       try {
         await d.waitScanDone();
-        await waitFor(() => /Stored the tree in library\.db/.test(d.stderr), 30_000, "the dump");
+        await waitFor(() => rowsCurrent(dirs.state), 30_000, "the rows");
         first = await snapshot(dirs.mnt);
         assert.ok(first.size > lib.good.length, "every track, in every view");
       } finally {
         await stopped(d);
       }
 
-      // The second start serves the rows, then builds the same tree.
-      d = await startDaemon(daemonOptions(dirs, DEBUG));
+      // The second start serves the rows; the tree is built when something needs it (here
+      // /Playlists), the same tree, and dropped again once idle.
+      d = await startDaemon(daemonOptions(dirs, DROPPING));
       try {
-        assert.match(d.stderr, /serving the stored tree/);
+        assert.match(d.stderr, /checked in \d+ ms; serving the stored tree/, d.stderr);
         assert.deepEqual(await snapshot(dirs.mnt), first);
-        await waitFor(() => /Tree built in \d+ ms after serving/.test(d.stderr), 30_000, "build");
-        assert.match(d.stderr, /after serving from library\.db; 0 stored entries differed/);
         await d.waitScanDone();
+        assert.doesNotMatch(d.stderr, /Tree built in memory/, "a scan that changed nothing");
+        for await (const _ of Deno.readDir(`${dirs.mnt}/Playlists`)) { /* listed */ }
+        assert.match(
+          d.stderr,
+          /Tree built in memory; 0 stored entries it was served from differed/,
+        );
+        assert.deepEqual(await snapshot(dirs.mnt), first);
+        await waitFor(() => /Tree dropped from memory/.test(d.stderr), 30_000, "the drop");
         assert.deepEqual(await snapshot(dirs.mnt), first);
       } finally {
         await stopped(d);
       }
 
-      // A file removed while stopped: served from the rows at first, gone after the scan.
+      // A file removed while stopped: served from the rows at first, gone after the scan (its
+      // change builds the tree; the rows, stale then, are stored whole again).
       const gone = lib.good[0];
       await Deno.remove(`${dirs.lib}/${gone.relPath}`);
       d = await startDaemon(daemonOptions(dirs, DEBUG));
       try {
-        assert.match(d.stderr, /serving the stored tree/);
+        assert.match(d.stderr, /checked in \d+ ms; serving the stored tree/);
         await d.waitScanDone();
         await waitFor(
           async () => (await snapshot(dirs.mnt)).size < first.size,
@@ -77,6 +99,7 @@ Deno.test(
         );
         const now = await snapshot(dirs.mnt);
         for (const k of now.keys()) assert.ok(first.has(k), `${k} appeared`);
+        await waitFor(() => rowsCurrent(dirs.state), 30_000, "the rows stored again");
       } finally {
         await stopped(d);
       }
@@ -88,7 +111,7 @@ Deno.test(
       raw.close();
       d = await startDaemon(daemonOptions(dirs, DEBUG));
       try {
-        assert.doesNotMatch(d.stderr, /serving the stored tree/);
+        assert.doesNotMatch(d.stderr, /checked in \d+ ms; serving the stored tree/);
         assert.match(d.stderr, /library\.db checked in \d+ ms \(\d+ tracks\)/);
         await d.waitScanDone();
         await waitFor(() => /Stored the tree in library\.db/.test(d.stderr), 30_000, "re-dump");

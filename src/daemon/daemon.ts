@@ -25,7 +25,7 @@ import { openControlListener } from "./control_listener.ts";
 import { checkServedSources } from "./source_check.ts";
 import { statusReport } from "./status_report.ts";
 import { LibraryWatch } from "./library_watch.ts";
-import { buildServing, loadStoredTree } from "./serving.ts";
+import { buildServing } from "./serving.ts";
 import { treeShape } from "./tree_rows.ts";
 import { spawnDaemonTasks } from "./daemon_tasks.ts";
 import { openStores } from "./open_stores.ts";
@@ -150,7 +150,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         fds,
       });
 
-    let startTracks = ours(allTracks);
+    const startTracks = ours(allTracks);
     allTracks = [];
     probes.seed(startTracks);
     const serving = buildServing({
@@ -239,7 +239,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       });
     const signals = installSignalHandlers({
       onShutdown: shutdown,
-      onRescan: () => void tree.whenLoaded.then(() => scanTask.start()),
+      onRescan: () => void scanTask.start(),
     });
 
     const controlHandlers: ControlHandlers = {
@@ -250,10 +250,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
           results: hits.map((h) => describeHit(tree, h.id, h.score, db!)).filter(Boolean),
         };
       },
-      rescan: async () => {
-        await tree.whenLoaded;
-        return { started: scanTask.start() };
-      },
+      rescan: () => Promise.resolve({ started: scanTask.start() }),
       shutdown: () => signals.requestShutdown("control API"),
     };
     let firstListener;
@@ -281,7 +278,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         state: h.healthy ? "reachable again" : "unreachable",
       });
       // Whatever changed while it was away (or a scan refused while its root looked empty).
-      if (h.healthy && tree.loaded) scanTask.start();
+      if (h.healthy) scanTask.start();
     };
     try {
       unregister = await register({
@@ -297,17 +294,15 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     }
     systemd.ready();
     opts.onReady?.({ mountpoint, tracks: tree.stats().tracks, pid: Deno.pid });
-    // A start served from library.db's rows builds the tree now; the scan and the watcher
-    // change it, so they wait for it.
-    if (!tree.loaded) {
-      startTracks = await loadStoredTree(serving, db, ours);
-      probes.seed(startTracks);
+    // A start served from library.db's rows read no track: the scan that starts now finds
+    // the sources gone meanwhile (and the tree is built when a change or a request needs it).
+    if (tree.loaded) {
+      supervisor.spawnSupervised(
+        "source check",
+        (signal) =>
+          checkServedSources({ tracks: startTracks, originPath, tree, hub, integrity }, signal),
+      );
     }
-    supervisor.spawnSupervised(
-      "source check",
-      (signal) =>
-        checkServedSources({ tracks: startTracks, originPath, tree, hub, integrity }, signal),
-    );
     scanTask.start();
     watch.spawn(supervisor, scanner, { mountpoint, fdLimit: limits.soft });
     // Runs until a signal or the control API shuts us down; that path exits the process.

@@ -92,6 +92,15 @@ export async function openLibrary(
     });
     return { db: opened.db, tracks: undefined, storedTree: stamp, integrity, readOnly };
   }
+  if (options.treeShape !== undefined) {
+    log.debug("Not serving the stored tree: {why}", {
+      why: !stamp
+        ? "no stamped rows"
+        : stamp.layout !== options.treeShape
+        ? "another layout or other libraries"
+        : `rows of generation ${stamp.generation}, library at ${opened.db.generation}`,
+    });
+  }
   // The rows themselves (every source once, clean paths), over the load the tree needs anyway.
   let tracks: TrackRecord[] = opened.db.allTracks();
   const damage = trackProblems(tracks, new Set(opened.db.origins().map((o) => o.id)));
@@ -119,31 +128,36 @@ export async function openLibrary(
 }
 
 /**
- * The tracks of a library opened with its stored tree served: read once the mount serves, and
- * checked as {@link openLibrary} checks them otherwise. Damage found now cannot set the
- * database aside under the running mount: the stored rows are unstamped, so the next start
- * checks from scratch (and sets it aside), and the rows that are sound are served meanwhile.
+ * The tracks of a library whose tree was served from its rows, read in pages (the tree is
+ * built from them beside the serving mount, see VirtualTree.ensureLoaded) and checked as
+ * {@link openLibrary} checks them otherwise, row by row (a source listed twice is what
+ * SQLite's integrity check finds: the unique index). Damage found now cannot set the database
+ * aside under the running mount: the stored rows are unstamped, so the next start checks from
+ * scratch (and sets it aside), and the rows that are sound are served meanwhile.
  */
-export function loadStoredTracks(db: Database): TrackRecord[] {
-  const tracks = db.allTracks();
-  const damage = trackProblems(tracks, new Set(db.origins().map((o) => o.id)));
-  if (damage.length) {
-    log.error(
-      "library.db is damaged ({reason}); it is checked from scratch at the next start",
-      { reason: damage.join("; ") },
-    );
-    try {
-      db.saveTree({ clear: true, upserts: [], deletes: [] });
-    } catch { /* the next start's stamp check fails anyway: the generation moves on */ }
-    const seen = new Set<string>();
-    return tracks.filter((t) => {
-      const key = `${t.originId}\0${t.relPath}`;
-      if (seen.has(key)) return false;
-      seen.add(key);
-      return trackProblems([t], new Set([t.originId])).length === 0;
-    });
+export function* storedTracks(db: Database, page = 2000): Generator<TrackRecord> {
+  const origins = new Set(db.origins().map((o) => o.id));
+  let damaged = false;
+  for (let after = 0;;) {
+    const rows = db.tracksPage(after, page);
+    if (rows.length === 0) return;
+    after = rows[rows.length - 1].id;
+    for (const t of rows) {
+      const damage = trackProblems([t], origins);
+      if (damage.length === 0) {
+        yield t;
+        continue;
+      }
+      if (damaged) continue;
+      damaged = true;
+      log.error("library.db is damaged ({reason}); it is checked from scratch at the next start", {
+        reason: damage.join("; "),
+      });
+      try {
+        db.saveTree({ clear: true, upserts: [], deletes: [] });
+      } catch { /* the next start's stamp check fails anyway: the generation moves on */ }
+    }
   }
-  return tracks;
 }
 
 /**

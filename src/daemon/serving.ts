@@ -20,7 +20,7 @@ import type { HealthMonitor } from "./health.ts";
 import type { ProbeFiles } from "./probe_files.ts";
 import { guardVanishedRoots } from "./root_guard.ts";
 import { SourceRecheck } from "./source_recheck.ts";
-import { loadStoredTracks } from "./open_library.ts";
+import { storedTracks } from "./open_library.ts";
 import { TreeRowsKeeper } from "./tree_rows.ts";
 import { logger } from "../log/mod.ts";
 
@@ -80,7 +80,29 @@ export function buildServing(o: ServingOptions): Serving {
   const stored = o.storedTree;
   const tree = new VirtualTree({
     origins,
-    ...(stored ? { stored: { source: db, stats: JSON.parse(stored.stats) as TreeStats } } : {
+    // The tree is built from these when it is needed, and dropped again when idle.
+    stored: {
+      source: db,
+      stats: stored ? JSON.parse(stored.stats) as TreeStats : EMPTY_STATS,
+      content: () => ({
+        tracks: ourTracks(storedTracks(db), origins),
+        covers: ours(db.covers()),
+        playlists: ours(db.playlists()),
+        names: db.names(),
+        problems: ours(db.problems()),
+        generation: db.generation,
+      }),
+      onLoaded: (r) => {
+        rows.afterLoad(r.generation);
+        hub.invalidate(r.invalidations);
+        hub.saveNames();
+        const props = { n: r.differences };
+        const msg = "Tree built in memory; {n} stored entries it was served from differed";
+        if (r.differences) logger("daemon").warn(msg, props);
+        else logger("daemon").debug(msg, props);
+      },
+    },
+    ...(stored ? {} : {
       tracks: o.tracks,
       covers: ours(db.covers()),
       playlists: ours(db.playlists()),
@@ -101,7 +123,7 @@ export function buildServing(o: ServingOptions): Serving {
     db,
     tree,
     shape: o.treeShape,
-    valid: stored !== undefined,
+    valid: stored?.generation,
     idle: () => {
       try {
         return o.scanIdle();
@@ -154,35 +176,33 @@ export function buildServing(o: ServingOptions): Serving {
     },
     onRootGone: () => void health.probeNow(),
   });
+  rows.dropWhenIdle(treeIdleMs(), () => ops.searchDirs.kept === 0);
   return { tree, hub, ops, fds, rows };
 }
 
+/** The counts of an empty tree. */
+const EMPTY_STATS: TreeStats = {
+  tracks: 0,
+  albums: 0,
+  dirs: 0,
+  covers: 0,
+  problems: 0,
+  collisions: 0,
+  playlists: 0,
+  missingPlaylistEntries: 0,
+};
+
 /**
- * Build the tree of a start served from library.db's rows (see buildServing's `storedTree`):
- * read the tracks once the mount serves, build, and drop from the kernel's caches what the
- * rows said differently. Resolves with this mount's tracks.
+ * How long the tree in memory stays unused before it is dropped (library.db's rows serve
+ * then): `MUSICFS_TREE_IDLE_SECONDS`, default 300; 0 keeps it.
  */
-export async function loadStoredTree(
-  s: Serving,
-  db: Database,
-  ours: <T extends { originId: number }>(xs: T[]) => T[],
-): Promise<TrackRecord[]> {
-  // Let the mount answer its first requests before the build takes the loop.
-  await new Promise((r) => setTimeout(r, 0));
-  const started = performance.now();
-  const tracks = ours(loadStoredTracks(db));
-  const { invalidations, differences } = await s.tree.load({
-    tracks,
-    covers: ours(db.covers()),
-    playlists: ours(db.playlists()),
-    names: db.names(),
-    problems: ours(db.problems()),
-  });
-  s.hub.invalidate(invalidations);
-  s.hub.saveNames();
-  const props = { ms: Math.round(performance.now() - started), n: differences };
-  const msg = "Tree built in {ms} ms after serving from library.db; {n} stored entries differed";
-  if (differences) logger("daemon").warn(msg, props);
-  else logger("daemon").debug(msg, props);
-  return tracks;
+function treeIdleMs(): number {
+  const v = Number(Deno.env.get("MUSICFS_TREE_IDLE_SECONDS") ?? "300");
+  return Number.isFinite(v) && v >= 0 ? v * 1000 : 300_000;
+}
+
+/** The tracks of `tracks` under this mount's libraries. */
+function* ourTracks(tracks: Iterable<TrackRecord>, origins: Origin[]): Generator<TrackRecord> {
+  const ids = new Set(origins.map((o) => o.id));
+  for (const t of tracks) if (ids.has(t.originId)) yield t;
 }

@@ -35,11 +35,17 @@ export function treeShape(layout: string | undefined, roots: readonly string[]):
 /** The inputs of a {@link TreeRowsKeeper}. */
 export interface TreeRowsKeeperOptions {
   db: Database;
-  tree: Pick<VirtualTree, "takeRows" | "allRows" | "stats" | "recordRows" | "loaded">;
+  tree: Pick<
+    VirtualTree,
+    "takeRows" | "allRows" | "stats" | "recordRows" | "loaded" | "unload" | "idleMs"
+  >;
   /** See {@link treeShape}. */
   shape: string;
-  /** The stored rows are a picture of the tree now (a start served from them). */
-  valid: boolean;
+  /**
+   * The generation of the stored rows when they are a picture of the tree now (a start served
+   * from them); undefined when they are not.
+   */
+  valid: number | undefined;
   /** No scan running: a full dump may start. */
   idle: () => boolean;
 }
@@ -48,14 +54,18 @@ export interface TreeRowsKeeperOptions {
 export class TreeRowsKeeper {
   readonly #o: TreeRowsKeeperOptions;
   #valid: boolean;
+  /** The generation the stored rows picture, while {@link valid}. */
+  #generation = -1;
   #version = 0;
+  #idleTimer: ReturnType<typeof setInterval> | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #stopped = false;
   #dumping: Promise<void> | undefined;
 
   constructor(opts: TreeRowsKeeperOptions) {
     this.#o = opts;
-    this.#valid = opts.valid;
+    this.#valid = opts.valid !== undefined;
+    this.#generation = opts.valid ?? -1;
     opts.tree.recordRows(true);
     if (!this.#valid) this.#schedule(0);
   }
@@ -72,6 +82,11 @@ export class TreeRowsKeeper {
   saveNames(changes: NameChanges): void {
     const { db, tree } = this.#o;
     this.#version++;
+    if (!tree.loaded) {
+      // Serving the rows: a change waits for the tree to be built (afterLoad follows).
+      db.saveNames(changes);
+      return;
+    }
     const rows = tree.takeRows();
     if (!this.#valid) {
       db.saveNames(changes);
@@ -82,7 +97,9 @@ export class TreeRowsKeeper {
       if (db.treeStamp()?.generation === db.generation) return;
     }
     try {
-      db.saveTree({ ...rows, stamp: this.#stamp() }, changes);
+      const stamp = this.#stamp();
+      db.saveTree({ ...rows, stamp }, changes);
+      this.#generation = stamp.generation;
     } catch (e) {
       this.#valid = false;
       this.#schedule(2000);
@@ -90,9 +107,39 @@ export class TreeRowsKeeper {
     }
   }
 
+  /**
+   * The tree was built from the library at `generation`: the stored rows still picture it
+   * when nothing changed since they were stored; else the whole tree is stored again.
+   */
+  afterLoad(generation: number): void {
+    if (this.#valid && generation === this.#generation) return;
+    this.#valid = false;
+    this.#schedule(2000);
+  }
+
+  /**
+   * Drop the tree from memory once it has not been needed for `idleMs` (0: never) and the
+   * stored rows picture it, when `canDrop` agrees: the rows serve until it is needed again.
+   */
+  dropWhenIdle(idleMs: number, canDrop: () => boolean): void {
+    if (idleMs <= 0 || this.#idleTimer !== undefined) return;
+    const every = Math.max(250, Math.min(30_000, idleMs / 4));
+    this.#idleTimer = setInterval(() => {
+      const { tree, db } = this.#o;
+      if (!tree.loaded || !this.#valid || this.#dumping || tree.idleMs < idleMs) return;
+      if (!this.#o.idle() || !canDrop()) return;
+      // Rows stored for exactly this library: nothing queued, nothing unsaved.
+      if (db.treeStamp()?.generation !== db.generation) return;
+      tree.unload();
+    }, every);
+    Deno.unrefTimer(this.#idleTimer);
+  }
+
   /** Stop (at shutdown): a dump in progress stops before its next part, unstamped. */
   async stop(): Promise<void> {
     this.#stopped = true;
+    if (this.#idleTimer !== undefined) clearInterval(this.#idleTimer);
+    this.#idleTimer = undefined;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
     await this.#dumping;
@@ -134,6 +181,7 @@ export class TreeRowsKeeper {
     }
     tree.takeRows();
     this.#valid = true;
+    this.#generation = db.generation;
     log.debug("Stored the tree in library.db: {rows} rows in {ms} ms", {
       rows,
       ms: Math.round(performance.now() - started),

@@ -150,6 +150,26 @@ export interface TreeStats {
   missingPlaylistEntries: number;
 }
 
+/** How a tree serves library.db's rows until it is built (see {@link TreeOptions.stored}). */
+export interface StoredTreeOptions {
+  /** The rows. */
+  source: TreeRowSource;
+  /** The tree's counts when the rows were stored (status.json meanwhile). */
+  stats: TreeStats;
+  /**
+   * What to build the tree from when it is needed ({@link VirtualTree.ensureLoaded}): read
+   * at once, with the library generation it reflects. Without it, only
+   * {@link VirtualTree.load} builds, and the tree can not be dropped again.
+   */
+  content?: () => Pick<TreeOptions, "tracks" | "covers" | "playlists" | "names" | "problems"> & {
+    generation: number;
+  };
+  /** Called after a build on demand with the invalidations of the build and the queued changes. */
+  onLoaded?: (
+    r: { invalidations: Invalidation[]; differences: number; generation: number },
+  ) => void;
+}
+
 /** What a tree is built from. */
 export interface TreeOptions {
   /** Library roots: source paths are `<origin path>/<relPath>`. */
@@ -185,7 +205,7 @@ export interface TreeOptions {
    * tree (stored.ts): `tracks`, `covers`, `playlists` and `names` are then not read here.
    * Not with `permissions` (folder access needs the whole tree).
    */
-  stored?: { source: TreeRowSource; stats: TreeStats };
+  stored?: StoredTreeOptions;
   permissions?: {
     shareSearch?: boolean;
     /**
@@ -204,42 +224,57 @@ export class VirtualTree {
   readonly gid: number;
   /** The /Artists layout in use. */
   readonly layout: Layout;
-  readonly #c: TreeCore;
+  #c: TreeCore;
+  readonly #makeCore: () => TreeCore;
   /** While the tree is not built: the views served from library.db's rows. */
   #stored: StoredTree | undefined;
   #storedStats: TreeStats | undefined;
-  #loading = false;
+  readonly #storedOpts: StoredTreeOptions | undefined;
+  #loading: Promise<void> | undefined;
   #loaded!: () => void;
-  /** Resolves once the tree is built (at once unless it was made with `stored`). */
-  readonly whenLoaded: Promise<void> = new Promise((r) => (this.#loaded = r));
+  #whenLoaded: Promise<void> = new Promise((r) => (this.#loaded = r));
+  /** Changes that came while the tree was being built from a snapshot older than them. */
+  #queued: { changes: Partial<LibraryChange>; problems?: Problem[] }[] = [];
+  #snapshotTaken = false;
+  #lastUse = 0;
+  #recording = false;
 
   /** Build the tree of `opts.tracks`. Throws {@link LayoutError} for a bad layout string. */
   constructor(opts: TreeOptions) {
     this.uid = opts.uid;
     this.gid = opts.gid;
-    const c = this.#c = new TreeCore(
-      opts.uid,
-      opts.gid,
-      opts.origins,
-      opts.layout,
-      opts.permissions,
-      opts.status ?? (() => JSON.stringify(this.stats(), null, 2) + "\n"),
-    );
+    this.#makeCore = () =>
+      new TreeCore(
+        opts.uid,
+        opts.gid,
+        opts.origins,
+        opts.layout,
+        opts.permissions,
+        opts.status ?? (() => JSON.stringify(this.stats(), null, 2) + "\n"),
+      );
+    const c = this.#c = this.#makeCore();
     this.layout = c.views.layout;
     c.files.list = [...(opts.problems ?? [])];
     if (opts.stored && !c.perms) {
-      const origins = c.origins;
-      this.#stored = new StoredTree(
-        opts.stored.source,
-        opts.uid,
-        opts.gid,
-        (id) => origins.get(id),
-        c.now,
-      );
-      this.#storedStats = opts.stored.stats;
-      return;
+      this.#storedOpts = opts.stored;
+      if (opts.tracks === undefined) {
+        this.#serveRows(opts.stored.stats);
+        return;
+      }
     }
     this.#build(opts);
+  }
+
+  #serveRows(stats: TreeStats): void {
+    const origins = this.#c.origins;
+    this.#stored = new StoredTree(
+      this.#storedOpts!.source,
+      this.uid,
+      this.gid,
+      (id) => origins.get(id),
+      this.#c.now,
+    );
+    this.#storedStats = stats;
   }
 
   #build(opts: Pick<TreeOptions, "tracks" | "covers" | "playlists" | "names">): void {
@@ -264,7 +299,6 @@ export class VirtualTree {
       c.access.accessOf(c.root);
     }
     c.building = false;
-    this.#loaded();
     log.debug("Tree built: {tracks} tracks, {dirs} directories in {ms} ms", {
       tracks: c.tracks.size,
       dirs: c.dirCount,
@@ -277,6 +311,65 @@ export class VirtualTree {
     return this.#stored === undefined;
   }
 
+  /** Resolves once the tree is built (see {@link ensureLoaded}). */
+  get whenLoaded(): Promise<void> {
+    if (this.loaded) return Promise.resolve();
+    return this.#whenLoaded;
+  }
+
+  /**
+   * The tree built in memory, for what the rows cannot serve (/.search, /Playlists, changes):
+   * a tree serving rows builds itself from {@link StoredTreeOptions.content} (in slices, the
+   * rows serving meanwhile). Also marks the tree as in use (see {@link idleMs}).
+   */
+  ensureLoaded(): Promise<void> {
+    this.#lastUse = performance.now();
+    if (this.loaded) return Promise.resolve();
+    if (!this.#loading) {
+      this.#loading = this.#loadFromSource().finally(() => (this.#loading = undefined));
+    }
+    return this.#loading;
+  }
+
+  /** Milliseconds since the tree in memory was last needed (0 while serving rows). */
+  get idleMs(): number {
+    return this.loaded ? performance.now() - this.#lastUse : 0;
+  }
+
+  async #loadFromSource(): Promise<void> {
+    const o = this.#storedOpts!;
+    // Let the request that asked be answered by the rows first where it can.
+    await new Promise((r) => setTimeout(r, 0));
+    let result;
+    try {
+      // Changes committed before this read are in it; those queued after are applied next.
+      const content = o.content!();
+      this.#queued = [];
+      this.#snapshotTaken = true;
+      result = await this.load(content);
+      o.onLoaded?.({ ...result, generation: content.generation });
+    } finally {
+      this.#snapshotTaken = false;
+      this.#queued = [];
+    }
+  }
+
+  /**
+   * Drop the tree in memory and serve library.db's rows again (they must be current: the
+   * caller knows, see TreeRowsKeeper). Query folders under /.search go with it.
+   */
+  unload(): void {
+    if (!this.#storedOpts?.content || !this.loaded || this.#loading) return;
+    const stats = this.stats();
+    const problems = this.#c.files.list;
+    this.#c = this.#makeCore();
+    this.#c.files.list = problems;
+    this.#c.rows.on = this.#recording;
+    this.#whenLoaded = new Promise((r) => (this.#loaded = r));
+    this.#serveRows(stats);
+    log.debug("Tree dropped from memory; serving library.db's rows");
+  }
+
   /**
    * Build the tree of a tree made with `stored` (the rows stop being read), and check it
    * against the rows the kernel was given meanwhile: the invalidations returned drop what
@@ -287,8 +380,6 @@ export class VirtualTree {
   ): Promise<{ invalidations: Invalidation[]; differences: number }> {
     const stored = this.#stored;
     if (!stored) throw new Error("The tree is built already");
-    if (this.#loading) throw new Error("The tree is being built already");
-    this.#loading = true;
     if (opts.problems) this.#c.files.list = [...opts.problems];
     // The rows serve meanwhile: the build gives the loop back every few milliseconds.
     let slice = performance.now();
@@ -299,7 +390,14 @@ export class VirtualTree {
     }
     this.#stored = undefined;
     this.#storedStats = undefined;
+    this.#lastUse = performance.now();
+    this.#loaded();
     const out: Invalidation[] = [{ kind: "inode", ino: INO.playlists }];
+    // Changes that came during the build, in order, before anything else reaches the tree.
+    const queued = this.#queued;
+    this.#queued = [];
+    this.#snapshotTaken = false;
+    for (const q of queued) out.push(...this.apply(q.changes, q.problems));
     let differences = 0;
     for (const ino of stored.served) {
       const was = stored.names(ino);
@@ -498,7 +596,31 @@ export class VirtualTree {
    * O(library) (except cover changes, which look through every track once).
    */
   apply(changes: Partial<LibraryChange>, problems?: Iterable<Problem>): Invalidation[] {
-    if (this.#stored) throw new Error("Cannot apply a change before the tree is built");
+    if (this.#stored) {
+      if (!this.#storedOpts?.content) {
+        throw new Error("Cannot apply a change before the tree is built");
+      }
+      // Built on demand: the change waits for the build (see ensureLoaded), which returns
+      // its invalidations through onLoaded.
+      log.debug(
+        "A library change while library.db's rows are served ({a} added, {c} changed, " +
+          "{r} removed, problems {p}): building the tree",
+        {
+          a: changes.added?.length ?? 0,
+          c: changes.changed?.length ?? 0,
+          r: changes.removed?.length ?? 0,
+          p: Boolean(problems),
+        },
+      );
+      if (this.#snapshotTaken) {
+        this.#queued.push({ changes, problems: problems && [...problems] });
+      }
+      void this.ensureLoaded().catch((e) => {
+        log.error("Cannot build the tree: {error}", { error: String(e) });
+      });
+      return [];
+    }
+    this.#lastUse = performance.now();
     const c = this.#c;
     return c.dirs.batch((inodes) => {
       const placed = c.views.apply(changes, inodes);
@@ -530,6 +652,7 @@ export class VirtualTree {
    * (library.db's `tree_entries`); off by default.
    */
   recordRows(on: boolean): void {
+    this.#recording = on;
     this.#c.rows.on = on;
     if (!on) this.#c.rows.clear();
   }
@@ -564,6 +687,7 @@ export class VirtualTree {
     trackIds: Iterable<number>,
   ): { node: DirNode; invalidations: Invalidation[] } {
     if (this.#stored) throw new Error("Cannot fill /.search before the tree is built");
+    this.#lastUse = performance.now();
     return this.#c.search.setSearchResults(query, trackIds);
   }
 

@@ -564,6 +564,7 @@ export class Database {
       allTracks: p(`SELECT ${TRACK_COLUMNS} FROM files ORDER BY id`),
       originTracks: p(`SELECT ${TRACK_COLUMNS} FROM files WHERE origin_id = ? ORDER BY id`),
       track: p(`SELECT ${TRACK_COLUMNS} FROM files WHERE id = ?`),
+      tracksPage: p(`SELECT ${TRACK_COLUMNS} FROM files WHERE id > ? ORDER BY id LIMIT ?`),
       trackByPath: p(`SELECT ${TRACK_COLUMNS} FROM files WHERE origin_id = ? AND rel_path = ?`),
       trackCount: p("SELECT count(*) AS n FROM files"),
       fileId: p("SELECT id FROM files WHERE origin_id = ? AND rel_path = ?"),
@@ -652,6 +653,7 @@ export class Database {
       this.#s.allTracks,
       this.#s.originTracks,
       this.#s.track,
+      this.#s.tracksPage,
       this.#s.trackByPath,
       this.#s.treeEntry,
       this.#s.treeChildren,
@@ -815,6 +817,12 @@ export class Database {
   }
 
   /** One track by id. */
+  /** Up to `limit` tracks with ids above `afterId`, by id (a read in pages). */
+  tracksPage(afterId: number, limit: number): TrackRecord[] {
+    this.#assertOpen();
+    return (this.#s.tracksPage.all(afterId, limit) as unknown as TrackRow[]).map(toTrack);
+  }
+
   getTrack(id: number): TrackRecord | undefined {
     this.#assertOpen();
     const r = this.#s.track.get(id) as unknown as TrackRow | undefined;
