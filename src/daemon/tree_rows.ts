@@ -15,6 +15,8 @@
 import type { VirtualTree } from "../fs/mod.ts";
 import type { Database, TreeRow } from "../library/mod.ts";
 import { logger } from "../log/mod.ts";
+import { releaseFreeMemory } from "../sys/mod.ts";
+import { collectGarbage } from "../util/mod.ts";
 
 const log = logger("daemon");
 
@@ -58,6 +60,7 @@ export class TreeRowsKeeper {
   #generation = -1;
   #version = 0;
   #idleTimer: ReturnType<typeof setInterval> | undefined;
+  #trimmed = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #stopped = false;
   #dumping: Promise<void> | undefined;
@@ -82,6 +85,7 @@ export class TreeRowsKeeper {
   saveNames(changes: NameChanges): void {
     const { db, tree } = this.#o;
     this.#version++;
+    this.#trimmed = false;
     if (!tree.loaded) {
       // Serving the rows: a change waits for the tree to be built (afterLoad follows).
       db.saveNames(changes);
@@ -122,15 +126,26 @@ export class TreeRowsKeeper {
    * stored rows picture it, when `canDrop` agrees: the rows serve until it is needed again.
    */
   dropWhenIdle(idleMs: number, canDrop: () => boolean): void {
-    if (idleMs <= 0 || this.#idleTimer !== undefined) return;
-    const every = Math.max(250, Math.min(30_000, idleMs / 4));
+    if (this.#idleTimer !== undefined) return;
+    const every = Math.max(250, Math.min(5_000, idleMs > 0 ? idleMs / 4 : 5_000));
     this.#idleTimer = setInterval(() => {
       const { tree, db } = this.#o;
-      if (!tree.loaded || !this.#valid || this.#dumping || tree.idleMs < idleMs) return;
-      if (!this.#o.idle() || !canDrop()) return;
-      // Rows stored for exactly this library: nothing queued, nothing unsaved.
-      if (db.treeStamp()?.generation !== db.generation) return;
-      tree.unload();
+      if (!this.#o.idle() || this.#dumping) return;
+      if (
+        idleMs > 0 && tree.loaded && this.#valid && tree.idleMs >= idleMs && canDrop() &&
+        // Rows stored for exactly this library: nothing queued, nothing unsaved.
+        db.treeStamp()?.generation === db.generation
+      ) {
+        tree.unload();
+        this.#trimmed = false;
+      }
+      // What a scan, a build or a dump freed goes back to the system once things are quiet.
+      if (!this.#trimmed) {
+        this.#trimmed = true;
+        // Cheap while the rows serve (a small heap); the tree in memory is left to V8.
+        if (!tree.loaded) collectGarbage();
+        releaseFreeMemory();
+      }
     }, every);
     Deno.unrefTimer(this.#idleTimer);
   }
