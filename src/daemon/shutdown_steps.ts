@@ -5,7 +5,7 @@
  * {@link runShutdown}).
  */
 import type { MusicOps } from "../fs/mod.ts";
-import type { Database, Scanner } from "../library/mod.ts";
+import { type Database, markCleanClose, type Scanner } from "../library/mod.ts";
 import type { LazySearch } from "../search/mod.ts";
 import { logger } from "../log/mod.ts";
 import type { DaemonCache } from "./cache.ts";
@@ -71,6 +71,8 @@ export function shutdownSteps(p: DaemonParts): ShutdownStep[] {
       run: () => {
         p.db.checkpoint();
         p.db.close();
+        // The next start may skip the integrity check of a file left exactly like this.
+        markCleanClose(p.db.path);
       },
     },
     { name: "unmount", run: () => unmountTree(p.mount) },

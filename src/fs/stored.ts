@@ -26,6 +26,8 @@ export interface TreeRowSource {
   treeEntry(parent: number, name: string): TreeRow | undefined;
   /** The stored entries of directory `parent`, in any order. */
   treeChildren(parent: number): TreeRow[];
+  /** The same, each with its link count and, for a track, its record. */
+  treeListing(parent: number): { row: TreeRow; links: number; track?: TrackRecord }[];
   /** A stored entry of inode `ino`. */
   treeEntryOf(ino: number): TreeRow | undefined;
   /** How many stored entries name inode `ino`. */
@@ -43,12 +45,13 @@ export class StoredDir implements DirNode {
 /** A track served from its record. */
 export class StoredTrack implements TrackNode {
   readonly kind = "track";
-  constructor(readonly ino: number, readonly track: TrackRecord) {}
+  constructor(readonly ino: number, readonly track: TrackRecord, public links = -1) {}
 }
 
 /** A cover served from its row. */
 export class StoredCover implements CoverNode {
   readonly kind = "cover";
+  links = -1;
   constructor(readonly ino: number, public cover: CoverImage, readonly embedded: boolean) {}
 }
 
@@ -101,9 +104,11 @@ export class StoredTree {
       return kept;
     }
     const out: TreeEntry[] = [];
-    for (const row of this.src.treeChildren(ino)) {
-      const node = this.#node(row);
-      if (node) out.push({ name: row.name, node });
+    for (const { row, links, track } of this.src.treeListing(ino)) {
+      const node = this.#node(row, track);
+      if (!node) continue;
+      if (!(node instanceof StoredDir)) node.links = links;
+      out.push({ name: row.name, node });
     }
     out.sort((a, b) => compare(a.name, b.name));
     this.#lists.set(ino, out);
@@ -136,7 +141,7 @@ export class StoredTree {
         ...base,
         size: t.size,
         mode: S_IFREG | 0o444,
-        nlink: Math.max(1, this.src.treeLinks(n.ino)),
+        nlink: Math.max(1, this.#links(n)),
         mtimeMs: t.mtimeMs,
         ctimeMs: t.mtimeMs,
       };
@@ -156,10 +161,15 @@ export class StoredTree {
       ...base,
       size: n.cover.size ?? 0,
       mode: S_IFREG | 0o444,
-      nlink: Math.max(1, this.src.treeLinks(n.ino)),
+      nlink: Math.max(1, this.#links(n)),
       mtimeMs,
       ctimeMs: mtimeMs,
     };
+  }
+
+  #links(n: StoredTrack | StoredCover): number {
+    if (n.links < 0) n.links = this.src.treeLinks(n.ino);
+    return n.links;
   }
 
   /** Absolute source path of a stored track or cover. */
@@ -170,7 +180,7 @@ export class StoredTree {
     return `${this.originOf(origin) ?? `<origin ${origin}>`}/${rel}`;
   }
 
-  #node(row: TreeRow): StoredNode | undefined {
+  #node(row: TreeRow, record?: TrackRecord): StoredNode | undefined {
     const kept = this.#nodes.get(row.ino);
     if (kept) return kept;
     let n: StoredNode | undefined;
@@ -179,7 +189,7 @@ export class StoredTree {
         n = new StoredDir(row.ino, row.name, row);
         break;
       case TreeRowKind.track: {
-        const t = this.src.getTrack(row.ref);
+        const t = record ?? this.src.getTrack(row.ref);
         if (t && row.ino === TRACK_INO_BASE + t.id) n = new StoredTrack(row.ino, t);
         break;
       }

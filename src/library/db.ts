@@ -11,6 +11,7 @@ import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { logger } from "../log/mod.ts";
 import { extensionOf } from "./tags.ts";
 import { integrityProblems } from "./integrity.ts";
+import { takeCleanClose } from "./clean_close.ts";
 import type { Origin, Playlist, Problem, Tags, TrackRecord } from "./types.ts";
 import type { TreeRow, TreeRowKind, TreeRowsUpdate, TreeStamp } from "./tree_rows.ts";
 import { existsSync, moveAside } from "../util/mod.ts";
@@ -385,6 +386,11 @@ type TrackRow = [
 ];
 
 const TREE_COLUMNS = "parent, name, ino, kind, ref, path, size, mtime_ms, nlink";
+
+/** `cols` (a column list) with each column qualified by table alias `t`. */
+function prefixed(t: string, cols: string): string {
+  return cols.split(",").map((c) => `${t}.${c.trim()}`).join(", ");
+}
 type TreeRowArray = [
   number,
   string,
@@ -640,6 +646,11 @@ export class Database {
       clearTree: p("DELETE FROM tree_entries"),
       treeEntry: p(`SELECT ${TREE_COLUMNS} FROM tree_entries WHERE parent = ? AND name = ?`),
       treeChildren: p(`SELECT ${TREE_COLUMNS} FROM tree_entries WHERE parent = ?`),
+      // A listing in one query: each entry with its link count and, for a track, its record.
+      treeListing: p(`SELECT ${prefixed("e", TREE_COLUMNS)},
+        (SELECT count(*) FROM tree_entries x WHERE x.ino = e.ino), ${prefixed("f", TRACK_COLUMNS)}
+        FROM tree_entries e LEFT JOIN files f ON e.kind = 1 AND f.id = e.ref
+        WHERE e.parent = ?`),
       treeByIno: p(`SELECT ${TREE_COLUMNS} FROM tree_entries WHERE ino = ? LIMIT 1`),
       treeLinks: p("SELECT count(*) FROM tree_entries WHERE ino = ?"),
       upsertTree: p(`INSERT OR REPLACE INTO tree_entries (${TREE_COLUMNS})
@@ -657,6 +668,7 @@ export class Database {
       this.#s.trackByPath,
       this.#s.treeEntry,
       this.#s.treeChildren,
+      this.#s.treeListing,
       this.#s.treeByIno,
       this.#s.treeLinks,
     ];
@@ -1067,6 +1079,22 @@ export class Database {
     return (this.#s.treeChildren.all(parent) as unknown as TreeRowArray[]).map(toTreeRow);
   }
 
+  /**
+   * The stored entries of directory `parent` in one query, each with how many entries name
+   * its inode and, for a track, its record (absent when the file is gone).
+   */
+  treeListing(parent: number): { row: TreeRow; links: number; track?: TrackRecord }[] {
+    this.#assertOpen();
+    const rows = this.#s.treeListing.all(parent) as unknown as unknown[][];
+    return rows.map((r) => {
+      const row = toTreeRow(r.slice(0, 9) as TreeRowArray);
+      const links = r[9] as number;
+      return r[10] === null
+        ? { row, links }
+        : { row, links, track: toTrack(r.slice(10) as TrackRow) };
+    });
+  }
+
   /** A stored entry of inode `ino` (a directory has one; a track one per place). */
   treeEntryOf(ino: number): TreeRow | undefined {
     this.#assertOpen();
@@ -1260,6 +1288,8 @@ export interface LibraryDatabaseOpen {
   fullRescan: boolean;
   /** Set when a damaged database was moved aside. */
   recovered?: { reason: string; movedTo: string; detail?: string };
+  /** Whether the integrity check ran (not for a database closed cleanly and unchanged). */
+  checked?: boolean;
 }
 
 /** Options of {@link openLibraryDatabase}. */
@@ -1280,8 +1310,13 @@ export function openLibraryDatabase(
 ): LibraryDatabaseOpen {
   const existed = existsSync(path);
   try {
-    const db = Database.openWithIntegrityCheck(path);
-    return { db, fullRescan: !existed || db.origins().length === 0 };
+    // Exactly as the last daemon closed it: the full check (a read of the whole file) is spared.
+    const clean = existed && takeCleanClose(path);
+    const db = clean ? Database.open(path) : Database.openWithIntegrityCheck(path);
+    if (clean) {
+      log.debug("{path} was closed cleanly and is unchanged: no integrity check", { path });
+    }
+    return { db, fullRescan: !existed || db.origins().length === 0, checked: !clean };
   } catch (e) {
     if (!(e instanceof DatabaseCorruptedError)) throw e;
     const movedTo = setAside(path, options.keepCorrupt ?? 3);
