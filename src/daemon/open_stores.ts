@@ -59,6 +59,10 @@ export async function openStores(o: {
   });
   // Only now that every lock is held: a refused start must not touch the search index.
   search.startLoading();
+  // An intact index opens in milliseconds, with no turn of the event loop: let it be ready
+  // before the synchronous steps that follow (building serving), so searches never wait for
+  // them. A rebuild (a damaged or stale index) goes on behind.
+  await search.ready(0).catch(() => {});
   // The minisearch snapshot of musicfs before search.db: rebuilt into search.db.
   await Deno.remove(`${o.stateDir}/search.snapshot`).catch(() => {});
   return { search, probes, health, opener, cache };
