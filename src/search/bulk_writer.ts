@@ -40,6 +40,10 @@ export class BulkWriter {
   #held: Change[][] = [];
   #paused = 0;
   #waiters: (() => void)[] = [];
+  /** Batches taken (sent or held) and batches answered: for {@link caughtUp}. */
+  #taken = 0;
+  #answeredCount = 0;
+  #catchUps: { target: number; resolve: () => void }[] = [];
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
   #broken = false;
   #closed = false;
@@ -88,6 +92,7 @@ export class BulkWriter {
     }
     for (let i = 0; i < changes.length; i += MAX_BATCH) {
       const part = changes.length > MAX_BATCH ? changes.slice(i, i + MAX_BATCH) : changes;
+      this.#taken++;
       if (this.#paused > 0) this.#held.push(part);
       else this.#post(part);
     }
@@ -128,11 +133,18 @@ export class BulkWriter {
     }
     this.#out.delete(res.seq);
     this.#index.applyWriterState(res);
+    this.#answeredCount++;
+    this.#catchUps = this.#catchUps.filter((c) => {
+      if (c.target > this.#answeredCount) return true;
+      c.resolve();
+      return false;
+    });
     if (this.#out.size === 0) this.#settled();
   }
 
   #settled(): void {
     for (const w of this.#waiters.splice(0)) w();
+    if (!this.busy) { for (const c of this.#catchUps.splice(0)) c.resolve(); }
     clearTimeout(this.#idleTimer);
     if (this.#worker && !this.busy) {
       this.#idleTimer = setTimeout(() => this.#stopWorker(), IDLE_MS);
@@ -188,6 +200,15 @@ export class BulkWriter {
     else w.postMessage("close");
   }
 
+  /**
+   * Resolves once every change taken so far is in the index (committed by the worker, or taken
+   * back): a search then sees them. Later changes are not waited for.
+   */
+  caughtUp(): Promise<void> {
+    if (!this.busy || this.#answeredCount >= this.#taken) return Promise.resolve();
+    return new Promise((resolve) => this.#catchUps.push({ target: this.#taken, resolve }));
+  }
+
   /** Resolves once nothing sent is unanswered. */
   drained(): Promise<void> {
     if (this.#out.size === 0) return Promise.resolve();
@@ -217,5 +238,6 @@ export class BulkWriter {
     this.#held = [];
     this.#stopWorker(true);
     for (const w of this.#waiters.splice(0)) w();
+    for (const c of this.#catchUps.splice(0)) c.resolve();
   }
 }

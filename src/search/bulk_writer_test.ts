@@ -18,6 +18,8 @@ Deno.test("a large batch is indexed by the worker, searchable, and committed wit
     lazy.update(tracks);
     assert.ok(lazy.pendingBulk > 0, "sent to the worker");
     assert.equal(lazy.dirty, true);
+    // A search waits for what was handed over before it.
+    assert.deepEqual(ids(await lazy.search("midnight lantern")), [42]);
     // A change after a batch still out goes the same way, after it.
     lazy.remove(7);
     lazy.indexFile(track(9, { title: "Renamed Nine" }));

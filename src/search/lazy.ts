@@ -150,7 +150,11 @@ export class LazySearch {
     limit: number = DEFAULT_LIMIT,
     opts: LazySearchOptions = {},
   ): Promise<SearchResult[]> {
-    const index = await this.ready(opts.timeoutMs ?? DEFAULT_READY_TIMEOUT_MS);
+    const timeoutMs = opts.timeoutMs ?? DEFAULT_READY_TIMEOUT_MS;
+    const index = await this.ready(timeoutMs);
+    // Everything handed over before the search is searched (a scan done is a scan searchable);
+    // a stuck worker fails within its busy timeout and hands back, so this wait is short.
+    if (this.#bulk?.busy) await withTimeout(this.#bulk.caughtUp(), timeoutMs);
     return index.search(query, limit, opts);
   }
 
@@ -236,5 +240,15 @@ export class LazySearch {
   close(): void {
     this.#bulk?.close();
     this.#index?.close();
+  }
+}
+
+/** `p`, or nothing once `ms` have passed. */
+async function withTimeout(p: Promise<void>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    await Promise.race([p, new Promise<void>((r) => (timer = setTimeout(r, Math.max(0, ms))))]);
+  } finally {
+    clearTimeout(timer);
   }
 }
