@@ -526,7 +526,7 @@ export class Database {
         compilation, format, bitrate, sample_rate, duration, ctime_ms, ino, uid, gid, mode,
         genres, artist_sort, album_artist_sort, picture)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
-        ?) RETURNING id`),
+        ?) ON CONFLICT (origin_id, rel_path) DO NOTHING RETURNING id`),
       updateFile: p(`UPDATE files SET ext = ?, size = ?, mtime_ms = ?, artist = ?,
         album_artist = ?, album = ?, title = ?, track = ?, track_total = ?, disc = ?,
         disc_total = ?, year = ?, genre = ?, compilation = ?, format = ?, bitrate = ?,
@@ -545,6 +545,7 @@ export class Database {
         VALUES (?, ?, ?, ?, ?) ON CONFLICT (origin_id, rel_path) DO UPDATE SET
         reason = excluded.reason, size = excluded.size, mtime_ms = excluded.mtime_ms`),
       deleteProblem: p("DELETE FROM problems WHERE origin_id = ? AND rel_path = ?"),
+      anyProblem: p("SELECT 1 FROM problems WHERE origin_id = ? LIMIT 1"),
       problems: p("SELECT origin_id, rel_path, reason FROM problems ORDER BY origin_id, rel_path"),
       originProblems: p(
         `SELECT rel_path FROM problems WHERE origin_id = ?1 AND size IS NULL AND ${UNDER}`,
@@ -589,6 +590,7 @@ export class Database {
       deletePlaylist: p("DELETE FROM playlists WHERE origin_id = ? AND rel_path = ?"),
     };
     const arrays = [
+      this.#s.insertFile,
       this.#s.names,
       this.#s.knownFiles,
       this.#s.knownProblems,
@@ -862,16 +864,31 @@ export class Database {
         s.deleteFile.run(r[0]);
         res.removed.push(toTrack(r));
       };
+      // Whether an origin had problem rows when the batch began: a first scan has none, and
+      // then no track needs its problem row deleted (problems are written after the tracks).
+      const hadProblems = new Map<number, boolean>();
       for (const f of batch.files ?? []) {
-        const existing = s.fileId.get(f.originId, f.relPath) as Row | undefined;
+        // One statement for a new file (a first scan's every file); a known one is updated.
+        const params = tagParams(f);
+        const inserted = s.insertFile.get(f.originId, f.relPath, ...params) as
+          | [number]
+          | undefined;
         let id: number;
-        if (existing) {
-          id = existing.id as number;
-          s.updateFile.run(...tagParams(f), id);
-        } else {
-          id = (s.insertFile.get(f.originId, f.relPath, ...tagParams(f)) as Row).id as number;
+        let existing = false;
+        if (inserted) id = inserted[0];
+        else {
+          id = (s.fileId.get(f.originId, f.relPath) as Row).id as number;
+          s.updateFile.run(...params, id);
+          existing = true;
         }
-        if (s.deleteProblem.run(f.originId, f.relPath).changes) res.problemsChanged = true;
+        let problems = hadProblems.get(f.originId);
+        if (problems === undefined) {
+          problems = s.anyProblem.get(f.originId) !== undefined;
+          hadProblems.set(f.originId, problems);
+        }
+        if (problems && s.deleteProblem.run(f.originId, f.relPath).changes) {
+          res.problemsChanged = true;
+        }
         const rec: TrackRecord = {
           ...f.tags,
           id,

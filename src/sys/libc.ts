@@ -28,6 +28,8 @@ const SYMBOLS = {
     nonblocking: true,
   },
   pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "i32" },
+  lseek: { parameters: ["i32", "i64", "i32"], result: "i64" },
+  posix_fadvise: { parameters: ["i32", "i64", "i64", "i32"], result: "i32" },
   pread_nb: {
     name: "pread",
     parameters: ["i32", "buffer", "usize", "i64"],
@@ -163,6 +165,33 @@ export function preadSync(fd: number, dst: Uint8Array, offset: number): number {
   const n = libc().pread(fd, dst as Uint8Array<ArrayBuffer>, u64(dst.length), u64(offset));
   if (n < 0) throw new SyscallError("pread", errno());
   return n;
+}
+
+const POSIX_FADV_WILLNEED = 3;
+const SEEK_END = 2;
+
+/**
+ * Ask the kernel to start reading `[0, head)` of the file at `path` and, for a larger file,
+ * its last `tail` bytes into the page cache, without waiting for the reads (posix_fadvise
+ * WILLNEED; nothing is copied here). The open runs on the thread pool (a hung mount pins a pool
+ * thread, never the caller); O_NONBLOCK|O_NOFOLLOW: a FIFO or a symlink swapped in since it was
+ * listed is skipped. Resolves false when the file could not be opened.
+ */
+export async function adviseWillNeed(path: string, head: number, tail: number): Promise<boolean> {
+  const l = libc();
+  const fd = await l.open_nb(cstr(path), O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC, 0);
+  if (fd < 0) return false;
+  try {
+    l.posix_fadvise(fd, u64(0), u64(head), POSIX_FADV_WILLNEED);
+    const size = Number(l.lseek(fd, u64(0), SEEK_END));
+    if (size > head && tail > 0) {
+      const from = Math.max(head, size - tail);
+      l.posix_fadvise(fd, u64(from), u64(size - from), POSIX_FADV_WILLNEED);
+    }
+    return true;
+  } finally {
+    l.close(fd);
+  }
 }
 
 /** Filesystem type magic numbers from statfs(2) that mean "network filesystem". */
