@@ -7,6 +7,7 @@
 import { adviseWillNeed } from "../sys/libc.ts";
 import { shareTagMappers } from "./tag_mappers.ts";
 import { readTags, type TagResult } from "./tags.ts";
+import { diskWaits } from "./block_reader.ts";
 
 /** A batch of files to parse. */
 export interface ParseRequest {
@@ -50,7 +51,23 @@ const scope = globalThis as unknown as {
 // copied into this thread (the reads of a warm cache cost nothing twice), and each file costs
 // one open on the thread pool (a hung mount pins a pool thread, never this one; FIFOs and
 // symlinks swapped in are skipped). A failed hint costs nothing: the parser reads the file anyway.
+//
+// The hints cost ~25 µs of CPU per file (an open on the thread pool, the fadvise calls), for
+// nothing when the files are cached already. So they adapt: while hinting, a probe file is left
+// unhinted now and then; when PROBES_TO_STOP probes in a row were read without waiting for the
+// disk (block_reader.ts counts the reads that did), hinting stops. While not hinting, the first
+// read that waits starts it again. A probe that waited doubles the gap to the next one (up to
+// PROBE_MAX), so a cold cache costs one unhinted file in hundreds.
 let aheadMax = 0;
+let hinting = true;
+const PROBE_MIN = 64;
+const PROBE_MAX = 1024;
+const PROBES_TO_STOP = 8;
+let probeGap = PROBE_MIN;
+let untilProbe = PROBE_MIN;
+let quietProbes = 0;
+/** Files left unhinted on purpose, to be read as probes. */
+const probes = new Set<string>();
 /** Covers the parser's first 64 KiB block. */
 const AHEAD_HEAD = 64 * 1024;
 /** Covers the last two blocks (block-aligned reads of a trailing tag may span two). */
@@ -68,13 +85,37 @@ function markReached(path: string): void {
 }
 
 function pumpAhead(): void {
-  while (aheadRunning < aheadMax && aheadQueue.length > 0) {
+  while (hinting && aheadRunning < aheadMax && aheadQueue.length > 0) {
     const next = aheadQueue.shift()!;
+    if (--untilProbe <= 0) {
+      untilProbe = probeGap;
+      probes.add(next);
+      continue;
+    }
     aheadRunning++;
     adviseWillNeed(next, AHEAD_HEAD, AHEAD_TAIL).catch(() => false).finally(() => {
       aheadRunning--;
       pumpAhead();
     });
+  }
+}
+
+/** Whether hinting pays, from how the last file was read (see above). */
+function learn(probe: boolean, waited: boolean): void {
+  if (!hinting) {
+    if (!waited) return;
+    hinting = true;
+    quietProbes = 0;
+    untilProbe = probeGap = PROBE_MIN;
+    pumpAhead();
+  } else if (probe) {
+    if (waited) {
+      quietProbes = 0;
+      probeGap = Math.min(PROBE_MAX, probeGap * 2);
+    } else if (++quietProbes >= PROBES_TO_STOP) {
+      hinting = false;
+      probes.clear();
+    }
   }
 }
 
@@ -135,8 +176,12 @@ async function readBatch({ id, paths }: ParseRequest, idleMs: number): Promise<v
     // The parse below never gives the event loop a turn (its reads are synchronous): without
     // one here the read-ahead's opens would only be answered between batches.
     if (aheadRunning > 0) await nextTurn();
-    markReached(paths[index]);
-    results.push(await readTags(paths[index]));
+    const path = paths[index];
+    markReached(path);
+    const probe = probes.delete(path);
+    const waits = diskWaits.count;
+    results.push(await readTags(path));
+    if (aheadMax > 0) learn(probe, diskWaits.count > waits);
     const now = performance.now();
     if (results.length >= GROUP || index === paths.length - 1 || now - since >= GROUP_MS) {
       scope.postMessage({ id, from, results, ms: now - since, idleMs });
