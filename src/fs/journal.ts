@@ -117,7 +117,9 @@ export class DirJournal {
 
   /** Remember what `dir` held under `name` before this batch first changed it. */
   touch(dir: Dir, name: string): void {
-    if (this.log === null || this.fresh.has(dir)) return;
+    if (this.log === null) return;
+    this.c.rows.touch(dir, name);
+    if (this.fresh.has(dir)) return;
     const key = `${dir.ino}/${name}`;
     if (!this.log.has(key)) {
       this.log.set(key, { dir, name, old: dir.entries.get(name)?.ino ?? 0 });
@@ -286,9 +288,21 @@ export class DirJournal {
 
   /** Settle covers and names, then drop directories left empty. */
   finish(): void {
-    for (const d of this.coverDirty) this.c.covers.updateCover(d);
+    for (const _ of this.finishSteps());
+  }
+
+  /** {@link finish} in steps: it yields every `every` directories. */
+  *finishSteps(every = 500): Generator<void> {
+    let n = 0;
+    for (const d of this.coverDirty) {
+      this.c.covers.updateCover(d);
+      if (++n % every === 0) yield;
+    }
     this.coverDirty.clear();
-    for (const d of this.resolveDirty) this.resolve(d);
+    for (const d of this.resolveDirty) {
+      this.resolve(d);
+      if (++n % every === 0) yield;
+    }
     this.resolveDirty.clear();
     const work = [...this.pruneCheck];
     this.pruneCheck.clear();
@@ -306,7 +320,10 @@ export class DirJournal {
       this.rowsDirty.add(d);
       work.push(p);
     }
-    for (const d of this.rowsDirty) this.settleRows(d);
+    for (const d of this.rowsDirty) {
+      this.settleRows(d);
+      if (++n % every === 0) yield;
+    }
     this.rowsDirty.clear();
   }
 
