@@ -23,17 +23,6 @@ const log = logger("daemon");
 /** Rows written per transaction of a full dump: a few ms each. */
 const DUMP_CHUNK = 5000;
 
-/**
- * A batch of a running scan that changes this many rows is a bulk change (a first scan's
- * batches change ~10,000): its rows are not stored one batch after the other but the whole tree
- * once the scan is idle. Inode numbers are spread at random, so each batch's rows touch most
- * pages of the table's inode index: at 100k files, storing them per batch cost the daemon's
- * thread 7 s of the first scan's 24 (a commit rewrites every page it touched, again at each
- * batch), more than the library's own writes; at 1M each batch would rewrite ~100 MB. Until the
- * dump, a restart builds the tree from the tracks (the names are stored per batch as always).
- */
-const BULK_ROWS = 2000;
-
 /** The name assignments the tree settles, as rows (library.db). */
 type NameChanges = ReturnType<VirtualTree["takeNameChanges"]>;
 
@@ -103,12 +92,6 @@ export class TreeRowsKeeper {
       return;
     }
     const rows = tree.takeRows();
-    if (
-      this.#valid && rows.upserts.length + rows.deletes.length >= BULK_ROWS && !this.#o.idle()
-    ) {
-      this.#valid = false;
-      log.debug("A scan changes the tree in bulk: storing it whole once the scan is done");
-    }
     if (!this.#valid) {
       db.saveNames(changes);
       this.#schedule(2000);
