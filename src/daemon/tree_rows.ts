@@ -22,6 +22,8 @@ const log = logger("daemon");
 
 /** Rows written per transaction of a full dump: a few ms each. */
 const DUMP_CHUNK = 5000;
+/** Changed rows past which a batch makes the stored rows wait for a dump instead. */
+const BIG_BATCH = 5000;
 
 /** The name assignments the tree settles, as rows (library.db). */
 type NameChanges = ReturnType<VirtualTree["takeNameChanges"]>;
@@ -92,6 +94,10 @@ export class TreeRowsKeeper {
       return;
     }
     const rows = tree.takeRows();
+    // A scan's big batches: one dump once it is idle costs less than rows batch by batch.
+    if (this.#valid && rows.upserts.length + rows.deletes.length > BIG_BATCH) {
+      this.#valid = false;
+    }
     if (!this.#valid) {
       db.saveNames(changes);
       this.#schedule(2000);

@@ -107,6 +107,7 @@ export class DirJournal {
         } else out.push({ kind: "entry", parent: dir.ino, name });
       }
       if (this.c.problemsVersion !== version) inodes.add(INO.problems);
+      for (const ino of inodes) this.c.rows.touchFile(ino);
       for (const ino of inodes) if (this.c.node(ino)) out.push({ kind: "inode", ino });
       return out;
     } finally {
@@ -150,6 +151,7 @@ export class DirJournal {
   /** Put `n` in `d` under its wanted name, or queue it for {@link resolve} when contested. */
   insert(d: Dir, n: FileNode): void {
     n.links++;
+    if (this.log) this.c.rows.touchFile(n.ino);
     if (n instanceof Track) this.coverDirty.add(d);
     const base = this.c.baseOf(d, n);
     const kept = n instanceof Track ? n.assigned?.get(d.ino) : undefined;
@@ -167,6 +169,7 @@ export class DirJournal {
   /** Take `n` out of `d`; the directory is pruned at the end of the batch if left empty. */
   remove(d: Dir, n: FileNode): void {
     n.links--;
+    if (this.log) this.c.rows.touchFile(n.ino);
     if (n instanceof Track) this.coverDirty.add(d);
     this.pruneCheck.add(d);
     if (d.pending) {

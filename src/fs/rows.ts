@@ -33,9 +33,9 @@ export function rowOf(d: Dir, name: string, n: AnyNode): TreeRow | undefined {
       kind: TreeRowKind.track,
       ref: n.track.id,
       path: null,
-      size: null,
-      mtimeMs: null,
-      nlink: 0,
+      size: n.track.size,
+      mtimeMs: n.track.mtimeMs,
+      nlink: n.links,
     };
   }
   if (n instanceof Cover) {
@@ -48,7 +48,7 @@ export function rowOf(d: Dir, name: string, n: AnyNode): TreeRow | undefined {
       path: n.cover.relPath,
       size: n.cover.size ?? null,
       mtimeMs: n.cover.mtimeMs ?? null,
-      nlink: 0,
+      nlink: n.links,
     };
   }
   return undefined;
@@ -59,6 +59,8 @@ export class RowLog {
   /** Recording (the daemon stores rows); off, the journal records nothing. */
   on = false;
   readonly #touched = new Map<string, { dir: Dir; name: string }>();
+  /** Files whose attributes or link count may have changed (all their rows follow). */
+  readonly #files = new Set<number>();
 
   constructor(readonly c: TreeCore) {}
 
@@ -69,9 +71,14 @@ export class RowLog {
     if (!this.#touched.has(key)) this.#touched.set(key, { dir, name });
   }
 
+  /** The attributes of file `ino` may have changed (its size, time or number of names). */
+  touchFile(ino: number): void {
+    if (this.on) this.#files.add(ino);
+  }
+
   /** Whether anything was touched since the last {@link take}. */
   get dirty(): boolean {
-    return this.#touched.size > 0;
+    return this.#touched.size > 0 || this.#files.size > 0;
   }
 
   /**
@@ -79,7 +86,11 @@ export class RowLog {
    * delete for each that does not, and the own rows of the directories touched (their link
    * count and time change with their entries).
    */
-  take(): { upserts: TreeRow[]; deletes: [number, string][] } {
+  take(): {
+    upserts: TreeRow[];
+    deletes: [number, string][];
+    attrs: [number, number | null, number | null, number][];
+  } {
     const upserts: TreeRow[] = [];
     const deletes: [number, string][] = [];
     const dirs = new Set<Dir>();
@@ -95,12 +106,22 @@ export class RowLog {
     for (const d of dirs) {
       if (d.parent && d.parent.entries.get(d.name) === d) upserts.push(rowOf(d.parent, d.name, d)!);
     }
-    return { upserts, deletes };
+    const attrs: [number, number | null, number | null, number][] = [];
+    for (const ino of this.#files) {
+      const n = this.c.node(ino);
+      if (n instanceof Track) attrs.push([ino, n.track.size, n.track.mtimeMs, n.links]);
+      else if (n instanceof Cover) {
+        attrs.push([ino, n.cover.size ?? null, n.cover.mtimeMs ?? null, n.links]);
+      }
+    }
+    this.#files.clear();
+    return { upserts, deletes, attrs };
   }
 
   /** Forget what was touched (the rows are rewritten whole anyway). */
   clear(): void {
     this.#touched.clear();
+    this.#files.clear();
   }
 
   /** Every row of the four views, a directory before its entries; for a full dump. */

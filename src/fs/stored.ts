@@ -26,8 +26,6 @@ export interface TreeRowSource {
   treeEntry(parent: number, name: string): TreeRow | undefined;
   /** The stored entries of directory `parent`, in any order. */
   treeChildren(parent: number): TreeRow[];
-  /** The same, each with its link count and, for a track, its record. */
-  treeListing(parent: number): { row: TreeRow; links: number; track?: TrackRecord }[];
   /** A stored entry of inode `ino`. */
   treeEntryOf(ino: number): TreeRow | undefined;
   /** How many stored entries name inode `ino`. */
@@ -42,17 +40,38 @@ export class StoredDir implements DirNode {
   constructor(readonly ino: number, readonly name: string, readonly row: TreeRow) {}
 }
 
-/** A track served from its record. */
+/** A track served from its row (its record is read when asked for: an open, a source path). */
 export class StoredTrack implements TrackNode {
   readonly kind = "track";
-  constructor(readonly ino: number, readonly track: TrackRecord, public links = -1) {}
+  #track: TrackRecord | undefined;
+  constructor(
+    readonly ino: number,
+    readonly row: TreeRow,
+    readonly read: (id: number) => TrackRecord | undefined,
+  ) {}
+  /** The library record (a track removed since the rows were stored: a stand-in of the row). */
+  get track(): TrackRecord {
+    this.#track ??= this.read(this.row.ref) ?? {
+      id: this.row.ref,
+      originId: -1,
+      relPath: "",
+      ext: "",
+      size: this.row.size ?? 0,
+      mtimeMs: this.row.mtimeMs ?? 0,
+    };
+    return this.#track;
+  }
 }
 
 /** A cover served from its row. */
 export class StoredCover implements CoverNode {
   readonly kind = "cover";
-  links = -1;
-  constructor(readonly ino: number, public cover: CoverImage, readonly embedded: boolean) {}
+  constructor(
+    readonly ino: number,
+    public cover: CoverImage,
+    readonly embedded: boolean,
+    readonly links: number,
+  ) {}
 }
 
 /** A node of the stored tree. */
@@ -104,11 +123,9 @@ export class StoredTree {
       return kept;
     }
     const out: TreeEntry[] = [];
-    for (const { row, links, track } of this.src.treeListing(ino)) {
-      const node = this.#node(row, track);
-      if (!node) continue;
-      if (!(node instanceof StoredDir)) node.links = links;
-      out.push({ name: row.name, node });
+    for (const row of this.src.treeChildren(ino)) {
+      const node = this.#node(row);
+      if (node) out.push({ name: row.name, node });
     }
     out.sort((a, b) => compare(a.name, b.name));
     this.#lists.set(ino, out);
@@ -136,14 +153,14 @@ export class StoredTree {
     const base = { ino: n.ino, uid: this.uid, gid: this.gid };
     if (n instanceof StoredDir) return dirAttr(base, n.row);
     if (n instanceof StoredTrack) {
-      const t = n.track;
+      const mtimeMs = n.row.mtimeMs ?? 0;
       return {
         ...base,
-        size: t.size,
+        size: n.row.size ?? 0,
         mode: S_IFREG | 0o444,
-        nlink: Math.max(1, this.#links(n)),
-        mtimeMs: t.mtimeMs,
-        ctimeMs: t.mtimeMs,
+        nlink: Math.max(1, n.row.nlink),
+        mtimeMs,
+        ctimeMs: mtimeMs,
       };
     }
     const c = n.cover;
@@ -161,15 +178,10 @@ export class StoredTree {
       ...base,
       size: n.cover.size ?? 0,
       mode: S_IFREG | 0o444,
-      nlink: Math.max(1, this.#links(n)),
+      nlink: Math.max(1, n.links),
       mtimeMs,
       ctimeMs: mtimeMs,
     };
-  }
-
-  #links(n: StoredTrack | StoredCover): number {
-    if (n.links < 0) n.links = this.src.treeLinks(n.ino);
-    return n.links;
   }
 
   /** Absolute source path of a stored track or cover. */
@@ -180,7 +192,7 @@ export class StoredTree {
     return `${this.originOf(origin) ?? `<origin ${origin}>`}/${rel}`;
   }
 
-  #node(row: TreeRow, record?: TrackRecord): StoredNode | undefined {
+  #node(row: TreeRow): StoredNode | undefined {
     const kept = this.#nodes.get(row.ino);
     if (kept) return kept;
     let n: StoredNode | undefined;
@@ -188,25 +200,30 @@ export class StoredTree {
       case TreeRowKind.dir:
         n = new StoredDir(row.ino, row.name, row);
         break;
-      case TreeRowKind.track: {
-        const t = record ?? this.src.getTrack(row.ref);
-        if (t && row.ino === TRACK_INO_BASE + t.id) n = new StoredTrack(row.ino, t);
+      case TreeRowKind.track:
+        if (row.ino === TRACK_INO_BASE + row.ref) {
+          n = new StoredTrack(row.ino, row, (id) => this.src.getTrack(id));
+        }
         break;
-      }
       case TreeRowKind.coverFile:
       case TreeRowKind.coverEmbedded: {
         const relPath = row.path ?? "";
         const slash = relPath.lastIndexOf("/");
         const embedded = row.kind === TreeRowKind.coverEmbedded;
         const dot = row.name.lastIndexOf(".");
-        n = new StoredCover(row.ino, {
-          originId: row.ref,
-          dir: slash < 0 ? "" : relPath.slice(0, slash),
-          relPath,
-          ext: dot < 0 ? "" : row.name.slice(dot + 1),
-          ...(row.size === null ? {} : { size: row.size }),
-          ...(row.mtimeMs === null ? {} : { mtimeMs: row.mtimeMs }),
-        }, embedded);
+        n = new StoredCover(
+          row.ino,
+          {
+            originId: row.ref,
+            dir: slash < 0 ? "" : relPath.slice(0, slash),
+            relPath,
+            ext: dot < 0 ? "" : row.name.slice(dot + 1),
+            ...(row.size === null ? {} : { size: row.size }),
+            ...(row.mtimeMs === null ? {} : { mtimeMs: row.mtimeMs }),
+          },
+          embedded,
+          row.nlink,
+        );
         break;
       }
     }

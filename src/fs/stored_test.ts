@@ -173,14 +173,23 @@ Deno.test("stored tree: the rows serve exactly what the tree in memory serves, b
         relPath: "Compilations/Hits/front.jpg",
         size: 9,
         mtimeMs: 1.6e12,
+      }, {
+        // The same image, rewritten: its size changes under every name it has.
+        originId: 1,
+        dir: "Pink Floyd/The Wall",
+        relPath: "Pink Floyd/The Wall/folder.jpg",
+        size: 50,
+        mtimeMs: 1.7e12,
       }],
     });
     tree.apply(change);
     const rows = tree.takeRows();
     assert.ok(rows.upserts.length > 0 && rows.deletes.length > 0);
     db.saveTree({ ...rows, stamp: stamp() }, tree.takeNameChanges());
+    assert.ok(rows.attrs.length > 0);
     const after = listing(tree);
     assert.notDeepEqual(after, want);
+    assert.match(after.get("/Albums/The Wall (1979) - Pink Floyd/cover.jpg")!, /^cover \d+ 50 /);
     assert.deepEqual(listing(stored()), after);
 
     // A restart builds the same tree from the library (names stay put; folder times are the

@@ -658,7 +658,11 @@ export class VirtualTree {
   }
 
   /** The rows changed since the last call (see {@link recordRows}). */
-  takeRows(): { upserts: TreeRow[]; deletes: [number, string][] } {
+  takeRows(): {
+    upserts: TreeRow[];
+    deletes: [number, string][];
+    attrs: [number, number | null, number | null, number][];
+  } {
     return this.#c.rows.take();
   }
 

@@ -387,10 +387,6 @@ type TrackRow = [
 
 const TREE_COLUMNS = "parent, name, ino, kind, ref, path, size, mtime_ms, nlink";
 
-/** `cols` (a column list) with each column qualified by table alias `t`. */
-function prefixed(t: string, cols: string): string {
-  return cols.split(",").map((c) => `${t}.${c.trim()}`).join(", ");
-}
 type TreeRowArray = [
   number,
   string,
@@ -647,11 +643,9 @@ export class Database {
       clearTree: p("DELETE FROM tree_entries"),
       treeEntry: p(`SELECT ${TREE_COLUMNS} FROM tree_entries WHERE parent = ? AND name = ?`),
       treeChildren: p(`SELECT ${TREE_COLUMNS} FROM tree_entries WHERE parent = ?`),
-      // A listing in one query: each entry with its link count and, for a track, its record.
-      treeListing: p(`SELECT ${prefixed("e", TREE_COLUMNS)},
-        (SELECT count(*) FROM tree_entries x WHERE x.ino = e.ino), ${prefixed("f", TRACK_COLUMNS)}
-        FROM tree_entries e LEFT JOIN files f ON e.kind = 1 AND f.id = e.ref
-        WHERE e.parent = ?`),
+      setTreeAttrs: p(
+        "UPDATE tree_entries SET size = ?2, mtime_ms = ?3, nlink = ?4 WHERE ino = ?1",
+      ),
       treeByIno: p(`SELECT ${TREE_COLUMNS} FROM tree_entries WHERE ino = ? LIMIT 1`),
       treeLinks: p("SELECT count(*) FROM tree_entries WHERE ino = ?"),
       upsertTree: p(`INSERT OR REPLACE INTO tree_entries (${TREE_COLUMNS})
@@ -670,7 +664,6 @@ export class Database {
       this.#s.trackByPath,
       this.#s.treeEntry,
       this.#s.treeChildren,
-      this.#s.treeListing,
       this.#s.treeByIno,
       this.#s.treeLinks,
     ];
@@ -1102,22 +1095,6 @@ export class Database {
     return (this.#s.treeChildren.all(parent) as unknown as TreeRowArray[]).map(toTreeRow);
   }
 
-  /**
-   * The stored entries of directory `parent` in one query, each with how many entries name
-   * its inode and, for a track, its record (absent when the file is gone).
-   */
-  treeListing(parent: number): { row: TreeRow; links: number; track?: TrackRecord }[] {
-    this.#assertOpen();
-    const rows = this.#s.treeListing.all(parent) as unknown as unknown[][];
-    return rows.map((r) => {
-      const row = toTreeRow(r.slice(0, 9) as TreeRowArray);
-      const links = r[9] as number;
-      return r[10] === null
-        ? { row, links }
-        : { row, links, track: toTrack(r.slice(10) as TrackRow) };
-    });
-  }
-
   /** A stored entry of inode `ino` (a directory has one; a track one per place). */
   treeEntryOf(ino: number): TreeRow | undefined {
     this.#assertOpen();
@@ -1149,6 +1126,9 @@ export class Database {
       const up = this.#s.upsertTree;
       for (const r of update.upserts) {
         up.run(r.parent, r.name, r.ino, r.kind, r.ref, r.path, r.size, r.mtimeMs, r.nlink);
+      }
+      for (const [ino, size, mtimeMs, nlink] of update.attrs ?? []) {
+        this.#s.setTreeAttrs.run(ino, size, mtimeMs, nlink);
       }
       this.#s.clearTreeMeta.run();
       const st = update.stamp;

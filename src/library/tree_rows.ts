@@ -35,11 +35,11 @@ export interface TreeRow {
   ref: number;
   /** A cover's source path (relative to its origin); null otherwise. */
   path: string | null;
-  /** A cover's size (null: not known yet); null for the others. */
+  /** A track's or a cover's size (null: a cover's not known yet); null for a directory. */
   size: number | null;
-  /** A directory's or a cover's modification time; null for tracks (their record has it). */
+  /** The modification time served (null: a cover's not known yet). */
   mtimeMs: number | null;
-  /** A directory's link count (2 + subdirectories); 0 for the others. */
+  /** A directory's link count (2 + subdirectories); a file's names in the tree. */
   nlink: number;
 }
 
@@ -61,6 +61,8 @@ export interface TreeRowsUpdate {
   upserts: readonly TreeRow[];
   /** Entries gone: [parent inode, name]. */
   deletes: readonly (readonly [number, string])[];
+  /** New attributes of a file under every name it has: [inode, size, mtime, nlink]. */
+  attrs?: readonly (readonly [number, number | null, number | null, number])[];
   /** The stamp to record with this part; absent: the stamp is removed (the rows are partial). */
   stamp?: TreeStamp;
 }
