@@ -124,7 +124,9 @@ function cpuRows(cpu: Map<string, number>, files: number): BenchRow[] {
   const rows: BenchRow[] = [];
   for (const [kind, s] of [...cpu].sort((a, b) => b[1] - a[1])) {
     total += s;
-    rows.push({ name: `    cpu: ${kind}`, measured: `${us(s)} (${s.toFixed(1)} s)` });
+    if (s >= 0.05) {
+      rows.push({ name: `    cpu: ${kind}`, measured: `${us(s)} (${s.toFixed(1)} s)` });
+    }
   }
   const cores = navigator.hardwareConcurrency;
   rows.unshift({
