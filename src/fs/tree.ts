@@ -196,16 +196,18 @@ export interface TreeOptions {
   /** Content of /.musicfs/status.json; default: {@link VirtualTree.stats} as JSON. */
   status?: () => string;
   /**
+   * library.db's rows of the tree (stored.ts). Without `tracks`, the four views are served
+   * from them until the tree is built ({@link VirtualTree.ensureLoaded},
+   * {@link VirtualTree.load}); with `tracks`, the tree is built now and may be dropped for
+   * them later ({@link VirtualTree.unload}). Not with `permissions` (folder access needs the
+   * whole tree).
+   */
+  stored?: StoredTreeOptions;
+  /**
    * Serve every node with the owner, group and mode of access.ts (for `--allow-other`
    * mounts, which the kernel checks with `default_permissions`); `shareSearch` opens
    * /.search to other users. Absent: everything belongs to `uid`/`gid`, 0444 and 0555.
    */
-  /**
-   * Serve the four views from library.db's rows until {@link VirtualTree.load} builds the
-   * tree (stored.ts): `tracks`, `covers`, `playlists` and `names` are then not read here.
-   * Not with `permissions` (folder access needs the whole tree).
-   */
-  stored?: StoredTreeOptions;
   permissions?: {
     shareSearch?: boolean;
     /**
