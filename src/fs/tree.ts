@@ -49,6 +49,12 @@
  * that lands there (two albums whose names sanitise alike merge); a file that wants the name
  * of a directory or of another file gets a collision suffix.
  *
+ * In library.db: the journal also records which entries of the views each batch changes
+ * (rows.ts), so the daemon keeps the tree as rows there. A tree made with
+ * {@link TreeOptions.stored} and no tracks serves the views from those rows (stored.ts) and
+ * builds itself only when something needs it (a change, /Playlists, /.search); it can be
+ * dropped again ({@link VirtualTree.unload}). Either way it answers the same.
+ *
  * The tree is cut into rooms over one shared state ({@link TreeCore}, core.ts): inode
  * numbering (inodes.ts), directory upkeep and the journal that yields the invalidations
  * (journal.ts), the views (views.ts, grouping.ts; playlists.ts), covers (covers.ts), /.search
