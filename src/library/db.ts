@@ -1276,6 +1276,11 @@ export interface LibraryDatabaseOpen {
 export interface LibraryOpenOptions {
   /** Damaged databases kept beside the new one (default 3). */
   keepCorrupt?: number;
+  /**
+   * Skip the integrity check of a file exactly as the last daemon closed it (clean_close.ts);
+   * the daemon's start only: `musicfs check` always runs the full check.
+   */
+  trustCleanClose?: boolean;
 }
 
 /**
@@ -1291,7 +1296,7 @@ export function openLibraryDatabase(
   const existed = existsSync(path);
   try {
     // Exactly as the last daemon closed it: the full check (a read of the whole file) is spared.
-    const clean = existed && takeCleanClose(path);
+    const clean = existed && options.trustCleanClose === true && takeCleanClose(path);
     const db = clean ? Database.open(path) : Database.openWithIntegrityCheck(path);
     if (clean) {
       log.debug("{path} was closed cleanly and is unchanged: no integrity check", { path });
