@@ -25,13 +25,24 @@
 import { Errno, FsError } from "../fuse/mod.ts";
 import {
   closeFd,
+  errno,
   libc,
+  LOCAL_FS_MAGIC,
+  MountWatch,
   NETWORK_FS_MAGIC,
   O_CLOEXEC,
+  O_DIRECTORY,
   O_NOATIME,
   O_NOFOLLOW,
   O_NONBLOCK,
+  O_PATH,
   O_RDONLY,
+  openat2,
+  openat2Async,
+  RESOLVE_BENEATH,
+  RESOLVE_CACHED,
+  RESOLVE_NO_SYMLINKS,
+  RESOLVE_NO_XDEV,
 } from "../sys/mod.ts";
 
 const S_IFMT = 0o170000;
@@ -40,6 +51,11 @@ const F_GETFL = 3;
 const F_SETFL = 4;
 const FUSE_SUPER_MAGIC = 0x65735546;
 const UNSAFE_FS = new Set<number>([FUSE_SUPER_MAGIC, ...Object.values(NETWORK_FS_MAGIC)]);
+const LOCAL_FS = new Set<number>(Object.values(LOCAL_FS_MAGIC));
+const ENOSYS = 38;
+const EINVAL = 22;
+/** Below a local root: no symlink, no mount crossed, nothing above the root. */
+const BENEATH = RESOLVE_NO_XDEV | RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH;
 
 /** What identifies one version of a source file. */
 export interface SourceVersion {
@@ -69,6 +85,12 @@ export interface OpenedSource extends SourceVersion {
    * FUSE and network filesystems, where even such a read can wait for the server.
    */
   nowaitSafe: boolean;
+  /**
+   * Thread-pool round trips this open took: 0 when it was found below a local root entirely in
+   * the kernel's caches, 1 when it was opened below a local root on the pool, 2 or more on
+   * any other filesystem (open and fstat on the pool; its close goes there too).
+   */
+  hops: number;
 }
 
 /** Why a source could not be opened. */
@@ -122,8 +144,7 @@ interface Stat extends SourceVersion {
 const STAT_SIZE = 144;
 const ARCH = Deno.build.arch;
 
-function parseStat(b: Uint8Array<ArrayBuffer>): Stat {
-  const v = new DataView(b.buffer);
+function parseStat(v: DataView): Stat {
   const n = (off: number) => Number(v.getBigUint64(off, true));
   const ms = (off: number) => n(off) * 1000 + Math.floor(n(off + 8) / 1e6);
   // Deno's stat (the walk's) gives the ctime in whole seconds: compare like with like.
@@ -183,20 +204,92 @@ function kindOf(mode: number): string {
   }
 }
 
+/** A library root, held open while it is known to lie on a local filesystem. */
+interface Root {
+  path: string;
+  /** Where a source's path below this root starts, in bytes (after the root and its "/"). */
+  relAt: number;
+  /** An O_PATH fd of the root while `state` is "local", else -1. */
+  fd: number;
+  state: "unknown" | "checking" | "local" | "other";
+  /** The path buffer from `relAt` on, and the buffer it views. */
+  rel?: Uint8Array;
+  relOf?: Uint8Array;
+}
+
+const PROC_FD = "/proc/self/fd/";
+
+/** What a source's filesystem allows on the request loop. */
+interface FsVerdict {
+  /** Page-cache-only reads (`RWF_NOWAIT`): not on FUSE or network filesystems. */
+  nowait: boolean;
+  /** fstat and close: only on the block-device and memory filesystems of LOCAL_FS_MAGIC. */
+  local: boolean;
+}
+
+/** An {@link OpenedSource} from a `struct stat`. */
+function opened(
+  v: DataView,
+  fd: number,
+  realPath: string,
+  nowaitSafe: boolean,
+  hops: number,
+): OpenedSource & { mode: number } {
+  const st = parseStat(v);
+  return {
+    size: st.size,
+    mtimeMs: st.mtimeMs,
+    ctimeMs: st.ctimeMs,
+    ino: st.ino,
+    dev: st.dev,
+    mode: st.mode,
+    fd,
+    realPath,
+    nowaitSafe,
+    hops,
+  };
+}
+
 /** Opens source files off the request loop, checked (see the module doc). */
 export class SourceOpener {
   readonly #roots: string[];
   readonly #follow: boolean;
   readonly #timeoutMs: number;
   readonly #stuck = new Map<string, number>();
-  readonly #nowait = new Map<number, boolean>();
+  /** Per device: what its filesystem allows (dropped on any mount table change). */
+  readonly #nowait = new Map<number, FsVerdict>();
   #root = -1;
+  // The local-root paths (see the module doc). Buffers are reused: the loop calls are synchronous.
+  readonly #local: Root[];
+  #watch: MountWatch | undefined;
+  /** Bumped on every mount table change. */
+  #mountGen = 0;
+  #noOpenat2 = false;
+  /** Pool opens below a root fd in flight; root fds retired meanwhile are closed after them. */
+  #beneath = 0;
+  readonly #retired: number[] = [];
+  #disposed = false;
+  #pathBuf = new Uint8Array(4096);
+  #pathLen = 0;
+  readonly #linkBuf = new Uint8Array(4096);
+  readonly #procBuf = new Uint8Array(32);
+  readonly #statBuf = new Uint8Array(STAT_SIZE);
+  readonly #statView = new DataView(this.#statBuf.buffer);
+  /** Fds on a local filesystem: closed on the loop. */
+  readonly #closeNow = new Set<number>();
 
   /** An opener for sources inside `opts.roots`. */
   constructor(opts: SourceOpenerOptions) {
     this.#roots = opts.roots.map((r) => r.length > 1 && r.endsWith("/") ? r.slice(0, -1) : r);
     this.#follow = opts.followSymlinks ?? false;
     this.#timeoutMs = opts.timeoutMs ?? 1500;
+    this.#local = this.#roots.map((path) => ({
+      path,
+      relAt: path === "/" ? 1 : encoder.encode(path).length + 1,
+      fd: -1,
+      state: "unknown",
+    }));
+    encoder.encodeInto(PROC_FD, this.#procBuf);
   }
 
   /** Opens of each group (origin) still stuck past their deadline. */
@@ -219,7 +312,13 @@ export class SourceOpener {
         `Cannot open ${path}: ${stuck} earlier open(s) of its library are still stuck`,
       );
     }
-    const attempt = this.#open(path, path, 0);
+    this.#mountsChanged();
+    const root = this.#localRoot(path);
+    if (root) {
+      const fast = this.#openCached(root, path);
+      if (fast) return fast;
+    }
+    const attempt = root ? this.#openBeneath(root, path) : this.#open(path, path, 0);
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<"timeout">((r) => {
       timer = setTimeout(() => r("timeout"), this.#timeoutMs);
@@ -247,20 +346,202 @@ export class SourceOpener {
     );
   }
 
-  /** Close a source fd off the loop (a close can wait on a network filesystem). */
+  /**
+   * Close a source fd: on the loop when it lies on a local filesystem, else on the thread pool
+   * (a close can wait on a network filesystem).
+   */
   close(fd: number): void {
-    if (fd >= 0) libc().close_nb(fd).catch(() => {});
+    if (fd < 0) return;
+    if (this.#closeNow.delete(fd)) libc().close(fd);
+    else libc().close_nb(fd).catch(() => {});
   }
 
   /** Close a source fd at once (shutdown). */
   closeNow(fd: number): void {
+    this.#closeNow.delete(fd);
     closeFd(fd);
+  }
+
+  /** Close the roots' fds and the mount watch; later opens all take the thread pool. */
+  dispose(): void {
+    this.#disposed = true;
+    for (const r of this.#local) this.#forget(r);
+    this.#watch?.close();
+    this.#watch = undefined;
+  }
+
+  /**
+   * Whether the mount table changed since the last look; if so every root is checked again and
+   * the filesystem verdicts kept per device are dropped (a device number can come back as
+   * another filesystem).
+   */
+  #mountsChanged(): boolean {
+    if (this.#disposed) return false;
+    if (!this.#watch) this.#watch = new MountWatch();
+    else if (!this.#watch.changed()) return false;
+    this.#mountGen++;
+    this.#nowait.clear();
+    for (const r of this.#local) this.#forget(r);
+    return true;
   }
 
   #flags(): number {
     // O_NOATIME is refused (EPERM) on files we do not own unless privileged.
     if (this.#root < 0) this.#root = libc().geteuid() === 0 ? 1 : 0;
     return O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC | (this.#root ? O_NOATIME : 0);
+  }
+
+  /**
+   * The root `path` lies in when that root is held open on a local filesystem. After any change
+   * of the mount table (something mounted over a root, say) every root is checked again first.
+   */
+  #localRoot(path: string): Root | undefined {
+    if (this.#noOpenat2 || this.#disposed) return undefined;
+    for (const r of this.#local) {
+      if (path === r.path || !isInside(path, r.path)) continue;
+      if (r.state === "local") return r;
+      if (r.state === "unknown") this.#check(r);
+      return undefined;
+    }
+    return undefined;
+  }
+
+  #forget(r: Root): void {
+    // An O_PATH fd: its close touches no filesystem. Not while a pool open may still use it.
+    if (r.fd >= 0) {
+      if (this.#beneath > 0) this.#retired.push(r.fd);
+      else closeFd(r.fd);
+    }
+    r.fd = -1;
+    if (r.state !== "checking") r.state = "unknown";
+  }
+
+  /** Open `r` (O_PATH) and learn its filesystem, both on the pool: a dead root only costs a thread. */
+  async #check(r: Root): Promise<void> {
+    r.state = "checking";
+    const gen = this.#mountGen;
+    let fd = -1;
+    let local = false;
+    try {
+      fd = await libc().open_nb(cstr(r.path), O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
+      const buf = new Uint8Array(120);
+      if (fd >= 0 && await libc().fstatfs_nb(fd, buf) === 0) {
+        local = LOCAL_FS.has(Number(new DataView(buf.buffer).getBigInt64(0, true)) >>> 0);
+      }
+    } finally {
+      // A mount change while checking: the answer may be stale, ask again on the next open.
+      const stale = this.#mountsChanged() || gen !== this.#mountGen || this.#disposed;
+      if (local && !stale) {
+        r.fd = fd;
+        r.state = "local";
+      } else {
+        if (fd >= 0) closeFd(fd);
+        r.state = local || stale ? "unknown" : "other";
+      }
+    }
+  }
+
+  /** `path` (below `r`) as a C string in the shared path buffer; false when too long. */
+  #encode(path: string): boolean {
+    if (path.length * 3 + 1 > this.#pathBuf.length) {
+      if (path.length * 3 + 1 > 65536) return false;
+      this.#pathBuf = new Uint8Array(path.length * 3 + 1);
+    }
+    const n = encoder.encodeInto(path, this.#pathBuf).written;
+    this.#pathBuf[n] = 0;
+    this.#pathLen = n;
+    return true;
+  }
+
+  /** The shared path buffer from `r.relAt` on (where the path below `r` starts). */
+  #rel(r: Root): Uint8Array {
+    if (r.relOf !== this.#pathBuf) {
+      r.relOf = this.#pathBuf;
+      r.rel = this.#pathBuf.subarray(r.relAt);
+    }
+    return r.rel!;
+  }
+
+  /**
+   * The open on the loop: below a local root, with every path component in the kernel's caches
+   * (RESOLVE_CACHED), no symlink and no mount crossed, nothing can wait. Anything else (not
+   * cached, a symlink, a mount, an error of any kind) is left to the pool path, undefined.
+   */
+  #openCached(r: Root, path: string): OpenedSource | undefined {
+    if (!this.#encode(path)) return undefined;
+    const l = libc();
+    const fd = openat2(r.fd, this.#rel(r), this.#flags(), BENEATH | RESOLVE_CACHED);
+    if (fd < 0) {
+      const e = errno();
+      // Before Linux 5.6 (no openat2) or 5.12 (no RESOLVE_CACHED): the pool path from now on.
+      if (e === ENOSYS || e === EINVAL) this.#noOpenat2 = true;
+      return undefined;
+    }
+    if (l.fstat(fd, this.#statBuf) < 0 || !this.#isPath(fd)) {
+      l.close(fd);
+      return undefined;
+    }
+    const src = opened(this.#statView, fd, path, true, 0);
+    if ((src.mode & S_IFMT) !== S_IFREG) {
+      l.close(fd); // the pool path names the fault
+      return undefined;
+    }
+    this.#blocking(fd);
+    this.#closeNow.add(fd);
+    return src;
+  }
+
+  /**
+   * The pool path below a local root: one round trip for the open (it may read the disk), then
+   * fstat and /proc/self/fd on the loop, since the file is on the root's local filesystem.
+   */
+  async #openBeneath(r: Root, path: string): Promise<OpenedSource> {
+    const c = cstr(path);
+    this.#beneath++;
+    let fd: number;
+    try {
+      fd = await openat2Async(r.fd, c.subarray(r.relAt), this.#flags(), BENEATH);
+    } finally {
+      if (--this.#beneath === 0) for (const old of this.#retired.splice(0)) closeFd(old);
+    }
+    // A symlink, a mount crossed, an error: the general path, which follows or names it.
+    if (fd < 0) return await this.#open(path, path, 0);
+    const l = libc();
+    if (l.fstat(fd, this.#statBuf) < 0 || !this.#encode(path) || !this.#isPath(fd)) {
+      l.close(fd);
+      return await this.#open(path, path, 0);
+    }
+    const src = opened(this.#statView, fd, path, true, 1);
+    if ((src.mode & S_IFMT) !== S_IFREG) {
+      l.close(fd);
+      throw new SourceOpenError(
+        "not-regular",
+        path,
+        `Cannot open ${path}: it is ${kindOf(src.mode)}, not a regular file`,
+      );
+    }
+    this.#blocking(fd);
+    this.#closeNow.add(fd);
+    return src;
+  }
+
+  /** Whether `fd` really is the path in the path buffer, by /proc/self/fd. */
+  #isPath(fd: number): boolean {
+    let at = PROC_FD.length;
+    const digits = String(fd);
+    for (let i = 0; i < digits.length; i++) this.#procBuf[at++] = digits.charCodeAt(i);
+    this.#procBuf[at] = 0;
+    const n = Number(libc().readlink(this.#procBuf, this.#linkBuf, this.#linkBuf.length as never));
+    if (n !== this.#pathLen) return false;
+    for (let i = 0; i < n; i++) if (this.#linkBuf[i] !== this.#pathBuf[i]) return false;
+    return true;
+  }
+
+  /** Clear O_NONBLOCK again: a backing file for kernel passthrough should look ordinary. */
+  #blocking(fd: number): void {
+    const l = libc();
+    const fl = l.fcntl(fd, F_GETFL, 0);
+    if (fl >= 0) l.fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
   }
 
   async #open(path: string, asked: string, depth: number): Promise<OpenedSource> {
@@ -273,7 +554,7 @@ export class SourceOpener {
       if (await l.fstat_nb(fd, buf) < 0) {
         throw new SourceOpenError("failed", asked, `Cannot open ${asked}: fstat failed`);
       }
-      const st = parseStat(buf);
+      const st = parseStat(new DataView(buf.buffer));
       if ((st.mode & S_IFMT) !== S_IFREG) {
         throw new SourceOpenError(
           "not-regular",
@@ -294,11 +575,11 @@ export class SourceOpener {
           `Cannot open ${asked}: it leads out of the library (to ${realPath})`,
         );
       }
-      const fl = l.fcntl(fd, F_GETFL, 0);
-      if (fl >= 0) l.fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
-      const nowaitSafe = await this.#nowaitSafe(fd, st.dev);
+      this.#blocking(fd);
+      const fs = await this.#fsOf(fd, st.dev);
       ok = true;
-      return { ...st, fd, realPath, nowaitSafe };
+      if (fs.local) this.#closeNow.add(fd);
+      return { ...st, fd, realPath, nowaitSafe: fs.nowait, hops: fs.asked ? 3 : 2 };
     } finally {
       if (!ok) this.close(fd);
     }
@@ -391,16 +672,18 @@ export class SourceOpener {
     return false;
   }
 
-  async #nowaitSafe(fd: number, dev: number): Promise<boolean> {
+  /** What the filesystem of `fd` (on device `dev`) allows, asked once per device. */
+  async #fsOf(fd: number, dev: number): Promise<FsVerdict & { asked: boolean }> {
+    this.#mountsChanged();
     const known = this.#nowait.get(dev);
-    if (known !== undefined) return known;
+    if (known) return { ...known, asked: false };
     const buf = new Uint8Array(120);
-    let safe = false;
+    let v: FsVerdict = { nowait: false, local: false };
     if (await libc().fstatfs_nb(fd, buf) === 0) {
       const type = Number(new DataView(buf.buffer).getBigInt64(0, true)) >>> 0;
-      safe = !UNSAFE_FS.has(type);
+      v = { nowait: !UNSAFE_FS.has(type), local: LOCAL_FS.has(type) };
     }
-    this.#nowait.set(dev, safe);
-    return safe;
+    this.#nowait.set(dev, v);
+    return { ...v, asked: true };
   }
 }
