@@ -133,6 +133,11 @@ export interface SourceOpenerOptions {
   followSymlinks?: boolean;
   /** Deadline of one open, ms. Default 1500 (the health probe's). */
   timeoutMs?: number;
+  /**
+   * Open below local roots with the calls that cannot wait on the request loop (see the module
+   * doc). Default true; false sends every open through the thread pool.
+   */
+  loopOpens?: boolean;
 }
 
 /** Parsed `struct stat` (x86_64 and aarch64 glibc layouts). */
@@ -265,6 +270,7 @@ export class SourceOpener {
   /** Bumped on every mount table change. */
   #mountGen = 0;
   #noOpenat2 = false;
+  readonly #loopOpens: boolean;
   /** Pool opens below a root fd in flight; root fds retired meanwhile are closed after them. */
   #beneath = 0;
   readonly #retired: number[] = [];
@@ -283,6 +289,7 @@ export class SourceOpener {
     this.#roots = opts.roots.map((r) => r.length > 1 && r.endsWith("/") ? r.slice(0, -1) : r);
     this.#follow = opts.followSymlinks ?? false;
     this.#timeoutMs = opts.timeoutMs ?? 1500;
+    this.#loopOpens = opts.loopOpens ?? true;
     this.#local = this.#roots.map((path) => ({
       path,
       relAt: path === "/" ? 1 : encoder.encode(path).length + 1,
@@ -315,7 +322,7 @@ export class SourceOpener {
     this.#mountsChanged();
     const root = this.#localRoot(path);
     if (root) {
-      const fast = this.#openCached(root, path);
+      const fast = this.#loopOpens ? this.#openCached(root, path) : undefined;
       if (fast) return fast;
     }
     const attempt = root ? this.#openBeneath(root, path) : this.#open(path, path, 0);
@@ -360,6 +367,15 @@ export class SourceOpener {
   closeNow(fd: number): void {
     this.#closeNow.delete(fd);
     closeFd(fd);
+  }
+
+  /**
+   * Learn now which roots lie on a local filesystem (otherwise the first open below each root
+   * asks). A root on a hung filesystem never answers: do not wait for this without a deadline.
+   */
+  async prepare(): Promise<void> {
+    this.#mountsChanged();
+    await Promise.all(this.#local.map((r) => r.state === "unknown" ? this.#check(r) : undefined));
   }
 
   /** Close the roots' fds and the mount watch; later opens all take the thread pool. */
@@ -502,7 +518,7 @@ export class SourceOpener {
     try {
       fd = await openat2Async(r.fd, c.subarray(r.relAt), this.#flags(), BENEATH);
     } finally {
-      if (--this.#beneath === 0) for (const old of this.#retired.splice(0)) closeFd(old);
+      if (--this.#beneath === 0) { for (const old of this.#retired.splice(0)) closeFd(old); }
     }
     // A symlink, a mount crossed, an error: the general path, which follows or names it.
     if (fd < 0) return await this.#open(path, path, 0);

@@ -145,3 +145,160 @@ Deno.test({
     }
   },
 });
+
+/** Whether `fd` is open in this process right now. */
+function isOpen(fd: number): boolean {
+  try {
+    Deno.readLinkSync(`/proc/self/fd/${fd}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function mountTmpfs(path: string): Promise<void> {
+  const m = await new Deno.Command("mount", {
+    args: ["-t", "tmpfs", "-o", "size=1m", "tmpfs", path],
+    stderr: "piped",
+  }).output();
+  assert.ok(m.success, new TextDecoder().decode(m.stderr));
+}
+
+async function umount(path: string): Promise<void> {
+  await new Deno.Command("umount", { args: ["-l", path], stderr: "null" }).output();
+}
+
+Deno.test("below a local root a cached open makes no thread-pool round trip, a cold one one", async () => {
+  const dir = await tempDir();
+  try {
+    await Deno.mkdir(`${dir}/Album`);
+    await Deno.writeTextFile(`${dir}/Album/a.mp3`, "0123456789");
+    const opener = new SourceOpener({ roots: [dir] });
+    await opener.prepare();
+    const src = await opener.open(`${dir}/Album/a.mp3`);
+    assert.equal(src.hops, 0, "found in the kernel's caches below a local root");
+    assert.equal(src.size, 10);
+    assert.equal(src.realPath, `${dir}/Album/a.mp3`);
+    assert.ok(src.nowaitSafe);
+    opener.close(src.fd);
+    assert.ok(!isOpen(src.fd), "a local file is closed on the loop, at once");
+
+    const pooled = new SourceOpener({ roots: [dir], loopOpens: false });
+    await pooled.prepare();
+    const cold = await pooled.open(`${dir}/Album/a.mp3`);
+    assert.equal(cold.hops, 1, "the open on the pool, fstat on the loop");
+    assert.equal(cold.ino, src.ino);
+    pooled.close(cold.fd);
+    assert.ok(!isOpen(cold.fd));
+
+    // Everything that is not a plain file below the root still takes the general path.
+    await Deno.symlink(`${dir}/Album/a.mp3`, `${dir}/link.mp3`);
+    const viaLink = await opener.open(`${dir}/link.mp3`);
+    assert.ok(viaLink.hops >= 2);
+    assert.equal(viaLink.realPath, `${dir}/Album/a.mp3`);
+    opener.closeNow(viaLink.fd);
+    assert.equal((await fault(opener.open(`${dir}/gone.mp3`))).fault, "missing");
+    assert.equal((await fault(opener.open(`${dir}/Album/../../x.mp3`))).fault, "missing");
+    opener.dispose();
+    pooled.dispose();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test({
+  name: "a tmpfs root takes the loop path; a mount over it is seen by the next open",
+  ignore: Deno.uid() !== 0,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dir = await tempDir();
+    const lib = `${dir}/lib`;
+    await Deno.mkdir(lib);
+    await mountTmpfs(lib);
+    try {
+      await Deno.writeTextFile(`${lib}/a.mp3`, "tmpfs");
+      const opener = new SourceOpener({ roots: [lib] });
+      await opener.prepare();
+      const a = await opener.open(`${lib}/a.mp3`);
+      assert.equal(a.hops, 0);
+      opener.close(a.fd);
+      // Something mounted over the root after its check: the open must not go on through the
+      // fd of the covered directory.
+      await mountTmpfs(lib);
+      try {
+        await fault(opener.open(`${lib}/a.mp3`));
+        await Deno.writeTextFile(`${lib}/a.mp3`, "over");
+        await opener.prepare();
+        const b = await opener.open(`${lib}/a.mp3`);
+        assert.equal(b.size, 4, "the file of the mount on top");
+        assert.equal(b.hops, 0, "the new root is local too");
+        opener.close(b.fd);
+      } finally {
+        await umount(lib);
+      }
+      opener.dispose();
+    } finally {
+      await umount(lib);
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "FUSE sources take the thread pool, as a root or mounted below a local root, even hung",
+  ignore: !haveFuse,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dir = await tempDir();
+    const lib = `${dir}/lib`;
+    await Deno.mkdir(`${lib}/Remote`, { recursive: true });
+    await Deno.mkdir(`${dir}/fuse`);
+    await Deno.writeTextFile(`${lib}/local.mp3`, "local");
+    const below = await startDemoServer(`${lib}/Remote`);
+    let root: Awaited<ReturnType<typeof startDemoServer>> | undefined;
+    try {
+      root = await startDemoServer(`${dir}/fuse`);
+      const opener = new SourceOpener({ roots: [lib, `${dir}/fuse`], timeoutMs: 400 });
+      await opener.prepare();
+      const onRoot = await opener.open(`${dir}/fuse/hello.txt`, "fuse");
+      assert.ok(onRoot.hops >= 2, `a FUSE root: ${onRoot.hops} hops`);
+      assert.ok(!onRoot.nowaitSafe);
+      opener.close(onRoot.fd);
+      const crossed = await opener.open(`${lib}/Remote/hello.txt`, "lib");
+      assert.ok(crossed.hops >= 2, `a FUSE mount below a local root: ${crossed.hops} hops`);
+      assert.ok(!crossed.nowaitSafe);
+      opener.close(crossed.fd);
+
+      // With the FUSE server stopped, the loop never waits: the local file still opens on the
+      // loop, the FUSE one answers EIO by its deadline, and timers keep firing meanwhile.
+      below.child.kill("SIGSTOP");
+      const local = await opener.open(`${lib}/local.mp3`, "lib");
+      assert.equal(local.hops, 0);
+      opener.close(local.fd);
+      let last = performance.now();
+      let gap = 0;
+      const tick = setInterval(() => {
+        const now = performance.now();
+        gap = Math.max(gap, now - last);
+        last = now;
+      }, 10);
+      try {
+        const e = await fault(opener.open(`${lib}/Remote/sub/inner.txt`, "remote"));
+        assert.equal(e.fault, "timeout");
+      } finally {
+        clearInterval(tick);
+      }
+      assert.ok(gap < 300, `the loop kept running (longest gap ${gap.toFixed(0)} ms)`);
+      below.child.kill("SIGCONT");
+      for (let i = 0; i < 100 && opener.stuck > 0; i++) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(opener.stuck, 0);
+      opener.dispose();
+    } finally {
+      await below.stop();
+      await root?.stop();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  },
+});

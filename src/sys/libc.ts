@@ -22,7 +22,11 @@ const SYMBOLS = {
   fstat: { parameters: ["i32", "buffer"], result: "i32" },
   readlink: { parameters: ["buffer", "buffer", "usize"], result: "isize" },
   // openat2(2) has no glibc wrapper: syscall(SYS_openat2, dirfd, path, how, size).
-  openat2: { name: "syscall", parameters: ["i64", "i32", "buffer", "buffer", "usize"], result: "i64" },
+  openat2: {
+    name: "syscall",
+    parameters: ["i64", "i32", "buffer", "buffer", "usize"],
+    result: "i64",
+  },
   openat2_nb: {
     name: "syscall",
     parameters: ["i64", "i32", "buffer", "buffer", "usize"],
