@@ -75,7 +75,6 @@ import {
 
 const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
-const F_GETFL = 3;
 const F_SETFL = 4;
 const FUSE_SUPER_MAGIC = 0x65735546;
 const UNSAFE_FS = new Set<number>([FUSE_SUPER_MAGIC, ...Object.values(NETWORK_FS_MAGIC)]);
@@ -583,9 +582,9 @@ export class SourceOpener {
 
   /** Clear O_NONBLOCK again: a backing file for kernel passthrough should look ordinary. */
   #blocking(fd: number): void {
-    const l = libc();
-    const fl = l.fcntl(fd, F_GETFL, 0);
-    if (fl >= 0) l.fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    // F_SETFL sets only the status flags (O_APPEND, O_ASYNC, O_DIRECT, O_NOATIME, O_NONBLOCK),
+    // of which an open here sets O_NONBLOCK and maybe O_NOATIME: no F_GETFL needed.
+    libc().fcntl(fd, F_SETFL, this.#flags() & O_NOATIME);
   }
 
   async #open(path: string, asked: string, depth: number): Promise<OpenedSource> {
