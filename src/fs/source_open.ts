@@ -167,42 +167,20 @@ export interface SourceOpenerOptions {
   loopOpens?: boolean;
 }
 
-/** Parsed `struct stat` (x86_64 and aarch64 glibc layouts). */
-interface Stat extends SourceVersion {
-  dev: number;
-  mode: number;
-}
-
 const STAT_SIZE = 144;
 const ARCH = Deno.build.arch;
 
-function parseStat(v: DataView): Stat {
-  const n = (off: number) => Number(v.getBigUint64(off, true));
-  const ms = (off: number) => n(off) * 1000 + Math.floor(n(off + 8) / 1e6);
-  // Deno's stat (the walk's) gives the ctime in whole seconds: compare like with like.
-  const secs = (off: number) => n(off) * 1000;
-  if (ARCH === "aarch64") {
-    // dev, ino, mode(u32), nlink(u32), uid, gid, rdev, pad, size, blksize(i32), pad, blocks,
-    // atim, mtim, ctim
-    return {
-      dev: n(0),
-      ino: n(8),
-      mode: v.getUint32(16, true),
-      size: n(48),
-      mtimeMs: ms(88),
-      ctimeMs: secs(104),
-    };
-  }
-  // x86_64: dev, ino, nlink, mode(u32), uid, gid, pad, rdev, size, blksize, blocks, atim,
-  // mtim, ctim
-  return {
-    dev: n(0),
-    ino: n(8),
-    mode: v.getUint32(24, true),
-    size: n(48),
-    mtimeMs: ms(88),
-    ctimeMs: secs(104),
-  };
+// Offsets in `struct stat`. x86_64: dev, ino, nlink, mode(u32), uid, gid, pad, rdev, size,
+// blksize, blocks, atim, mtim, ctim. aarch64: dev, ino, mode(u32), nlink(u32), uid, gid, rdev,
+// pad, size, blksize(i32), pad, blocks, atim, mtim, ctim.
+const ST_MODE = ARCH === "aarch64" ? 16 : 24;
+const ST_SIZE = 48;
+const ST_MTIM = 88;
+const ST_CTIM = 104;
+
+/** A u64 field as two 32-bit halves: no BigInt per field. */
+function u64At(v: DataView, off: number): number {
+  return v.getUint32(off, true) + v.getUint32(off + 4, true) * 0x1_0000_0000;
 }
 
 const encoder = new TextEncoder();
@@ -241,15 +219,31 @@ interface Root {
   path: string;
   /** Where a source's path below this root starts, in bytes (after the root and its "/"). */
   relAt: number;
+  /** The path as bytes (what /proc/self/fd shows for `fd` while the root stays put). */
+  bytes: Uint8Array;
   /** An O_PATH fd of the root while `state` is "local", else -1. */
   fd: number;
   state: "unknown" | "checking" | "local" | "other";
+  /** When `fd` was last seen to be the root's path, performance.now() ms. */
+  seenAt: number;
+  /** No check before this time (the root could not be opened), performance.now() ms. */
+  retryAt: number;
   /** The path buffer from `relAt` on, and the buffer it views. */
   rel?: Uint8Array;
   relOf?: Uint8Array;
 }
 
 const PROC_FD = "/proc/self/fd/";
+/**
+ * How long the fd of a local root is trusted to still be the directory its path names. A root
+ * renamed or moved away (a mount over it is seen at once, by the mount watch) keeps serving its
+ * files for at most this long, then its opens take the general path (and answer as it does).
+ */
+const ROOT_SEEN_MS = 100;
+/** A root that could not be opened is asked again after this long. */
+const ROOT_RETRY_MS = 1000;
+/** `.` or `..` components, or an empty one: such paths take the general path. */
+const ODD_PATH = /\/\.{0,2}(?:\/|$)/;
 
 /** What a source's filesystem allows on the request loop. */
 interface FsVerdict {
@@ -267,14 +261,13 @@ function opened(
   nowaitSafe: boolean,
   hops: number,
 ): OpenedSource & { mode: number } {
-  const st = parseStat(v);
   return {
-    size: st.size,
-    mtimeMs: st.mtimeMs,
-    ctimeMs: st.ctimeMs,
-    ino: st.ino,
-    dev: st.dev,
-    mode: st.mode,
+    size: u64At(v, ST_SIZE),
+    mtimeMs: u64At(v, ST_MTIM) * 1000 + Math.floor(u64At(v, ST_MTIM + 8) / 1e6),
+    ctimeMs: u64At(v, ST_CTIM) * 1000,
+    ino: u64At(v, 8),
+    dev: u64At(v, 0),
+    mode: v.getUint32(ST_MODE, true),
     fd,
     realPath,
     nowaitSafe,
@@ -317,12 +310,18 @@ export class SourceOpener {
     this.#follow = opts.followSymlinks ?? false;
     this.#timeoutMs = opts.timeoutMs ?? 1500;
     this.#loopOpens = opts.loopOpens ?? true;
-    this.#local = this.#roots.map((path) => ({
-      path,
-      relAt: path === "/" ? 1 : encoder.encode(path).length + 1,
-      fd: -1,
-      state: "unknown",
-    }));
+    this.#local = this.#roots.map((path) => {
+      const bytes = encoder.encode(path);
+      return {
+        path,
+        bytes,
+        relAt: path === "/" ? 1 : bytes.length + 1,
+        fd: -1,
+        state: "unknown",
+        seenAt: 0,
+        retryAt: 0,
+      };
+    });
     encoder.encodeInto(PROC_FD, this.#procBuf);
   }
 
@@ -442,8 +441,16 @@ export class SourceOpener {
     if (this.#noOpenat2 || this.#disposed) return undefined;
     for (const r of this.#local) {
       if (path === r.path || !isInside(path, r.path)) continue;
-      if (r.state === "local") return r;
-      if (r.state === "unknown") this.#check(r);
+      if (r.state === "local") {
+        const now = performance.now();
+        if (now - r.seenAt < ROOT_SEEN_MS) return r;
+        if (this.#fdIs(r.fd, r.bytes, r.bytes.length)) {
+          r.seenAt = now;
+          return r;
+        }
+        this.#forget(r); // renamed or moved: learnt again through its path
+      }
+      if (r.state === "unknown" && performance.now() >= r.retryAt) this.#check(r);
       return undefined;
     }
     return undefined;
@@ -477,9 +484,11 @@ export class SourceOpener {
       if (local && !stale) {
         r.fd = fd;
         r.state = "local";
+        r.seenAt = performance.now();
       } else {
         if (fd >= 0) closeFd(fd);
-        r.state = local || stale ? "unknown" : "other";
+        r.state = local || stale || fd < 0 ? "unknown" : "other";
+        if (fd < 0) r.retryAt = performance.now() + ROOT_RETRY_MS;
       }
     }
   }
@@ -511,7 +520,7 @@ export class SourceOpener {
    * cached, a symlink, a mount, an error of any kind) is left to the pool path, undefined.
    */
   #openCached(r: Root, path: string): OpenedSource | undefined {
-    if (!this.#encode(path)) return undefined;
+    if (ODD_PATH.test(path) || !this.#encode(path)) return undefined;
     const l = libc();
     const fd = openat2(r.fd, this.#rel(r), this.#flags(), BENEATH | RESOLVE_CACHED);
     if (fd < 0) {
@@ -520,7 +529,9 @@ export class SourceOpener {
       if (e === ENOSYS || e === EINVAL) this.#noOpenat2 = true;
       return undefined;
     }
-    if (l.fstat(fd, this.#statBuf) < 0 || !this.#isPath(fd)) {
+    // Below the root's fd, with no symlink, mount, `.` or `..` on the way: the file is the one
+    // `path` names as long as the root's fd is its path (checked in #localRoot).
+    if (l.fstat(fd, this.#statBuf) < 0) {
       l.close(fd);
       return undefined;
     }
@@ -550,7 +561,7 @@ export class SourceOpener {
     // A symlink, a mount crossed, an error: the general path, which follows or names it.
     if (fd < 0) return await this.#open(path, path, 0);
     const l = libc();
-    if (l.fstat(fd, this.#statBuf) < 0 || !this.#encode(path) || !this.#isPath(fd)) {
+    if (l.fstat(fd, this.#statBuf) < 0 || !this.#encode(path) || !this.#fdIs(fd)) {
       l.close(fd);
       return await this.#open(path, path, 0);
     }
@@ -568,15 +579,15 @@ export class SourceOpener {
     return src;
   }
 
-  /** Whether `fd` really is the path in the path buffer, by /proc/self/fd. */
-  #isPath(fd: number): boolean {
+  /** Whether /proc/self/fd names `fd` as `want` (default: the path in the path buffer). */
+  #fdIs(fd: number, want: Uint8Array = this.#pathBuf, len = this.#pathLen): boolean {
     let at = PROC_FD.length;
     const digits = String(fd);
     for (let i = 0; i < digits.length; i++) this.#procBuf[at++] = digits.charCodeAt(i);
     this.#procBuf[at] = 0;
     const n = Number(libc().readlink(this.#procBuf, this.#linkBuf, this.#linkBuf.length as never));
-    if (n !== this.#pathLen) return false;
-    for (let i = 0; i < n; i++) if (this.#linkBuf[i] !== this.#pathBuf[i]) return false;
+    if (n !== len) return false;
+    for (let i = 0; i < n; i++) if (this.#linkBuf[i] !== want[i]) return false;
     return true;
   }
 
@@ -597,7 +608,7 @@ export class SourceOpener {
       if (await l.fstat_nb(fd, buf) < 0) {
         throw new SourceOpenError("failed", asked, `Cannot open ${asked}: fstat failed`);
       }
-      const st = parseStat(new DataView(buf.buffer));
+      const st = opened(new DataView(buf.buffer), fd, path, false, 2);
       if ((st.mode & S_IFMT) !== S_IFREG) {
         throw new SourceOpenError(
           "not-regular",
@@ -622,7 +633,10 @@ export class SourceOpener {
       const fs = await this.#fsOf(fd, st.dev);
       ok = true;
       if (fs.local) this.#closeNow.add(fd);
-      return { ...st, fd, realPath, nowaitSafe: fs.nowait, hops: fs.asked ? 3 : 2 };
+      st.realPath = realPath;
+      st.nowaitSafe = fs.nowait;
+      if (fs.asked) st.hops++;
+      return st;
     } finally {
       if (!ok) this.close(fd);
     }
