@@ -206,6 +206,33 @@ Deno.test("below a local root a cached open makes no thread-pool round trip, a c
   }
 });
 
+Deno.test("a root renamed away stops serving through its old fd within 100 ms", async () => {
+  const dir = await tempDir();
+  try {
+    await Deno.mkdir(`${dir}/lib`);
+    await Deno.writeTextFile(`${dir}/lib/a.mp3`, "a");
+    const opener = new SourceOpener({ roots: [`${dir}/lib`] });
+    await opener.prepare();
+    const a = await opener.open(`${dir}/lib/a.mp3`);
+    assert.equal(a.hops, 0);
+    opener.close(a.fd);
+    await Deno.rename(`${dir}/lib`, `${dir}/moved`);
+    await new Promise((r) => setTimeout(r, 150));
+    const e = await fault(opener.open(`${dir}/lib/a.mp3`));
+    assert.equal(e.fault, "missing", "answered as the path says, not through the moved folder");
+    // Back in place: the loop path comes back once the root is checked again.
+    await Deno.rename(`${dir}/moved`, `${dir}/lib`);
+    await new Promise((r) => setTimeout(r, 1100));
+    await opener.prepare();
+    const b = await opener.open(`${dir}/lib/a.mp3`);
+    assert.equal(b.hops, 0);
+    opener.close(b.fd);
+    opener.dispose();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test({
   name: "a tmpfs root takes the loop path; a mount over it is seen by the next open",
   ignore: Deno.uid() !== 0,
