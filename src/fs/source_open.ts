@@ -602,6 +602,8 @@ export class SourceOpener {
     const l = libc();
     const fd = await l.open_nb(cstr(path), this.#flags(), 0);
     if (fd < 0) return await this.#failed(path, asked, depth);
+    // The number is this file's now: whatever was known of an earlier fd with it is stale.
+    this.#closeNow.delete(fd);
     let ok = false;
     try {
       const buf = new Uint8Array(STAT_SIZE);
