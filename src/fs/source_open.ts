@@ -15,22 +15,24 @@
  *   RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH)`. The kernel answers from its dentry cache alone or
  *   fails with EAGAIN (no I/O, no revalidation), never crosses into another mount (a FUSE or
  *   network mount below the root fails with EXDEV before it is asked anything), never follows a
- *   symlink, so the file is on the root's own local filesystem. fstat, /proc/self/fd and close
- *   of such a file are answered by the local kernel too. The flags are the general path's
- *   (O_NONBLOCK: a FIFO opens at once, and fstat refuses it), and /proc/self/fd must name
- *   exactly the path asked. Any failure leaves the open to the paths below, which name it.
- *   (One wait remains possible on any open, here as on the pool: a fanotify permission
- *   listener, such as an on-access virus scanner, that does not answer.)
+ *   symlink, `.` or `..` (paths with those take the pool), so the file is on the root's own
+ *   local filesystem, the one `path` names. fstat and close of such a file are answered by the
+ *   local kernel too. The flags are the general path's (O_NONBLOCK: a FIFO opens at once, and
+ *   fstat refuses it). Any failure leaves the open to the paths below, which name it. (One
+ *   wait remains possible on any open, here as on the pool: a fanotify permission listener,
+ *   such as an on-access virus scanner, that does not answer.)
  * - **One round trip**: the same openat2 without RESOLVE_CACHED on the pool (it may read the
- *   disk), then fstat on the loop.
+ *   disk), then fstat and /proc/self/fd on the loop.
  * - **Everything else** (another filesystem, a symlink, an error): the general path below,
  *   where every call that may block on a dead or hostile origin (open, fstat, fstatfs, close)
  *   runs on the thread pool.
  *
  * The local verdict cannot go stale: it belongs to the root's fd, and NO_XDEV keeps an open on
- * that fd's mount. What can change is which directory the root's path names (a mount over it),
- * so a poll of /proc/self/mountinfo (one syscall, no wait) before each open drops the root fds
- * and the per-device verdicts on any mount table change, and they are learnt again on the pool.
+ * that fd's mount. What can change is which directory the root's path names. A mount over it:
+ * a poll of /proc/self/mountinfo (one syscall, no wait) before each open drops the root fds and
+ * the per-device verdicts on any mount table change, and they are learnt again on the pool. A
+ * rename: /proc/self/fd of the root's fd must still name the root, checked every 100 ms. A root
+ * on a hung filesystem holds at most one pool thread, for its one check at a time.
  *
  * The general path, under a deadline:
  *
