@@ -80,11 +80,43 @@ interface Load {
  * to enqueue.
  *
  * ```ts
- * const reader = new CachedReader({ cas, health });
- * const prefetcher = new Prefetcher({ fetchChunk: reader.fetchChunk, signal });
- * const n = await reader.read(file, offset, dst);
- * const { key, chunkNos } = reader.prefetchFile(file);
- * prefetcher.enqueue(key, chunkNos);
+ * import assert from "node:assert/strict";
+ * import { CachedReader, CasReadError, CasStore, Prefetcher, type SourceFile } from "./mod.ts";
+ *
+ * const dir = await Deno.makeTempDir();
+ * const path = `${dir}/song.flac`;
+ * await Deno.writeFile(path, new Uint8Array(300_000).fill(7));
+ * const { size, mtime } = await Deno.stat(path);
+ * const file: SourceFile = { originId: "1", id: 1, size, mtimeMs: mtime!.getTime(), path };
+ * const cas = await CasStore.open({ dir: `${dir}/cache`, maxSize: 16 * 1024 ** 2 });
+ * const down = new Set<string>(); // what the HealthMonitor would say
+ * const reader = new CachedReader({
+ *   cas,
+ *   chunkSize: 64 * 1024,
+ *   health: { isHealthy: (originId) => !down.has(originId) },
+ * });
+ * const stop = new AbortController(); // the daemon's shutdown
+ * const prefetcher = new Prefetcher({ fetchChunk: reader.fetchChunk, signal: stop.signal });
+ * try {
+ *   const dst = new Uint8Array(4096);
+ *   assert.equal(await reader.read(file, 0, dst), 4096); // chunk 0: from the source, now cached
+ *   await reader.idle();
+ *   // The player opened the track: fetch the rest of it in the background.
+ *   const { key, chunkNos } = reader.prefetchFile(file);
+ *   assert.deepEqual(chunkNos, [1, 2, 3, 4]);
+ *   prefetcher.enqueue(key, chunkNos);
+ *   await prefetcher.idle();
+ *   down.add("1"); // the share goes away: what is cached is still served...
+ *   assert.equal(await reader.read(file, 299_000, dst), 1000);
+ *   // ...and a read of what is not fails at once (EIO) instead of hanging.
+ *   const other = { ...file, id: 2, mtimeMs: file.mtimeMs + 1 };
+ *   await assert.rejects(reader.read(other, 0, dst), CasReadError);
+ * } finally {
+ *   stop.abort();
+ *   await reader.idle();
+ *   await cas.close();
+ *   await Deno.remove(dir, { recursive: true });
+ * }
  * ```
  */
 export class CachedReader {

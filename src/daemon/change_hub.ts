@@ -5,10 +5,56 @@
  * way, library -> tree and search -> kernel.
  *
  * @example
- * ```ts ignore
- * const hub = new ChangeHub({ tree, search, names: db, problems: () => db.problems(), probes });
- * const scanner = new Scanner(db, { onChange: (c) => hub.apply(c) });
- * hub.kernel = session; // once mounted: invalidations before that have nothing to tell
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { INO, VirtualTree } from "../fs/mod.ts";
+ * import { emptyChange, type TrackRecord } from "../library/mod.ts";
+ * import { SearchIndex } from "../search/mod.ts";
+ * import { ChangeHub, type KernelNotifier } from "./change_hub.ts";
+ *
+ * const track = (id: number, relPath: string): TrackRecord => ({
+ *   id, originId: 1, relPath, ext: "flac", size: 1, mtimeMs: 0,
+ *   albumArtist: "Queen", album: "News of the World", title: "We Will Rock You", track: 1,
+ * });
+ * const take = track(1, "Queen/News/01.flac");
+ * const copy = track(2, "Queen/News (remaster)/01.flac"); // the same tags in another folder
+ * const origins = [{ id: 1, path: "/music" }];
+ * const tree = new VirtualTree({ origins, tracks: [take], uid: 0, gid: 0 });
+ * const search = SearchIndex.create("search.db"); // in memory until its first commit
+ * search.indexFile(take);
+ * const saved: { fileId: number; name: string | null }[] = []; // name rows for library.db
+ * const told: string[] = []; // the FUSE session's notify calls
+ * const kernel: KernelNotifier = {
+ *   notifyInvalEntry: (parent, name) => told.push(`entry ${parent} ${name}`),
+ *   notifyDelete: (parent, child, name) => told.push(`delete ${parent} ${child} ${name}`),
+ *   notifyInvalInode: (ino) => told.push(`inode ${ino}`),
+ * };
+ * const hub = new ChangeHub({
+ *   tree,
+ *   search,
+ *   names: { saveNames: (rows) => void saved.push(...rows) },
+ *   problems: () => [],
+ * });
+ * // The daemon: `new Scanner(db, { onChange: (c) => hub.apply(c) })`, and once mounted:
+ * hub.kernel = kernel;
+ * try {
+ *   hub.apply({ ...emptyChange(2), added: [copy] });
+ *   const album = tree.lookup(tree.lookup(INO.artists, "Queen")!.ino, "News of the World")!;
+ *   const names = () => tree.children(album.ino)!.map((e) => e.name);
+ *   assert.deepEqual(names(), ["01 - We Will Rock You (2).flac", "01 - We Will Rock You.flac"]);
+ *   // The settled names are stored at once, so a restart gives each file the same name.
+ *   assert.ok(saved.some((row) => row.fileId === 2 && row.name?.endsWith("(2).flac")));
+ *   assert.ok(told.includes(`inode ${album.ino}`)); // the kernel drops the cached listing
+ *   assert.deepEqual(search.search("rock you").map((hit) => hit.id).sort(), [1, 2]);
+ *
+ *   told.length = 0;
+ *   hub.apply({ ...emptyChange(3), removed: [copy] });
+ *   assert.deepEqual(names(), ["01 - We Will Rock You.flac"]);
+ *   assert.ok(told.some((t) => t.startsWith(`delete ${album.ino} `)));
+ *   assert.deepEqual(search.search("rock you").map((hit) => hit.id), [1]);
+ * } finally {
+ *   search.close();
+ * }
  * ```
  */
 import type { Invalidation, VirtualTree } from "../fs/mod.ts";

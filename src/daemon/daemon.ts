@@ -5,7 +5,7 @@
  */
 import { type FuseSession, identity, prepareMountpoint } from "../fuse/mod.ts";
 import { TRACK_INO_BASE, type VirtualTree } from "../fs/mod.ts";
-import { Database, Scanner } from "../library/mod.ts";
+import { Database, mergeRoots, Scanner } from "../library/mod.ts";
 import { acquireLock, type HeldLock } from "./lock.ts";
 import { TaskSupervisor } from "./supervisor.ts";
 import { type ControlHandlers, controlSocketPath, type SearchHit, toSearchHit } from "./control.ts";
@@ -26,6 +26,7 @@ import { checkServedSources } from "./source_check.ts";
 import { statusReport } from "./status_report.ts";
 import { LibraryWatch } from "./library_watch.ts";
 import { buildServing } from "./serving.ts";
+import { treeShape } from "./tree_rows.ts";
 import { spawnDaemonTasks } from "./daemon_tasks.ts";
 import { openStores } from "./open_stores.ts";
 import { logger } from "../log/mod.ts";
@@ -97,10 +98,14 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     // opened or created: bad input changes nothing. A dead mount left there is detached.
     await prepareMountpoint(opts.mountpoint, true);
     // Open stores.
-    const library = await openLibrary(opts.stateDir);
+    // The tree is served from library.db's rows when they picture the library as it is.
+    const shape = treeShape(opts.layout, mergeRoots(opts.libraries).roots);
+    const library = await openLibrary(opts.stateDir, {
+      treeShape: opts.allowOther ? undefined : shape,
+    });
     db = library.db;
     integrity = library.integrity;
-    let allTracks = library.tracks;
+    let allTracks = library.tracks ?? [];
     const origins = registerOrigins(db, opts.libraries, library.readOnly);
     const originPath = new Map(origins.map((o) => [o.id, o.path]));
     await recordLayout(opts.stateDir, opts.layout, opts.mountpoint);
@@ -148,10 +153,13 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     const startTracks = ours(allTracks);
     allTracks = [];
     probes.seed(startTracks);
-    const { tree, hub, ops, fds } = buildServing({
+    const serving = buildServing({
       db,
       origins,
       tracks: startTracks,
+      storedTree: library.storedTree,
+      treeShape: shape,
+      scanIdle: () => !scanTask.active,
       ours,
       uid,
       gid,
@@ -169,6 +177,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       onProblemsChanged: () => watch.stopWatchingIfFifo(),
       rescanPaths: (o, rels) => scanner.rescanPaths(o, rels),
     });
+    const { tree, hub, ops, fds } = serving;
 
     // st_dev of our own mount, once mounted: the walk refuses anything on it (a loop).
     const mount: { dev?: number } = {};
@@ -220,6 +229,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         scanner,
         cache,
         db: db!,
+        treeRows: serving.rows,
         mount: mounted,
         ops,
         fds,
@@ -270,12 +280,6 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       // Whatever changed while it was away (or a scan refused while its root looked empty).
       if (h.healthy) scanTask.start();
     };
-    supervisor.spawnSupervised(
-      "source check",
-      (signal) =>
-        checkServedSources({ tracks: startTracks, originPath, tree, hub, integrity }, signal),
-    );
-    scanTask.start();
     try {
       unregister = await register({
         mountpoint,
@@ -290,6 +294,16 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     }
     systemd.ready();
     opts.onReady?.({ mountpoint, tracks: tree.stats().tracks, pid: Deno.pid });
+    // A start served from library.db's rows read no track: the scan that starts now finds
+    // the sources gone meanwhile (and the tree is built when a change or a request needs it).
+    if (tree.loaded) {
+      supervisor.spawnSupervised(
+        "source check",
+        (signal) =>
+          checkServedSources({ tracks: startTracks, originPath, tree, hub, integrity }, signal),
+      );
+    }
+    scanTask.start();
     watch.spawn(supervisor, scanner, { mountpoint, fdLimit: limits.soft });
     // Runs until a signal or the control API shuts us down; that path exits the process.
     await new Promise(() => {});

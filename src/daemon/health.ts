@@ -91,9 +91,35 @@ interface OriginState {
  * without touching the filesystem again.
  *
  * ```ts
- * const health = new HealthMonitor({ origins, signal, onChange: () => refreshStatusJson() });
- * sup.spawnSupervised("health", (signal) => health.run(signal));
- * if (!health.isHealthy(originId)) throw new FsError(Errno.EIO);
+ * import assert from "node:assert/strict";
+ * import { HealthMonitor } from "./health.ts";
+ *
+ * const root = await Deno.makeTempDir();
+ * const changes: string[] = [];
+ * const health = new HealthMonitor({
+ *   origins: [{ id: "1", path: root }],
+ *   onChange: (id, h) => changes.push(`${id}: ${h.healthy ? "back" : h.lastError}`),
+ * });
+ * // The daemon runs it as a supervised task: a round at once, then one every intervalMs.
+ * const stop = new AbortController();
+ * const running = health.run(stop.signal);
+ * try {
+ *   await health.probeNow(); // joins the round in progress
+ *   assert.ok(health.isHealthy("1"));
+ *   await Deno.remove(root); // the share goes away...
+ *   await health.probeNow();
+ *   // ...so uncached reads of it fail with EIO at once instead of hanging a player.
+ *   assert.ok(!health.isHealthy("1"));
+ *   assert.equal(health.status("1").consecutiveFailures, 1);
+ *   assert.equal(changes.length, 1);
+ *   await Deno.mkdir(root);
+ *   await health.probeNow();
+ *   assert.deepEqual(changes.slice(1), ["1: back"]);
+ * } finally {
+ *   stop.abort();
+ *   await running;
+ *   await Deno.remove(root, { recursive: true }).catch(() => {});
+ * }
  * ```
  */
 export class HealthMonitor {

@@ -14,33 +14,73 @@
  *   the supervised tasks; status_report.ts: the status document;
  * - shutdown_steps.ts: the ordered shutdown.
  *
- * How the daemon puts them together:
+ * The building blocks as the daemon uses them, runnable here without the stores and the mount
+ * (a worker task stands in for the FUSE loop, the scanner and the watcher; `systemd.ready()`
+ * and `systemd.stopping()` go around the serving part, and do nothing outside systemd):
  *
  * ```ts
- * installCrashGuards();
+ * import assert from "node:assert/strict";
+ * import {
+ *   acquireLock,
+ *   AlreadyRunningError,
+ *   type ControlHandlers,
+ *   controlRequest,
+ *   controlSocketPath,
+ *   installCrashGuards,
+ *   installSignalHandlers,
+ *   readLock,
+ *   runShutdown,
+ *   serveControl,
+ *   TaskSupervisor,
+ *   taskReportToJson,
+ * } from "./mod.ts";
+ *
+ * const home = await Deno.makeTempDir();
+ * const stateDir = `${home}/state`;
+ * const uninstallGuards = installCrashGuards(); // a bug in a callback is logged, not fatal
  * const lock = await acquireLock(stateDir, { label: `state dir ${stateDir}` });
- * const sup = new TaskSupervisor({ onChange: () => refreshStatusJson() });
- * sup.spawnCritical("fuse", (signal) => fuseLoop(signal));
- * sup.spawnCritical("control", async (signal) => {
- *   const server = await serveControl({ socketPath: controlSocketPath(stateDir), handlers, signal });
- *   await server.finished;
- * });
- * if (systemd.watchdogIntervalMs()) sup.spawnSupervised("watchdog", systemd.runWatchdog);
+ * await assert.rejects(acquireLock(stateDir), AlreadyRunningError); // one daemon per state dir
+ * const sup = new TaskSupervisor();
+ * sup.spawnCritical("worker", (signal) =>
+ *   new Promise<void>((done) => signal.addEventListener("abort", () => done())));
+ * const exited = Promise.withResolvers<number>();
+ * // SIGINT and SIGTERM start the ordered shutdown, SIGHUP a rescan.
  * const signals = installSignalHandlers({
- *   onRescan: () => rescan(),
+ *   onRescan: () => {},
  *   onShutdown: async () => {
- *     systemd.stopping();
- *     await runShutdown([
+ *     const report = await runShutdown([
  *       { name: "stop tasks", run: async () => void await sup.stopAll(5000) },
- *       { name: "commit search", run: () => search.commit() },
- *       { name: "close sqlite", run: () => db.checkpointAndClose() },
- *       { name: "unmount", run: () => mount.unmount() },
+ *       { name: "stop the control API", run: () => control.shutdown() },
  *       { name: "release lock", run: () => lock.release() },
  *     ]);
+ *     if (!report.ok) throw new Error("shutdown finished with errors");
  *   },
+ *   exit: (code) => exited.resolve(code), // by default Deno.exit
  * });
- * // handlers.shutdown = () => signals.requestShutdown("control API");
- * systemd.ready();
+ * const handlers: ControlHandlers = {
+ *   status: () => ({ tasks: sup.checkAll().map(taskReportToJson) }),
+ *   search: () => Promise.resolve({ results: [] }),
+ *   rescan: () => Promise.resolve({ started: false }),
+ *   shutdown: () => signals.requestShutdown("control API"),
+ * };
+ * // In $XDG_RUNTIME_DIR (here `${home}/run`) when set, else in the state dir.
+ * const socketPath = controlSocketPath(stateDir, `${home}/run`);
+ * const control = await serveControl({ socketPath, handlers });
+ * try {
+ *   // What `musicfs status` and `musicfs unmount` do from another process:
+ *   const status = await controlRequest(socketPath, "GET", "/status");
+ *   const worker = { name: "worker", critical: true, state: "running", restarts: 0 };
+ *   assert.deepEqual(status, { tasks: [worker] });
+ *   await controlRequest(socketPath, "POST", "/shutdown");
+ *   assert.equal(await exited.promise, 0);
+ *   assert.equal(sup.status("worker")?.state, "stopped");
+ *   assert.equal(await Deno.stat(socketPath).catch(() => "gone"), "gone");
+ *   assert.equal(await readLock(stateDir), null); // the next daemon may start
+ * } finally {
+ *   signals.uninstall();
+ *   uninstallGuards();
+ *   await Deno.remove(home, { recursive: true });
+ * }
  * ```
  *
  * @module

@@ -12,6 +12,7 @@ import {
   trackProblems,
   type TrackRecord,
 } from "../library/mod.ts";
+import type { TreeStamp } from "../library/mod.ts";
 import { logger } from "../log/mod.ts";
 import { exists } from "../util/mod.ts";
 import { DaemonStartError } from "./preflight.ts";
@@ -23,16 +24,38 @@ const log = logger("daemon");
 export interface OpenedLibrary {
   /** The database (frozen when {@link readOnly} is set). */
   db: Database;
-  /** Every stored track (of every origin, also those not mounted this time). */
-  tracks: TrackRecord[];
+  /**
+   * Every stored track (of every origin, also those not mounted this time); undefined when
+   * the tree is served from library.db's rows at first (see {@link OpenLibraryOptions}), and
+   * the tracks are read (and checked) once the mount serves: {@link loadStoredTracks}.
+   */
+  tracks: TrackRecord[] | undefined;
+  /** The stamp of the stored tree rows that will be served (with `tracks` undefined). */
+  storedTree?: TreeStamp;
   /** The start's integrity check, for status. */
   integrity: NonNullable<DaemonStatus["integrity"]>;
   /** Why library.db is served read-only (a full state dir), until it can be written again. */
   readOnly?: string;
 }
 
-/** Open and check `<stateDir>/library.db`. */
-export async function openLibrary(stateDir: string): Promise<OpenedLibrary> {
+/** How {@link openLibrary} opens library.db. */
+export interface OpenLibraryOptions {
+  /**
+   * The shape (see treeShape) this mount would serve stored tree rows for; absent: never
+   * serve them (e.g. --allow-other, where folder access needs the whole tree).
+   */
+  treeShape?: string;
+}
+
+/**
+ * Open and check `<stateDir>/library.db`: SQLite's integrity check, and, unless the stored
+ * tree rows picture the library as it is (then the mount serves them at once), the track
+ * rows' own checks over every row.
+ */
+export async function openLibrary(
+  stateDir: string,
+  options: OpenLibraryOptions = {},
+): Promise<OpenedLibrary> {
   const checkStarted = performance.now();
   const dbPath = `${stateDir}/library.db`;
   let readOnly: string | undefined;
@@ -55,6 +78,28 @@ export async function openLibrary(stateDir: string): Promise<OpenedLibrary> {
         "and retrying the scan until the state dir can be written",
       { reason: readOnly },
     );
+  }
+  const stamp = !readOnly && !opened.recovered && options.treeShape !== undefined
+    ? opened.db.treeStamp()
+    : undefined;
+  if (
+    stamp && stamp.layout === options.treeShape && stamp.generation === opened.db.generation
+  ) {
+    const integrity = { ok: true, ms: Math.round(performance.now() - checkStarted) };
+    log.debug("library.db checked in {ms} ms; serving the stored tree (generation {g})", {
+      ms: integrity.ms,
+      g: stamp.generation,
+    });
+    return { db: opened.db, tracks: undefined, storedTree: stamp, integrity, readOnly };
+  }
+  if (options.treeShape !== undefined) {
+    log.debug("Not serving the stored tree: {why}", {
+      why: !stamp
+        ? "no stamped rows"
+        : stamp.layout !== options.treeShape
+        ? "another layout or other libraries"
+        : `rows of generation ${stamp.generation}, library at ${opened.db.generation}`,
+    });
   }
   // The rows themselves (every source once, clean paths), over the load the tree needs anyway.
   let tracks: TrackRecord[] = opened.db.allTracks();
@@ -80,6 +125,39 @@ export async function openLibrary(stateDir: string): Promise<OpenedLibrary> {
     });
   }
   return { db: opened.db, tracks, integrity, readOnly };
+}
+
+/**
+ * The tracks of a library whose tree was served from its rows, read in pages (the tree is
+ * built from them beside the serving mount, see VirtualTree.ensureLoaded) and checked as
+ * {@link openLibrary} checks them otherwise, row by row (a source listed twice is what
+ * SQLite's integrity check finds: the unique index). Damage found now cannot set the database
+ * aside under the running mount: the stored rows are unstamped, so the next start checks from
+ * scratch (and sets it aside), and the rows that are sound are served meanwhile.
+ */
+export function* storedTracks(db: Database, page = 2000): Generator<TrackRecord> {
+  const origins = new Set(db.origins().map((o) => o.id));
+  let damaged = false;
+  for (let after = 0;;) {
+    const rows = db.tracksPage(after, page);
+    if (rows.length === 0) return;
+    after = rows[rows.length - 1].id;
+    for (const t of rows) {
+      const damage = trackProblems([t], origins);
+      if (damage.length === 0) {
+        yield t;
+        continue;
+      }
+      if (damaged) continue;
+      damaged = true;
+      log.error("library.db is damaged ({reason}); it is checked from scratch at the next start", {
+        reason: damage.join("; "),
+      });
+      try {
+        db.saveTree({ clear: true, upserts: [], deletes: [] });
+      } catch { /* the next start's stamp check fails anyway: the generation moves on */ }
+    }
+  }
 }
 
 /**

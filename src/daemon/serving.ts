@@ -4,8 +4,14 @@
  * guards (the fd budget, vanished roots, re-checks of sources a read found wrong).
  */
 import type { FuseSession } from "../fuse/mod.ts";
-import { type Invalidation, MusicOps, type SourceOpener, VirtualTree } from "../fs/mod.ts";
-import type { Database, Origin, TrackRecord } from "../library/mod.ts";
+import {
+  type Invalidation,
+  MusicOps,
+  type SourceOpener,
+  type TreeStats,
+  VirtualTree,
+} from "../fs/mod.ts";
+import type { Database, Origin, TrackRecord, TreeStamp } from "../library/mod.ts";
 import type { LazySearch } from "../search/mod.ts";
 import type { DaemonCache } from "./cache.ts";
 import { ChangeHub } from "./change_hub.ts";
@@ -14,14 +20,23 @@ import type { HealthMonitor } from "./health.ts";
 import type { ProbeFiles } from "./probe_files.ts";
 import { guardVanishedRoots } from "./root_guard.ts";
 import { SourceRecheck } from "./source_recheck.ts";
+import { storedTracks } from "./open_library.ts";
+import { TreeRowsKeeper } from "./tree_rows.ts";
+import { logger } from "../log/mod.ts";
 
 /** The inputs of {@link buildServing}. */
 export interface ServingOptions {
   db: Database;
   /** This mount's libraries. */
   origins: Origin[];
-  /** The stored tracks of this mount's libraries. */
+  /** The stored tracks of this mount's libraries (none when `storedTree` is given). */
   tracks: TrackRecord[];
+  /** Serve the tree from library.db's rows until {@link loadStoredTree} builds it. */
+  storedTree?: TreeStamp;
+  /** The shape of this mount's tree rows (see treeShape). */
+  treeShape: string;
+  /** No scan running: the tree's rows may be written whole. */
+  scanIdle: () => boolean;
   /** Keeps rows of this mount's libraries (others stay stored, out of the tree). */
   ours: <T extends { originId: number }>(xs: T[]) => T[];
   uid: number;
@@ -53,6 +68,8 @@ export interface Serving {
   ops: MusicOps;
   /** Source fds never eat the reserve the daemon itself needs (control API, SQLite, log). */
   fds: FdBudget;
+  /** Keeps library.db's rows of the tree current. */
+  rows: TreeRowsKeeper;
 }
 
 /** Build the tree from the stored library, and the operations that serve it. */
@@ -60,13 +77,38 @@ export function buildServing(o: ServingOptions): Serving {
   const { db, origins, ours, search, health } = o;
   // Called only once the tree below exists (background owner lookups).
   const invalidate = (inv: Invalidation[]) => hub.invalidate(inv);
+  const stored = o.storedTree;
   const tree = new VirtualTree({
     origins,
-    tracks: o.tracks,
-    covers: ours(db.covers()),
+    // The tree is built from these when it is needed, and dropped again when idle.
+    stored: {
+      source: db,
+      stats: stored ? JSON.parse(stored.stats) as TreeStats : EMPTY_STATS,
+      content: () => ({
+        tracks: ourTracks(storedTracks(db), origins),
+        covers: ours(db.covers()),
+        playlists: ours(db.playlists()),
+        names: db.names(),
+        problems: ours(db.problems()),
+        generation: db.generation,
+      }),
+      onLoaded: (r) => {
+        rows.afterLoad(r.generation);
+        hub.invalidate(r.invalidations);
+        hub.saveNames();
+        const props = { n: r.differences };
+        const msg = "Tree built in memory; {n} stored entries it was served from differed";
+        if (r.differences) logger("daemon").warn(msg, props);
+        else logger("daemon").debug(msg, props);
+      },
+    },
+    ...(stored ? {} : {
+      tracks: o.tracks,
+      covers: ours(db.covers()),
+      playlists: ours(db.playlists()),
+      names: db.names(),
+    }),
     problems: ours(db.problems()),
-    playlists: ours(db.playlists()),
-    names: db.names(),
     uid: o.uid,
     gid: o.gid,
     layout: o.layout,
@@ -77,10 +119,23 @@ export function buildServing(o: ServingOptions): Serving {
       ? { shareSearch: o.allowOtherSearch, onAccessResolved: invalidate }
       : undefined,
   });
+  const rows = new TreeRowsKeeper({
+    db,
+    tree,
+    shape: o.treeShape,
+    valid: stored?.generation,
+    idle: () => {
+      try {
+        return o.scanIdle();
+      } catch {
+        return false;
+      }
+    },
+  });
   const hub = new ChangeHub({
     tree,
     search,
-    names: db,
+    names: rows,
     problems: () => ours(db.problems()),
     probes: o.probes,
     onProblemsChanged: o.onProblemsChanged,
@@ -121,5 +176,33 @@ export function buildServing(o: ServingOptions): Serving {
     },
     onRootGone: () => void health.probeNow(),
   });
-  return { tree, hub, ops, fds };
+  rows.dropWhenIdle(treeIdleMs(), () => ops.searchDirs.kept === 0);
+  return { tree, hub, ops, fds, rows };
+}
+
+/** The counts of an empty tree. */
+const EMPTY_STATS: TreeStats = {
+  tracks: 0,
+  albums: 0,
+  dirs: 0,
+  covers: 0,
+  problems: 0,
+  collisions: 0,
+  playlists: 0,
+  missingPlaylistEntries: 0,
+};
+
+/**
+ * How long the tree in memory stays unused before it is dropped (library.db's rows serve
+ * then): `MUSICFS_TREE_IDLE_SECONDS`, default 300; 0 keeps it.
+ */
+function treeIdleMs(): number {
+  const v = Number(Deno.env.get("MUSICFS_TREE_IDLE_SECONDS") ?? "300");
+  return Number.isFinite(v) && v >= 0 ? v * 1000 : 300_000;
+}
+
+/** The tracks of `tracks` under this mount's libraries. */
+function* ourTracks(tracks: Iterable<TrackRecord>, origins: Origin[]): Generator<TrackRecord> {
+  const ids = new Set(origins.map((o) => o.id));
+  for (const t of tracks) if (ids.has(t.originId)) yield t;
 }

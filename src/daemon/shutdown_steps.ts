@@ -5,7 +5,7 @@
  * {@link runShutdown}).
  */
 import type { MusicOps } from "../fs/mod.ts";
-import type { Database, Scanner } from "../library/mod.ts";
+import { type Database, markCleanClose, type Scanner } from "../library/mod.ts";
 import type { LazySearch } from "../search/mod.ts";
 import { logger } from "../log/mod.ts";
 import type { DaemonCache } from "./cache.ts";
@@ -16,6 +16,7 @@ import type { ScanTask } from "./scan_task.ts";
 import * as systemd from "./sd_notify.ts";
 import { runShutdown, type ShutdownStep } from "./shutdown.ts";
 import type { TaskSupervisor } from "./supervisor.ts";
+import type { TreeRowsKeeper } from "./tree_rows.ts";
 
 const log = logger("daemon");
 
@@ -27,6 +28,8 @@ export interface DaemonParts {
   scanner: Scanner;
   cache: DaemonCache | undefined;
   db: Database;
+  /** Keeps library.db's tree rows: a dump in progress stops before the database closes. */
+  treeRows?: TreeRowsKeeper;
   mount: DaemonMount;
   ops: MusicOps;
   fds: FdBudget;
@@ -61,12 +64,15 @@ export function shutdownSteps(p: DaemonParts): ShutdownStep[] {
       },
     },
     { name: "close scanner", run: () => p.scanner.close() },
+    { name: "stop tree rows", run: () => p.treeRows?.stop() },
     { name: "close cache", run: () => p.cache?.close() },
     {
       name: "close sqlite",
       run: () => {
         p.db.checkpoint();
         p.db.close();
+        // The next start may skip the integrity check of a file left exactly like this.
+        markCleanClose(p.db.path);
       },
     },
     { name: "unmount", run: () => unmountTree(p.mount) },

@@ -107,6 +107,17 @@ export interface DaemonStatus {
     reason?: string;
     sources?: { checked: number; missing: number; skipped: number; ms: number } | null;
   } | null;
+  /**
+   * Memory in MB: the process's resident set, the JS heap (used and reserved) and memory held
+   * outside it; and where the tree is served from: `memory` (built) or `rows` (library.db).
+   */
+  memory?: {
+    rssMB: number;
+    heapUsedMB: number;
+    heapTotalMB: number;
+    externalMB: number;
+    tree: "memory" | "rows";
+  };
   /** File descriptors: the limit, the reserve, source files open, opens refused (EMFILE). */
   fds?: {
     limit: number;

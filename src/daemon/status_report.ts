@@ -16,7 +16,7 @@ export interface StatusSources {
   mountpoint: string;
   stateDir: string;
   startedAt: number;
-  tree: Pick<VirtualTree, "stats" | "problems">;
+  tree: Pick<VirtualTree, "stats" | "problems" | "loaded">;
   /** Undefined before the mount. */
   session: FuseSession | undefined;
   /** Source opens stuck past their deadline. */
@@ -73,5 +73,18 @@ export function statusReport(s: StatusSources): DaemonStatus {
     integrity: s.integrity,
     fds: s.fds?.stats() ?? null,
     readOnly: s.scanTask.readOnly ?? null,
+    memory: memoryReport(s.tree.loaded),
+  };
+}
+
+function memoryReport(loaded: boolean): NonNullable<DaemonStatus["memory"]> {
+  const m = Deno.memoryUsage();
+  const mb = (n: number) => Math.round(n / 1e5) / 10;
+  return {
+    rssMB: mb(m.rss),
+    heapUsedMB: mb(m.heapUsed),
+    heapTotalMB: mb(m.heapTotal),
+    externalMB: mb(m.external),
+    tree: loaded ? "memory" : "rows",
   };
 }

@@ -30,6 +30,7 @@ import {
   YEARS,
 } from "./nodes.ts";
 import { Playlists } from "./playlists.ts";
+import { RowLog } from "./rows.ts";
 import { SearchDirs } from "./search_dirs.ts";
 import { Views } from "./views.ts";
 
@@ -84,6 +85,8 @@ export class TreeCore {
   readonly files: GeneratedFiles;
   /** Attributes and access. */
   readonly access: TreeAccess;
+  /** The entries changed since the rows were last stored. */
+  readonly rows: RowLog;
 
   /** The fixed directories and files, and the rooms; the tree's content comes later. */
   constructor(
@@ -103,6 +106,7 @@ export class TreeCore {
     this.search = new SearchDirs(this);
     this.files = new GeneratedFiles(this, status);
     this.access = new TreeAccess(this);
+    this.rows = new RowLog(this);
 
     const fixed = (ino: number, name: string, parent: Dir | null, view: number) => {
       const d = new Dir(ino, name, parent, view, this.now, false);

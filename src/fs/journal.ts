@@ -107,6 +107,7 @@ export class DirJournal {
         } else out.push({ kind: "entry", parent: dir.ino, name });
       }
       if (this.c.problemsVersion !== version) inodes.add(INO.problems);
+      for (const ino of inodes) this.c.rows.touchFile(ino);
       for (const ino of inodes) if (this.c.node(ino)) out.push({ kind: "inode", ino });
       return out;
     } finally {
@@ -117,7 +118,9 @@ export class DirJournal {
 
   /** Remember what `dir` held under `name` before this batch first changed it. */
   touch(dir: Dir, name: string): void {
-    if (this.log === null || this.fresh.has(dir)) return;
+    if (this.log === null) return;
+    this.c.rows.touch(dir, name);
+    if (this.fresh.has(dir)) return;
     const key = `${dir.ino}/${name}`;
     if (!this.log.has(key)) {
       this.log.set(key, { dir, name, old: dir.entries.get(name)?.ino ?? 0 });
@@ -148,6 +151,7 @@ export class DirJournal {
   /** Put `n` in `d` under its wanted name, or queue it for {@link resolve} when contested. */
   insert(d: Dir, n: FileNode): void {
     n.links++;
+    if (this.log) this.c.rows.touchFile(n.ino);
     if (n instanceof Track) this.coverDirty.add(d);
     const base = this.c.baseOf(d, n);
     const kept = n instanceof Track ? n.assigned?.get(d.ino) : undefined;
@@ -165,6 +169,7 @@ export class DirJournal {
   /** Take `n` out of `d`; the directory is pruned at the end of the batch if left empty. */
   remove(d: Dir, n: FileNode): void {
     n.links--;
+    if (this.log) this.c.rows.touchFile(n.ino);
     if (n instanceof Track) this.coverDirty.add(d);
     this.pruneCheck.add(d);
     if (d.pending) {
@@ -286,9 +291,21 @@ export class DirJournal {
 
   /** Settle covers and names, then drop directories left empty. */
   finish(): void {
-    for (const d of this.coverDirty) this.c.covers.updateCover(d);
+    for (const _ of this.finishSteps());
+  }
+
+  /** {@link finish} in steps: it yields every `every` directories. */
+  *finishSteps(every = 500): Generator<void> {
+    let n = 0;
+    for (const d of this.coverDirty) {
+      this.c.covers.updateCover(d);
+      if (++n % every === 0) yield;
+    }
     this.coverDirty.clear();
-    for (const d of this.resolveDirty) this.resolve(d);
+    for (const d of this.resolveDirty) {
+      this.resolve(d);
+      if (++n % every === 0) yield;
+    }
     this.resolveDirty.clear();
     const work = [...this.pruneCheck];
     this.pruneCheck.clear();
@@ -306,7 +323,10 @@ export class DirJournal {
       this.rowsDirty.add(d);
       work.push(p);
     }
-    for (const d of this.rowsDirty) this.settleRows(d);
+    for (const d of this.rowsDirty) {
+      this.settleRows(d);
+      if (++n % every === 0) yield;
+    }
     this.rowsDirty.clear();
   }
 

@@ -260,6 +260,7 @@ export class MusicOps implements FuseOperations {
 
   /** See {@link FuseOperations.lookup}. */
   async lookup(parent: number, name: string): Promise<Entry | null> {
+    if (parent === INO.playlists) await this.#tree.ensureLoaded();
     const n = this.#tree.lookup(parent, name);
     if (n) {
       if (n.kind === "cover" && n.embedded) await this.#measure(n);
@@ -275,6 +276,9 @@ export class MusicOps implements FuseOperations {
   }
 
   async #searchDir(query: string): Promise<Node> {
+    // Query folders link into the tree in memory: while library.db's rows are served, the
+    // first query builds it.
+    await this.#tree.ensureLoaded();
     const ids = await this.#opts.search!(query, SEARCH_RESULTS_MAX);
     const { node, invalidations } = this.#tree.setSearchResults(query, ids);
     const dropped = this.#holdSearchDir(query, node.ino);
@@ -347,6 +351,8 @@ export class MusicOps implements FuseOperations {
 
   /** See {@link FuseOperations.readdir}. */
   async readdir(ino: number): Promise<DirEntry[]> {
+    // Playlists render from the tree in memory (what the rows serve has none).
+    if (ino === INO.playlists) await this.#tree.ensureLoaded();
     const list = this.#tree.children(ino);
     if (!list) throw new FsError(this.#tree.get(ino) ? Errno.ENOTDIR : Errno.ENOENT);
     for (const e of list) {
@@ -365,6 +371,8 @@ export class MusicOps implements FuseOperations {
     if (n.kind === "dir") throw new FsError(Errno.EISDIR);
     if (n.kind === "symlink") throw new FsError(Errno.ELOOP);
     if (n.kind === "generated") {
+      // problems.txt lists the collisions the tree in memory knows.
+      if (ino === INO.problems) await this.#tree.ensureLoaded();
       const fh = this.#nextFh++;
       this.#handles.set(fh, { kind: "mem", data: this.#tree.content(n) });
       return { fh, directIo: true };

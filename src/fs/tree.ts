@@ -101,9 +101,20 @@ import {
   type TreeEntry,
 } from "./nodes.ts";
 import { compare } from "./naming.ts";
+import type { TreeRow } from "../library/tree_rows.ts";
+import {
+  dirAttr,
+  StoredCover,
+  StoredDir,
+  type StoredNode,
+  StoredTrack,
+  StoredTree,
+  type TreeRowSource,
+} from "./stored.ts";
 
 export { INO, TRACK_INO_BASE };
 export type { Collision, CoverImage, Invalidation, NameRow, NameRowChange };
+export type { TreeRowSource } from "./stored.ts";
 export type {
   CoverNode,
   DirNode,
@@ -115,6 +126,9 @@ export type {
 } from "./nodes.ts";
 
 const log = logger("fs", "tree");
+
+/** How long {@link VirtualTree.load} builds before it lets requests in. */
+const LOAD_SLICE_MS = 8;
 
 /** Counts for status.json. */
 export interface TreeStats {
@@ -134,6 +148,26 @@ export interface TreeStats {
   playlists: number;
   /** Playlist entries that point at nothing in the library (listed in problems.txt). */
   missingPlaylistEntries: number;
+}
+
+/** How a tree serves library.db's rows until it is built (see {@link TreeOptions.stored}). */
+export interface StoredTreeOptions {
+  /** The rows. */
+  source: TreeRowSource;
+  /** The tree's counts when the rows were stored (status.json meanwhile). */
+  stats: TreeStats;
+  /**
+   * What to build the tree from when it is needed ({@link VirtualTree.ensureLoaded}): read
+   * at once, with the library generation it reflects. Without it, only
+   * {@link VirtualTree.load} builds, and the tree can not be dropped again.
+   */
+  content?: () => Pick<TreeOptions, "tracks" | "covers" | "playlists" | "names" | "problems"> & {
+    generation: number;
+  };
+  /** Called after a build on demand with the invalidations of the build and the queued changes. */
+  onLoaded?: (
+    r: { invalidations: Invalidation[]; differences: number; generation: number },
+  ) => void;
 }
 
 /** What a tree is built from. */
@@ -166,6 +200,12 @@ export interface TreeOptions {
    * mounts, which the kernel checks with `default_permissions`); `shareSearch` opens
    * /.search to other users. Absent: everything belongs to `uid`/`gid`, 0444 and 0555.
    */
+  /**
+   * Serve the four views from library.db's rows until {@link VirtualTree.load} builds the
+   * tree (stored.ts): `tracks`, `covers`, `playlists` and `names` are then not read here.
+   * Not with `permissions` (folder access needs the whole tree).
+   */
+  stored?: StoredTreeOptions;
   permissions?: {
     shareSearch?: boolean;
     /**
@@ -184,28 +224,74 @@ export class VirtualTree {
   readonly gid: number;
   /** The /Artists layout in use. */
   readonly layout: Layout;
-  readonly #c: TreeCore;
+  #c: TreeCore;
+  readonly #makeCore: () => TreeCore;
+  /** While the tree is not built: the views served from library.db's rows. */
+  #stored: StoredTree | undefined;
+  #storedStats: TreeStats | undefined;
+  readonly #storedOpts: StoredTreeOptions | undefined;
+  #loading: Promise<void> | undefined;
+  #loaded!: () => void;
+  #whenLoaded: Promise<void> = new Promise((r) => (this.#loaded = r));
+  /** Changes that came while the tree was being built from a snapshot older than them. */
+  #queued: { changes: Partial<LibraryChange>; problems?: Problem[] }[] = [];
+  #snapshotTaken = false;
+  #lastUse = 0;
+  #recording = false;
 
   /** Build the tree of `opts.tracks`. Throws {@link LayoutError} for a bad layout string. */
   constructor(opts: TreeOptions) {
-    const started = performance.now();
     this.uid = opts.uid;
     this.gid = opts.gid;
-    const c = this.#c = new TreeCore(
-      opts.uid,
-      opts.gid,
-      opts.origins,
-      opts.layout,
-      opts.permissions,
-      opts.status ?? (() => JSON.stringify(this.stats(), null, 2) + "\n"),
-    );
+    this.#makeCore = () =>
+      new TreeCore(
+        opts.uid,
+        opts.gid,
+        opts.origins,
+        opts.layout,
+        opts.permissions,
+        opts.status ?? (() => JSON.stringify(this.stats(), null, 2) + "\n"),
+      );
+    const c = this.#c = this.#makeCore();
     this.layout = c.views.layout;
     c.files.list = [...(opts.problems ?? [])];
-    c.views.build(opts.tracks ?? [], opts.names ?? []);
+    if (opts.stored && !c.perms) {
+      this.#storedOpts = opts.stored;
+      if (opts.tracks === undefined) {
+        this.#serveRows(opts.stored.stats);
+        return;
+      }
+    }
+    this.#build(opts);
+  }
+
+  #serveRows(stats: TreeStats): void {
+    const origins = this.#c.origins;
+    this.#stored = new StoredTree(
+      this.#storedOpts!.source,
+      this.uid,
+      this.gid,
+      (id) => origins.get(id),
+      this.#c.now,
+    );
+    this.#storedStats = stats;
+  }
+
+  #build(opts: Pick<TreeOptions, "tracks" | "covers" | "playlists" | "names">): void {
+    for (const _ of this.#buildSteps(opts));
+  }
+
+  *#buildSteps(
+    opts: Pick<TreeOptions, "tracks" | "covers" | "playlists" | "names">,
+  ): Generator<void> {
+    const started = performance.now();
+    const c = this.#c;
+    c.building = true;
+    yield* c.views.buildSteps(opts.tracks ?? [], opts.names ?? []);
     c.covers.build(opts.covers ?? []);
     for (const p of opts.playlists ?? []) c.playlists.set(p);
     c.playlists.reindex();
-    c.dirs.finish();
+    yield* c.dirs.finishSteps();
     // Settle every folder's access now, before the mount serves: later changes cost only
     // the folders they touch.
     if (c.perms) {
@@ -220,15 +306,144 @@ export class VirtualTree {
     });
   }
 
+  /** Whether the tree is built (else the views are served from library.db's rows). */
+  get loaded(): boolean {
+    return this.#stored === undefined;
+  }
+
+  /** Resolves once the tree is built (see {@link ensureLoaded}). */
+  get whenLoaded(): Promise<void> {
+    if (this.loaded) return Promise.resolve();
+    return this.#whenLoaded;
+  }
+
+  /**
+   * The tree built in memory, for what the rows cannot serve (/.search, /Playlists, changes):
+   * a tree serving rows builds itself from {@link StoredTreeOptions.content} (in slices, the
+   * rows serving meanwhile). Also marks the tree as in use (see {@link idleMs}).
+   */
+  ensureLoaded(): Promise<void> {
+    this.#lastUse = performance.now();
+    if (this.loaded) return Promise.resolve();
+    if (!this.#loading) {
+      this.#loading = this.#loadFromSource().finally(() => (this.#loading = undefined));
+    }
+    return this.#loading;
+  }
+
+  /** Milliseconds since the tree in memory was last needed (0 while serving rows). */
+  get idleMs(): number {
+    return this.loaded ? performance.now() - this.#lastUse : 0;
+  }
+
+  async #loadFromSource(): Promise<void> {
+    const o = this.#storedOpts!;
+    // Let the request that asked be answered by the rows first where it can.
+    await new Promise((r) => setTimeout(r, 0));
+    let result;
+    try {
+      // Changes committed before this read are in it; those queued after are applied next.
+      const content = o.content!();
+      this.#queued = [];
+      this.#snapshotTaken = true;
+      result = await this.load(content);
+      o.onLoaded?.({ ...result, generation: content.generation });
+    } finally {
+      this.#snapshotTaken = false;
+      this.#queued = [];
+    }
+  }
+
+  /**
+   * Drop the tree in memory and serve library.db's rows again (they must be current: the
+   * caller knows, see TreeRowsKeeper). Query folders under /.search go with it.
+   */
+  unload(): void {
+    if (!this.#storedOpts?.content || !this.loaded || this.#loading) return;
+    const stats = this.stats();
+    const problems = this.#c.files.list;
+    this.#c = this.#makeCore();
+    this.#c.files.list = problems;
+    this.#c.rows.on = this.#recording;
+    this.#whenLoaded = new Promise((r) => (this.#loaded = r));
+    this.#serveRows(stats);
+    log.debug("Tree dropped from memory; serving library.db's rows");
+  }
+
+  /**
+   * Build the tree of a tree made with `stored` (the rows stop being read), and check it
+   * against the rows the kernel was given meanwhile: the invalidations returned drop what
+   * differs (and /Playlists, empty until now). `differences` counts the entries that did.
+   */
+  async load(
+    opts: Pick<TreeOptions, "tracks" | "covers" | "playlists" | "names" | "problems">,
+  ): Promise<{ invalidations: Invalidation[]; differences: number }> {
+    const stored = this.#stored;
+    if (!stored) throw new Error("The tree is built already");
+    if (opts.problems) this.#c.files.list = [...opts.problems];
+    // The rows serve meanwhile: the build gives the loop back every few milliseconds.
+    let slice = performance.now();
+    for (const _ of this.#buildSteps(opts)) {
+      if (performance.now() - slice < LOAD_SLICE_MS) continue;
+      await new Promise((r) => setTimeout(r, 0));
+      slice = performance.now();
+    }
+    this.#stored = undefined;
+    this.#storedStats = undefined;
+    this.#lastUse = performance.now();
+    this.#loaded();
+    const out: Invalidation[] = [{ kind: "inode", ino: INO.playlists }];
+    // Changes that came during the build, in order, before anything else reaches the tree.
+    const queued = this.#queued;
+    this.#queued = [];
+    this.#snapshotTaken = false;
+    for (const q of queued) out.push(...this.apply(q.changes, q.problems));
+    let differences = 0;
+    for (const ino of stored.served) {
+      const was = stored.names(ino);
+      const d = this.#c.node(ino);
+      const now = d instanceof Dir ? d.entries : new Map<string, { ino: number }>();
+      let differs = false;
+      for (const [name, child] of was) {
+        if (now.get(name)?.ino !== child) {
+          out.push({ kind: "entry", parent: ino, name });
+          differs = true;
+          differences++;
+        }
+      }
+      for (const [name] of now) {
+        if (!was.has(name)) {
+          out.push({ kind: "entry", parent: ino, name });
+          differs = true;
+          differences++;
+        }
+      }
+      if (differs) out.push({ kind: "inode", ino });
+    }
+    return { invalidations: out, differences };
+  }
+
+  #isStored(n: Node): n is StoredNode {
+    return n instanceof StoredDir || n instanceof StoredTrack || n instanceof StoredCover;
+  }
+
+  /** Whether `ino`'s entries are served from the rows (a view's folder, or below). */
+  #storedDir(ino: number): boolean {
+    return (ino >= INO.artists && ino <= INO.years) || this.#c.node(ino) === undefined;
+  }
+
   // ---- serving -------------------------------------------------------------------------
 
   /** The node of `ino`, if it exists now. */
   get(ino: number): Node | undefined {
-    return this.#c.node(ino);
+    const n = this.#c.node(ino);
+    if (n || !this.#stored) return n;
+    return this.#stored.get(ino);
   }
 
   /** The node called `name` in directory `parent`; undefined when there is none. */
   lookup(parent: number, name: string): Node | undefined {
+    if (this.#stored && this.#storedDir(parent)) return this.#stored.lookup(parent, name);
     return this.#c.lookup(parent, name);
   }
 
@@ -238,6 +453,10 @@ export class VirtualTree {
    * the directory changed); the array must not be modified.
    */
   children(ino: number): readonly TreeEntry[] | undefined {
+    if (this.#stored && this.#storedDir(ino)) {
+      const n = this.get(ino);
+      return n?.kind === "dir" ? this.#stored.children(ino) : undefined;
+    }
     const d = this.#c.node(ino);
     if (!(d instanceof Dir)) return undefined;
     if (d.sorted) return d.sorted;
@@ -251,6 +470,14 @@ export class VirtualTree {
 
   /** `stat(2)` attributes of a node. */
   attr(node: Node): Attr {
+    const stored = this.#stored;
+    if (stored) {
+      if (this.#isStored(node)) return stored.attr(node);
+      if (node.ino >= INO.artists && node.ino <= INO.years) {
+        const row = stored.dirRow(INO.root, (node as DirNode).name);
+        if (row) return dirAttr({ ino: node.ino, uid: this.uid, gid: this.gid }, row);
+      }
+    }
     return this.#c.access.attr(node);
   }
 
@@ -259,6 +486,10 @@ export class VirtualTree {
    * symlink answers those of the track it links to.
    */
   access(node: Node): Access {
+    if (this.#stored && this.#isStored(node)) {
+      const a = this.#stored.attr(node);
+      return { uid: a.uid, gid: a.gid, mode: a.mode & 0o7777 };
+    }
     return this.#c.access.access(node);
   }
 
@@ -288,6 +519,9 @@ export class VirtualTree {
 
   /** Absolute source path of a track or cover. */
   sourcePath(node: TrackNode | CoverNode): string {
+    if (node instanceof StoredTrack || node instanceof StoredCover) {
+      return this.#stored!.sourcePath(node);
+    }
     if (node.kind === "cover") return (node as Cover).sourcePath;
     return this.#c.source(node.track.originId, node.track.relPath);
   }
@@ -299,6 +533,7 @@ export class VirtualTree {
    */
   pathOf(ino: number): string | undefined {
     const n = this.#c.node(ino);
+    if (!n && this.#stored) return this.#storedPath(ino);
     if (!n) return undefined;
     if (n instanceof Dir) return n === this.#c.root ? "/" : this.#c.dirPath(n);
     if (n instanceof Track) {
@@ -310,6 +545,17 @@ export class VirtualTree {
       }
     }
     return undefined;
+  }
+
+  #storedPath(ino: number): string | undefined {
+    let p = "";
+    let row: TreeRow | undefined;
+    for (let at = ino, hops = 0; at !== INO.root; at = row.parent, hops++) {
+      row = this.#stored!.src.treeEntryOf(at);
+      if (!row || hops > 64) return undefined;
+      p = `/${row.name}${p}`;
+    }
+    return p;
   }
 
   /** Names that were given a collision suffix, by virtual path. */
@@ -324,6 +570,9 @@ export class VirtualTree {
 
   /** Counts of what the tree holds. */
   stats(): TreeStats {
+    if (this.#storedStats) {
+      return { ...this.#storedStats, problems: this.#c.files.list.length };
+    }
     let collisions = 0;
     for (const d of this.#c.dirs.collided) collisions += d.collisions?.length ?? 0;
     return {
@@ -347,6 +596,31 @@ export class VirtualTree {
    * O(library) (except cover changes, which look through every track once).
    */
   apply(changes: Partial<LibraryChange>, problems?: Iterable<Problem>): Invalidation[] {
+    if (this.#stored) {
+      if (!this.#storedOpts?.content) {
+        throw new Error("Cannot apply a change before the tree is built");
+      }
+      // Built on demand: the change waits for the build (see ensureLoaded), which returns
+      // its invalidations through onLoaded.
+      log.debug(
+        "A library change while library.db's rows are served ({a} added, {c} changed, " +
+          "{r} removed, problems {p}): building the tree",
+        {
+          a: changes.added?.length ?? 0,
+          c: changes.changed?.length ?? 0,
+          r: changes.removed?.length ?? 0,
+          p: Boolean(problems),
+        },
+      );
+      if (this.#snapshotTaken) {
+        this.#queued.push({ changes, problems: problems && [...problems] });
+      }
+      void this.ensureLoaded().catch((e) => {
+        log.error("Cannot build the tree: {error}", { error: String(e) });
+      });
+      return [];
+    }
+    this.#lastUse = performance.now();
     const c = this.#c;
     return c.dirs.batch((inodes) => {
       const placed = c.views.apply(changes, inodes);
@@ -373,8 +647,36 @@ export class VirtualTree {
     return this.#c.dirs.nameRows();
   }
 
+  /**
+   * Record which entries of the views each {@link apply} changes, for {@link takeRows}
+   * (library.db's `tree_entries`); off by default.
+   */
+  recordRows(on: boolean): void {
+    this.#recording = on;
+    this.#c.rows.on = on;
+    if (!on) this.#c.rows.clear();
+  }
+
+  /** The rows changed since the last call (see {@link recordRows}). */
+  takeRows(): {
+    upserts: TreeRow[];
+    deletes: [number, string][];
+    attrs: [number, number | null, number | null, number][];
+  } {
+    return this.#c.rows.take();
+  }
+
+  /** Every row of the four views (for a full dump; do not apply changes meanwhile). */
+  allRows(): Generator<TreeRow> {
+    return this.#c.rows.all();
+  }
+
   /** Record the size of an embedded cover once its picture was extracted (until then: 0). */
   setCoverSize(node: CoverNode, size: number): void {
+    if (node instanceof StoredCover) {
+      node.cover = { ...node.cover, size };
+      return;
+    }
     this.#c.covers.setCoverSize(node, size);
   }
 
@@ -388,6 +690,8 @@ export class VirtualTree {
     query: string,
     trackIds: Iterable<number>,
   ): { node: DirNode; invalidations: Invalidation[] } {
+    if (this.#stored) throw new Error("Cannot fill /.search before the tree is built");
+    this.#lastUse = performance.now();
     return this.#c.search.setSearchResults(query, trackIds);
   }
 

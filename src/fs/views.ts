@@ -66,9 +66,20 @@ export class Views {
 
   /** Place every track of a new tree (tracks with stored names first: they keep them). */
   build(tracks: Iterable<TrackRecord>, names: Iterable<NameRow>): void {
+    for (const _ of this.buildSteps(tracks, names));
+  }
+
+  /** {@link build} in steps: it yields every `every` tracks (a build beside a serving mount). */
+  *buildSteps(
+    tracks: Iterable<TrackRecord>,
+    names: Iterable<NameRow>,
+    every = 1000,
+  ): Generator<void> {
     const groups = new Set<Group>();
     const albums = new Set<Album>();
+    let n = 0;
     for (const rec of tracks) {
+      if (++n % every === 0) yield;
       let t = this.c.tracks.get(rec.id);
       if (t) {
         // The same id twice: the later record wins.
@@ -91,8 +102,16 @@ export class Views {
       if (t) (t.assigned ??= new Map()).set(r.dir, r.name);
     }
     // Tracks with stored names first: they keep them, whatever sorts first.
-    for (const t of this.c.tracks.values()) if (t.assigned) this.place(t);
-    for (const t of this.c.tracks.values()) if (!t.assigned) this.place(t);
+    for (const t of this.c.tracks.values()) {
+      if (!t.assigned) continue;
+      this.place(t);
+      if (++n % every === 0) yield;
+    }
+    for (const t of this.c.tracks.values()) {
+      if (t.assigned) continue;
+      this.place(t);
+      if (++n % every === 0) yield;
+    }
   }
 
   /**

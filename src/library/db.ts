@@ -11,7 +11,9 @@ import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { logger } from "../log/mod.ts";
 import { extensionOf } from "./tags.ts";
 import { integrityProblems } from "./integrity.ts";
+import { takeCleanClose } from "./clean_close.ts";
 import type { Origin, Playlist, Problem, Tags, TrackRecord } from "./types.ts";
+import type { TreeRow, TreeRowKind, TreeRowsUpdate, TreeStamp } from "./tree_rows.ts";
 import { existsSync, moveAside } from "../util/mod.ts";
 import { emptyChange, type LibraryChange, type OriginDir, type OriginPath } from "./change.ts";
 
@@ -20,7 +22,7 @@ export type { OriginDir, OriginPath };
 const log = logger("library", "db");
 
 /** Schema version written to `PRAGMA user_version`. */
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 
 /**
  * Migrations by target version: `MIGRATIONS[n]` takes a version-n database to n+1. Each runs in
@@ -131,6 +133,24 @@ const MIGRATIONS: string[] = [
     entries TEXT NOT NULL,
     PRIMARY KEY (origin_id, rel_path)
   ) WITHOUT ROWID;
+`,
+  // 3 -> 4: the virtual tree as rows (tree_rows.ts), served at start until the tree is rebuilt
+  // in memory; tree_meta stamps them with the generation they reflect.
+  `
+  CREATE TABLE tree_entries (
+    parent INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    ino INTEGER NOT NULL,
+    kind INTEGER NOT NULL,
+    ref INTEGER NOT NULL,
+    path TEXT,
+    size INTEGER,
+    mtime_ms INTEGER,
+    nlink INTEGER NOT NULL,
+    PRIMARY KEY (parent, name)
+  ) WITHOUT ROWID;
+  CREATE INDEX tree_entries_ino ON tree_entries (ino);
+  CREATE TABLE tree_meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 `,
 ];
 
@@ -365,6 +385,34 @@ type TrackRow = [
   ...(string | number | null)[],
 ];
 
+const TREE_COLUMNS = "parent, name, ino, kind, ref, path, size, mtime_ms, nlink";
+
+type TreeRowArray = [
+  number,
+  string,
+  number,
+  number,
+  number,
+  string | null,
+  number | null,
+  number | null,
+  number,
+];
+
+function toTreeRow(r: TreeRowArray): TreeRow {
+  return {
+    parent: r[0],
+    name: r[1],
+    ino: r[2],
+    kind: r[3] as TreeRowKind,
+    ref: r[4],
+    path: r[5],
+    size: r[6],
+    mtimeMs: r[7],
+    nlink: r[8],
+  };
+}
+
 function toTrack(r: TrackRow): TrackRecord {
   const t: TrackRecord = {
     id: r[0],
@@ -518,6 +566,7 @@ export class Database {
       allTracks: p(`SELECT ${TRACK_COLUMNS} FROM files ORDER BY id`),
       originTracks: p(`SELECT ${TRACK_COLUMNS} FROM files WHERE origin_id = ? ORDER BY id`),
       track: p(`SELECT ${TRACK_COLUMNS} FROM files WHERE id = ?`),
+      tracksPage: p(`SELECT ${TRACK_COLUMNS} FROM files WHERE id > ? ORDER BY id LIMIT ?`),
       trackByPath: p(`SELECT ${TRACK_COLUMNS} FROM files WHERE origin_id = ? AND rel_path = ?`),
       trackCount: p("SELECT count(*) AS n FROM files"),
       fileId: p("SELECT id FROM files WHERE origin_id = ? AND rel_path = ?"),
@@ -587,6 +636,20 @@ export class Database {
         VALUES (?, ?, ?, ?, ?) ON CONFLICT (origin_id, rel_path) DO UPDATE SET
         size = excluded.size, mtime_ms = excluded.mtime_ms, entries = excluded.entries`),
       deletePlaylist: p("DELETE FROM playlists WHERE origin_id = ? AND rel_path = ?"),
+      treeMeta: p("SELECT key, value FROM tree_meta"),
+      setTreeMeta: p("INSERT OR REPLACE INTO tree_meta (key, value) VALUES (?, ?)"),
+      clearTreeMeta: p("DELETE FROM tree_meta"),
+      clearTree: p("DELETE FROM tree_entries"),
+      treeEntry: p(`SELECT ${TREE_COLUMNS} FROM tree_entries WHERE parent = ? AND name = ?`),
+      treeChildren: p(`SELECT ${TREE_COLUMNS} FROM tree_entries WHERE parent = ?`),
+      setTreeAttrs: p(
+        "UPDATE tree_entries SET size = ?2, mtime_ms = ?3, nlink = ?4 WHERE ino = ?1",
+      ),
+      treeByIno: p(`SELECT ${TREE_COLUMNS} FROM tree_entries WHERE ino = ? LIMIT 1`),
+      treeLinks: p("SELECT count(*) FROM tree_entries WHERE ino = ?"),
+      upsertTree: p(`INSERT OR REPLACE INTO tree_entries (${TREE_COLUMNS})
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+      deleteTree: p("DELETE FROM tree_entries WHERE parent = ? AND name = ?"),
     };
     const arrays = [
       this.#s.names,
@@ -595,7 +658,12 @@ export class Database {
       this.#s.allTracks,
       this.#s.originTracks,
       this.#s.track,
+      this.#s.tracksPage,
       this.#s.trackByPath,
+      this.#s.treeEntry,
+      this.#s.treeChildren,
+      this.#s.treeByIno,
+      this.#s.treeLinks,
     ];
     for (const s of arrays) s.setReturnArrays(true);
   }
@@ -754,6 +822,12 @@ export class Database {
   }
 
   /** One track by id. */
+  /** Up to `limit` tracks with ids above `afterId`, by id (a read in pages). */
+  tracksPage(afterId: number, limit: number): TrackRecord[] {
+    this.#assertOpen();
+    return (this.#s.tracksPage.all(afterId, limit) as unknown as TrackRow[]).map(toTrack);
+  }
+
   getTrack(id: number): TrackRecord | undefined {
     this.#assertOpen();
     const r = this.#s.track.get(id) as unknown as TrackRow | undefined;
@@ -971,6 +1045,78 @@ export class Database {
     }, false);
   }
 
+  /** The stamp of the stored tree rows; undefined when there are none (or only part of them). */
+  treeStamp(): TreeStamp | undefined {
+    this.#assertOpen();
+    const m = new Map<string, unknown>();
+    for (const r of this.#s.treeMeta.all() as Row[]) m.set(r.key as string, r.value);
+    const generation = m.get("generation");
+    if (typeof generation !== "number") return undefined;
+    return {
+      generation,
+      layout: String(m.get("layout") ?? ""),
+      stats: String(m.get("stats") ?? "{}"),
+    };
+  }
+
+  /** The stored entry `name` of directory `parent`. */
+  treeEntry(parent: number, name: string): TreeRow | undefined {
+    this.#assertOpen();
+    const r = this.#s.treeEntry.get(parent, name) as unknown as TreeRowArray | undefined;
+    return r && toTreeRow(r);
+  }
+
+  /** The stored entries of directory `parent`, in no particular order. */
+  treeChildren(parent: number): TreeRow[] {
+    this.#assertOpen();
+    return (this.#s.treeChildren.all(parent) as unknown as TreeRowArray[]).map(toTreeRow);
+  }
+
+  /** A stored entry of inode `ino` (a directory has one; a track one per place). */
+  treeEntryOf(ino: number): TreeRow | undefined {
+    this.#assertOpen();
+    const r = this.#s.treeByIno.get(ino) as unknown as TreeRowArray | undefined;
+    return r && toTreeRow(r);
+  }
+
+  /** How many stored entries name inode `ino`. */
+  treeLinks(ino: number): number {
+    this.#assertOpen();
+    return (this.#s.treeLinks.get(ino) as unknown as [number])[0];
+  }
+
+  /**
+   * Store a part of the tree's rows with the tree's name changes, in one transaction. Not a
+   * change of the library's content: the generation stays.
+   */
+  saveTree(
+    update: TreeRowsUpdate,
+    names: readonly { fileId: number; dir: number; name: string | null }[] = [],
+  ): void {
+    this.#write(() => {
+      for (const c of names) {
+        if (c.name === null) this.#s.dropName.run(c.fileId, c.dir);
+        else this.#s.setName.run(c.fileId, c.dir, c.name);
+      }
+      if (update.clear) this.#s.clearTree.run();
+      for (const [parent, name] of update.deletes) this.#s.deleteTree.run(parent, name);
+      const up = this.#s.upsertTree;
+      for (const r of update.upserts) {
+        up.run(r.parent, r.name, r.ino, r.kind, r.ref, r.path, r.size, r.mtimeMs, r.nlink);
+      }
+      for (const [ino, size, mtimeMs, nlink] of update.attrs ?? []) {
+        this.#s.setTreeAttrs.run(ino, size, mtimeMs, nlink);
+      }
+      this.#s.clearTreeMeta.run();
+      const st = update.stamp;
+      if (st) {
+        this.#s.setTreeMeta.run("generation", st.generation);
+        this.#s.setTreeMeta.run("layout", st.layout);
+        this.#s.setTreeMeta.run("stats", st.stats);
+      }
+    }, false);
+  }
+
   /** Every playlist, by origin and path. */
   playlists(): Playlist[] {
     this.#assertOpen();
@@ -1122,6 +1268,8 @@ export interface LibraryDatabaseOpen {
   fullRescan: boolean;
   /** Set when a damaged database was moved aside. */
   recovered?: { reason: string; movedTo: string; detail?: string };
+  /** Whether the integrity check ran (not for a database closed cleanly and unchanged). */
+  checked?: boolean;
 }
 
 /** Options of {@link openLibraryDatabase}. */
@@ -1142,8 +1290,13 @@ export function openLibraryDatabase(
 ): LibraryDatabaseOpen {
   const existed = existsSync(path);
   try {
-    const db = Database.openWithIntegrityCheck(path);
-    return { db, fullRescan: !existed || db.origins().length === 0 };
+    // Exactly as the last daemon closed it: the full check (a read of the whole file) is spared.
+    const clean = existed && takeCleanClose(path);
+    const db = clean ? Database.open(path) : Database.openWithIntegrityCheck(path);
+    if (clean) {
+      log.debug("{path} was closed cleanly and is unchanged: no integrity check", { path });
+    }
+    return { db, fullRescan: !existed || db.origins().length === 0, checked: !clean };
   } catch (e) {
     if (!(e instanceof DatabaseCorruptedError)) throw e;
     const movedTo = setAside(path, options.keepCorrupt ?? 3);

@@ -391,7 +391,7 @@ Deno.test("schema 3: playlists are stored, changed only when they differ, remove
   });
 });
 
-Deno.test("a schema-2 database migrates to 3 keeping its tracks", async () => {
+Deno.test("a schema-2 database migrates to the current schema keeping its tracks", async () => {
   await withDir((dir) => {
     const path = `${dir}/library.db`;
     const db = Database.open(path);
@@ -400,12 +400,15 @@ Deno.test("a schema-2 database migrates to 3 keeping its tracks", async () => {
     db.close();
     const raw = new DatabaseSync(path);
     raw.exec("DROP TRIGGER files_free_names; DROP TABLE names; DROP TABLE playlists");
+    raw.exec("DROP TABLE tree_entries; DROP TABLE tree_meta");
     raw.exec("PRAGMA user_version = 2");
     raw.close();
     const again = Database.open(path);
     assert.equal(again.allTracks().length, 2);
     assert.deepEqual(again.names(), []);
     assert.deepEqual(again.playlists(), []);
+    assert.equal(again.treeStamp(), undefined);
+    assert.deepEqual(again.treeChildren(2), []);
     again.close();
     const check = new DatabaseSync(path);
     assert.equal(

@@ -4,24 +4,58 @@
  * rebuilt from library.db when damaged or stale. Memory stays small at any library size: the
  * postings stay on disk, only the word list (for typo lookups) is held in memory.
  *
- * ```ts
- * const search = LazySearch.fromSnapshot(`${stateDir}/search.db`, {
- *   generation: db.generation(),
- *   rebuildFrom: () => db.allTracks(),
- * });
- * search.startLoading(); // returns at once; the mount serves meanwhile
- * supervisor.spawnCritical("search committer", () => (signal) =>
- *   runCommitter(search, { intervalMs: 5000, signal, generation: () => db.generation() }));
- * scanner.onTrack((t) => search.indexFile(t)); // queued until loaded
- * const hits = await search.search("beatles help", 1000, { timeoutMs: 2000 }); // [{id, score}]
- * // at shutdown, after the committer resolved (it committed): search.close()
- *
- * // `musicfs search` with no daemon: never writes, rebuilds in memory if the index is bad
- * const index = await SearchIndex.openWithRecovery(path, { readOnly: true, generation, rebuildFrom });
- * index.search(query, limit);
- * ```
  * Results are track ids; callers map them to tree paths. Queries are cut to 1024 bytes here;
  * /.search names are at most {@link SEARCH_DIR_MAX_QUERY_BYTES}.
+ *
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { LazySearch, runCommitter, SearchIndex, type TrackRecord } from "./mod.ts";
+ *
+ * const stateDir = await Deno.makeTempDir();
+ * const path = `${stateDir}/search.db`;
+ * const track = (id: number, artist: string, title: string): TrackRecord => ({
+ *   id, originId: 1, relPath: `${id}.flac`, ext: "flac", size: 1, mtimeMs: 0, artist, title,
+ * });
+ * const library = [track(1, "The Beatles", "Help!"), track(2, "Björk", "Jóga")]; // library.db
+ * let generation = 1; // library.db's, bumped by each committed batch
+ *
+ * // The daemon: the mount serves while the index opens (no file yet: rebuilt from library.db).
+ * const search = LazySearch.fromSnapshot(path, { generation, rebuildFrom: () => library });
+ * search.startLoading(); // returns at once
+ * search.indexFile(track(3, "The Beatles", "Yesterday")); // queued until loaded
+ * generation++;
+ * const stop = new AbortController(); // the shutdown
+ * const committer = runCommitter(search, {
+ *   intervalMs: 5000,
+ *   signal: stop.signal,
+ *   generation: () => generation,
+ * });
+ * const ids = async (q: string) =>
+ *   (await search.search(q, 1000, { timeoutMs: 2000 })).map((hit) => hit.id);
+ * try {
+ *   assert.deepEqual(await ids("beatles help"), [1]);
+ *   assert.deepEqual(await ids("bjork"), [2]); // diacritics folded
+ *   assert.deepEqual(await ids("yesterdy"), [3]); // a typo
+ *   assert.deepEqual((await ids("beat")).sort(), [1, 3]); // a prefix
+ * } finally {
+ *   stop.abort();
+ *   await committer; // one last commit: nothing indexed is lost
+ *   search.close();
+ * }
+ *
+ * // `musicfs search` with no daemon: never writes, rebuilds in memory if the file is bad (here
+ * // it is not: the shutdown commit stamped generation 2 on all three documents).
+ * const index = await SearchIndex.openWithRecovery(path, { readOnly: true, generation });
+ * try {
+ *   assert.equal(index.size, 3);
+ *   assert.deepEqual(index.search("jóga").map((h) => h.id), [2]);
+ * } finally {
+ *   index.close();
+ *   await Deno.remove(stateDir, { recursive: true });
+ * }
+ * ```
+ *
+ * @module
  */
 export type { Tags, TrackRecord } from "../library/types.ts";
 export { type Committable, type CommitterOptions, runCommitter } from "./committer.ts";

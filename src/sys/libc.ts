@@ -72,6 +72,7 @@ const SYMBOLS = {
   getuid: { parameters: [], result: "u32" },
   getgid: { parameters: [], result: "u32" },
   geteuid: { parameters: [], result: "u32" },
+  malloc_trim: { parameters: ["usize"], result: "i32" },
 } as const;
 
 type Lib = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
@@ -295,4 +296,17 @@ export function statfsType(path: string): number {
 export function identity(): { uid: number; gid: number; root: boolean } {
   const l = libc();
   return { uid: l.getuid(), gid: l.getgid(), root: l.geteuid() === 0 };
+}
+
+/**
+ * Give the C heap's free pages back to the system (glibc `malloc_trim`): after a scan or a
+ * dropped tree, the memory freed by workers and SQLite otherwise stays in the process's
+ * resident set. Best effort; false when it released nothing or is not there.
+ */
+export function releaseFreeMemory(): boolean {
+  try {
+    return libc().malloc_trim(0n) === 1;
+  } catch {
+    return false;
+  }
 }

@@ -6,8 +6,17 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { exists } from "./fs.ts";
- * console.log(await exists("/")); // true
+ *
+ * const dir = await Deno.makeTempDir();
+ * try {
+ *   await Deno.symlink(`${dir}/gone`, `${dir}/link`);
+ *   assert.equal(await exists(`${dir}/link`), true); // dangling, but the name is taken
+ *   assert.equal(await exists(`${dir}/gone`), false);
+ * } finally {
+ *   await Deno.remove(dir, { recursive: true });
+ * }
  * ```
  */
 export async function exists(path: string): Promise<boolean> {
@@ -46,12 +55,21 @@ export interface MoveAsideOptions {
  *
  * @example
  * ```ts
- * import { moveAside } from "./fs.ts";
+ * import assert from "node:assert/strict";
+ * import { existsSync, moveAside } from "./fs.ts";
+ *
  * const dir = Deno.makeTempDirSync();
- * Deno.writeTextFileSync(`${dir}/library.db`, "junk");
- * const to = moveAside(`${dir}/library.db`, { keep: 3, companions: ["-wal", "-shm"] });
- * console.log(to); // <dir>/library.db.corrupt-2026-...Z
- * Deno.removeSync(dir, { recursive: true });
+ * try {
+ *   Deno.writeTextFileSync(`${dir}/library.db`, "junk");
+ *   Deno.writeTextFileSync(`${dir}/library.db-wal`, "junk");
+ *   const to = moveAside(`${dir}/library.db`, { keep: 3, companions: ["-wal", "-shm"] });
+ *   assert.match(to!, /\/library\.db\.corrupt-\d{4}-\d\d-\d\dT.*Z$/);
+ *   assert.ok(existsSync(`${to}-wal`)); // the WAL goes with it; the absent -shm is no error
+ *   assert.ok(!existsSync(`${dir}/library.db`));
+ *   assert.equal(moveAside(`${dir}/library.db`, { keep: 3 }), undefined); // nothing there
+ * } finally {
+ *   Deno.removeSync(dir, { recursive: true });
+ * }
  * ```
  */
 export function moveAside(path: string, options: MoveAsideOptions): string | undefined {

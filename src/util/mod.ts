@@ -4,3 +4,4 @@
  */
 export * from "./sleep.ts";
 export * from "./fs.ts";
+export * from "./gc.ts";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { abortableSleep, exists, existsSync, moveAside } from "./mod.ts";
+import { abortableSleep, collectGarbage, exists, existsSync, moveAside } from "./mod.ts";
 
 Deno.test("abortableSleep: ends at once when aborted, before or during the wait", async () => {
   const stop = new AbortController();
@@ -48,4 +48,13 @@ Deno.test("moveAside: renames with companions, keeps the newest few, absent is u
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("collectGarbage: a full collection on demand shrinks the heap", () => {
+  let junk: unknown[] | null = [];
+  for (let i = 0; i < 300_000; i++) junk.push({ i, s: `item ${i}` });
+  const before = Deno.memoryUsage().heapUsed;
+  junk = null;
+  assert.equal(collectGarbage(), true);
+  assert.ok(Deno.memoryUsage().heapUsed < before - 5e6, "the garbage is gone");
 });

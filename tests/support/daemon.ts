@@ -4,13 +4,32 @@
  * and always stop it: SIGTERM, a bounded wait, then SIGKILL and `umount -l` of a mount left
  * behind, so a failing test never leaks a mount or a process.
  *
+ * It mounts, so like every mount test the example runs only where /dev/fuse is (and says
+ * so loudly where it is not):
+ *
  * ```ts
- * const d = await startDaemon({ libraries: [lib], mountpoint: mnt, stateDir, cacheDir });
- * try {
- *   await d.waitScanDone();
- *   // ... read `${mnt}/Artists` with async APIs only
- * } finally {
- *   await d.stop();
+ * import assert from "node:assert/strict";
+ * import { makeLibrary } from "../fixtures/mod.ts";
+ * import { daemonDirs, daemonOptions, startDaemon } from "./daemon.ts";
+ * import { HAVE_FUSE } from "./helpers.ts";
+ *
+ * if (HAVE_FUSE) {
+ *   const dirs = await daemonDirs(); // library, mountpoint, state and cache in one temp dir
+ *   try {
+ *     const lib = await makeLibrary(dirs.lib, { tracks: 3, seed: 7 });
+ *     const d = await startDaemon(daemonOptions(dirs));
+ *     try {
+ *       const status = await d.waitScanDone();
+ *       assert.equal(status.tracks, lib.good.length);
+ *       // Read the mount with async APIs only: a sync call would block the test's event loop.
+ *       const artists = await Array.fromAsync(Deno.readDir(`${dirs.mnt}/Artists`));
+ *       assert.ok(artists.length > 0);
+ *     } finally {
+ *       await d.stop(); // SIGTERM, then SIGKILL and `umount -l` if need be
+ *     }
+ *   } finally {
+ *     await dirs.cleanup();
+ *   }
  * }
  * ```
  *

@@ -1,0 +1,233 @@
+/**
+ * Keeping library.db's picture of the tree (`tree_entries`, see fs/rows.ts) in step with the
+ * tree in memory, so that the next start serves at once from it (fs/stored.ts):
+ *
+ * - after each library batch, the entries it changed are stored with the tree's name
+ *   assignments and a stamp (the library generation, the layout and libraries, the tree's
+ *   counts), in one transaction;
+ * - when the rows are not a picture of the tree (a start that built the tree from the tracks,
+ *   a failed write), the whole tree is written again once the scan is idle, a few thousand
+ *   rows a transaction so that requests are served in between; the stamp comes last, so a
+ *   crash or a change midway leaves rows that the next start does not use.
+ *
+ * @module
+ */
+import type { VirtualTree } from "../fs/mod.ts";
+import type { Database, TreeRow } from "../library/mod.ts";
+import { logger } from "../log/mod.ts";
+import { releaseFreeMemory } from "../sys/mod.ts";
+import { collectGarbage } from "../util/mod.ts";
+
+const log = logger("daemon");
+
+/** Rows written per transaction of a full dump: a few ms each. */
+const DUMP_CHUNK = 5000;
+/** Changed rows past which a batch makes the stored rows wait for a dump instead. */
+const BIG_BATCH = 5000;
+
+/** The name assignments the tree settles, as rows (library.db). */
+type NameChanges = ReturnType<VirtualTree["takeNameChanges"]>;
+
+/**
+ * What the stored rows must have been laid out for to be served: the layout and the
+ * libraries (by root path) of this mount.
+ */
+export function treeShape(layout: string | undefined, roots: readonly string[]): string {
+  return JSON.stringify({ layout: layout ?? "", roots: [...roots].sort() });
+}
+
+/** The inputs of a {@link TreeRowsKeeper}. */
+export interface TreeRowsKeeperOptions {
+  db: Database;
+  tree: Pick<
+    VirtualTree,
+    "takeRows" | "allRows" | "stats" | "recordRows" | "loaded" | "unload" | "idleMs"
+  >;
+  /** See {@link treeShape}. */
+  shape: string;
+  /**
+   * The generation of the stored rows when they are a picture of the tree now (a start served
+   * from them); undefined when they are not.
+   */
+  valid: number | undefined;
+  /** No scan running: a full dump may start. */
+  idle: () => boolean;
+}
+
+/** Stores the tree's rows and name assignments after each batch (the change hub's `names`). */
+export class TreeRowsKeeper {
+  readonly #o: TreeRowsKeeperOptions;
+  #valid: boolean;
+  /** The generation the stored rows picture, while {@link valid}. */
+  #generation = -1;
+  #version = 0;
+  #idleTimer: ReturnType<typeof setInterval> | undefined;
+  #trimmed = false;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #stopped = false;
+  #dumping: Promise<void> | undefined;
+
+  constructor(opts: TreeRowsKeeperOptions) {
+    this.#o = opts;
+    this.#valid = opts.valid !== undefined;
+    this.#generation = opts.valid ?? -1;
+    opts.tree.recordRows(true);
+    if (!this.#valid) this.#schedule(0);
+  }
+
+  /** Whether the stored rows are a picture of the tree now. */
+  get valid(): boolean {
+    return this.#valid;
+  }
+
+  /**
+   * Store the tree's name changes, with the rows the last batch changed when the stored rows
+   * are current. Throws when the write fails (the hub keeps the names for the next try).
+   */
+  saveNames(changes: NameChanges): void {
+    const { db, tree } = this.#o;
+    this.#version++;
+    this.#trimmed = false;
+    if (!tree.loaded) {
+      // Serving the rows: a change waits for the tree to be built (afterLoad follows).
+      db.saveNames(changes);
+      return;
+    }
+    const rows = tree.takeRows();
+    // A scan's big batches: one dump once it is idle costs less than rows batch by batch.
+    if (this.#valid && rows.upserts.length + rows.deletes.length > BIG_BATCH) {
+      this.#valid = false;
+    }
+    if (!this.#valid) {
+      db.saveNames(changes);
+      this.#schedule(2000);
+      return;
+    }
+    if (changes.length === 0 && rows.upserts.length === 0 && rows.deletes.length === 0) {
+      if (db.treeStamp()?.generation === db.generation) return;
+    }
+    try {
+      const stamp = this.#stamp();
+      db.saveTree({ ...rows, stamp }, changes);
+      this.#generation = stamp.generation;
+    } catch (e) {
+      this.#valid = false;
+      this.#schedule(2000);
+      throw e;
+    }
+  }
+
+  /**
+   * The tree was built from the library at `generation`: the stored rows still picture it
+   * when nothing changed since they were stored; else the whole tree is stored again.
+   */
+  afterLoad(generation: number): void {
+    if (this.#valid && generation === this.#generation) return;
+    this.#valid = false;
+    this.#schedule(2000);
+  }
+
+  /**
+   * Drop the tree from memory once it has not been needed for `idleMs` (0: never) and the
+   * stored rows picture it, when `canDrop` agrees: the rows serve until it is needed again.
+   */
+  dropWhenIdle(idleMs: number, canDrop: () => boolean): void {
+    if (this.#idleTimer !== undefined) return;
+    const every = Math.max(250, Math.min(5_000, idleMs > 0 ? idleMs / 4 : 5_000));
+    this.#idleTimer = setInterval(() => {
+      const { tree, db } = this.#o;
+      if (!this.#o.idle() || this.#dumping) return;
+      if (
+        idleMs > 0 && tree.loaded && this.#valid && tree.idleMs >= idleMs && canDrop() &&
+        // Rows stored for exactly this library: nothing queued, nothing unsaved.
+        db.treeStamp()?.generation === db.generation
+      ) {
+        tree.unload();
+        this.#trimmed = false;
+      }
+      // What a scan, a build or a dump freed goes back to the system once things are quiet.
+      if (!this.#trimmed) {
+        this.#trimmed = true;
+        // Cheap while the rows serve (a small heap); the tree in memory is left to V8.
+        if (!tree.loaded) collectGarbage();
+        releaseFreeMemory();
+      }
+    }, every);
+    Deno.unrefTimer(this.#idleTimer);
+  }
+
+  /** Stop (at shutdown): a dump in progress stops before its next part, unstamped. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#idleTimer !== undefined) clearInterval(this.#idleTimer);
+    this.#idleTimer = undefined;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    await this.#dumping;
+  }
+
+  /** Write the whole tree now (tests, and the scheduled dump). True when it completed. */
+  async dump(): Promise<boolean> {
+    const { db, tree } = this.#o;
+    const version = this.#version;
+    const started = performance.now();
+    let rows = 0;
+    let part: TreeRow[] = [];
+    let first = true;
+    const it = tree.allRows();
+    try {
+      for (;;) {
+        const next = it.next();
+        if (!next.done) {
+          part.push(next.value);
+          if (part.length < DUMP_CHUNK) continue;
+        }
+        db.saveTree({
+          clear: first,
+          upserts: part,
+          deletes: [],
+          stamp: next.done ? this.#stamp() : undefined,
+        });
+        rows += part.length;
+        part = [];
+        first = false;
+        if (next.done) break;
+        // Requests are served between parts; a batch meanwhile means starting over.
+        await new Promise((r) => setTimeout(r, 0));
+        if (this.#stopped || this.#version !== version) return false;
+      }
+    } catch (e) {
+      log.warn("Cannot store the tree in library.db (will retry): {error}", { error: String(e) });
+      return false;
+    }
+    tree.takeRows();
+    this.#valid = true;
+    this.#generation = db.generation;
+    log.debug("Stored the tree in library.db: {rows} rows in {ms} ms", {
+      rows,
+      ms: Math.round(performance.now() - started),
+    });
+    return true;
+  }
+
+  #stamp() {
+    const { db, tree, shape } = this.#o;
+    return { generation: db.generation, layout: shape, stats: JSON.stringify(tree.stats()) };
+  }
+
+  #schedule(ms: number): void {
+    if (this.#stopped || this.#timer !== undefined || this.#dumping) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      if (this.#valid || this.#stopped) return;
+      if (!this.#o.idle() || !this.#o.tree.loaded) {
+        this.#schedule(2000);
+        return;
+      }
+      this.#dumping = this.dump().then((done) => {
+        this.#dumping = undefined;
+        if (!done) this.#schedule(2000);
+      });
+    }, ms);
+  }
+}
