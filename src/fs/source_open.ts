@@ -291,7 +291,7 @@ export class SourceOpener {
   #watch: MountWatch | undefined;
   /** Bumped on every mount table change. */
   #mountGen = 0;
-  #noOpenat2 = false;
+  #noLoopOpens = false;
   readonly #loopOpens: boolean;
   /** Pool opens below a root fd in flight; root fds retired meanwhile are closed after them. */
   #beneath = 0;
@@ -421,8 +421,11 @@ export class SourceOpener {
    */
   #mountsChanged(): boolean {
     if (this.#disposed) return false;
-    if (!this.#watch) this.#watch = new MountWatch();
-    else if (!this.#watch.changed()) return false;
+    if (!this.#watch) {
+      this.#watch = new MountWatch();
+      // Without a view of the mount table a root's fd could not be trusted: the pool always.
+      if (!this.#watch.watching) this.#noLoopOpens = true;
+    } else if (!this.#watch.changed()) return false;
     this.#mountGen++;
     this.#nowait.clear();
     for (const r of this.#local) this.#forget(r);
@@ -440,7 +443,7 @@ export class SourceOpener {
    * of the mount table (something mounted over a root, say) every root is checked again first.
    */
   #localRoot(path: string): Root | undefined {
-    if (this.#noOpenat2 || this.#disposed) return undefined;
+    if (this.#noLoopOpens || this.#disposed) return undefined;
     for (const r of this.#local) {
       if (path === r.path || !isInside(path, r.path)) continue;
       if (r.state === "local") {
@@ -528,7 +531,7 @@ export class SourceOpener {
     if (fd < 0) {
       const e = errno();
       // Before Linux 5.6 (no openat2) or 5.12 (no RESOLVE_CACHED): the pool path from now on.
-      if (e === ENOSYS || e === EINVAL) this.#noOpenat2 = true;
+      if (e === ENOSYS || e === EINVAL) this.#noLoopOpens = true;
       return undefined;
     }
     // Below the root's fd, with no symlink, mount, `.` or `..` on the way: the file is the one

@@ -81,6 +81,11 @@ export class MountWatch {
     this.#fd = libc().open(cstr("/proc/self/mountinfo"), O_RDONLY | O_CLOEXEC, 0);
   }
 
+  /** Whether /proc/self/mountinfo could be opened (else every call says "changed"). */
+  get watching(): boolean {
+    return this.#fd >= 0;
+  }
+
   /** Whether a mount came, went or moved since the last call. */
   changed(): boolean {
     if (this.#fd < 0) return true;
