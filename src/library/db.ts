@@ -386,6 +386,19 @@ type TrackRow = [
 ];
 
 const TREE_COLUMNS = "parent, name, ino, kind, ref, path, size, mtime_ms, nlink";
+const TREE_TABLE = `CREATE TABLE tree_entries (
+    parent INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    ino INTEGER NOT NULL,
+    kind INTEGER NOT NULL,
+    ref INTEGER NOT NULL,
+    path TEXT,
+    size INTEGER,
+    mtime_ms INTEGER,
+    nlink INTEGER NOT NULL,
+    PRIMARY KEY (parent, name)
+  ) WITHOUT ROWID;`;
+const TREE_INDEX = "CREATE INDEX IF NOT EXISTS tree_entries_ino ON tree_entries (ino);";
 
 type TreeRowArray = [
   number,
@@ -639,7 +652,6 @@ export class Database {
       treeMeta: p("SELECT key, value FROM tree_meta"),
       setTreeMeta: p("INSERT OR REPLACE INTO tree_meta (key, value) VALUES (?, ?)"),
       clearTreeMeta: p("DELETE FROM tree_meta"),
-      clearTree: p("DELETE FROM tree_entries"),
       treeEntry: p(`SELECT ${TREE_COLUMNS} FROM tree_entries WHERE parent = ? AND name = ?`),
       treeChildren: p(`SELECT ${TREE_COLUMNS} FROM tree_entries WHERE parent = ?`),
       setTreeAttrs: p(
@@ -1098,7 +1110,9 @@ export class Database {
         if (c.name === null) this.#s.dropName.run(c.fileId, c.dir);
         else this.#s.setName.run(c.fileId, c.dir, c.name);
       }
-      if (update.clear) this.#s.clearTree.run();
+      // A full dump writes into a table without its inode index (built once at the end, 8x
+      // faster than keeping it up to date row by row); nothing reads unstamped rows meanwhile.
+      if (update.clear) this.#db.exec(`DROP TABLE tree_entries; ${TREE_TABLE}`);
       for (const [parent, name] of update.deletes) this.#s.deleteTree.run(parent, name);
       const up = this.#s.upsertTree;
       for (const r of update.upserts) {
@@ -1110,6 +1124,7 @@ export class Database {
       this.#s.clearTreeMeta.run();
       const st = update.stamp;
       if (st) {
+        this.#db.exec(TREE_INDEX);
         this.#s.setTreeMeta.run("generation", st.generation);
         this.#s.setTreeMeta.run("layout", st.layout);
         this.#s.setTreeMeta.run("stats", st.stats);
@@ -1276,6 +1291,11 @@ export interface LibraryDatabaseOpen {
 export interface LibraryOpenOptions {
   /** Damaged databases kept beside the new one (default 3). */
   keepCorrupt?: number;
+  /**
+   * Skip the integrity check of a file exactly as the last daemon closed it (clean_close.ts);
+   * the daemon's start only: `musicfs check` always runs the full check.
+   */
+  trustCleanClose?: boolean;
 }
 
 /**
@@ -1291,7 +1311,7 @@ export function openLibraryDatabase(
   const existed = existsSync(path);
   try {
     // Exactly as the last daemon closed it: the full check (a read of the whole file) is spared.
-    const clean = existed && takeCleanClose(path);
+    const clean = existed && options.trustCleanClose === true && takeCleanClose(path);
     const db = clean ? Database.open(path) : Database.openWithIntegrityCheck(path);
     if (clean) {
       log.debug("{path} was closed cleanly and is unchanged: no integrity check", { path });
