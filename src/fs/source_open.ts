@@ -534,15 +534,18 @@ export class SourceOpener {
       if (e === ENOSYS || e === EINVAL) this.#noLoopOpens = true;
       return undefined;
     }
+    this.#closeNow.delete(fd); // a new file under that number
     // Below the root's fd, with no symlink, mount, `.` or `..` on the way: the file is the one
     // `path` names as long as the root's fd is its path (checked in #localRoot).
+    // Anything but a regular file (a device's release may wait) is closed on the pool, and the
+    // pool path names the fault.
     if (l.fstat(fd, this.#statBuf) < 0) {
-      l.close(fd);
+      this.close(fd);
       return undefined;
     }
     const src = opened(this.#statView, fd, path, true, 0);
     if ((src.mode & S_IFMT) !== S_IFREG) {
-      l.close(fd); // the pool path names the fault
+      this.close(fd);
       return undefined;
     }
     this.#blocking(fd);
@@ -565,14 +568,15 @@ export class SourceOpener {
     }
     // A symlink, a mount crossed, an error: the general path, which follows or names it.
     if (fd < 0) return await this.#open(path, path, 0);
+    this.#closeNow.delete(fd); // a new file under that number
     const l = libc();
     if (l.fstat(fd, this.#statBuf) < 0 || !this.#encode(path) || !this.#fdIs(fd)) {
-      l.close(fd);
+      this.close(fd);
       return await this.#open(path, path, 0);
     }
     const src = opened(this.#statView, fd, path, true, 1);
     if ((src.mode & S_IFMT) !== S_IFREG) {
-      l.close(fd);
+      this.close(fd); // on the pool: a device's release may wait
       throw new SourceOpenError(
         "not-regular",
         path,
