@@ -14,7 +14,9 @@
  * - player scan: open, read 64 KiB and close every file found (`xargs head -c 65536`), caches
  *   dropped first, then warm (the best of two more runs).
  *
- * The machine is shared: the latency rows keep the best of three rounds on every side.
+ * The machine is shared: the latency rows keep the best of three rounds on every side, and the
+ * rounds go round the sides (each round measures every side once), so that a burst of load from
+ * elsewhere falls on all sides alike rather than on whichever side was being measured.
  *
  * Ratios: per-request rows are libfuse / musicfs (goal >= 0.8, i.e. musicfs at most 1.25x
  * libfuse's time); `find` rows are source / musicfs (goals: warm >= 0.67, cold >= 0.33).
@@ -158,25 +160,36 @@ interface Figures {
 
 const ROUNDS = 3;
 
-/** The round with the lowest mean: the machine is shared, and a round may be interrupted. */
-async function bestOf(f: () => Promise<Latency>): Promise<Latency> {
-  let best: Latency | undefined;
+/** A round's figures, kept when its mean is the lowest so far (a round may be interrupted). */
+function better(best: Latency | undefined, l: Latency): Latency {
+  return !best || l.mean < best.mean ? l : best;
+}
+
+/** getattr and open + close of every side, best of {@link ROUNDS} rounds that go round the sides. */
+async function latencies(
+  sides: Side[],
+  statloopBin: string,
+  n: number,
+): Promise<Map<string, { getattr: Latency; openclose: Latency }>> {
+  const best = new Map<string, { getattr?: Latency; openclose?: Latency }>();
   for (let i = 0; i < ROUNDS; i++) {
-    const l = await f();
-    if (!best || l.mean < best.mean) best = l;
+    for (const side of sides) {
+      const b = best.get(side.name) ?? {};
+      b.getattr = better(b.getattr, await statloop(statloopBin, "getattr", side.file, n));
+      b.openclose = better(b.openclose, await statloop(statloopBin, "openclose", side.file, n));
+      best.set(side.name, b);
+    }
   }
-  return best!;
+  return new Map([...best].map(([k, v]) => [k, { getattr: v.getattr!, openclose: v.openclose! }]));
 }
 
 async function measure(
   side: Side,
-  statloopBin: string,
-  n: number,
+  lat: { getattr: Latency; openclose: Latency },
   tmp: string,
   expectFiles?: number,
 ): Promise<Figures> {
-  const getattr = await bestOf(() => statloop(statloopBin, "getattr", side.file, n));
-  const openclose = await bestOf(() => statloop(statloopBin, "openclose", side.file, n));
+  const { getattr, openclose } = lat;
   try {
     return { getattr, openclose, tree: await walk(side, tmp, expectFiles) };
   } catch (e) {
@@ -272,11 +285,13 @@ export async function requestRows({ quick }: { quick: boolean }): Promise<BenchR
       );
       for (const p of peers) sides.push({ name: p.name, dir: p.mnt, file: `${p.mnt}${rel}` });
     }
+    console.error(`bench: fuse requests: getattr and open + close, ${ROUNDS} rounds...`);
+    const lat = await latencies(sides, statloopBin, n);
     const fig = new Map<string, Figures>();
     for (const side of sides) {
       console.error(`bench: fuse requests: ${side.name}...`);
       const expect = side.name === "musicfs" ? undefined : fig.get("source")?.tree?.files;
-      const f = await measure(side, statloopBin, n, dir, expect);
+      const f = await measure(side, lat.get(side.name)!, dir, expect);
       if (!f.tree && (side.name === "musicfs" || side.name === "source")) {
         throw new Error(`${side.name}: ${f.treeError}`);
       }

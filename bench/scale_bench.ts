@@ -4,7 +4,9 @@
  *
  * - first scan: empty state dir, caches dropped (and again on a warm page cache); spawn -> the scanner's "Scanned" line (the
  *   tree is complete then: every batch reaches the tree before the next one is committed),
- *   as files/s, with where the time went (the scanner's and the daemon's debug stage lines);
+ *   as files/s, with where the time went (the scanner's and the daemon's debug stage lines) and
+ *   the CPU spent per file by each kind of thread (what bounds the rate on 2 cores, and barely
+ *   moved by the other load of a shared machine, unlike the wall-clock figures);
  * - second start of the same state dir: spawn -> "serving" line, spawn -> search ready
  *   (median of the rounds), against a bare `deno run` of the same flags;
  * - search p50/p99 after start: GET /search over the control socket (one kept-alive client),
@@ -76,6 +78,62 @@ async function rss(pid: number): Promise<{ rss: number; hwm: number }> {
   const text = await Deno.readTextFile(`/proc/${pid}/status`);
   const kb = (k: string) => Number(text.match(new RegExp(`^${k}:\\s+(\\d+) kB`, "m"))?.[1] ?? NaN);
   return { rss: kb("VmRSS") / 1024, hwm: kb("VmHWM") / 1024 };
+}
+
+/** The machine's load averages (1, 5 min): the machine may be shared. */
+function loadNow(): string {
+  const [one, five] = Deno.loadavg();
+  return `load ${one.toFixed(1)}/${five.toFixed(1)}`;
+}
+
+/** CPU seconds of the process's threads so far, by kind (from /proc/<pid>/task/<tid>/stat). */
+function threadCpu(pid: number): Map<string, number> {
+  const kinds: [RegExp, string][] = [
+    [/^worker-/, "workers (parse, walk, FUSE reader, watch)"],
+    [/^V8 /, "V8 helper threads (GC, compiler)"],
+    [/^notify-rs/, "inotify watch setup"],
+    [/^tokio-/, "I/O thread pool"],
+  ];
+  const out = new Map<string, number>();
+  const hz = 100; // USER_HZ
+  for (const t of Deno.readDirSync(`/proc/${pid}/task`)) {
+    let stat: string;
+    try {
+      stat = Deno.readTextFileSync(`/proc/${pid}/task/${t.name}/stat`);
+    } catch {
+      continue; // exited meanwhile
+    }
+    const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const s = (Number(f[11]) + Number(f[12])) / hz;
+    const kind = t.name === String(pid)
+      ? "main thread"
+      : kinds.find(([re]) => re.test(comm))?.[1] ?? "other threads";
+    out.set(kind, (out.get(kind) ?? 0) + s);
+  }
+  return out;
+}
+
+/**
+ * The scan's CPU time per file by thread kind: unlike wall time, barely moved by other load on
+ * a shared machine, and what bounds the rate on 2 cores.
+ */
+function cpuRows(cpu: Map<string, number>, files: number): BenchRow[] {
+  const us = (s: number) => `${Math.round((s * 1e6) / files)} µs/file`;
+  let total = 0;
+  const rows: BenchRow[] = [];
+  for (const [kind, s] of [...cpu].sort((a, b) => b[1] - a[1])) {
+    total += s;
+    if (s >= 0.05) {
+      rows.push({ name: `    cpu: ${kind}`, measured: `${us(s)} (${s.toFixed(1)} s)` });
+    }
+  }
+  const cores = navigator.hardwareConcurrency;
+  rows.unshift({
+    name: `  cpu, whole process, spawn -> complete tree`,
+    measured: `${us(total)} (${cores} cores: at most ${fmt(files / (total / cores))} files/s)`,
+  });
+  return rows;
 }
 
 /** ms since spawn when a stderr line matching `re` arrived (waits up to `timeoutMs`). */
@@ -272,6 +330,7 @@ async function measure(tracks: number): Promise<BenchRow[]> {
       const d = start();
       const serving = await untilServing(d);
       const scanned = await untilLine(d, /scanner: Scanned /);
+      const cpu = threadCpu(d.child.pid);
       const mem = await rss(d.child.pid);
       // The stage lines follow the "Scanned" line.
       await untilLine(d, /Scan change listener:/, 60_000).catch(() => {});
@@ -279,11 +338,13 @@ async function measure(tracks: number): Promise<BenchRow[]> {
       const rate = lib.tracks / (scanned / 1000);
       rows.push({
         name: `[${at}] first scan, caches dropped, spawn -> complete tree`,
-        measured: `${fmt(rate)} files/s (${secs(scanned)}; serving after ${ms(serving)})`,
+        measured: `${fmt(rate)} files/s (${secs(scanned)}; serving after ${
+          ms(serving)
+        }; ${loadNow()})`,
         goal: `>= ${fmt(goals.filesPerS)} files/s`,
         ok: rate >= goals.filesPerS,
       });
-      rows.push(...scanStages(d));
+      rows.push(...scanStages(d), ...cpuRows(cpu, lib.tracks));
       rows.push({
         name: `[${at}] daemon RSS just after the first scan`,
         measured: `${mb(mem.rss)} (peak ${mb(mem.hwm)})`,
@@ -302,18 +363,19 @@ async function measure(tracks: number): Promise<BenchRow[]> {
       current = d;
       await untilServing(d);
       const scanned = await untilLine(d, /scanner: Scanned /);
+      const cpu = threadCpu(d.child.pid);
       await untilLine(d, /Scan change listener:/, 60_000).catch(() => {});
       await stop();
       const rate = lib.tracks / (scanned / 1000);
       rows.push({
         name: `[${at}] first scan, warm page cache, spawn -> complete tree`,
-        measured: `${fmt(rate)} files/s (${secs(scanned)})`,
+        measured: `${fmt(rate)} files/s (${secs(scanned)}; ${loadNow()})`,
         baseline: `${fmt(alone.rate)} files/s (parser pool alone)`,
         ratio: rate / alone.rate,
         goal: `>= ${fmt(goals.filesPerS)} files/s`,
         ok: rate >= goals.filesPerS,
       });
-      rows.push(...scanStages(d));
+      rows.push(...scanStages(d), ...cpuRows(cpu, lib.tracks));
       await Deno.remove(`${dir}/state-warm`, { recursive: true }).catch(() => {});
       await Deno.remove(`${dir}/cache-warm`, { recursive: true }).catch(() => {});
     }

@@ -775,3 +775,43 @@ Deno.test(
     });
   },
 );
+
+Deno.test(
+  "fuse: invalidations about inodes the kernel never looked up are not written; looked-up ones are",
+  needsFuse,
+  async () => {
+    const fs = new DemoFs();
+    const a = fs.addDir("a");
+    const seen = fs.addFile("a/seen.flac", "x".repeat(100));
+    const unseen = fs.addFile("b/unseen.flac", "y".repeat(100));
+    await withMount(fs, { entryTtlMs: 60_000, attrTtlMs: 60_000 }, async (mnt, s) => {
+      const stat = async (p: string) => {
+        const r = await run(["stat", "-c", "%s", `${mnt}/${p}`]);
+        assert.equal(r.code, 0, r.stderr);
+        return r.stdout.trim();
+      };
+      assert.equal(await stat("a/seen.flac"), "100");
+      const sent0 = s.stats.notifications;
+      const skipped0 = s.stats.notificationsSkipped;
+      // Never looked up: the kernel holds nothing these could apply to.
+      s.notifyInvalInode(unseen);
+      s.notifyInvalEntry(unseen, "x");
+      s.notifyDelete(unseen + 1000, unseen, "gone.flac");
+      assert.equal(s.stats.notificationsSkipped, skipped0 + 3);
+      assert.equal(s.stats.notifications, sent0);
+      // Looked up (and the root, always held): written, and the kernel acts on them.
+      fs.addFile("a/seen.flac", "z".repeat(7)); // a new inode under the same name
+      s.notifyInvalInode(seen);
+      s.notifyInvalEntry(a, "seen.flac");
+      s.notifyInvalInode(1);
+      await s.flushNotifications();
+      assert.equal(s.stats.notifications, sent0 + 3);
+      assert.equal(await stat("a/seen.flac"), "7", "the cached size was dropped");
+      // Once looked up, the other file's notices go out too.
+      assert.equal(await stat("b/unseen.flac"), "100");
+      s.notifyInvalInode(unseen);
+      await s.flushNotifications();
+      assert.equal(s.stats.notifications, sent0 + 4);
+    });
+  },
+);

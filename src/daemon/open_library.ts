@@ -61,7 +61,7 @@ export async function openLibrary(
   let readOnly: string | undefined;
   let opened: LibraryDatabaseOpen;
   try {
-    opened = openLibraryDatabase(dbPath);
+    opened = openLibraryDatabase(dbPath, { trustCleanClose: true });
   } catch (e) {
     // A full (or read-only) state dir: a WAL database cannot even be opened for reading
     // there. What is stored is served as it is, read-only, and the scan is retried until

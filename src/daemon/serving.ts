@@ -176,7 +176,8 @@ export function buildServing(o: ServingOptions): Serving {
     },
     onRootGone: () => void health.probeNow(),
   });
-  rows.dropWhenIdle(treeIdleMs(), () => ops.searchDirs.kept === 0);
+  // Query folders go with the tree: only when the kernel holds none of them.
+  rows.dropWhenIdle(treeIdleMs(), () => ops.releaseSearchDirs());
   return { tree, hub, ops, fds, rows };
 }
 

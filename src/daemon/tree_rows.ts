@@ -138,9 +138,11 @@ export class TreeRowsKeeper {
       const { tree, db } = this.#o;
       if (!this.#o.idle() || this.#dumping) return;
       if (
-        idleMs > 0 && tree.loaded && this.#valid && tree.idleMs >= idleMs && canDrop() &&
+        idleMs > 0 && tree.loaded && this.#valid && tree.idleMs >= idleMs &&
         // Rows stored for exactly this library: nothing queued, nothing unsaved.
-        db.treeStamp()?.generation === db.generation
+        db.treeStamp()?.generation === db.generation &&
+        // Last: it lets go of what goes with the tree.
+        canDrop()
       ) {
         tree.unload();
         this.#trimmed = false;

@@ -322,6 +322,17 @@ export class MusicOps implements FuseOperations {
     if (inv.length) this.#opts.invalidate?.(inv);
   }
 
+  /**
+   * Forget every query directory, when the kernel holds none of them (the tree is about to be
+   * dropped from memory, and they go with it): true when there was nothing held.
+   */
+  releaseSearchDirs(): boolean {
+    if (this.#searchHeld.size > 0) return false;
+    this.#searchDirs.clear();
+    this.#searchOverflow.clear();
+    return true;
+  }
+
   /** Query directories kept, and how many of them the kernel holds (for tests and status). */
   get searchDirs(): { kept: number; held: number } {
     return { kept: this.#searchDirs.size + this.#searchOverflow.size, held: this.#searchHeld.size };

@@ -49,6 +49,12 @@
  * that lands there (two albums whose names sanitise alike merge); a file that wants the name
  * of a directory or of another file gets a collision suffix.
  *
+ * In library.db: the journal also records which entries of the views each batch changes
+ * (rows.ts), so the daemon keeps the tree as rows there. A tree made with
+ * {@link TreeOptions.stored} and no tracks serves the views from those rows (stored.ts) and
+ * builds itself only when something needs it (a change, /Playlists, /.search); it can be
+ * dropped again ({@link VirtualTree.unload}). Either way it answers the same.
+ *
  * The tree is cut into rooms over one shared state ({@link TreeCore}, core.ts): inode
  * numbering (inodes.ts), directory upkeep and the journal that yields the invalidations
  * (journal.ts), the views (views.ts, grouping.ts; playlists.ts), covers (covers.ts), /.search
@@ -196,16 +202,18 @@ export interface TreeOptions {
   /** Content of /.musicfs/status.json; default: {@link VirtualTree.stats} as JSON. */
   status?: () => string;
   /**
+   * library.db's rows of the tree (stored.ts). Without `tracks`, the four views are served
+   * from them until the tree is built ({@link VirtualTree.ensureLoaded},
+   * {@link VirtualTree.load}); with `tracks`, the tree is built now and may be dropped for
+   * them later ({@link VirtualTree.unload}). Not with `permissions` (folder access needs the
+   * whole tree).
+   */
+  stored?: StoredTreeOptions;
+  /**
    * Serve every node with the owner, group and mode of access.ts (for `--allow-other`
    * mounts, which the kernel checks with `default_permissions`); `shareSearch` opens
    * /.search to other users. Absent: everything belongs to `uid`/`gid`, 0444 and 0555.
    */
-  /**
-   * Serve the four views from library.db's rows until {@link VirtualTree.load} builds the
-   * tree (stored.ts): `tracks`, `covers`, `playlists` and `names` are then not read here.
-   * Not with `permissions` (folder access needs the whole tree).
-   */
-  stored?: StoredTreeOptions;
   permissions?: {
     shareSearch?: boolean;
     /**

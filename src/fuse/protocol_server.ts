@@ -66,6 +66,8 @@ export const OUR_MINOR = 45;
 const VOLATILE_TTL_MS = 1000;
 /** Listings kept for paging without OPENDIR (oldest dropped first). */
 const MAX_INO_DIRS = 256;
+/** FUSE_ROOT_ID: the kernel holds the root for as long as it is mounted. */
+const ROOT_ID = 1;
 /** Longest name the kernel sends, bytes (NAME_MAX). */
 const NAME_MAX = 255;
 
@@ -222,6 +224,19 @@ export class ProtocolServer {
   /** Inodes the kernel holds references to, with their lookup counts (for tests). */
   get lookupCounts(): ReadonlyMap<number, number> {
     return this.#lookups;
+  }
+
+  /**
+   * Whether an invalidation about `ino` (its attributes and data, or the names in it) could
+   * matter to the kernel: false only when the kernel holds no reference to it (never looked up,
+   * or forgotten) and no reply that could hand it over is on its way (no request in progress,
+   * no directory listing being paged). The kernel ignores invalidations of inodes it does not
+   * hold, so skipping those changes nothing; on a first scan nobody has looked yet, and that is
+   * nearly every invalidation of the scan.
+   */
+  kernelMayHold(ino: number): boolean {
+    return ino === ROOT_ID || this.#lookups.has(ino) || this.#pending.size > 0 ||
+      this.#dirs.size > 0 || this.#inoDirs.size > 0;
   }
 
   /** Open directory handles (for tests). */

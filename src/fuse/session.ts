@@ -70,6 +70,10 @@ export interface SessionStats {
   passthroughFallbacks: number;
   /** GETATTRs the reader thread answered from shared attributes (included in `requests`). */
   answeredByReader: number;
+  /** Invalidation notices written to the kernel. */
+  notifications: number;
+  /** Invalidation notices not written: about inodes the kernel does not hold. */
+  notificationsSkipped: number;
 }
 
 /**
@@ -93,6 +97,8 @@ export class FuseSession {
   #ready = Promise.withResolvers<void>();
   #resolveClosed!: () => void;
   #notifyChain: Promise<void> = Promise.resolve();
+  #notified = 0;
+  #notifySkipped = 0;
 
   private constructor(ops: FuseOperations, handle: MountHandle, opts: SessionOptions) {
     this.#handle = handle;
@@ -184,6 +190,8 @@ export class FuseSession {
       passthrough,
       passthroughFallbacks,
       answeredByReader: byReader,
+      notifications: this.#notified,
+      notificationsSkipped: this.#notifySkipped,
     };
   }
 
@@ -210,20 +218,26 @@ export class FuseSession {
     await this.closed;
   }
 
+  // Each notification below is skipped when the kernel holds nothing it could apply to (see
+  // ProtocolServer.kernelMayHold): it would ignore it, after a write on the thread pool.
+
   /** Tell the kernel to forget the cached lookup of `name` in `parent`. */
   notifyInvalEntry(parent: number, name: string): void {
+    if (!this.#server.kernelMayHold(parent)) return void this.#notifySkipped++;
     this.#notify(notifyInvalEntry(parent, name));
   }
 
   /** Tell the kernel to drop cached attributes (and data in [off, off+len) unless off < 0). */
   notifyInvalInode(ino: number, off = -1, len = 0): void {
     this.#attrs?.delete(ino);
+    if (!this.#server.kernelMayHold(ino)) return void this.#notifySkipped++;
     this.#notify(notifyInvalInode(ino, off, len));
   }
 
   /** Tell the kernel that `name` (inode `child`) was deleted from `parent`. */
   notifyDelete(parent: number, child: number, name: string): void {
     this.#attrs?.delete(child);
+    if (!this.#server.kernelMayHold(parent)) return void this.#notifySkipped++;
     this.#notify(notifyDelete(parent, child, name));
   }
 
@@ -235,6 +249,7 @@ export class FuseSession {
   // Notifications may block in the kernel on locks a pending request holds, so they are
   // written from the thread pool, one at a time, never from inside request handling.
   #notify(buf: Uint8Array<ArrayBuffer>): void {
+    this.#notified++;
     this.#notifyChain = this.#notifyChain.then(async () => {
       if (this.#fdClosed || this.#stopping) return;
       await libc().write_nb(this.#fd, buf, u64(buf.length));

@@ -9,6 +9,19 @@ const BLOCK = 64 * 1024;
 // pull a whole large file into memory.
 const MAX_BLOCKS = 16;
 
+/**
+ * A read of this long waited for the disk: copying 64 KiB from the page cache takes a few
+ * microseconds, a disk read (even an SSD's) a tenth of a millisecond or more.
+ */
+const DISK_WAIT_MS = 0.25;
+
+/**
+ * Reads on this thread that waited for the disk, so far: how the parse workers tell a cold page
+ * cache (their read-ahead pays off) from a warm one (it costs CPU for nothing). A slow read
+ * because the thread was descheduled counts too; that errs on the side of reading ahead.
+ */
+export const diskWaits = { count: 0 };
+
 /** Random-access reads of one open file, by 64 KiB blocks, synchronous underneath. */
 export class BlockReader {
   readonly #file: Deno.FsFile;
@@ -24,6 +37,7 @@ export class BlockReader {
 
   #readRaw(pos: number, len: number): Uint8Array {
     const out = new Uint8Array(len);
+    const t0 = performance.now();
     this.#file.seekSync(pos, Deno.SeekMode.Start);
     let got = 0;
     while (got < len) {
@@ -31,6 +45,7 @@ export class BlockReader {
       if (n === null || n === 0) break;
       got += n;
     }
+    if (performance.now() - t0 > DISK_WAIT_MS) diskWaits.count++;
     // A file that shrank under us: the parser sees the shorter data and reports the truncation.
     return got === len ? out : out.subarray(0, got);
   }

@@ -34,10 +34,14 @@ Deno.test("clean close: an unchanged file is trusted once; a changed, copied or 
     db = Database.open(path);
     db.close();
     markCleanClose(path);
-    const trusted = openLibraryDatabase(path);
+    const checked = openLibraryDatabase(path);
+    assert.equal(checked.checked, true, "only the daemon trusts the mark");
+    checked.db.close();
+    markCleanClose(path);
+    const trusted = openLibraryDatabase(path, { trustCleanClose: true });
     assert.equal(trusted.checked, false);
     trusted.db.close();
-    const crashed = openLibraryDatabase(path);
+    const crashed = openLibraryDatabase(path, { trustCleanClose: true });
     assert.equal(crashed.checked, true, "no mark: the full check");
     crashed.db.close();
   } finally {

@@ -4,9 +4,10 @@
  * progress). readTags never throws, so a broken file costs a result, never the
  * worker.
  */
-import { open } from "node:fs/promises";
-import { constants } from "node:fs";
+import { adviseWillNeed } from "../sys/libc.ts";
+import { shareTagMappers } from "./tag_mappers.ts";
 import { readTags, type TagResult } from "./tags.ts";
+import { diskWaits } from "./block_reader.ts";
 
 /** A batch of files to parse. */
 export interface ParseRequest {
@@ -43,41 +44,37 @@ const scope = globalThis as unknown as {
 };
 
 // Read-ahead. readTags reads synchronously, one file after the other, so on a cold page cache
-// (a first scan) each worker waits for the disk once per file and the disk sees two requests at
-// a time. The heads (and tails, where ID3v1 and APE tags live) of the next files are read here
-// first, asynchronously and `readAhead` (from the pool) at once on the runtime's I/O threads, so
-// the parser finds them in the page cache: a cold 2-worker pool went from 2,400 to 3,500 files/s
-// (same run; warm: unchanged). Opens
-// are O_NONBLOCK|O_NOFOLLOW: a file swapped for a FIFO or a symlink since the walk is skipped,
-// never waited on (the parser itself reports it). A failed read-ahead costs nothing: the parser
-// reads the file anyway.
+// (a first scan) each worker would wait for the disk once per file, two requests at a time for
+// the disk. So the heads (and tails, where ID3v1 and APE tags live) of the next `readAhead`
+// (from the pool) files are asked for first with posix_fadvise(WILLNEED): the kernel reads them
+// in the background, many at once, and the parser finds them in the page cache. Nothing is
+// copied into this thread (the reads of a warm cache cost nothing twice), and each file costs
+// one open on the thread pool (a hung mount pins a pool thread, never this one; FIFOs and
+// symlinks swapped in are skipped). A failed hint costs nothing: the parser reads the file anyway.
+//
+// The hints cost ~25 µs of CPU per file (an open on the thread pool, the fadvise calls), for
+// nothing when the files are cached already. So they adapt: while hinting, a probe file is left
+// unhinted now and then; when PROBES_TO_STOP probes in a row were read without waiting for the
+// disk (block_reader.ts counts the reads that did), hinting stops. While not hinting, the first
+// read that waits starts it again. A probe that waited doubles the gap to the next one (up to
+// PROBE_MAX), so a cold cache costs one unhinted file in hundreds.
 let aheadMax = 0;
-const AHEAD_BYTES = 64 * 1024;
-const OPEN_FLAGS = constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW;
+let hinting = true;
+const PROBE_MIN = 64;
+const PROBE_MAX = 1024;
+const PROBES_TO_STOP = 8;
+let probeGap = PROBE_MIN;
+let untilProbe = PROBE_MIN;
+let quietProbes = 0;
+/** Files left unhinted on purpose, to be read as probes. */
+const probes = new Set<string>();
+/** Covers the parser's first 64 KiB block. */
+const AHEAD_HEAD = 64 * 1024;
+/** Covers the last two blocks (block-aligned reads of a trailing tag may span two). */
+const AHEAD_TAIL = 128 * 1024;
 /** Files to read ahead, in the order the parser will read them. */
 const aheadQueue: string[] = [];
-const aheadBuffers: Uint8Array[] = [];
 let aheadRunning = 0;
-
-async function readAhead(path: string): Promise<void> {
-  const buf = aheadBuffers.pop() ?? new Uint8Array(AHEAD_BYTES);
-  const h = await open(path, OPEN_FLAGS).catch(() => undefined);
-  try {
-    if (!h) return;
-    const { bytesRead } = await h.read(buf, 0, AHEAD_BYTES, 0);
-    if (bytesRead === AHEAD_BYTES) {
-      const size = (await h.stat()).size;
-      if (size > AHEAD_BYTES) {
-        await h.read(buf, 0, AHEAD_BYTES, Math.max(AHEAD_BYTES, size - AHEAD_BYTES));
-      }
-    }
-  } catch {
-    /* the parser will say what is wrong */
-  } finally {
-    aheadBuffers.push(buf);
-    await h?.close().catch(() => {});
-  }
-}
 
 /**
  * The parser got to `path`: reading it ahead now would only repeat its read. Both go in the same
@@ -88,20 +85,59 @@ function markReached(path: string): void {
 }
 
 function pumpAhead(): void {
-  while (aheadRunning < aheadMax && aheadQueue.length > 0) {
+  while (hinting && aheadRunning < aheadMax && aheadQueue.length > 0) {
     const next = aheadQueue.shift()!;
+    if (--untilProbe <= 0) {
+      untilProbe = probeGap;
+      probes.add(next);
+      continue;
+    }
     aheadRunning++;
-    readAhead(next).finally(() => {
+    adviseWillNeed(next, AHEAD_HEAD, AHEAD_TAIL).catch(() => false).finally(() => {
       aheadRunning--;
       pumpAhead();
     });
   }
 }
 
+/** Whether hinting pays, from how the last file was read (see above). */
+function learn(probe: boolean, waited: boolean): void {
+  if (!hinting) {
+    if (!waited) return;
+    hinting = true;
+    quietProbes = 0;
+    untilProbe = probeGap = PROBE_MIN;
+    pumpAhead();
+  } else if (probe) {
+    if (waited) {
+      quietProbes = 0;
+      probeGap = Math.min(PROBE_MAX, probeGap * 2);
+    } else if (++quietProbes >= PROBES_TO_STOP) {
+      hinting = false;
+      probes.clear();
+    }
+  }
+}
+
+// One turn of the event loop (a message to ourselves: timers are clamped to a millisecond).
+const turns = new MessageChannel();
+let onTurn: (() => void) | undefined;
+turns.port1.onmessage = () => onTurn?.();
+
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => {
+    onTurn = resolve;
+    turns.port2.postMessage(0);
+  });
+}
+
 /** Batches being read; when 0, the worker waits for work since `idleSince`. */
 let busy = 0;
 let idleSince = performance.now();
 
+// music-metadata's tag mappers, built once per thread instead of once per file; awaited before
+// the first file (not here: messages arriving before `onmessage` is set would be lost).
+const mappersShared = shareTagMappers();
 scope.postMessage({ ready: true });
 
 // Batches are read one after the other, in the order they came: the pool counts on it (the
@@ -123,6 +159,7 @@ scope.onmessage = (e) => {
 
 async function drain(): Promise<void> {
   draining = true;
+  await mappersShared;
   while (batches.length > 0) {
     const { req, idleMs } = batches.shift()!;
     await readBatch(req, idleMs);
@@ -136,8 +173,15 @@ async function readBatch({ id, paths }: ParseRequest, idleMs: number): Promise<v
   let results: TagResult[] = [];
   let since = performance.now();
   for (let index = 0; index < paths.length; index++) {
-    markReached(paths[index]);
-    results.push(await readTags(paths[index]));
+    // The parse below never gives the event loop a turn (its reads are synchronous): without
+    // one here the read-ahead's opens would only be answered between batches.
+    if (aheadRunning > 0) await nextTurn();
+    const path = paths[index];
+    markReached(path);
+    const probe = probes.delete(path);
+    const waits = diskWaits.count;
+    results.push(await readTags(path));
+    if (aheadMax > 0) learn(probe, diskWaits.count > waits);
     const now = performance.now();
     if (results.length >= GROUP || index === paths.length - 1 || now - since >= GROUP_MS) {
       scope.postMessage({ id, from, results, ms: now - since, idleMs });

@@ -1,8 +1,9 @@
 /**
  * The pool of parse workers (Deno Web Workers running parse_worker.ts). Files are queued one by
- * one and sent in small batches, up to eight in flight per worker so none idles while the daemon's
- * thread is busy committing a batch and updating the tree (`starvedMs` tells when they do);
- * each file is answered as soon as it is read.
+ * one and sent in small batches, up to sixteen in flight per worker (about a thousand files on a
+ * first scan) so none idles while the daemon's thread is busy committing a batch and updating
+ * the tree and search (`starvedMs` tells when they do); each file is answered as soon as it is
+ * read.
  *
  * A worker that dies, or makes no progress for `timeoutMs` while it has work (a file on a stalled
  * network mount, a FIFO, a parser stuck in a loop), is terminated and replaced. The file it was
@@ -24,14 +25,14 @@ export interface ParserPoolOptions {
   idleMs?: number;
   /** A worker with work and no answer for this long counts as hung (default 20 s). */
   timeoutMs?: number;
-  /** Files per message (default 32). */
+  /** Files per message (default 64). */
   maxBatch?: number;
-  /** Batches in flight per worker (default 8). */
+  /** Batches in flight per worker (default 16). */
   inflight?: number;
   /**
-   * Files each worker reads ahead at once, asynchronously, to warm the page cache for its parser
-   * (default 16; 0 for none). Each holds a file descriptor while it reads: a process with few
-   * to spare (a low `RLIMIT_NOFILE`) sets 0.
+   * Files each worker has the kernel read ahead for its parser (posix_fadvise), at most this
+   * many being opened at once (default 16; 0 for none). Each holds a file descriptor until the
+   * hint is given: a process with few to spare (a low `RLIMIT_NOFILE`) sets 0.
    */
   readAhead?: number;
 }
@@ -163,8 +164,8 @@ export class ParserPool {
     this.size = Math.max(1, options.size ?? navigator.hardwareConcurrency ?? 2);
     this.#idleMs = options.idleMs ?? 30_000;
     this.#timeoutMs = options.timeoutMs ?? 20_000;
-    this.#maxBatch = options.maxBatch ?? 32;
-    this.#inflight = Math.max(1, options.inflight ?? 8);
+    this.#maxBatch = options.maxBatch ?? 64;
+    this.#inflight = Math.max(1, options.inflight ?? 16);
     this.#readAhead = Math.max(0, options.readAhead ?? 16);
   }
 

@@ -149,7 +149,11 @@ export interface ScannerOptions {
   walkRules?: () => WalkRules | undefined;
   /** Called after each committed batch that changed something. */
   onChange?: (change: LibraryChange) => void;
-  /** Commit after this many parsed files (default 500). */
+  /**
+   * Commit after this many parsed files (default 2000: the per-batch work of the commit, the
+   * tree and search is paid a quarter as often as at 500, and a crash loses at most the last
+   * third of a second of a first scan's parsing).
+   */
   batchSize?: number;
   /** ...or when the oldest uncommitted result is this old, so the tree fills as it goes (default 1 s). */
   batchMs?: number;
@@ -314,7 +318,7 @@ export class Scanner {
     this.#ownsWalker = options.walker === undefined;
     this.#walker = options.walker ?? new Walker({ rules: options.walkRules });
     this.onChange = options.onChange;
-    this.#batchSize = options.batchSize ?? 500;
+    this.#batchSize = options.batchSize ?? 2000;
     this.#batchMs = options.batchMs ?? 1000;
   }
 

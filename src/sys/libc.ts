@@ -19,6 +19,20 @@ const SYMBOLS = {
   fstat_nb: { name: "fstat", parameters: ["i32", "buffer"], result: "i32", nonblocking: true },
   fstatfs_nb: { name: "fstatfs", parameters: ["i32", "buffer"], result: "i32", nonblocking: true },
   close_nb: { name: "close", parameters: ["i32"], result: "i32", nonblocking: true },
+  fstat: { parameters: ["i32", "buffer"], result: "i32" },
+  readlink: { parameters: ["buffer", "buffer", "usize"], result: "isize" },
+  // openat2(2) has no glibc wrapper: syscall(SYS_openat2, dirfd, path, how, size).
+  openat2: {
+    name: "syscall",
+    parameters: ["i64", "i32", "buffer", "buffer", "usize"],
+    result: "i64",
+  },
+  openat2_nb: {
+    name: "syscall",
+    parameters: ["i64", "i32", "buffer", "buffer", "usize"],
+    result: "i64",
+    nonblocking: true,
+  },
   read: { parameters: ["i32", "buffer", "usize"], result: "i32" },
   write: { parameters: ["i32", "buffer", "usize"], result: "i32" },
   write_nb: {
@@ -28,6 +42,8 @@ const SYMBOLS = {
     nonblocking: true,
   },
   pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "i32" },
+  lseek: { parameters: ["i32", "i64", "i32"], result: "i64" },
+  posix_fadvise: { parameters: ["i32", "i64", "i64", "i32"], result: "i32" },
   pread_nb: {
     name: "pread",
     parameters: ["i32", "buffer", "usize", "i64"],
@@ -115,6 +131,24 @@ export const O_CLOEXEC = 0o2000000;
 export const O_NOATIME = 0o1000000;
 /** Fail with ELOOP when the last path component is a symlink. */
 export const O_NOFOLLOW = 0o400000;
+/** Fail unless the path is a directory. */
+export const O_DIRECTORY = 0o200000;
+/** A handle on a place in the tree only: no open of the file itself (usable as a dirfd). */
+export const O_PATH = 0o10000000;
+
+/** openat2(2) `resolve`: fail with EXDEV rather than cross a mount point. */
+export const RESOLVE_NO_XDEV = 0x01;
+/** openat2(2) `resolve`: fail with ELOOP on any symlink in the path. */
+export const RESOLVE_NO_SYMLINKS = 0x04;
+/** openat2(2) `resolve`: the path must stay below the dirfd (no `..` out, no absolute path). */
+export const RESOLVE_BENEATH = 0x08;
+/**
+ * openat2(2) `resolve` (Linux 5.12): fail with EAGAIN unless every component is in the dentry
+ * cache and valid without asking the filesystem, so the lookup does no I/O and cannot wait.
+ */
+export const RESOLVE_CACHED = 0x20;
+/** The syscall number of openat2, the same on every architecture (new syscalls are unified). */
+const SYS_OPENAT2 = 437;
 
 // Deno's FFI accepts plain numbers for 64-bit integer parameters; its types say bigint.
 // Passing numbers avoids a BigInt allocation per call on the read path.
@@ -131,6 +165,51 @@ export function openReadOnly(path: string): number {
 }
 
 export { u64 };
+
+const OPEN_HOW_SIZE = 24;
+// struct open_how { u64 flags, mode, resolve }, written as 32-bit halves (little-endian
+// targets) so that a call allocates no BigInt.
+const syncHow = new Uint32Array(6);
+const syncHowBytes = new Uint8Array(syncHow.buffer);
+
+/**
+ * openat2(2) of `path` (a NUL-terminated C string) below `dirfd`, synchronously: the fd, or -1
+ * with {@link errno} set (ENOSYS before Linux 5.6). Only for resolutions that cannot block,
+ * e.g. with {@link RESOLVE_CACHED} below a directory of a local filesystem.
+ */
+export function openat2(dirfd: number, path: Uint8Array, flags: number, resolve: number): number {
+  syncHow[0] = flags;
+  syncHow[4] = resolve;
+  const r = libc().openat2(
+    u64(SYS_OPENAT2),
+    dirfd,
+    path as Uint8Array<ArrayBuffer>,
+    syncHowBytes,
+    u64(OPEN_HOW_SIZE),
+  );
+  return Number(r);
+}
+
+/**
+ * openat2(2) of `path` below `dirfd` on the thread pool: the fd, or -1 (errno is not
+ * available off-thread). `path` must stay untouched until the promise settles.
+ */
+export async function openat2Async(
+  dirfd: number,
+  path: Uint8Array,
+  flags: number,
+  resolve: number,
+): Promise<number> {
+  const how = new BigUint64Array([BigInt(flags), 0n, BigInt(resolve)]);
+  const r = await libc().openat2_nb(
+    u64(SYS_OPENAT2),
+    dirfd,
+    path as Uint8Array<ArrayBuffer>,
+    new Uint8Array(how.buffer),
+    u64(OPEN_HOW_SIZE),
+  );
+  return Number(r);
+}
 
 /** Close a raw fd, ignoring errors (there is nothing useful to do about them here). */
 export function closeFd(fd: number): void {
@@ -166,6 +245,33 @@ export function preadSync(fd: number, dst: Uint8Array, offset: number): number {
   return n;
 }
 
+const POSIX_FADV_WILLNEED = 3;
+const SEEK_END = 2;
+
+/**
+ * Ask the kernel to start reading `[0, head)` of the file at `path` and, for a larger file,
+ * its last `tail` bytes into the page cache, without waiting for the reads (posix_fadvise
+ * WILLNEED; nothing is copied here). The open runs on the thread pool (a hung mount pins a pool
+ * thread, never the caller); O_NONBLOCK|O_NOFOLLOW: a FIFO or a symlink swapped in since it was
+ * listed is skipped. Resolves false when the file could not be opened.
+ */
+export async function adviseWillNeed(path: string, head: number, tail: number): Promise<boolean> {
+  const l = libc();
+  const fd = await l.open_nb(cstr(path), O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC, 0);
+  if (fd < 0) return false;
+  try {
+    l.posix_fadvise(fd, u64(0), u64(head), POSIX_FADV_WILLNEED);
+    const size = Number(l.lseek(fd, u64(0), SEEK_END));
+    if (size > head && tail > 0) {
+      const from = Math.max(head, size - tail);
+      l.posix_fadvise(fd, u64(from), u64(size - from), POSIX_FADV_WILLNEED);
+    }
+    return true;
+  } finally {
+    l.close(fd);
+  }
+}
+
 /** Filesystem type magic numbers from statfs(2) that mean "network filesystem". */
 export const NETWORK_FS_MAGIC: Record<string, number> = {
   nfs: 0x6969,
@@ -177,6 +283,25 @@ export const NETWORK_FS_MAGIC: Record<string, number> = {
   ceph: 0x00c36400,
   coda: 0x73757245,
   ncp: 0x564c,
+};
+
+/**
+ * Filesystem type magic numbers from statfs(2) of block-device and memory filesystems: their
+ * metadata calls (fstat, close, a cached path lookup) are answered by the local kernel and never
+ * wait for a server. FUSE, network, overlay (its layers may be anything) and every type not
+ * listed here are not local.
+ */
+export const LOCAL_FS_MAGIC: Record<string, number> = {
+  ext4: 0xef53, // also ext2 and ext3
+  xfs: 0x58465342,
+  btrfs: 0x9123683e,
+  tmpfs: 0x01021994,
+  ramfs: 0x858458f6,
+  f2fs: 0xf2f52010,
+  bcachefs: 0xca451a4e,
+  zfs: 0x2fc12fc1,
+  vfat: 0x4d44,
+  exfat: 0x2011bab0,
 };
 
 /**

@@ -3,6 +3,8 @@
  * dead mounts with it, the daemon the filesystem type of a library root.
  */
 
+import { closeFd, cstr, libc, O_CLOEXEC, O_RDONLY } from "./libc.ts";
+
 /** A line of /proc/self/mountinfo. */
 export interface MountInfo {
   /** Mountpoint as the kernel shows it (octal escapes decoded). */
@@ -59,4 +61,44 @@ export function mountOf(mounts: MountInfo[], absPath: string): MountInfo | undef
     if (inside && (!best || mp.length >= best.mountpoint.length)) best = m;
   }
   return best;
+}
+
+const POLLPRI = 0x2;
+const POLLERR = 0x8;
+
+/**
+ * Tells, with one poll(2) and no wait, whether this namespace's mount table changed since the
+ * last question (or since the watch began). The kernel flags an open /proc/self/mountinfo on
+ * every mount, unmount and move (proc(5)); asking clears the flag.
+ */
+export class MountWatch {
+  #fd: number;
+  readonly #pfd = new Int32Array(2);
+  readonly #pfdBytes = new Uint8Array(this.#pfd.buffer);
+
+  /** Start watching; {@link changed} says true when the table cannot be watched. */
+  constructor() {
+    this.#fd = libc().open(cstr("/proc/self/mountinfo"), O_RDONLY | O_CLOEXEC, 0);
+  }
+
+  /** Whether /proc/self/mountinfo could be opened (else every call says "changed"). */
+  get watching(): boolean {
+    return this.#fd >= 0;
+  }
+
+  /** Whether a mount came, went or moved since the last call. */
+  changed(): boolean {
+    if (this.#fd < 0) return true;
+    this.#pfd[0] = this.#fd;
+    this.#pfd[1] = POLLPRI; // events (short), revents (short) = 0
+    const n = libc().poll(this.#pfdBytes, 1 as unknown as bigint, 0);
+    if (n < 0) return true;
+    return n > 0 && ((this.#pfd[1] >>> 16) & (POLLPRI | POLLERR)) !== 0;
+  }
+
+  /** Stop watching. */
+  close(): void {
+    closeFd(this.#fd);
+    this.#fd = -1;
+  }
 }

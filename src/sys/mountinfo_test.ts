@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mountOf, mountsAt, parseMountinfo, readMountinfo } from "./mountinfo.ts";
+import { mountOf, mountsAt, MountWatch, parseMountinfo, readMountinfo } from "./mountinfo.ts";
 
 const SAMPLE = [
   "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw",
@@ -34,4 +34,28 @@ Deno.test("mountinfo: mountsAt keeps the stack order; mountOf takes the longest 
 
 Deno.test("mountinfo: this process's mounts include /", () => {
   assert.ok(readMountinfo().some((m) => m.mountpoint === "/"));
+});
+
+Deno.test({
+  name: "MountWatch sees a mount and an unmount",
+  ignore: Deno.uid() !== 0,
+  sanitizeResources: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "musicfs-mountwatch-" });
+    const watch = new MountWatch();
+    try {
+      assert.ok(watch.watching);
+      // Other processes may mount meanwhile: only "seen after each change" can be asserted.
+      const mount = await new Deno.Command("mount", { args: ["-t", "tmpfs", "tmpfs", dir] })
+        .output();
+      assert.ok(mount.success);
+      assert.equal(watch.changed(), true, "the mount");
+      await new Deno.Command("umount", { args: [dir] }).output();
+      assert.equal(watch.changed(), true, "the unmount");
+    } finally {
+      watch.close();
+      await new Deno.Command("umount", { args: ["-l", dir], stderr: "null" }).output();
+      await Deno.remove(dir);
+    }
+  },
 });
