@@ -20,6 +20,9 @@ import type { TreeRowsKeeper } from "./tree_rows.ts";
 
 const log = logger("daemon");
 
+/** How long the shutdown may spend storing the tree's rows. */
+const TREE_DUMP_BUDGET_MS = 8000;
+
 /** Everything a running daemon holds, in the order it lets go of it. */
 export interface DaemonParts {
   scanTask: ScanTask;
@@ -64,7 +67,8 @@ export function shutdownSteps(p: DaemonParts): ShutdownStep[] {
       },
     },
     { name: "close scanner", run: () => p.scanner.close() },
-    { name: "stop tree rows", run: () => p.treeRows?.stop() },
+    // Rows a first scan left to a dump: stored now if quick (100k tracks: about 2 s).
+    { name: "store the tree", run: () => p.treeRows?.stop(TREE_DUMP_BUDGET_MS), timeoutMs: 12_000 },
     { name: "close cache", run: () => p.cache?.close() },
     {
       name: "close sqlite",

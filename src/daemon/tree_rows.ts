@@ -158,18 +158,34 @@ export class TreeRowsKeeper {
     Deno.unrefTimer(this.#idleTimer);
   }
 
-  /** Stop (at shutdown): a dump in progress stops before its next part, unstamped. */
-  async stop(): Promise<void> {
+  /**
+   * Stop (at shutdown). Rows not yet stored (a daemon stopped right after its first scan) are
+   * stored now when that takes less than `budgetMs`, so the next start serves them at once;
+   * past it the dump stops, unstamped, and the next start builds the tree from the tracks.
+   */
+  async stop(budgetMs = 0): Promise<void> {
     this.#stopped = true;
     if (this.#idleTimer !== undefined) clearInterval(this.#idleTimer);
     this.#idleTimer = undefined;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
     await this.#dumping;
+    if (budgetMs > 0 && !this.#valid && this.#o.tree.loaded) {
+      const done = await this.dump(performance.now() + budgetMs);
+      if (!done) {
+        log.info("The tree was not stored in library.db within {ms} ms at shutdown", {
+          ms: budgetMs,
+        });
+      }
+    }
   }
 
-  /** Write the whole tree now (tests, and the scheduled dump). True when it completed. */
-  async dump(): Promise<boolean> {
+  /**
+   * Write the whole tree now (tests, the scheduled dump, the shutdown). It stops, unstamped,
+   * when a batch comes meanwhile, or at `deadline` (a `performance.now()` time) when given, else
+   * when stopped. True when it completed.
+   */
+  async dump(deadline?: number): Promise<boolean> {
     const { db, tree } = this.#o;
     const version = this.#version;
     const started = performance.now();
@@ -196,7 +212,8 @@ export class TreeRowsKeeper {
         if (next.done) break;
         // Requests are served between parts; a batch meanwhile means starting over.
         await new Promise((r) => setTimeout(r, 0));
-        if (this.#stopped || this.#version !== version) return false;
+        if (this.#version !== version) return false;
+        if (deadline === undefined ? this.#stopped : performance.now() > deadline) return false;
       }
     } catch (e) {
       log.warn("Cannot store the tree in library.db (will retry): {error}", { error: String(e) });

@@ -117,3 +117,37 @@ Deno.test("tree rows keeper: a dump when stale, deltas per batch, a dump again a
     }
   });
 });
+
+Deno.test("tree rows keeper: a daemon stopped right after a big scan stores the rows at shutdown, within its budget", async () => {
+  await withLibrary(async (db) => {
+    const tree = new VirtualTree({ origins: db.origins(), uid: 0, gid: 0, tracks: [] });
+    let scanning = true;
+    const keeper = new TreeRowsKeeper({
+      db,
+      tree,
+      shape: treeShape(undefined, ["/music"]),
+      valid: undefined,
+      idle: () => !scanning,
+    });
+    tree.apply(db.applyBatch({ files: files(1, 1500, "Big") }));
+    keeper.saveNames(tree.takeNameChanges());
+    scanning = false;
+    assert.notEqual(db.treeStamp()?.generation, db.generation);
+    await keeper.stop(5000);
+    assert.equal(db.treeStamp()?.generation, db.generation, "stored at shutdown");
+    assert.deepEqual(stored(db), rowsOf(tree));
+
+    // No budget: nothing is written.
+    tree.recordRows(true);
+    tree.apply(db.applyBatch({ files: files(2000, 1500, "Bigger") }));
+    const again = new TreeRowsKeeper({
+      db,
+      tree,
+      shape: treeShape(undefined, ["/music"]),
+      valid: undefined,
+      idle: () => false,
+    });
+    await again.stop();
+    assert.notEqual(db.treeStamp()?.generation, db.generation);
+  });
+});
