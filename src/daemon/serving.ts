@@ -5,6 +5,7 @@
  */
 import type { FuseSession } from "../fuse/mod.ts";
 import {
+  EMPTY_TREE_STATS,
   type Invalidation,
   MusicOps,
   type SourceOpener,
@@ -83,7 +84,7 @@ export function buildServing(o: ServingOptions): Serving {
     // The tree is built from these when it is needed, and dropped again when idle.
     stored: {
       source: db,
-      stats: stored ? JSON.parse(stored.stats) as TreeStats : EMPTY_STATS,
+      stats: stored ? JSON.parse(stored.stats) as TreeStats : EMPTY_TREE_STATS,
       content: () => ({
         tracks: ourTracks(storedTracks(db), origins),
         covers: ours(db.covers()),
@@ -180,18 +181,6 @@ export function buildServing(o: ServingOptions): Serving {
   rows.dropWhenIdle(treeIdleMs(), () => ops.releaseSearchDirs());
   return { tree, hub, ops, fds, rows };
 }
-
-/** The counts of an empty tree. */
-const EMPTY_STATS: TreeStats = {
-  tracks: 0,
-  albums: 0,
-  dirs: 0,
-  covers: 0,
-  problems: 0,
-  collisions: 0,
-  playlists: 0,
-  missingPlaylistEntries: 0,
-};
 
 /**
  * How long the tree in memory stays unused before it is dropped (library.db's rows serve

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { VirtualTree } from "../fs/mod.ts";
+import { EMPTY_TREE_STATS, VirtualTree } from "../fs/mod.ts";
 import { Database, type FileUpsert } from "../library/mod.ts";
 import { TreeRowsKeeper, treeShape } from "./tree_rows.ts";
 
@@ -12,6 +12,16 @@ function files(from: number, n: number, album = "Album"): FileUpsert[] {
     mtimeMs: 1.7e12,
     tags: { artist: "A", album, title: `T${from + i}`, track: i + 1, year: 2000 },
   }));
+}
+
+function keeperOf(db: Database, tree: VirtualTree, idle: () => boolean): TreeRowsKeeper {
+  return new TreeRowsKeeper({
+    db,
+    tree,
+    shape: treeShape(undefined, ["/music"]),
+    valid: undefined,
+    idle,
+  });
 }
 
 async function withLibrary(fn: (db: Database, dir: string) => Promise<void>): Promise<void> {
@@ -52,16 +62,7 @@ Deno.test("tree rows keeper: a dump when stale, deltas per batch, a dump again a
       tracks: db.allTracks(),
       stored: {
         source: db,
-        stats: {
-          tracks: 0,
-          albums: 0,
-          dirs: 0,
-          covers: 0,
-          problems: 0,
-          collisions: 0,
-          playlists: 0,
-          missingPlaylistEntries: 0,
-        },
+        stats: EMPTY_TREE_STATS,
         content: () => ({
           tracks: db.allTracks(),
           covers: db.covers(),
@@ -71,13 +72,7 @@ Deno.test("tree rows keeper: a dump when stale, deltas per batch, a dump again a
       },
     });
     let scanning = false;
-    const keeper = new TreeRowsKeeper({
-      db,
-      tree,
-      shape: treeShape(undefined, ["/music"]),
-      valid: undefined,
-      idle: () => !scanning,
-    });
+    const keeper = keeperOf(db, tree, () => !scanning);
     try {
       assert.equal(keeper.valid, false);
       assert.equal(await keeper.dump(), true);
@@ -122,13 +117,7 @@ Deno.test("tree rows keeper: a daemon stopped right after a big scan stores the 
   await withLibrary(async (db) => {
     const tree = new VirtualTree({ origins: db.origins(), uid: 0, gid: 0, tracks: [] });
     let scanning = true;
-    const keeper = new TreeRowsKeeper({
-      db,
-      tree,
-      shape: treeShape(undefined, ["/music"]),
-      valid: undefined,
-      idle: () => !scanning,
-    });
+    const keeper = keeperOf(db, tree, () => !scanning);
     tree.apply(db.applyBatch({ files: files(1, 1500, "Big") }));
     keeper.saveNames(tree.takeNameChanges());
     scanning = false;
@@ -140,13 +129,7 @@ Deno.test("tree rows keeper: a daemon stopped right after a big scan stores the 
     // No budget: nothing is written.
     tree.recordRows(true);
     tree.apply(db.applyBatch({ files: files(2000, 1500, "Bigger") }));
-    const again = new TreeRowsKeeper({
-      db,
-      tree,
-      shape: treeShape(undefined, ["/music"]),
-      valid: undefined,
-      idle: () => false,
-    });
+    const again = keeperOf(db, tree, () => false);
     await again.stop();
     assert.notEqual(db.treeStamp()?.generation, db.generation);
   });

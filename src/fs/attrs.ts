@@ -6,6 +6,7 @@
  * @module
  */
 import type { Attr } from "../fuse/ops.ts";
+import type { CoverImage } from "../library/change.ts";
 import { S_IFDIR, S_IFLNK, S_IFREG } from "../fuse/ops.ts";
 import { logger } from "../log/mod.ts";
 import {
@@ -226,29 +227,7 @@ export class TreeAccess {
         ctimeMs: t.mtimeMs,
       };
     }
-    if (n instanceof Cover) {
-      const c = n.cover;
-      if (c.size === undefined && !n.embedded) {
-        // The library did not say: one stat, remembered (covers are small and few).
-        try {
-          const st = Deno.statSync(n.sourcePath);
-          n.cover = { ...c, size: st.size, mtimeMs: st.mtime?.getTime() ?? this.c.now };
-        } catch (e) {
-          log.warn("Cannot stat cover {path}: {error}", { path: n.sourcePath, error: String(e) });
-          n.cover = { ...c, size: 0, mtimeMs: this.c.now };
-        }
-      }
-      const mtimeMs = n.cover.mtimeMs ?? this.c.now;
-      return {
-        ...base,
-        // An embedded picture's size is known once MusicOps has read it (setCoverSize).
-        size: n.cover.size ?? 0,
-        mode: S_IFREG | 0o444,
-        nlink: Math.max(1, n.links),
-        mtimeMs,
-        ctimeMs: mtimeMs,
-      };
-    }
+    if (n instanceof Cover) return coverAttr(base, n, n.sourcePath, this.c.now);
     if (n instanceof Generated) {
       const now = Date.now();
       return {
@@ -269,4 +248,36 @@ export class TreeAccess {
       ctimeMs: this.c.now,
     };
   }
+}
+
+/**
+ * A cover's attributes. When the library did not give an image's size: one stat, remembered in
+ * the node (covers are small and few). An embedded picture's size is known once MusicOps has
+ * read it (setCoverSize); 0 until then.
+ */
+export function coverAttr(
+  base: { ino: number; uid: number; gid: number },
+  n: { cover: CoverImage; embedded: boolean; links: number },
+  sourcePath: string,
+  now: number,
+): Attr {
+  const c = n.cover;
+  if (c.size === undefined && !n.embedded) {
+    try {
+      const st = Deno.statSync(sourcePath);
+      n.cover = { ...c, size: st.size, mtimeMs: st.mtime?.getTime() ?? now };
+    } catch (e) {
+      log.warn("Cannot stat cover {path}: {error}", { path: sourcePath, error: String(e) });
+      n.cover = { ...c, size: 0, mtimeMs: now };
+    }
+  }
+  const mtimeMs = n.cover.mtimeMs ?? now;
+  return {
+    ...base,
+    size: n.cover.size ?? 0,
+    mode: S_IFREG | 0o444,
+    nlink: Math.max(1, n.links),
+    mtimeMs,
+    ctimeMs: mtimeMs,
+  };
 }

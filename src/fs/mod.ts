@@ -19,6 +19,7 @@ export {
   type CoverImage,
   type CoverNode,
   type DirNode,
+  EMPTY_TREE_STATS,
   type GeneratedNode,
   INO,
   type Invalidation,

@@ -19,6 +19,7 @@ import { S_IFDIR, S_IFREG } from "../fuse/ops.ts";
 import type { CoverNode, DirNode, TrackNode, TreeEntry } from "./nodes.ts";
 import { compare } from "./naming.ts";
 import { TRACK_INO_BASE } from "./inodes.ts";
+import { coverAttr } from "./attrs.ts";
 
 /** What the stored tree reads (library.db's {@link Database} has these). */
 export interface TreeRowSource {
@@ -163,25 +164,7 @@ export class StoredTree {
         ctimeMs: mtimeMs,
       };
     }
-    const c = n.cover;
-    if (c.size === undefined && !n.embedded) {
-      // As the tree does: one stat, remembered.
-      try {
-        const st = Deno.statSync(this.sourcePath(n));
-        n.cover = { ...c, size: st.size, mtimeMs: st.mtime?.getTime() ?? this.now };
-      } catch {
-        n.cover = { ...c, size: 0, mtimeMs: this.now };
-      }
-    }
-    const mtimeMs = n.cover.mtimeMs ?? this.now;
-    return {
-      ...base,
-      size: n.cover.size ?? 0,
-      mode: S_IFREG | 0o444,
-      nlink: Math.max(1, n.links),
-      mtimeMs,
-      ctimeMs: mtimeMs,
-    };
+    return coverAttr(base, n, this.sourcePath(n), this.now);
   }
 
   /** Absolute source path of a stored track or cover. */

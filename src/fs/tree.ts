@@ -176,6 +176,18 @@ export interface StoredTreeOptions {
   ) => void;
 }
 
+/** The counts of an empty tree. */
+export const EMPTY_TREE_STATS: Readonly<TreeStats> = Object.freeze({
+  tracks: 0,
+  albums: 0,
+  dirs: 0,
+  covers: 0,
+  problems: 0,
+  collisions: 0,
+  playlists: 0,
+  missingPlaylistEntries: 0,
+});
+
 /** What a tree is built from. */
 export interface TreeOptions {
   /** Library roots: source paths are `<origin path>/<relPath>`. */

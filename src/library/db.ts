@@ -24,6 +24,21 @@ const log = logger("library", "db");
 /** Schema version written to `PRAGMA user_version`. */
 export const SCHEMA_VERSION = 4;
 
+/** The tree's rows (tree_rows.ts): created by migration 3 -> 4, and again by a full dump. */
+const TREE_TABLE = `CREATE TABLE tree_entries (
+    parent INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    ino INTEGER NOT NULL,
+    kind INTEGER NOT NULL,
+    ref INTEGER NOT NULL,
+    path TEXT,
+    size INTEGER,
+    mtime_ms INTEGER,
+    nlink INTEGER NOT NULL,
+    PRIMARY KEY (parent, name)
+  ) WITHOUT ROWID;`;
+const TREE_INDEX = "CREATE INDEX IF NOT EXISTS tree_entries_ino ON tree_entries (ino);";
+
 /**
  * Migrations by target version: `MIGRATIONS[n]` takes a version-n database to n+1. Each runs in
  * the same transaction as the `user_version` bump, so a crash mid-migration leaves the old
@@ -137,19 +152,8 @@ const MIGRATIONS: string[] = [
   // 3 -> 4: the virtual tree as rows (tree_rows.ts), served at start until the tree is rebuilt
   // in memory; tree_meta stamps them with the generation they reflect.
   `
-  CREATE TABLE tree_entries (
-    parent INTEGER NOT NULL,
-    name TEXT NOT NULL,
-    ino INTEGER NOT NULL,
-    kind INTEGER NOT NULL,
-    ref INTEGER NOT NULL,
-    path TEXT,
-    size INTEGER,
-    mtime_ms INTEGER,
-    nlink INTEGER NOT NULL,
-    PRIMARY KEY (parent, name)
-  ) WITHOUT ROWID;
-  CREATE INDEX tree_entries_ino ON tree_entries (ino);
+  ${TREE_TABLE}
+  ${TREE_INDEX}
   CREATE TABLE tree_meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 `,
 ];
@@ -386,19 +390,6 @@ type TrackRow = [
 ];
 
 const TREE_COLUMNS = "parent, name, ino, kind, ref, path, size, mtime_ms, nlink";
-const TREE_TABLE = `CREATE TABLE tree_entries (
-    parent INTEGER NOT NULL,
-    name TEXT NOT NULL,
-    ino INTEGER NOT NULL,
-    kind INTEGER NOT NULL,
-    ref INTEGER NOT NULL,
-    path TEXT,
-    size INTEGER,
-    mtime_ms INTEGER,
-    nlink INTEGER NOT NULL,
-    PRIMARY KEY (parent, name)
-  ) WITHOUT ROWID;`;
-const TREE_INDEX = "CREATE INDEX IF NOT EXISTS tree_entries_ino ON tree_entries (ino);";
 
 type TreeRowArray = [
   number,
