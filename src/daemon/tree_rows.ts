@@ -62,7 +62,8 @@ export class TreeRowsKeeper {
   #generation = -1;
   #version = 0;
   #idleTimer: ReturnType<typeof setInterval> | undefined;
-  #trimmed = false;
+  /** Quiet ticks since the last activity (a scan, a batch, a build, a dump). */
+  #quiet = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #stopped = false;
   #dumping: Promise<void> | undefined;
@@ -87,7 +88,7 @@ export class TreeRowsKeeper {
   saveNames(changes: NameChanges): void {
     const { db, tree } = this.#o;
     this.#version++;
-    this.#trimmed = false;
+    this.#quiet = 0;
     if (!tree.loaded) {
       // Serving the rows: a change waits for the tree to be built (afterLoad follows).
       db.saveNames(changes);
@@ -133,10 +134,14 @@ export class TreeRowsKeeper {
    */
   dropWhenIdle(idleMs: number, canDrop: () => boolean): void {
     if (this.#idleTimer !== undefined) return;
-    const every = Math.max(250, Math.min(5_000, idleMs > 0 ? idleMs / 4 : 5_000));
+    const every = Math.max(250, Math.min(1_000, idleMs > 0 ? idleMs / 4 : 1_000));
     this.#idleTimer = setInterval(() => {
       const { tree, db } = this.#o;
-      if (!this.#o.idle() || this.#dumping) return;
+      if (!this.#o.idle() || this.#dumping) {
+        this.#quiet = 0;
+        return;
+      }
+      this.#quiet++;
       if (
         idleMs > 0 && tree.loaded && this.#valid && tree.idleMs >= idleMs &&
         // Rows stored for exactly this library: nothing queued, nothing unsaved.
@@ -145,11 +150,11 @@ export class TreeRowsKeeper {
         canDrop()
       ) {
         tree.unload();
-        this.#trimmed = false;
+        this.#quiet = 1;
       }
-      // What a scan, a build or a dump freed goes back to the system once things are quiet.
-      if (!this.#trimmed) {
-        this.#trimmed = true;
+      // What a scan, a build or a dump freed goes back to the system once things are quiet,
+      // and again a few seconds later, when idle workers (the walker's) have stopped.
+      if (this.#quiet === 1 || this.#quiet === 6) {
         // Cheap while the rows serve (a small heap); the tree in memory is left to V8.
         if (!tree.loaded) collectGarbage();
         releaseFreeMemory();
