@@ -27,7 +27,7 @@ export interface OpenedLibrary {
   /**
    * Every stored track (of every origin, also those not mounted this time); undefined when
    * the tree is served from library.db's rows at first (see {@link OpenLibraryOptions}), and
-   * the tracks are read (and checked) once the mount serves: {@link loadStoredTracks}.
+   * the tracks are read (and checked) when the tree is built: {@link storedTracks}.
    */
   tracks: TrackRecord[] | undefined;
   /** The stamp of the stored tree rows that will be served (with `tracks` undefined). */

@@ -29,8 +29,6 @@ export interface TreeRowSource {
   treeChildren(parent: number): TreeRow[];
   /** A stored entry of inode `ino`. */
   treeEntryOf(ino: number): TreeRow | undefined;
-  /** How many stored entries name inode `ino`. */
-  treeLinks(ino: number): number;
   /** The record of track `id`. */
   getTrack(id: number): TrackRecord | undefined;
 }

@@ -650,7 +650,6 @@ export class Database {
         "UPDATE tree_entries SET size = ?2, mtime_ms = ?3, nlink = ?4 WHERE ino = ?1",
       ),
       treeByIno: p(`SELECT ${TREE_COLUMNS} FROM tree_entries WHERE ino = ? LIMIT 1`),
-      treeLinks: p("SELECT count(*) FROM tree_entries WHERE ino = ?"),
       upsertTree: p(`INSERT OR REPLACE INTO tree_entries (${TREE_COLUMNS})
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
       deleteTree: p("DELETE FROM tree_entries WHERE parent = ? AND name = ?"),
@@ -668,7 +667,6 @@ export class Database {
       this.#s.treeEntry,
       this.#s.treeChildren,
       this.#s.treeByIno,
-      this.#s.treeLinks,
     ];
     for (const s of arrays) s.setReturnArrays(true);
   }
@@ -1103,12 +1101,6 @@ export class Database {
     this.#assertOpen();
     const r = this.#s.treeByIno.get(ino) as unknown as TreeRowArray | undefined;
     return r && toTreeRow(r);
-  }
-
-  /** How many stored entries name inode `ino`. */
-  treeLinks(ino: number): number {
-    this.#assertOpen();
-    return (this.#s.treeLinks.get(ino) as unknown as [number])[0];
   }
 
   /**
