@@ -85,6 +85,7 @@ export function buildServing(o: ServingOptions): Serving {
     stored: {
       source: db,
       stats: stored ? JSON.parse(stored.stats) as TreeStats : EMPTY_TREE_STATS,
+      generation: stored?.generation,
       content: () => ({
         tracks: ourTracks(storedTracks(db), origins),
         covers: ours(db.covers()),

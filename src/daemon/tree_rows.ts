@@ -149,7 +149,7 @@ export class TreeRowsKeeper {
         // Last: it lets go of what goes with the tree.
         canDrop()
       ) {
-        tree.unload();
+        tree.unload(db.generation);
         this.#quiet = 1;
       }
       // What a scan, a build or a dump freed goes back to the system once things are quiet,

@@ -163,6 +163,11 @@ export interface StoredTreeOptions {
   /** The tree's counts when the rows were stored (status.json meanwhile). */
   stats: TreeStats;
   /**
+   * The library generation the rows picture: a build from the same generation needs no check
+   * against them (see {@link VirtualTree.load}).
+   */
+  generation?: number;
+  /**
    * What to build the tree from when it is needed ({@link VirtualTree.ensureLoaded}): read
    * at once, with the library generation it reflects. Without it, only
    * {@link VirtualTree.load} builds, and the tree can not be dropped again.
@@ -257,6 +262,8 @@ export class VirtualTree {
   #queued: { changes: Partial<LibraryChange>; problems?: Problem[] }[] = [];
   #snapshotTaken = false;
   #lastUse = 0;
+  /** The generation library.db's rows picture (see StoredTreeOptions.generation). */
+  #rowsGeneration: number | undefined;
   #recording = false;
 
   /** Build the tree of `opts.tracks`. Throws {@link LayoutError} for a bad layout string. */
@@ -277,6 +284,7 @@ export class VirtualTree {
     c.files.list = [...(opts.problems ?? [])];
     if (opts.stored && !c.perms) {
       this.#storedOpts = opts.stored;
+      this.#rowsGeneration = opts.stored.generation;
       if (opts.tracks === undefined) {
         this.#serveRows(opts.stored.stats);
         return;
@@ -366,7 +374,7 @@ export class VirtualTree {
       const content = o.content!();
       this.#queued = [];
       this.#snapshotTaken = true;
-      result = await this.load(content);
+      result = await this.load(content, content.generation !== this.#rowsGeneration);
       o.onLoaded?.({ ...result, generation: content.generation });
     } finally {
       this.#snapshotTaken = false;
@@ -376,10 +384,12 @@ export class VirtualTree {
 
   /**
    * Drop the tree in memory and serve library.db's rows again (they must be current: the
-   * caller knows, see TreeRowsKeeper). Query folders under /.search go with it.
+   * caller knows, see TreeRowsKeeper), picturing library generation `rowsGeneration`. Query
+   * folders under /.search go with it.
    */
-  unload(): void {
+  unload(rowsGeneration?: number): void {
     if (!this.#storedOpts?.content || !this.loaded || this.#loading) return;
+    this.#rowsGeneration = rowsGeneration;
     const stats = this.stats();
     const problems = this.#c.files.list;
     this.#c = this.#makeCore();
@@ -391,12 +401,14 @@ export class VirtualTree {
   }
 
   /**
-   * Build the tree of a tree made with `stored` (the rows stop being read), and check it
-   * against the rows the kernel was given meanwhile: the invalidations returned drop what
-   * differs (and /Playlists, empty until now). `differences` counts the entries that did.
+   * Build the tree of a tree made with `stored` (the rows stop being read), and, with `check`,
+   * compare it with the rows the kernel was given meanwhile: the invalidations returned drop
+   * what differs (and /Playlists, empty until now); `differences` counts the entries that did.
+   * A build from the generation the rows picture needs no check.
    */
   async load(
     opts: Pick<TreeOptions, "tracks" | "covers" | "playlists" | "names" | "problems">,
+    check = true,
   ): Promise<{ invalidations: Invalidation[]; differences: number }> {
     const stored = this.#stored;
     if (!stored) throw new Error("The tree is built already");
@@ -419,7 +431,14 @@ export class VirtualTree {
     this.#snapshotTaken = false;
     for (const q of queued) out.push(...this.apply(q.changes, q.problems));
     let differences = 0;
+    if (!check) return { invalidations: out, differences };
+    // The tree serves from here on; the check of what the kernel was given goes in slices.
+    slice = performance.now();
     for (const ino of stored.served) {
+      if (performance.now() - slice >= LOAD_SLICE_MS) {
+        await new Promise((r) => setTimeout(r, 0));
+        slice = performance.now();
+      }
       const was = stored.names(ino);
       const d = this.#c.node(ino);
       const now = d instanceof Dir ? d.entries : new Map<string, { ino: number }>();
