@@ -21,7 +21,7 @@ import type { TreeRowsKeeper } from "./tree_rows.ts";
 const log = logger("daemon");
 
 /** How long the shutdown may spend storing the tree's rows. */
-const TREE_DUMP_BUDGET_MS = 8000;
+const TREE_DUMP_BUDGET_MS = 15_000;
 
 /** Everything a running daemon holds, in the order it lets go of it. */
 export interface DaemonParts {
@@ -67,8 +67,9 @@ export function shutdownSteps(p: DaemonParts): ShutdownStep[] {
       },
     },
     { name: "close scanner", run: () => p.scanner.close() },
-    // Rows a first scan left to a dump: stored now if quick (100k tracks: about 2 s).
-    { name: "store the tree", run: () => p.treeRows?.stop(TREE_DUMP_BUDGET_MS), timeoutMs: 12_000 },
+    // Rows a first scan left to a dump: stored now if quick (100k tracks: about 2 s; a dump
+    // under way goes on).
+    { name: "store the tree", run: () => p.treeRows?.stop(TREE_DUMP_BUDGET_MS), timeoutMs: 20_000 },
     { name: "close cache", run: () => p.cache?.close() },
     {
       name: "close sqlite",

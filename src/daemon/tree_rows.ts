@@ -66,6 +66,8 @@ export class TreeRowsKeeper {
   #quiet = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #stopped = false;
+  /** When stopping: until when a dump may go on. */
+  #deadline = 0;
   #dumping: Promise<void> | undefined;
 
   constructor(opts: TreeRowsKeeperOptions) {
@@ -169,14 +171,17 @@ export class TreeRowsKeeper {
    * past it the dump stops, unstamped, and the next start builds the tree from the tracks.
    */
   async stop(budgetMs = 0): Promise<void> {
+    // A dump under way goes on until the deadline (its progress is kept), then stops.
+    const deadline = performance.now() + budgetMs;
+    this.#deadline = deadline;
     this.#stopped = true;
     if (this.#idleTimer !== undefined) clearInterval(this.#idleTimer);
     this.#idleTimer = undefined;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
     await this.#dumping;
-    if (budgetMs > 0 && !this.#valid && this.#o.tree.loaded) {
-      const done = await this.dump(performance.now() + budgetMs);
+    if (budgetMs > 0 && !this.#valid && this.#o.tree.loaded && performance.now() < deadline) {
+      const done = await this.dump(deadline);
       if (!done) {
         log.info("The tree was not stored in library.db within {ms} ms at shutdown", {
           ms: budgetMs,
@@ -218,7 +223,8 @@ export class TreeRowsKeeper {
         // Requests are served between parts; a batch meanwhile means starting over.
         await new Promise((r) => setTimeout(r, 0));
         if (this.#version !== version) return false;
-        if (deadline === undefined ? this.#stopped : performance.now() > deadline) return false;
+        const until = deadline ?? (this.#stopped ? this.#deadline : undefined);
+        if (until !== undefined && performance.now() > until) return false;
       }
     } catch (e) {
       log.warn("Cannot store the tree in library.db (will retry): {error}", { error: String(e) });
