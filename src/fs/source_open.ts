@@ -668,12 +668,7 @@ export class SourceOpener {
         );
       }
       if (e instanceof Deno.errors.PermissionDenied) {
-        throw new SourceOpenError(
-          "denied",
-          asked,
-          `Cannot open ${asked}: permission denied`,
-          Errno.EACCES,
-        );
+        throw deniedError(asked);
       }
       throw new SourceOpenError("failed", asked, `Cannot open ${asked}: ${(e as Error).message}`);
     }
@@ -716,12 +711,7 @@ export class SourceOpener {
       f.close();
     } catch (e) {
       if (e instanceof Deno.errors.PermissionDenied) {
-        throw new SourceOpenError(
-          "denied",
-          asked,
-          `Cannot open ${asked}: permission denied`,
-          Errno.EACCES,
-        );
+        throw deniedError(asked);
       }
       // Out of file descriptors keeps its errno: the daemon counts and logs those.
       const m = /os error (2[34])\b/.exec((e as Error).message);
@@ -754,4 +744,14 @@ export class SourceOpener {
     this.#nowait.set(dev, v);
     return { ...v, asked: true };
   }
+}
+
+/** The open of `asked` was refused by the source's permissions. */
+function deniedError(asked: string): SourceOpenError {
+  return new SourceOpenError(
+    "denied",
+    asked,
+    `Cannot open ${asked}: permission denied`,
+    Errno.EACCES,
+  );
 }
