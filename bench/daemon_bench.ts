@@ -439,10 +439,19 @@ export async function run({ quick }: { quick: boolean }): Promise<BenchRow[]> {
     });
     return rows;
   } finally {
-    await stop().catch(() => {});
-    if (await mountedDev(mnt).catch(() => undefined)) {
-      await new Deno.Command("umount", { args: ["-l", mnt] }).output().catch(() => {});
-    }
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    await tearDown(stop, mnt, dir);
   }
+}
+
+/** After a daemon bench: stop the daemon, detach a mount left behind, remove the scratch dir. */
+export async function tearDown(
+  stop: () => Promise<unknown>,
+  mnt: string,
+  dir: string,
+): Promise<void> {
+  await stop().catch(() => {});
+  if (await mountedDev(mnt).catch(() => undefined)) {
+    await new Deno.Command("umount", { args: ["-l", mnt] }).output().catch(() => {});
+  }
+  await Deno.remove(dir, { recursive: true }).catch(() => {});
 }

@@ -29,6 +29,7 @@ import {
   searchReady,
   spawnDaemon,
   stopDaemon,
+  tearDown,
   untilServing,
   untilStatus,
 } from "./daemon_bench.ts";
@@ -470,11 +471,7 @@ async function measure(tracks: number): Promise<BenchRow[]> {
     }
     return rows;
   } finally {
-    await stop().catch(() => {});
-    if (await mountedDev(mnt).catch(() => undefined)) {
-      await new Deno.Command("umount", { args: ["-l", mnt] }).output().catch(() => {});
-    }
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    await tearDown(stop, mnt, dir);
   }
 }
 

@@ -287,28 +287,36 @@ export function checkDocumentCount(db: DatabaseSync): void {
  */
 export function verifyStore(db: DatabaseSync, path: string, documentCount?: number): void {
   try {
-    const rows = db.prepare("PRAGMA quick_check").all() as { quick_check: string }[];
-    const bad = rows.map((r) => r.quick_check).filter((r) => r !== "ok");
-    if (bad.length) throw new Error(`integrity check failed: ${bad.slice(0, 3).join("; ")}`);
-    // FTS5 checks its own structure and every doclist: a statement that writes nothing, but
-    // needs a write transaction (rolled back). A running daemon may hold the write lock: the
-    // page-level check above is what can be done next to it.
-    try {
-      db.exec("BEGIN IMMEDIATE");
-    } catch (e) {
-      if (/locked|busy/i.test(message(e))) return;
-      throw e;
-    }
-    try {
-      db.exec("INSERT INTO docs(docs, rank) VALUES ('integrity-check', 0)");
-    } finally {
-      db.exec("ROLLBACK");
-    }
-    checkDocumentCount(db);
-    checkWordList(db);
+    checkIndexFile(db, true);
   } catch (e) {
     throw new SearchSnapshotCorruptError("checksum", path, message(e), { cause: e, documentCount });
   }
+}
+
+/**
+ * The checks of {@link verifyStore}, throwing plain errors: quick_check, FTS5's own
+ * integrity-check, the document count and the word list. FTS5's check needs the write lock;
+ * with `skipWhenLocked`, a lock held by a running daemon ends the check after the page-level
+ * part (what can be done next to it), else it throws.
+ */
+export function checkIndexFile(db: DatabaseSync, skipWhenLocked: boolean): void {
+  const rows = db.prepare("PRAGMA quick_check").all() as { quick_check: string }[];
+  const bad = rows.map((r) => r.quick_check).filter((r) => r !== "ok");
+  if (bad.length) throw new Error(`integrity check failed: ${bad.slice(0, 3).join("; ")}`);
+  // A statement that writes nothing, but needs a write transaction (rolled back).
+  try {
+    db.exec("BEGIN IMMEDIATE");
+  } catch (e) {
+    if (skipWhenLocked && /locked|busy/i.test(message(e))) return;
+    throw e;
+  }
+  try {
+    db.exec("INSERT INTO docs(docs, rank) VALUES ('integrity-check', 0)");
+  } finally {
+    db.exec("ROLLBACK");
+  }
+  checkDocumentCount(db);
+  checkWordList(db);
 }
 
 /**

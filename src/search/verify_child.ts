@@ -9,7 +9,7 @@
  * @module
  */
 import { DatabaseSync } from "node:sqlite";
-import { checkDocumentCount, checkWordList } from "./store.ts";
+import { checkIndexFile } from "./store.ts";
 
 /** The line this child prints. */
 export type VerifyAnswer = { ok: true } | { ok: false; reason: string; damaged: boolean };
@@ -20,18 +20,7 @@ export function verifyFile(path: string): VerifyAnswer {
   try {
     db = new DatabaseSync(path);
     db.exec("PRAGMA busy_timeout = 10000; PRAGMA cache_size = -2000");
-    const rows = db.prepare("PRAGMA quick_check").all() as { quick_check: string }[];
-    const bad = rows.map((r) => r.quick_check).filter((r) => r !== "ok");
-    if (bad.length) throw new Error(`integrity check failed: ${bad.slice(0, 3).join("; ")}`);
-    // Writes nothing, but runs as a write statement: in a transaction rolled back.
-    db.exec("BEGIN IMMEDIATE");
-    try {
-      db.exec("INSERT INTO docs(docs, rank) VALUES ('integrity-check', 0)");
-    } finally {
-      db.exec("ROLLBACK");
-    }
-    checkDocumentCount(db);
-    checkWordList(db);
+    checkIndexFile(db, false);
     return { ok: true };
   } catch (err) {
     const reason = err instanceof Error ? err.message : String(err);
