@@ -84,6 +84,7 @@ Deno.test(
       assert.ok(lib.tracks.filter((t) => (t.expect.genres?.length ?? 0) > 1).length >= 3);
       assert.ok(lib.tracks.filter((t) => t.expect.albumArtistSort).length >= 3);
       assert.equal(lib.collisions.length, 2);
+      let before: Seen[] = [];
       await withDaemon(daemonOptions(dirs), async (d) => {
         await d.waitScanDone(120_000);
         const mnt = dirs.mnt;
@@ -232,10 +233,18 @@ Deno.test(
           ["01 - Same (2).mp3", lib.collisions[1]],
           ["01 - Same (3).mp3", later.relPath],
         ]);
+        before = (await survey(mnt)).files;
       });
 
-      // ...and across a restart (names come from library.db, not from path order).
-      await withDaemon(daemonOptions(dirs), async (d) => {
+      // ...and across a restart (names come from library.db, not from path order). The restart
+      // serves the tree from library.db's rows: the same paths, sources and inodes as the tree
+      // in memory served, for this library's odd names, encodings, collisions and covers.
+      const debug = { args: ["--log-level", "debug"] };
+      await withDaemon(daemonOptions(dirs, debug), async (d) => {
+        assert.ok(before.length > lib.tracks.length, "every view was surveyed");
+        assert.match(d.stderr, /checked in \d+ ms; serving the stored tree/);
+        const byPath = (a: Seen, b: Seen) => a.path < b.path ? -1 : a.path > b.path ? 1 : 0;
+        assert.deepEqual((await survey(dirs.mnt)).files.sort(byPath), before.sort(byPath));
         await d.waitScanDone(120_000);
         await checkNamesOfCollisions(dirs, lib, [
           ["01 - Same.mp3", lib.collisions[0]],
