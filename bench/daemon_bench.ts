@@ -213,7 +213,8 @@ export async function stopDaemon(d: Daemon): Promise<void> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const killed = await Promise.race([
     d.exited.then(() => false),
-    new Promise<boolean>((r) => (timer = setTimeout(() => r(true), 20_000))),
+    // As long as systemd would wait (contrib/'s TimeoutStopSec): a shutdown may store the tree.
+    new Promise<boolean>((r) => (timer = setTimeout(() => r(true), 60_000))),
   ]);
   clearTimeout(timer);
   if (killed) {

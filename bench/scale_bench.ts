@@ -24,7 +24,6 @@ import { dropCaches, percentile } from "./common.ts";
 import {
   type Daemon,
   find,
-  mountedDev,
   scanDone,
   searchReady,
   spawnDaemon,

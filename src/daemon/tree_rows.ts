@@ -13,7 +13,7 @@
  * @module
  */
 import type { VirtualTree } from "../fs/mod.ts";
-import type { Database, TreeRow } from "../library/mod.ts";
+import type { Database, PackedTreeRows } from "../library/mod.ts";
 import { logger } from "../log/mod.ts";
 import { releaseFreeMemory } from "../sys/mod.ts";
 import { collectGarbage } from "../util/mod.ts";
@@ -41,7 +41,7 @@ export interface TreeRowsKeeperOptions {
   db: Database;
   tree: Pick<
     VirtualTree,
-    "takeRows" | "allRows" | "stats" | "recordRows" | "loaded" | "unload" | "idleMs"
+    "takeRows" | "rowCursor" | "stats" | "recordRows" | "loaded" | "unload" | "idleMs"
   >;
   /** See {@link treeShape}. */
   shape: string;
@@ -69,6 +69,8 @@ export class TreeRowsKeeper {
   /** When stopping: until when a dump may go on. */
   #deadline = 0;
   #dumping: Promise<void> | undefined;
+  /** Rows the dump under way has written. */
+  #dumped = 0;
 
   constructor(opts: TreeRowsKeeperOptions) {
     this.#o = opts;
@@ -167,8 +169,9 @@ export class TreeRowsKeeper {
 
   /**
    * Stop (at shutdown). Rows not yet stored (a daemon stopped right after its first scan) are
-   * stored now when that takes less than `budgetMs`, so the next start serves them at once;
-   * past it the dump stops, unstamped, and the next start builds the tree from the tracks.
+   * stored now when that takes less than `budgetMs` (a dump under way goes on), so the next
+   * start serves them at once; past it the dump stops, unstamped, and the next start builds
+   * the tree from the tracks.
    */
   async stop(budgetMs = 0): Promise<void> {
     // A dump under way goes on until the deadline (its progress is kept), then stops.
@@ -179,8 +182,12 @@ export class TreeRowsKeeper {
     this.#idleTimer = undefined;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
+    const storing = "Storing the tree in library.db for the next start ({rows} rows so far; " +
+      "a second signal skips it)";
+    if (this.#dumping) log.info(storing, { rows: this.#dumped });
     await this.#dumping;
     if (budgetMs > 0 && !this.#valid && this.#o.tree.loaded && performance.now() < deadline) {
+      log.info(storing, { rows: 0 });
       const done = await this.dump(deadline);
       if (!done) {
         log.info("The tree was not stored in library.db within {ms} ms at shutdown", {
@@ -200,26 +207,23 @@ export class TreeRowsKeeper {
     const version = this.#version;
     const started = performance.now();
     let rows = 0;
-    let part: TreeRow[] = [];
+    const part: PackedTreeRows = { values: [], count: 0 };
     let first = true;
-    const it = tree.allRows();
+    const cursor = tree.rowCursor();
     try {
       for (;;) {
-        const next = it.next();
-        if (!next.done) {
-          part.push(next.value);
-          if (part.length < DUMP_CHUNK) continue;
-        }
+        const done = cursor.fill(part, DUMP_CHUNK);
         db.saveTree({
           clear: first,
-          upserts: part,
+          upserts: [],
+          packed: part,
           deletes: [],
-          stamp: next.done ? this.#stamp() : undefined,
+          stamp: done ? this.#stamp() : undefined,
         });
-        rows += part.length;
-        part = [];
+        rows += part.count;
+        this.#dumped = rows;
         first = false;
-        if (next.done) break;
+        if (done) break;
         // Requests are served between parts; a batch meanwhile means starting over.
         await new Promise((r) => setTimeout(r, 0));
         if (this.#version !== version) return false;

@@ -34,6 +34,7 @@ export {
   type TreeStats,
   VirtualTree,
 } from "./tree.ts";
+export type { RowCursor } from "./rows.ts";
 export {
   DEFAULT_LAYOUT,
   type Layout,

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { Database } from "../library/db.ts";
 import type { FileUpsert } from "../library/db.ts";
+import type { PackedTreeRows } from "../library/tree_rows.ts";
 import type { Tags } from "../library/types.ts";
 import { INO, type Node, VirtualTree } from "./tree.ts";
 
@@ -127,10 +128,23 @@ Deno.test("stored tree: the rows serve exactly what the tree in memory serves, b
     });
     const tree = new VirtualTree({ origins, uid: 1000, gid: 1000, ...content() });
     const stamp = () => ({ generation: db.generation, layout: "", stats: "{}" });
-    db.saveTree(
-      { clear: true, upserts: [...tree.allRows()], deletes: [], stamp: stamp() },
-      tree.takeNameChanges(),
-    );
+    // Stored as a dump stores them: packed, a few rows a part (parts end mid-directory).
+    const cursor = tree.rowCursor();
+    const part: PackedTreeRows = { values: [], count: 0 };
+    let parts = 0;
+    let dumped = 0;
+    for (let done = false; !done; parts++) {
+      done = cursor.fill(part, 3);
+      dumped += part.count;
+      const last = done ? stamp() : undefined;
+      const names = parts === 0 ? tree.takeNameChanges() : [];
+      db.saveTree(
+        { clear: parts === 0, upserts: [], packed: part, deletes: [], stamp: last },
+        names,
+      );
+    }
+    assert.equal(dumped, [...tree.allRows()].length);
+    assert.ok(parts > 10);
     const stored = () =>
       new VirtualTree({
         origins,

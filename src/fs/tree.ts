@@ -108,6 +108,7 @@ import {
 } from "./nodes.ts";
 import { compare } from "./naming.ts";
 import type { TreeRow } from "../library/tree_rows.ts";
+import { RowCursor } from "./rows.ts";
 import {
   dirAttr,
   StoredCover,
@@ -705,9 +706,14 @@ export class VirtualTree {
     return this.#c.rows.take();
   }
 
-  /** Every row of the four views (for a full dump; do not apply changes meanwhile). */
+  /** Every row of the four views (tests; do not apply changes meanwhile). */
   allRows(): Generator<TreeRow> {
     return this.#c.rows.all();
+  }
+
+  /** Every row of the four views, part by part (a full dump; no changes between parts). */
+  rowCursor(): RowCursor {
+    return new RowCursor(this.#c);
   }
 
   /** Record the size of an embedded cover once its picture was extracted (until then: 0). */

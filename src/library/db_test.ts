@@ -7,6 +7,7 @@ import {
   openLibraryDatabase,
   SCHEMA_VERSION,
 } from "./db.ts";
+import { type PackedTreeRows, TREE_ROW_WIDTH, type TreeRow, TreeRowKind } from "./tree_rows.ts";
 import { DatabaseSync } from "node:sqlite";
 
 function upserts(originId: number, n: number, prefix = "a"): FileUpsert[] {
@@ -416,5 +417,56 @@ Deno.test("a schema-2 database migrates to the current schema keeping its tracks
       SCHEMA_VERSION,
     );
     check.close();
+  });
+});
+
+Deno.test("tree rows: rows and packed rows, many to a statement, replace by (parent, name); a dump clears first", async () => {
+  await withDir((dir) => {
+    const db = Database.open(`${dir}/library.db`);
+    try {
+      const row = (parent: number, i: number, size = i): TreeRow => ({
+        parent,
+        name: `${String(i).padStart(3, "0")} é.mp3`,
+        ino: 2 ** 52 + i,
+        kind: TreeRowKind.track,
+        ref: i,
+        path: null,
+        size,
+        mtimeMs: 1.7e12 + i,
+        nlink: 4,
+      });
+      // 250 rows: two statements of 100 and 50 rows one by one; 230 packed likewise.
+      const upserts = Array.from({ length: 250 }, (_, i) => row(10, i));
+      const packed: PackedTreeRows = { values: [], count: 230 };
+      for (let i = 0; i < 230; i++) {
+        const r = row(11, i);
+        packed.values.push(r.parent, r.name, r.ino, r.kind, r.ref, r.path, r.size, r.mtimeMs, 4);
+      }
+      packed.values.push(...Array(TREE_ROW_WIDTH).fill(0)); // past count: ignored
+      const stamp = { generation: db.generation, layout: "x", stats: "{}" };
+      db.saveTree({ clear: true, upserts, packed, deletes: [], stamp });
+      assert.equal(db.treeChildren(10).length, 250);
+      assert.deepEqual(
+        db.treeChildren(11).sort((a, b) => a.ref - b.ref),
+        Array.from({ length: 230 }, (_, i) => row(11, i)),
+      );
+      assert.deepEqual(db.treeEntryOf(2 ** 52 + 229), row(10, 229));
+      assert.equal(db.treeChildren(0).length, 0);
+      // The same keys again replace, in both forms.
+      db.saveTree({
+        upserts: Array.from({ length: 120 }, (_, i) => row(10, i, 7)),
+        deletes: [[11, "000 é.mp3"]],
+      });
+      const ten = db.treeChildren(10);
+      assert.equal(ten.length, 250);
+      assert.equal(ten.filter((r) => r.size === 7).length, 120);
+      assert.equal(db.treeChildren(11).length, 229);
+      assert.equal(db.treeStamp(), undefined); // a part without a stamp unstamps
+      db.saveTree({ clear: true, upserts: [row(12, 1)], deletes: [] });
+      assert.equal(db.treeChildren(10).length, 0);
+      assert.equal(db.treeChildren(12).length, 1);
+    } finally {
+      db.close();
+    }
   });
 });

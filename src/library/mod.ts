@@ -32,7 +32,14 @@ export type { Origin, Playlist, Problem, Tags, TrackRecord } from "./types.ts";
 export type { CoverImage, LibraryChange } from "./change.ts";
 export { emptyChange } from "./change.ts";
 export { markCleanClose, takeCleanClose } from "./clean_close.ts";
-export { type TreeRow, TreeRowKind, type TreeRowsUpdate, type TreeStamp } from "./tree_rows.ts";
+export {
+  type PackedTreeRows,
+  TREE_ROW_WIDTH,
+  type TreeRow,
+  TreeRowKind,
+  type TreeRowsUpdate,
+  type TreeStamp,
+} from "./tree_rows.ts";
 export {
   type Batch,
   type Cover,
