@@ -600,9 +600,22 @@ export class Database {
         sample_rate = ?, duration = ?, ctime_ms = ?, ino = ?, uid = ?, gid = ?, mode = ?,
         genres = ?, artist_sort = ?, album_artist_sort = ?, picture = ? WHERE id = ?`),
       deleteFile: p("DELETE FROM files WHERE id = ?"),
-      knownFiles: p(
-        `SELECT rel_path, size, mtime_ms, ctime_ms, ino FROM files WHERE origin_id = ?1 AND ${UNDER}`,
-      ),
+      knownFile: p(`SELECT id, size, mtime_ms, ctime_ms, ino FROM files
+        WHERE origin_id = ? AND rel_path = ?`),
+      lastFileId: p("SELECT max(id) AS n FROM files"),
+      // Pages by path on the (origin, path) index: no sort, and each page starts where the
+      // last one ended.
+      filesAfter: p(`SELECT id, rel_path FROM files WHERE origin_id = ? AND rel_path > ?
+        ORDER BY rel_path LIMIT ?`),
+      filesBetween: p(`SELECT id, rel_path FROM files WHERE origin_id = ? AND rel_path > ?
+        AND rel_path < ? ORDER BY rel_path LIMIT ?`),
+      knownCount: p(`SELECT (SELECT count(*) FROM files WHERE origin_id = ?1 AND ${UNDER})
+        + (SELECT count(*) FROM problems WHERE origin_id = ?1 AND size IS NOT NULL AND ${UNDER})
+        AS n`),
+      anyFile: p(`SELECT 1 FROM files WHERE origin_id = ?1 AND ${UNDER} LIMIT 1`),
+      anyKnown: p(`SELECT 1 FROM files WHERE origin_id = ?1 AND ${UNDER}
+        UNION ALL SELECT 1 FROM problems WHERE origin_id = ?1 AND size IS NOT NULL AND ${UNDER}
+        LIMIT 1`),
       knownProblems: p(`SELECT rel_path, size, mtime_ms FROM problems
         WHERE origin_id = ?1 AND size IS NOT NULL AND ${UNDER}`),
       problem: p(
@@ -676,7 +689,9 @@ export class Database {
     const arrays = [
       this.#s.insertFile,
       this.#s.names,
-      this.#s.knownFiles,
+      this.#s.knownFile,
+      this.#s.filesAfter,
+      this.#s.filesBetween,
       this.#s.knownProblems,
       this.#s.allTracks,
       this.#s.originTracks,
@@ -914,26 +929,75 @@ export class Database {
   }
 
   /**
-   * The stored size and mtime of every track and every parse problem of an origin (at or below
-   * `under` when given), by relative path: what the scanner compares a walk with.
+   * The stored size, mtime, ctime and inode of file `relPath` of an origin, with its id;
+   * undefined when it is not a track (see {@link KnownEntries}).
    */
-  knownEntries(originId: number, under = ""): Map<string, KnownEntry> {
+  knownFile(originId: number, relPath: string): [number, KnownEntry] | undefined {
+    this.#assertOpen();
+    type F = [number, number, number, number | null, number | null];
+    const r = this.#s.knownFile.get(originId, relPath) as unknown as F | undefined;
+    if (!r) return undefined;
+    const e: KnownEntry = { size: r[1], mtimeMs: r[2], kind: "track" };
+    if (r[3] !== null) e.ctimeMs = r[3];
+    if (r[4] !== null) e.ino = r[4];
+    return [r[0], e];
+  }
+
+  /** The highest file id given so far (0: none); ids are never reused. */
+  lastFileId(): number {
+    this.#assertOpen();
+    return ((this.#s.lastFileId.get() as Row).n as number | null) ?? 0;
+  }
+
+  /**
+   * Up to `limit` files of an origin with paths after `after` (and before `before` when given),
+   * in path order (binary): [id, path].
+   */
+  filesPage(
+    originId: number,
+    after: string,
+    before: string | undefined,
+    limit: number,
+  ): [number, string][] {
+    this.#assertOpen();
+    const rows = before === undefined
+      ? this.#s.filesAfter.all(originId, after, limit)
+      : this.#s.filesBetween.all(originId, after, before, limit);
+    return rows as unknown as [number, string][];
+  }
+
+  /** Whether a track is stored for an origin at or below `under`. */
+  hasKnownFile(originId: number, under = ""): boolean {
+    this.#assertOpen();
+    return this.#s.anyFile.get(originId, ...underParams(under)) !== undefined;
+  }
+
+  /** How many tracks and remembered problems are stored for an origin at or below `under`. */
+  knownCount(originId: number, under = ""): number {
+    this.#assertOpen();
+    return (this.#s.knownCount.get(originId, ...underParams(under)) as Row).n as number;
+  }
+
+  /**
+   * Whether a track or a remembered problem (see {@link knownProblems}) is stored for an origin
+   * at or below `under`.
+   */
+  hasKnown(originId: number, under = ""): boolean {
+    this.#assertOpen();
+    return this.#s.anyKnown.get(originId, ...underParams(under)) !== undefined;
+  }
+
+  /**
+   * The problems of an origin (at or below `under`) remembered with the size and mtime they
+   * failed at, by path (paths that are also tracks left out).
+   */
+  knownProblems(originId: number, under = ""): Map<string, KnownEntry> {
     this.#assertOpen();
     const out = new Map<string, KnownEntry>();
-    const params = underParams(under);
     type R = [string, number, number][];
-    type F = [string, number, number, number | null, number | null][];
-    const files = this.#s.knownFiles.all(originId, ...params) as unknown as F;
-    for (const [p, size, mtimeMs, ctimeMs, ino] of files) {
-      const e: KnownEntry = { size, mtimeMs, kind: "track" };
-      if (ctimeMs !== null) e.ctimeMs = ctimeMs;
-      if (ino !== null) e.ino = ino;
-      out.set(p, e);
-    }
-    for (
-      const [p, size, mtimeMs] of this.#s.knownProblems.all(originId, ...params) as unknown as R
-    ) {
-      if (!out.has(p)) out.set(p, { size, mtimeMs, kind: "problem" });
+    const rows = this.#s.knownProblems.all(originId, ...underParams(under)) as unknown as R;
+    for (const [p, size, mtimeMs] of rows) {
+      if (!this.#s.fileId.get(originId, p)) out.set(p, { size, mtimeMs, kind: "problem" });
     }
     return out;
   }

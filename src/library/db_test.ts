@@ -167,7 +167,8 @@ Deno.test("applyBatch reports added, changed and removed tracks and bumps the ge
         relPath: files[1].relPath,
         reason: "broken",
       }]);
-      assert.equal(db.knownEntries(o.id).get(files[1].relPath)?.kind, "problem");
+      assert.equal(db.knownProblems(o.id).get(files[1].relPath)?.kind, "problem");
+      assert.equal(db.knownFile(o.id, files[1].relPath), undefined);
 
       // The broken file was fixed: it becomes a track again, with a new id (never a reused one).
       const r4 = db.applyBatch({ files: [files[1]] });

@@ -28,6 +28,7 @@ import type { Origin, Playlist } from "./types.ts";
 import { decodePlaylist, MAX_PLAYLIST_BYTES, parsePlaylist } from "./playlist.ts";
 import type { WalkBatch, WalkFile, WalkRules } from "./walk.ts";
 import { Walker } from "./walker.ts";
+import { KnownEntries } from "./known_entries.ts";
 import { safeReason } from "./reason.ts";
 
 const log = logger("library", "scanner");
@@ -410,7 +411,7 @@ export class Scanner {
       ? AbortSignal.any([opts.signal, run.inner.signal])
       : run.inner.signal;
     signal.throwIfAborted();
-    const known = this.#db.knownEntries(origin.id, scope);
+    const known = new KnownEntries(this.#db, origin.id, scope);
     const knownCovers = this.#db.coversOf(origin.id, scope);
     const knownPlaylists = this.#db.knownPlaylists(origin.id, scope);
     const rechecked = new Set(this.#db.recheckedProblemPaths(origin.id, scope));
@@ -464,7 +465,6 @@ export class Scanner {
       run.report();
     };
 
-    const knownBefore = known.size;
     let found = 0;
     const onBatch = (b: WalkBatch) => {
       const h0 = performance.now();
@@ -475,8 +475,7 @@ export class Scanner {
       for (const f of b.files) {
         run.progress.seen++;
         run.result.seen++;
-        const k = known.get(f.relPath);
-        known.delete(f.relPath);
+        const k = known.take(f.relPath);
         rechecked.delete(f.relPath);
         if (k && unchanged(k, f)) {
           run.progress.unchanged++;
@@ -529,7 +528,7 @@ export class Scanner {
         }
       }
       for (const p of b.problems) {
-        known.delete(p.relPath);
+        known.take(p.relPath);
         rechecked.delete(p.relPath);
         run.result.problems++;
         run.pending.problems.push({ originId: origin.id, relPath: p.relPath, reason: p.reason });
@@ -559,15 +558,15 @@ export class Scanner {
       stages.workers = this.#pool.size;
       this.#commit(run);
 
-      if (scope === "" && knownBefore > 0 && found === 0 && failedDirs.length === 0) {
+      if (scope === "" && known.any && found === 0 && failedDirs.length === 0) {
         // A library root that suddenly holds nothing is far more often an unmounted share or
         // a dead NAS (its empty mountpoint) than a library deleted on purpose: keep its tracks.
-        throw new EmptyRootError(origin.path, knownBefore);
+        throw new EmptyRootError(origin.path, this.#db.knownCount(origin.id));
       }
       run.progress.phase = "removing";
       const keep = (p: string) =>
         summary.scope !== "missing" && failedDirs.some((d) => isUnder(p, d));
-      for (const p of known.keys()) {
+      for (const p of known.unseen()) {
         if (!keep(p)) run.pending.remove.push({ originId: origin.id, relPath: p });
       }
       for (const p of rechecked) {
