@@ -150,6 +150,8 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         fds,
       });
 
+    /** Control API requests answered (with the FUSE requests: see ServingOptions.activity). */
+    let controlRequests = 0;
     const startTracks = ours(allTracks);
     allTracks = [];
     probes.seed(startTracks);
@@ -174,6 +176,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       fdLimit: limits.soft,
       statusText: () => JSON.stringify(status(), null, 2) + "\n",
       session: () => session,
+      activity: () => (session?.stats.requests ?? 0) + controlRequests,
       onProblemsChanged: () => watch.stopWatchingIfFifo(),
       rescanPaths: (o, rels) => scanner.rescanPaths(o, rels),
     });
@@ -243,8 +246,12 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     });
 
     const controlHandlers: ControlHandlers = {
-      status,
+      status: () => {
+        controlRequests++;
+        return status();
+      },
       search: async (q, limit) => {
+        controlRequests++;
         const hits = await search.search(q, limit, { timeoutMs: 2000 });
         return {
           results: hits.map((h) => describeHit(tree, h.id, h.score, db!)).filter(Boolean),

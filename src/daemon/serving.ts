@@ -54,6 +54,8 @@ export interface ServingOptions {
   fdLimit: number;
   /** The text of /.musicfs/status. */
   statusText: () => string;
+  /** A count of the requests served (FUSE and control API): memory is released between them. */
+  activity: () => number;
   /** The FUSE session, once mounted. */
   session: () => FuseSession | undefined;
   /** Called when a batch changed the problem list. */
@@ -179,7 +181,7 @@ export function buildServing(o: ServingOptions): Serving {
     onRootGone: () => void health.probeNow(),
   });
   // Query folders go with the tree: only when the kernel holds none of them.
-  rows.dropWhenIdle(treeIdleMs(), () => ops.releaseSearchDirs());
+  rows.dropWhenIdle(treeIdleMs(), () => ops.releaseSearchDirs(), o.activity);
   return { tree, hub, ops, fds, rows };
 }
 

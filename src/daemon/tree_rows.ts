@@ -25,6 +25,18 @@ const DUMP_CHUNK = 5000;
 /** Changed rows past which a batch makes the stored rows wait for a dump instead. */
 const BIG_BATCH = 5000;
 
+/** How long a release of memory waits for a moment without requests, at most. */
+const RELEASE_WAIT_MS = 30_000;
+
+/**
+ * Give what the heaps freed back to the system: a full GC when the heap is small (the rows
+ * serve; the tree in memory is left to V8), then glibc's trim.
+ */
+function releaseMemory(smallHeap: boolean): void {
+  if (smallHeap) collectGarbage();
+  releaseFreeMemory();
+}
+
 /** The name assignments the tree settles, as rows (library.db). */
 type NameChanges = ReturnType<VirtualTree["takeNameChanges"]>;
 
@@ -52,6 +64,8 @@ export interface TreeRowsKeeperOptions {
   valid: number | undefined;
   /** No scan running: a full dump may start. */
   idle: () => boolean;
+  /** Gives freed memory back (tests watch it); `smallHeap`: the rows serve. */
+  release?: (smallHeap: boolean) => void;
 }
 
 /** Stores the tree's rows and name assignments after each batch (the change hub's `names`). */
@@ -135,12 +149,19 @@ export class TreeRowsKeeper {
   /**
    * Drop the tree from memory once it has not been needed for `idleMs` (0: never) and the
    * stored rows picture it, when `canDrop` agrees: the rows serve until it is needed again.
+   * `activity` (a count of requests served) keeps the memory release off busy moments.
    */
-  dropWhenIdle(idleMs: number, canDrop: () => boolean): void {
+  dropWhenIdle(idleMs: number, canDrop: () => boolean, activity: () => number = () => 0): void {
     if (this.#idleTimer !== undefined) return;
     const every = Math.max(250, Math.min(1_000, idleMs > 0 ? idleMs / 4 : 1_000));
+    let lastActivity = activity();
+    /** Since when a release of memory waits for a tick without requests. */
+    let releaseDue: number | undefined;
     this.#idleTimer = setInterval(() => {
       const { tree, db } = this.#o;
+      const now = activity();
+      const calm = now === lastActivity;
+      lastActivity = now;
       if (!this.#o.idle() || this.#dumping) {
         this.#quiet = 0;
         return;
@@ -158,10 +179,14 @@ export class TreeRowsKeeper {
       }
       // What a scan, a build or a dump freed goes back to the system once things are quiet,
       // and again a few seconds later, when idle workers (the walker's) have stopped.
-      if (this.#quiet === 1 || this.#quiet === 6) {
-        // Cheap while the rows serve (a small heap); the tree in memory is left to V8.
-        if (!tree.loaded) collectGarbage();
-        releaseFreeMemory();
+      if (this.#quiet === 1 || this.#quiet === 6) releaseDue ??= performance.now();
+      // A full GC and a trim hold this thread for a few ms: not while requests come (a search
+      // answered meanwhile took 15 ms instead of 3), unless they never stop.
+      if (
+        releaseDue !== undefined && (calm || performance.now() - releaseDue > RELEASE_WAIT_MS)
+      ) {
+        releaseDue = undefined;
+        (this.#o.release ?? releaseMemory)(!tree.loaded);
       }
     }, every);
     Deno.unrefTimer(this.#idleTimer);

@@ -134,3 +134,35 @@ Deno.test("tree rows keeper: a daemon stopped right after a big scan stores the 
     assert.notEqual(db.treeStamp()?.generation, db.generation);
   });
 });
+
+Deno.test("tree rows keeper: memory is given back once requests pause, not while they come", async () => {
+  await withLibrary(async (db) => {
+    const tree = new VirtualTree({ origins: db.origins(), uid: 0, gid: 0, tracks: [] });
+    let requests = 0;
+    const released: number[] = [];
+    const keeper = new TreeRowsKeeper({
+      db,
+      tree,
+      shape: treeShape(undefined, ["/music"]),
+      valid: undefined,
+      idle: () => true,
+      release: () => released.push(requests),
+    });
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    try {
+      // Ticks every 250 ms; a request every 20 ms keeps every tick busy.
+      keeper.dropWhenIdle(1000, () => false, () => requests);
+      const busyUntil = Date.now() + 1500;
+      while (Date.now() < busyUntil) {
+        requests++;
+        await sleep(20);
+      }
+      assert.deepEqual(released, [], "nothing released while requests come");
+      const until = Date.now() + 3000;
+      while (released.length === 0 && Date.now() < until) await sleep(50);
+      assert.deepEqual(released, [requests], "released at the first calm tick");
+    } finally {
+      await keeper.stop();
+    }
+  });
+});
