@@ -37,13 +37,20 @@ export interface UnmountOptions extends DaemonOptions {
    * is cleared (the daemon of `stateDir` is not asked).
    */
   daemonless?: boolean;
-  /** How long to wait for the daemon to exit after asking. Default 15 000 ms. */
+  /**
+   * How long to wait for the daemon to exit after asking. Default 60 000 ms: as long as
+   * systemd waits (contrib/'s TimeoutStopSec), since a shutdown right after the first scan of a
+   * large library stores the tree for the next start first (1M tracks: 13-19 s).
+   */
   timeoutMs?: number;
+  /** After how long the wait says what is taking time. Default 3 000 ms. */
+  slowMs?: number;
   /** Where to print; default stdout/stderr. */
   io?: CommandIo;
 }
 
 const POLL_MS = 100;
+const SLOW_MS = 3_000;
 
 /**
  * Stops the daemon of `opts.stateDir` and waits (bounded) until its process is gone. Resolves
@@ -69,8 +76,17 @@ export async function unmountCommand(opts: UnmountOptions): Promise<number> {
       // Gone between the two requests: that is what was asked for.
       if (!(e instanceof DaemonNotRunningError)) throw e;
     }
-    const timeoutMs = opts.timeoutMs ?? 15_000;
-    if (!(await waitUntilStopped(opts, owner, timeoutMs))) {
+    const timeoutMs = opts.timeoutMs ?? 60_000;
+    const slow = setTimeout(() => {
+      io.err(
+        "musicfs: waiting for the daemon's shutdown (after a scan it may be storing the tree " +
+          "for the next start)",
+      );
+    }, opts.slowMs ?? SLOW_MS);
+    const stopped = await waitUntilStopped(opts, owner, timeoutMs).finally(() =>
+      clearTimeout(slow)
+    );
+    if (!stopped) {
       const who = owner ? `the daemon (pid ${owner.pid})` : "the daemon";
       throw new CommandError(
         `${who} did not stop within ${+(timeoutMs / 1000).toFixed(1)} s`,

@@ -99,8 +99,10 @@ Deno.test("unmount gives up, bounded, on a daemon that does not stop", async () 
     });
     try {
       const c = capture();
-      assert.equal(await unmountCommand({ stateDir: dir, timeoutMs: 300, io: c.io }), 1);
+      const opts = { stateDir: dir, timeoutMs: 300, slowMs: 100, io: c.io };
+      assert.equal(await unmountCommand(opts), 1);
       assert.deepEqual(c.err, [
+        "musicfs: waiting for the daemon's shutdown (after a scan it may be storing the tree for the next start)",
         `musicfs: the daemon (pid ${Deno.pid}) did not stop within 0.3 s (see its log; to get out now: musicfs unmount --force)`,
       ]);
     } finally {
