@@ -602,6 +602,11 @@ export class Database {
       deleteFile: p("DELETE FROM files WHERE id = ?"),
       knownFile: p(`SELECT id, size, mtime_ms, ctime_ms, ino FROM files
         WHERE origin_id = ? AND rel_path = ?`),
+      // One statement for a walk batch's files: 1.4 µs a file against 5-6 µs for a query each.
+      knownFilesOf: p(
+        `SELECT j.key, f.id, f.size, f.mtime_ms, f.ctime_ms, f.ino FROM json_each(?2) j
+        CROSS JOIN files f ON f.origin_id = ?1 AND f.rel_path = j.value`,
+      ),
       lastFileId: p("SELECT max(id) AS n FROM files"),
       // Pages by path on the (origin, path) index: no sort, and each page starts where the
       // last one ended.
@@ -690,6 +695,7 @@ export class Database {
       this.#s.insertFile,
       this.#s.names,
       this.#s.knownFile,
+      this.#s.knownFilesOf,
       this.#s.filesAfter,
       this.#s.filesBetween,
       this.#s.knownProblems,
@@ -941,6 +947,25 @@ export class Database {
     if (r[3] !== null) e.ctimeMs = r[3];
     if (r[4] !== null) e.ino = r[4];
     return [r[0], e];
+  }
+
+  /**
+   * {@link knownFile} for each of `relPaths` (one statement): the entries by index in
+   * `relPaths`, undefined where the path is not a track.
+   */
+  knownFiles(originId: number, relPaths: readonly string[]): ([number, KnownEntry] | undefined)[] {
+    this.#assertOpen();
+    const out: ([number, KnownEntry] | undefined)[] = new Array(relPaths.length);
+    if (relPaths.length === 0) return out;
+    type F = [number, number, number, number, number | null, number | null];
+    const rows = this.#s.knownFilesOf.all(originId, JSON.stringify(relPaths)) as unknown as F[];
+    for (const [i, id, size, mtimeMs, ctimeMs, ino] of rows) {
+      const e: KnownEntry = { size, mtimeMs, kind: "track" };
+      if (ctimeMs !== null) e.ctimeMs = ctimeMs;
+      if (ino !== null) e.ino = ino;
+      out[i] = [id, e];
+    }
+    return out;
   }
 
   /** The highest file id given so far (0: none); ids are never reused. */

@@ -59,9 +59,26 @@ export class KnownEntries {
     if (!this.#files) return problem;
     const file = this.#db.knownFile(this.#originId, relPath);
     if (!file) return problem;
-    const id = file[0];
-    if (id <= this.#lastId) this.#seen[id >> 3] |= 1 << (id & 7);
+    this.#see(file[0]);
     return file[1];
+  }
+
+  #see(id: number): void {
+    if (id <= this.#lastId) this.#seen[id >> 3] |= 1 << (id & 7);
+  }
+
+  /** {@link take} for each of `relPaths` (a walk batch's files), in one query. */
+  takeAll(relPaths: readonly string[]): (KnownEntry | undefined)[] {
+    const out: (KnownEntry | undefined)[] = new Array(relPaths.length);
+    const files = this.#files ? this.#db.knownFiles(this.#originId, relPaths) : undefined;
+    for (let i = 0; i < relPaths.length; i++) {
+      const problem = this.#problems.get(relPaths[i]);
+      if (problem) this.#problems.delete(relPaths[i]);
+      const file = files?.[i];
+      if (file) this.#see(file[0]);
+      out[i] = file ? file[1] : problem;
+    }
+    return out;
   }
 
   /** The paths stored when the scan began and not taken since: files (by path), then problems. */

@@ -19,7 +19,11 @@ Deno.test("known entries: what the walk did not meet, over pages, within the sco
     });
     const known = new KnownEntries(db, o.id, "a");
     assert.equal(known.any, true);
-    for (let i = 0; i < inA.length; i += 2) assert.equal(known.take(inA[i])?.kind, "track");
+    // Half one by one, half as a walk batch's files (one query), with a path not stored.
+    for (let i = 0; i < inA.length; i += 4) assert.equal(known.take(inA[i])?.kind, "track");
+    const batch = inA.filter((_, i) => i % 4 === 2);
+    const got = known.takeAll([...batch, "a/nope.mp3"]);
+    assert.deepEqual(got.map((k) => k?.kind), [...batch.map(() => "track"), undefined]);
     assert.equal(known.take("a/new.mp3"), undefined);
     // A file added while the scan runs is its own, never "not met".
     db.applyBatch({ files: [file(o.id, "a/new.mp3")] });
@@ -50,7 +54,7 @@ Deno.test("known entries: a file scope, problems remembered by size, a track bef
     assert.deepEqual([...single.unseen()], []);
 
     const known = new KnownEntries(db, o.id, "x");
-    const bad = known.take("x/bad.mp3");
+    const [bad] = known.takeAll(["x/bad.mp3"]);
     assert.deepEqual(bad, { size: 9, mtimeMs: 2, kind: "problem" });
     known.take("x/one.mp3");
     // Walk problems (no size) are re-checked by the scanner on its own, not remembered here.

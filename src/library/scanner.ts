@@ -472,10 +472,12 @@ export class Scanner {
       // The count of hidden folders (at the root's own path) is not something found in it: an
       // emptied mountpoint with only a .Trash folder left must still look empty.
       found += b.files.length + b.problems.filter((p) => p.relPath !== "").length;
-      for (const f of b.files) {
+      const ks = known.takeAll(b.files.map((f) => f.relPath));
+      for (let i = 0; i < b.files.length; i++) {
+        const f = b.files[i];
+        const k = ks[i];
         run.progress.seen++;
         run.result.seen++;
-        const k = known.take(f.relPath);
         rechecked.delete(f.relPath);
         if (k && unchanged(k, f)) {
           run.progress.unchanged++;
