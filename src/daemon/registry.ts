@@ -12,6 +12,7 @@
  */
 import { createHash } from "node:crypto";
 import { resolve } from "node:path";
+import { exists } from "../util/mod.ts";
 import { isOwnerAlive, processStartTime } from "./lock.ts";
 
 /** One running daemon as the registry records it. */
@@ -48,17 +49,25 @@ function entryFile(dir: string, mountpoint: string): string {
 
 /**
  * Records this process as the daemon of `entry.mountpoint` (atomically: temp file, rename).
- * Returns a function that removes the entry again (only while it is still ours).
+ * Returns a function that removes the entry again (only while it is still ours). Throws when
+ * the registry lies in an `XDG_RUNTIME_DIR` (of `env`) that no longer exists.
  */
 export async function register(
   entry: Omit<RegistryEntry, "pid" | "startTime">,
   dir: string = registryDir(),
+  env: { get(name: string): string | undefined } = Deno.env,
 ): Promise<() => Promise<void>> {
   const full: RegistryEntry = {
     ...entry,
     pid: Deno.pid,
     startTime: processStartTime(Deno.pid),
   };
+  // The runtime dir belongs to the login session (or a test's private environment): once it
+  // is gone, a late daemon must not create it again in its place.
+  const runtime = env.get("XDG_RUNTIME_DIR");
+  if (runtime && dir.startsWith(`${resolve(runtime)}/`) && !(await exists(runtime))) {
+    throw new Error(`Cannot record the mount: XDG_RUNTIME_DIR ${runtime} does not exist`);
+  }
   await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
   const file = entryFile(dir, entry.mountpoint);
   const tmp = `${file}.${Deno.pid}.tmp`;
