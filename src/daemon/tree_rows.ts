@@ -232,6 +232,7 @@ export class TreeRowsKeeper {
     const version = this.#version;
     const started = performance.now();
     let rows = 0;
+    this.#dumped = 0;
     const part: PackedTreeRows = { values: [], count: 0 };
     let first = true;
     const cursor = tree.rowCursor();
