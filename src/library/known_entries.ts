@@ -1,8 +1,8 @@
 /**
  * What a scan knows of the scope it walks, without a Map of every stored file: at 1M tracks
  * that Map held most of the daemon's 460 MB heap for the whole revalidating scan at each start.
- * A walked file is looked up by its path (one indexed query) and marked seen by its id in a
- * bitmap (ids are never reused; 1M files: 125 KB); the files not seen are read back page by
+ * The files of a walk batch are looked up by path in one query, and marked seen by their ids in
+ * a bitmap (ids are never reused; 1M files: 125 KB); the files not seen are read back page by
  * page at the end. Problems, which are few, stay in a Map.
  *
  * ```ts
@@ -46,7 +46,7 @@ export class KnownEntries {
     this.#originId = originId;
     this.#scope = scope;
     this.#lastId = db.lastFileId();
-    this.#seen = new Uint8Array((this.#lastId >> 3) + 1);
+    this.#seen = new Uint8Array(Math.floor(this.#lastId / 8) + 1);
     this.#problems = db.knownProblems(originId, scope);
     this.any = db.hasKnown(originId, scope);
     this.#files = this.any && db.hasKnownFile(originId, scope);
@@ -64,7 +64,7 @@ export class KnownEntries {
   }
 
   #see(id: number): void {
-    if (id <= this.#lastId) this.#seen[id >> 3] |= 1 << (id & 7);
+    if (id <= this.#lastId) this.#seen[Math.floor(id / 8)] |= 1 << (id % 8);
   }
 
   /** {@link take} for each of `relPaths` (a walk batch's files), in one query. */
@@ -104,6 +104,6 @@ export class KnownEntries {
   }
 
   #unseenId(id: number): boolean {
-    return id <= this.#lastId && (this.#seen[id >> 3] & (1 << (id & 7))) === 0;
+    return id <= this.#lastId && (this.#seen[Math.floor(id / 8)] & (1 << (id % 8))) === 0;
   }
 }
