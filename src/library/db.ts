@@ -600,8 +600,6 @@ export class Database {
         sample_rate = ?, duration = ?, ctime_ms = ?, ino = ?, uid = ?, gid = ?, mode = ?,
         genres = ?, artist_sort = ?, album_artist_sort = ?, picture = ? WHERE id = ?`),
       deleteFile: p("DELETE FROM files WHERE id = ?"),
-      knownFile: p(`SELECT id, size, mtime_ms, ctime_ms, ino FROM files
-        WHERE origin_id = ? AND rel_path = ?`),
       // One statement for a walk batch's files: 1.4 µs a file against 5-6 µs for a query each.
       knownFilesOf: p(
         `SELECT j.key, f.id, f.size, f.mtime_ms, f.ctime_ms, f.ino FROM json_each(?2) j
@@ -618,9 +616,6 @@ export class Database {
         + (SELECT count(*) FROM problems WHERE origin_id = ?1 AND size IS NOT NULL AND ${UNDER})
         AS n`),
       anyFile: p(`SELECT 1 FROM files WHERE origin_id = ?1 AND ${UNDER} LIMIT 1`),
-      anyKnown: p(`SELECT 1 FROM files WHERE origin_id = ?1 AND ${UNDER}
-        UNION ALL SELECT 1 FROM problems WHERE origin_id = ?1 AND size IS NOT NULL AND ${UNDER}
-        LIMIT 1`),
       knownProblems: p(`SELECT rel_path, size, mtime_ms FROM problems
         WHERE origin_id = ?1 AND size IS NOT NULL AND ${UNDER}`),
       problem: p(
@@ -694,7 +689,6 @@ export class Database {
     const arrays = [
       this.#s.insertFile,
       this.#s.names,
-      this.#s.knownFile,
       this.#s.knownFilesOf,
       this.#s.filesAfter,
       this.#s.filesBetween,
@@ -935,27 +929,12 @@ export class Database {
   }
 
   /**
-   * The stored size, mtime, ctime and inode of file `relPath` of an origin, with its id;
-   * undefined when it is not a track (see {@link KnownEntries}).
-   */
-  knownFile(originId: number, relPath: string): [number, KnownEntry] | undefined {
-    this.#assertOpen();
-    type F = [number, number, number, number | null, number | null];
-    const r = this.#s.knownFile.get(originId, relPath) as unknown as F | undefined;
-    if (!r) return undefined;
-    const e: KnownEntry = { size: r[1], mtimeMs: r[2], kind: "track" };
-    if (r[3] !== null) e.ctimeMs = r[3];
-    if (r[4] !== null) e.ino = r[4];
-    return [r[0], e];
-  }
-
-  /**
-   * {@link knownFile} for each of `relPaths` (one statement): the entries by index in
-   * `relPaths`, undefined where the path is not a track.
+   * The stored size, mtime, ctime and inode, with the id, of each of `relPaths` of an origin (one
+   * statement): by index in `relPaths`, undefined where the path is not a track.
    */
   knownFiles(originId: number, relPaths: readonly string[]): ([number, KnownEntry] | undefined)[] {
     this.#assertOpen();
-    const out: ([number, KnownEntry] | undefined)[] = new Array(relPaths.length);
+    const out: ([number, KnownEntry] | undefined)[] = new Array(relPaths.length).fill(undefined);
     if (relPaths.length === 0) return out;
     type F = [number, number, number, number, number | null, number | null];
     const rows = this.#s.knownFilesOf.all(originId, JSON.stringify(relPaths)) as unknown as F[];
@@ -1001,15 +980,6 @@ export class Database {
   knownCount(originId: number, under = ""): number {
     this.#assertOpen();
     return (this.#s.knownCount.get(originId, ...underParams(under)) as Row).n as number;
-  }
-
-  /**
-   * Whether a track or a remembered problem (see {@link knownProblems}) is stored for an origin
-   * at or below `under`.
-   */
-  hasKnown(originId: number, under = ""): boolean {
-    this.#assertOpen();
-    return this.#s.anyKnown.get(originId, ...underParams(under)) !== undefined;
   }
 
   /**

@@ -168,7 +168,7 @@ Deno.test("applyBatch reports added, changed and removed tracks and bumps the ge
         reason: "broken",
       }]);
       assert.equal(db.knownProblems(o.id).get(files[1].relPath)?.kind, "problem");
-      assert.equal(db.knownFile(o.id, files[1].relPath), undefined);
+      assert.deepEqual(db.knownFiles(o.id, [files[1].relPath]), [undefined]);
 
       // The broken file was fixed: it becomes a track again, with a new id (never a reused one).
       const r4 = db.applyBatch({ files: [files[1]] });

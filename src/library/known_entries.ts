@@ -48,19 +48,13 @@ export class KnownEntries {
     this.#lastId = db.lastFileId();
     this.#seen = new Uint8Array(Math.floor(this.#lastId / 8) + 1);
     this.#problems = db.knownProblems(originId, scope);
-    this.any = db.hasKnown(originId, scope);
-    this.#files = this.any && db.hasKnownFile(originId, scope);
+    this.#files = db.hasKnownFile(originId, scope);
+    this.any = this.#files || this.#problems.size > 0;
   }
 
   /** What is known of `relPath` (its track, else its problem); from now on it counts as seen. */
   take(relPath: string): KnownEntry | undefined {
-    const problem = this.#problems.get(relPath);
-    if (problem) this.#problems.delete(relPath);
-    if (!this.#files) return problem;
-    const file = this.#db.knownFile(this.#originId, relPath);
-    if (!file) return problem;
-    this.#see(file[0]);
-    return file[1];
+    return this.takeAll([relPath])[0];
   }
 
   #see(id: number): void {
@@ -89,7 +83,7 @@ export class KnownEntries {
       return;
     }
     if (scope !== "") {
-      const exact = this.#db.knownFile(this.#originId, scope);
+      const exact = this.#db.knownFiles(this.#originId, [scope])[0];
       if (exact && this.#unseenId(exact[0])) yield scope;
     }
     let after = scope === "" ? "" : `${scope}/`;
