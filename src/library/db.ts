@@ -1205,13 +1205,12 @@ export class Database {
       this.#s.clearTreeMeta.run();
       const st = update.stamp;
       if (st) {
-        // SQLite sorts the index in memory under cache_size (else in temp files and merged),
-        // on a second thread when allowed: 3.3 s -> ? s for 5M rows.
+        // SQLite may sort the index on a second thread: 3.3 -> 2.6 s for 4.9M rows (1M tracks).
         this.#db.exec("PRAGMA threads = 2");
         try {
           this.#db.exec(TREE_INDEX);
         } finally {
-          this.#db.exec("PRAGMA threads = 0; PRAGMA cache_size = -8192");
+          this.#db.exec("PRAGMA threads = 0");
         }
         this.#s.setTreeMeta.run("generation", st.generation);
         this.#s.setTreeMeta.run("layout", st.layout);
@@ -1221,43 +1220,26 @@ export class Database {
   }
 
   /**
-   * Rows by {@link TREE_ROWS_PER_STATEMENT} in one statement, the rest one by one: a full
-   * dump's 5M rows at 1M tracks took 2x as long one statement a row.
+   * A batch's rows one by one (a few thousand at most); a dump's packed rows by
+   * {@link TREE_ROWS_PER_STATEMENT} in one statement: its 5M rows at 1M tracks took 2x as long
+   * one statement a row.
    */
   #upsertTreeRows(rows: readonly TreeRow[], packed: PackedTreeRows | undefined): void {
-    const args = this.#treeArgs;
-    let i = 0;
-    for (; i + TREE_ROWS_PER_STATEMENT <= rows.length; i += TREE_ROWS_PER_STATEMENT) {
-      for (let k = 0, o = 0; k < TREE_ROWS_PER_STATEMENT; k++, o += TREE_ROW_WIDTH) {
-        const r = rows[i + k];
-        args[o] = r.parent;
-        args[o + 1] = r.name;
-        args[o + 2] = r.ino;
-        args[o + 3] = r.kind;
-        args[o + 4] = r.ref;
-        args[o + 5] = r.path;
-        args[o + 6] = r.size;
-        args[o + 7] = r.mtimeMs;
-        args[o + 8] = r.nlink;
-      }
-      this.#s.upsertTreeMany.run(...args);
-    }
     const up = this.#s.upsertTree;
-    for (; i < rows.length; i++) {
-      const r = rows[i];
+    for (const r of rows) {
       up.run(r.parent, r.name, r.ino, r.kind, r.ref, r.path, r.size, r.mtimeMs, r.nlink);
     }
-    if (packed) {
-      const v = packed.values;
-      const end = packed.count * TREE_ROW_WIDTH;
-      const step = TREE_ROWS_PER_STATEMENT * TREE_ROW_WIDTH;
-      let o = 0;
-      for (; o + step <= end; o += step) {
-        for (let k = 0; k < step; k++) args[k] = v[o + k];
-        this.#s.upsertTreeMany.run(...args);
-      }
-      for (; o < end; o += TREE_ROW_WIDTH) up.run(...v.slice(o, o + TREE_ROW_WIDTH));
+    if (!packed) return;
+    const args = this.#treeArgs;
+    const v = packed.values;
+    const end = packed.count * TREE_ROW_WIDTH;
+    const step = TREE_ROWS_PER_STATEMENT * TREE_ROW_WIDTH;
+    let o = 0;
+    for (; o + step <= end; o += step) {
+      for (let k = 0; k < step; k++) args[k] = v[o + k];
+      this.#s.upsertTreeMany.run(...args);
     }
+    for (; o < end; o += TREE_ROW_WIDTH) up.run(...v.slice(o, o + TREE_ROW_WIDTH));
     args.fill(null);
   }
 

@@ -436,7 +436,7 @@ Deno.test("tree rows: rows and packed rows, many to a statement, replace by (par
         mtimeMs: 1.7e12 + i,
         nlink: 4,
       });
-      // 250 rows: two statements of 100 and 50 rows one by one; 230 packed likewise.
+      // 250 rows one by one; 230 packed: two statements of 100, then 30 one by one.
       const upserts = Array.from({ length: 250 }, (_, i) => row(10, i));
       const packed: PackedTreeRows = { values: [], count: 230 };
       for (let i = 0; i < 230; i++) {
