@@ -74,9 +74,16 @@ export interface MoveAsideOptions {
  */
 export function moveAside(path: string, options: MoveAsideOptions): string | undefined {
   const companions = options.companions ?? [];
-  // ISO time without ':' (awkward in file names); sorts in time order as text.
-  let target = `${path}.corrupt-${stampNow()}`;
-  for (let i = 2; existsSync(target); i++) target = `${path}.corrupt-${stampNow()}.${i}`;
+  // ISO time without ':' (awkward in file names), after every copy already set aside: two in
+  // the same millisecond get `.2`, `.3`..., so the newest is never the one pruned.
+  const stamps = [...asideStamps(path, companions)].sort(byStamp);
+  const newest = stamps.at(-1);
+  let stamp = stampNow();
+  if (newest !== undefined && byStamp(newest, stamp) >= 0) {
+    const [time, n] = splitStamp(newest);
+    stamp = `${time}.${n + 1}`;
+  }
+  const target = `${path}.corrupt-${stamp}`;
   try {
     Deno.renameSync(path, target);
   } catch (e) {
@@ -99,7 +106,8 @@ function stampNow(): string {
   return new Date().toISOString().replaceAll(":", "-");
 }
 
-function pruneAside(path: string, keep: number, companions: string[]): void {
+/** The time (and same-millisecond counter) of each copy of `path` set aside. */
+function asideStamps(path: string, companions: string[]): Set<string> {
   const slash = path.lastIndexOf("/");
   const dir = slash >= 0 ? path.slice(0, slash) || "/" : ".";
   const base = path.slice(slash + 1) + ".corrupt-";
@@ -111,7 +119,28 @@ function pruneAside(path: string, keep: number, companions: string[]): void {
     if (suffix) stamp = stamp.slice(0, -suffix.length);
     stamps.add(stamp);
   }
-  for (const stamp of [...stamps].sort().reverse().slice(keep)) {
+  return stamps;
+}
+
+/** A stamp's time and its same-millisecond counter (1 when it has none). */
+function splitStamp(stamp: string): [string, number] {
+  const m = /^(.*Z)\.(\d+)$/.exec(stamp);
+  return m ? [m[1], Number(m[2])] : [stamp, 1];
+}
+
+/** Oldest first: by time (ISO text), then by counter as a number (`.10` after `.9`). */
+function byStamp(a: string, b: string): number {
+  const [ta, na] = splitStamp(a);
+  const [tb, nb] = splitStamp(b);
+  return ta < tb ? -1 : ta > tb ? 1 : na - nb;
+}
+
+function pruneAside(path: string, keep: number, companions: string[]): void {
+  const slash = path.lastIndexOf("/");
+  const dir = slash >= 0 ? path.slice(0, slash) || "/" : ".";
+  const base = path.slice(slash + 1) + ".corrupt-";
+  const stamps = [...asideStamps(path, companions)].sort(byStamp);
+  for (const stamp of stamps.reverse().slice(keep)) {
     for (const suffix of ["", ...companions]) {
       try {
         Deno.removeSync(`${dir}/${base}${stamp}${suffix}`, { recursive: true });

@@ -50,6 +50,27 @@ Deno.test("moveAside: renames with companions, keeps the newest few, absent is u
   }
 });
 
+Deno.test("moveAside: copies set aside within one millisecond keep their order, past .9 too", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/search.db`;
+    const moved: string[] = [];
+    // Fast enough that most land in the same millisecond: the newest three must be the kept ones
+    // (a name freed by pruning was reused once, and the newest copy was pruned at once).
+    for (let i = 0; i < 14; i++) {
+      await Deno.writeTextFile(path, `copy ${i}`);
+      moved.push(moveAside(path, { keep: 3 })!);
+    }
+    const kept = [...Deno.readDirSync(dir)].map((e) => `${dir}/${e.name}`).sort();
+    assert.deepEqual(kept, moved.slice(-3).sort());
+    for (const m of moved.slice(-3)) {
+      assert.equal(await Deno.readTextFile(m), `copy ${moved.indexOf(m)}`);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("collectGarbage: a full collection on demand shrinks the heap", () => {
   let junk: unknown[] | null = [];
   for (let i = 0; i < 300_000; i++) junk.push({ i, s: `item ${i}` });
